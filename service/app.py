@@ -1,0 +1,128 @@
+"""The Flask application factory: configuration, surfaces, and one error policy for all of them.
+
+Every error a caller can cause leaves as a FHIR OperationOutcome with a 4xx status; an
+unexpected failure leaves as a 500 OperationOutcome without internals (and is logged with a
+request id, never with the request body).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from .assessment_model import InputIssue
+from .config import PACKAGE_DIR, load_config
+from .errors import AuthenticationError, ServiceError
+from .fhir_outputs.operation_outcome import operation_outcome
+from .http_io import fhir_response
+
+log = logging.getLogger("calcinosis_cds")
+
+_HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-costly",
+                     415: "not-supported"}
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("calcinosis_cds").setLevel(level)
+    logging.getLogger("service").setLevel(level)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError) -> Response:
+        log.info("request %s rejected: %s %s", g.get("request_id"), error.status,
+                 "; ".join(i.code for i in error.issues))
+        return fhir_response(operation_outcome(error.issues), status=error.status)
+
+    @app.errorhandler(AuthenticationError)
+    def authentication_error(error: AuthenticationError) -> Response:
+        # The spec asks for a bare 401; the reason goes to the log only (no token in it).
+        log.warning("request %s unauthenticated: %s", g.get("request_id"), error.reason)
+        return Response(status=401)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        issue = InputIssue("error", _HTTP_ISSUE_CODES.get(status, "processing"),
+                           f"{error.name}: {error.description}", None)
+        response = fhir_response(operation_outcome([issue]), status=status)
+        if status == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> Response:
+        log.exception("request %s failed unexpectedly", g.get("request_id"))
+        issue = InputIssue("fatal", "exception",
+                           f"internal error while processing the request (request id {g.get('request_id')})",
+                           None)
+        return fhir_response(operation_outcome([issue]), status=500)
+
+
+def _register_request_logging(app: Flask) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        # Method, route and status only: never bodies, query strings, tokens or patient data.
+        log.info("%s %s %s %.1fms id=%s", request.method, request.path, response.status_code,
+                 elapsed_ms, g.get("request_id"))
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+
+def _register_docs(app: Flask) -> None:
+    rules_readme = PACKAGE_DIR / "knowledge" / "README.md"
+
+    @app.get("/docs/rules")
+    def rule_documentation() -> Response:
+        """The rule library's documentation, linked from every card."""
+        text = rules_readme.read_text(encoding="utf-8") if rules_readme.exists() else "# Rule library\n"
+        return Response(text, mimetype="text/markdown")
+
+    @app.get("/healthz")
+    def health() -> Response:
+        return Response('{"status":"ok"}', mimetype="application/json")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the service. Config layers: defaults, then CALCINOSIS_* environment, then `config`."""
+    settings = load_config(config)
+    app = Flask(__name__)
+    app.config["CALCINOSIS"] = settings
+    app.config.update({k: v for k, v in settings.items() if k.isupper()})
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+    _configure_logging(str(settings.get("LOG_LEVEL", "INFO")))
+
+    # Compile the rule library now: a broken library fails at start, not on a patient's request.
+    from .assess import get_assessor
+    get_assessor(settings)
+
+    from . import fhir_api
+    app.register_blueprint(fhir_api.blueprint)
+    try:
+        from . import cds_hooks
+    except ImportError as error:  # pragma: no cover - the surface ships with the package
+        log.error("CDS Hooks surface unavailable: %s", error)
+    else:
+        app.register_blueprint(cds_hooks.blueprint)
+        if hasattr(cds_hooks, "init_app"):
+            cds_hooks.init_app(app)
+
+    _register_error_handlers(app)
+    _register_request_logging(app)
+    _register_docs(app)
+    return app

@@ -1,0 +1,116 @@
+"""The assessment of one patient, as plain data.
+
+This is the seam between the core (ingest -> normalize -> rule library) and
+every surface that presents it: FHIR resources for `$assess`, cards for CDS
+Hooks, the CLI summary. Keeping it free of FHIR and Flask types lets each
+surface be built and tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+CalcinosisType = Literal["dystrophic", "metastatic", "idiopathic", "iatrogenic", "calciphylaxis"]
+RiskLevel = Literal["negligible", "low", "moderate", "high"]
+Severity = Literal["fatal", "error", "warning", "information"]
+
+CALCINOSIS_TYPES: tuple[str, ...] = ("dystrophic", "metastatic", "idiopathic", "iatrogenic", "calciphylaxis")
+RISK_ORDER: dict[str, int] = {"high": 3, "moderate": 2, "low": 1, "negligible": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class InputIssue:
+    """Something in the caller's input that was skipped or is doubtful.
+
+    `location` is FHIRPath-like and points into what the caller sent, e.g.
+    ``Bundle.entry[3].resource.valueQuantity.unit``.
+    """
+
+    severity: Severity
+    code: str  # FHIR issue-type code: invalid, structure, value, not-supported, code-invalid, processing ...
+    diagnostics: str
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeGrade:
+    """One calcinosis type graded by the rule library."""
+
+    type: str  # one of CALCINOSIS_TYPES
+    risk: str  # one of RISK_ORDER
+    rationale: str  # plain words, naming the numbers and dates used
+    evidence: tuple[str, ...] = ()  # references of the input resources that drove the grade
+    citation: str = ""  # the seed sentence(s) the rule rests on, "seed 002, Pathophysiology: ..."
+
+
+@dataclass(frozen=True, slots=True)
+class ValueUsed:
+    """A lab value the rules used, in the unit it was assessed in."""
+
+    analyte: str  # e.g. "calcium", "phosphate", "pth", "vitamin-d-25oh", "creatinine", "egfr"
+    label: str  # readable name, e.g. "Calcium (serum)"
+    value: Decimal
+    unit: str  # canonical UCUM unit
+    effective: datetime | date | None
+    source: str  # reference of the Observation
+    status: str = "final"
+    flag: str | None = None  # "H", "L", "N" ... from the lab or from the range applied
+    range_text: str | None = None  # e.g. "8.5-10.2 mg/dL (lab)" or "(default, adult)"
+
+
+@dataclass(frozen=True, slots=True)
+class PanelTest:
+    """A test of the recommended work-up that has no current valid result."""
+
+    code: str  # LOINC code (SNOMED CT for imaging/procedures)
+    system: str  # "http://loinc.org" or "http://snomed.info/sct"
+    display: str
+    group: str  # "baseline", "myositis", "autoimmune", "milk-alkali", "imaging"
+    reason: str  # why it is proposed, in plain words
+
+
+@dataclass(frozen=True, slots=True)
+class AvailableTest:
+    """A test of the work-up that already has a current valid result, so it is not proposed."""
+
+    code: str
+    system: str
+    display: str
+    summary: str  # e.g. "9.1 mg/dL on 2026-10-02"
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAlert:
+    """A draft or active order the rules flag (e.g. IV calcium gluconate: iatrogenic calcinosis risk)."""
+
+    order_reference: str  # reference of the MedicationRequest / ServiceRequest
+    display: str  # what was ordered, as the caller named it
+    message: str  # the advice, in plain words (dilution, extravasation, check phosphate first ...)
+    citation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientAssessment:
+    """Everything the surfaces need to present one patient's assessment."""
+
+    patient_id: str  # the Patient's logical id (or a stable surrogate when the bundle has none)
+    patient_reference: str  # how the caller refers to the patient ("Patient/123" or "urn:uuid:...")
+    assessed_at: datetime  # evaluation time: RiskAssessment.occurrenceDateTime
+    library: str  # rule library name, e.g. "CalcinosisCutis"
+    library_version: str
+    grades: tuple[TypeGrade, ...]  # one per type, most likely first
+    recommended: tuple[PanelTest, ...] = ()
+    available: tuple[AvailableTest, ...] = ()
+    values_used: tuple[ValueUsed, ...] = ()
+    issues: tuple[InputIssue, ...] = ()
+    order_alerts: tuple[OrderAlert, ...] = ()
+    calcinosis_condition: str | None = None  # reference of an active calcinosis cutis Condition
+    notes: tuple[str, ...] = field(default=())  # extra plain-language remarks (preliminary results, ranges applied)
+
+    @property
+    def leading(self) -> TypeGrade:
+        return self.grades[0]

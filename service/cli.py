@@ -1,0 +1,190 @@
+"""The `calcinosis-cds` command: assess a bundle, serve the API, check or evaluate the rules.
+
+Exit codes: 0 success, 1 the rules or the input have errors, 2 usage errors (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from .config import load_config
+from .errors import ServiceError
+
+
+def _read_json(source: str) -> Any:
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    return orjson.loads(raw)
+
+
+def _parse_now(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "lookback_days", None) is not None:
+        overrides["LOOKBACK_DAYS"] = args.lookback_days
+    if getattr(args, "rules", None):
+        overrides["RULE_LIBRARY"] = str(Path(args.rules).resolve())
+    return load_config(overrides)
+
+
+def _print_service_error(error: ServiceError) -> None:
+    for issue in error.issues:
+        where = f" at {issue.location}" if issue.location else ""
+        print(f"error{where}: {issue.diagnostics}", file=sys.stderr)
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    from .assess import assess_bundle
+    from .fhir_outputs.result_bundle import build_result_bundle
+    from .summary import format_summary
+
+    try:
+        bundle = _read_json(args.file)
+    except OSError as error:
+        print(f"error: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 1
+    except orjson.JSONDecodeError as error:
+        print(f"error: {args.file} is not valid JSON: {error}", file=sys.stderr)
+        return 1
+    try:
+        run = assess_bundle(bundle, config=_config_from_args(args), now=_parse_now(args.now))
+    except ServiceError as error:
+        _print_service_error(error)
+        return 1
+    if args.format == "json":
+        result = build_result_bundle(run.patients, run.issues)
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_summary(run.patients, run.issues))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .wsgi_server import serve
+
+    serve(host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
+    return 0
+
+
+def _rule_paths(args: argparse.Namespace) -> list[Path]:
+    config = load_config()
+    return [Path(p) for p in args.paths] if args.paths else [Path(config["RULE_LIBRARY"])]
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from .cql_like import load_model_info
+    from .cql_like.tooling import check_paths
+
+    config = load_config()
+    paths = _rule_paths(args)
+    model = load_model_info(Path(config["MODEL_INFO"]))
+    valueset_dir = Path(args.valuesets or config["VALUESET_DIR"])
+    errors = check_paths(paths, model=model, valueset_dir=valueset_dir)
+    for error in errors:
+        print(str(error), file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from .assess import get_assessor
+    from .cql_like import CqlError
+    from .cql_like.tooling import render_result
+    from .ingest import read_bundle
+    from .normalize import build_facts
+
+    config = _config_from_args(args)
+    assessor = get_assessor(config)
+    if args.define not in assessor.library.define_names:
+        print(f"error: the library has no define {args.define!r}", file=sys.stderr)
+        return 1
+    now = _parse_now(args.now) or datetime.now(timezone.utc)
+    try:
+        ingested = read_bundle(_read_json(args.bundle))
+    except ServiceError as error:
+        _print_service_error(error)
+        return 1
+    status = 0
+    for patient in ingested.patients:
+        facts = build_facts(patient, now=now, terminology=assessor.terminology)
+        print(f"# {patient.patient_reference}")
+        try:
+            outcome = assessor.library.evaluate_define(args.define, facts, parameters=assessor.parameters, now=now)
+        except CqlError as error:
+            print(str(error), file=sys.stderr)
+            status = 1
+            continue
+        print(render_result(args.define, outcome))
+    return status
+
+
+def cmd_feedback_report(args: argparse.Namespace) -> int:
+    from .hooks.feedback_store import feedback_report
+
+    config = load_config()
+    print(feedback_report(Path(args.db or config["CDS_FEEDBACK_DB"])))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="calcinosis-cds", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    assess = commands.add_parser("assess", help="assess a FHIR Bundle file (or - for stdin)")
+    assess.add_argument("file", help="path to a FHIR R4 Bundle in JSON, or - for standard input")
+    assess.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text: a readable summary (default); json: the result Bundle")
+    assess.add_argument("--now", help="evaluation instant, ISO 8601 (default: the current time)")
+    assess.add_argument("--lookback-days", type=int, help="how many days a result stays current")
+    assess.add_argument("--rules", help="a rule library file to use instead of the shipped one")
+    assess.set_defaults(handler=cmd_assess)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API with a production WSGI server")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--timeout", type=int, default=60, help="worker timeout in seconds")
+    serve.set_defaults(handler=cmd_serve)
+
+    rules = commands.add_parser("rules", help="check or evaluate the rule library")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rule_commands.add_parser("check", help="compile rule files and print errors as file:line:col")
+    check.add_argument("paths", nargs="*", help="rule files or folders (default: the shipped library)")
+    check.add_argument("--valuesets", help="value set folder (default: the shipped one)")
+    check.set_defaults(handler=cmd_rules_check)
+    evaluate = rule_commands.add_parser("eval", help="evaluate one define for each patient of a bundle")
+    evaluate.add_argument("--define", required=True, help='the define to evaluate, e.g. "Metastatic"')
+    evaluate.add_argument("bundle", help="a FHIR Bundle file, or - for standard input")
+    evaluate.add_argument("--now", help="evaluation instant, ISO 8601")
+    evaluate.add_argument("--rules", help="a rule library file to use instead of the shipped one")
+    evaluate.set_defaults(handler=cmd_rules_eval, lookback_days=None)
+
+    feedback = commands.add_parser("feedback", help="CDS Hooks card feedback")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
+    report = feedback_commands.add_parser("report", help="acceptance and override counts per card type")
+    report.add_argument("--db", help="feedback database path (default: configured CDS_FEEDBACK_DB)")
+    report.set_defaults(handler=cmd_feedback_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

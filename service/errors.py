@@ -1,0 +1,50 @@
+"""The service's error tree.
+
+Every failure a caller can cause is a `ServiceError` carrying an HTTP status
+and one or more `InputIssue`s with a FHIRPath-like location, so the HTTP layer
+only has to render an OperationOutcome. Rule-language errors have their own
+tree in `service.cql_like.errors` (the engine knows nothing of HTTP).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .assessment_model import InputIssue
+
+
+class ServiceError(Exception):
+    """Base of every error the service turns into an OperationOutcome."""
+
+    status: int = 500
+
+    def __init__(self, issues: Iterable[InputIssue] | InputIssue, status: int | None = None) -> None:
+        self.issues: tuple[InputIssue, ...] = (issues,) if isinstance(issues, InputIssue) else tuple(issues)
+        if status is not None:
+            self.status = status
+        super().__init__("; ".join(i.diagnostics for i in self.issues))
+
+
+class InputError(ServiceError):
+    """The request itself is unusable (4xx): bad JSON, not a Bundle, too large, wrong media type."""
+
+    status = 422
+
+    @classmethod
+    def single(cls, diagnostics: str, *, location: str | None = None, code: str = "invalid",
+               status: int | None = None) -> "InputError":
+        return cls(InputIssue("error", code, diagnostics, location), status=status)
+
+
+class DataUnavailableError(ServiceError):
+    """Data the service needs could not be had (CDS Hooks prefetch and FHIR server both failed): 412."""
+
+    status = 412
+
+
+class AuthenticationError(Exception):
+    """A CDS client could not be trusted. Rendered as a bare 401; the reason is only logged."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

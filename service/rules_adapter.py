@@ -1,0 +1,124 @@
+"""Read the rule library's output defines into a PatientAssessment.
+
+The library's output contract (define names and Tuple shapes) is documented in
+service/knowledge/README.md; this module only unpacks it, orders the grades and
+attaches evidence. It holds no clinical logic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from .assessment_model import (
+    CALCINOSIS_TYPES,
+    RISK_ORDER,
+    AvailableTest,
+    InputIssue,
+    OrderAlert,
+    PanelTest,
+    PatientAssessment,
+    TypeGrade,
+    ValueUsed,
+)
+from .cql_like.values import Record
+
+GRADE_DEFINES: dict[str, str] = {
+    "dystrophic": "Dystrophic",
+    "metastatic": "Metastatic",
+    "idiopathic": "Idiopathic",
+    "iatrogenic": "Iatrogenic",
+    "calciphylaxis": "Calciphylaxis",
+}
+
+# Ties in risk are broken towards the type that most needs action first.
+TIE_BREAK: tuple[str, ...] = ("calciphylaxis", "metastatic", "iatrogenic", "dystrophic", "idiopathic")
+
+
+class RuleContractError(Exception):
+    """The rule library's output does not have the shape the service expects (a library bug)."""
+
+
+def _field(row: Mapping[str, Any], name: str, define: str) -> Any:
+    try:
+        return row[name]
+    except (KeyError, TypeError):
+        raise RuleContractError(f'define "{define}": element {name!r} missing from {row!r}') from None
+
+
+def _source(record: Any) -> str | None:
+    return record.source if isinstance(record, Record) else None
+
+
+def _grades(result: Mapping[str, Any]) -> tuple[TypeGrade, ...]:
+    grades = []
+    for type_code in CALCINOSIS_TYPES:
+        define = GRADE_DEFINES[type_code]
+        outcome = result[define]
+        row = outcome.value
+        risk = _field(row, "risk", define)
+        if risk not in RISK_ORDER:
+            raise RuleContractError(f'define "{define}": risk {risk!r} is not one of {sorted(RISK_ORDER)}')
+        grades.append(TypeGrade(
+            type=type_code,
+            risk=risk,
+            rationale=_field(row, "rationale", define) or "",
+            evidence=tuple(outcome.evidence),
+            citation=_field(row, "citation", define) or "",
+        ))
+    grades.sort(key=lambda g: (-RISK_ORDER[g.risk], TIE_BREAK.index(g.type)))
+    return tuple(grades)
+
+
+def _rows(result: Mapping[str, Any], define: str) -> Iterable[Mapping[str, Any]]:
+    value = result[define].value if define in result else None
+    return value or ()
+
+
+def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id: str,
+                          patient_reference: str, assessed_at: datetime,
+                          issues: Iterable[InputIssue] = ()) -> PatientAssessment:
+    """Build the assessment of one patient from the evaluated library."""
+    recommended = tuple(
+        PanelTest(code=r["code"], system=r["system"], display=r["display"], group=r["group"], reason=r["reason"])
+        for r in _rows(result, "Recommended Tests")
+    )
+    available = tuple(
+        AvailableTest(code=r["code"], system=r["system"], display=r["display"], summary=r["summary"],
+                      source=_source(r.get("result")) or "")
+        for r in _rows(result, "Available Tests")
+    )
+    values_used = []
+    for r in _rows(result, "Values Used"):
+        quantity = r["value"]
+        if quantity is None:
+            continue
+        record = r.get("result")
+        values_used.append(ValueUsed(
+            analyte=r["analyte"], label=r["label"], value=quantity.value, unit=quantity.unit,
+            effective=r.get("effective"), source=_source(record) or "",
+            status=(record.get("status") if isinstance(record, Record) else None) or "final",
+            flag=r.get("flag"), range_text=r.get("range"),
+        ))
+    alerts = tuple(
+        OrderAlert(order_reference=_source(r["order"]) or "", display=r["display"], message=r["message"],
+                   citation=r.get("citation") or "")
+        for r in _rows(result, "Order Alerts")
+    )
+    condition = result["Calcinosis Condition"].value if "Calcinosis Condition" in result else None
+    notes = tuple(n for n in _rows(result, "Notes") if n)
+    return PatientAssessment(
+        patient_id=patient_id,
+        patient_reference=patient_reference,
+        assessed_at=assessed_at,
+        library=library.name,
+        library_version=library.version,
+        grades=_grades(result),
+        recommended=recommended,
+        available=available,
+        values_used=tuple(values_used),
+        issues=tuple(issues),
+        order_alerts=alerts,
+        calcinosis_condition=_source(condition),
+        notes=notes,
+    )

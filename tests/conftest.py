@@ -1,0 +1,38 @@
+"""Shared test fixtures: the app, its client, and the background material beside the project."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+FIXTURES_DIR = PROJECT_ROOT / "fhir_fixtures"
+# Every fixture's expected output was produced at this instant; tests pass it as `now`.
+FIXTURE_NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+
+
+def shared_dir() -> Path:
+    """The shared background folder beside the project (seeds, codes, Synthea samples)."""
+    return Path(os.environ.get("CALCINOSIS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+
+
+@pytest.fixture
+def app(tmp_path):
+    from service import create_app
+
+    return create_app({
+        "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+        "CDS_REQUIRE_JWT": False,
+    })
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
