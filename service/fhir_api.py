@@ -1,11 +1,19 @@
-"""The /fhir surface: `$assess` and the CapabilityStatement. Views unpack, delegate, serialize."""
+"""The /fhir surface: `$assess`, the CapabilityStatement and the artefacts it names.
+
+Views unpack, delegate and serialize; everything else lives in the core and fhir_outputs.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
+from . import __version__
 from .assess import get_assessor
-from .fhir_outputs.capability_statement import build_capability_statement
+from .fhir_outputs.capability_statement import (
+    assess_operation_definition,
+    calcinosis_type_codesystem,
+    capability_statement,
+)
 from .fhir_outputs.result_bundle import build_result_bundle
 from .http_io import fhir_response, read_json_body
 
@@ -24,4 +32,18 @@ def assess():
 @blueprint.get("/metadata")
 def metadata():
     """The CapabilityStatement declaring the $assess operation."""
-    return fhir_response(build_capability_statement())
+    public = current_app.config["CALCINOSIS"].get("PUBLIC_BASE_URL")
+    base_url = f"{public.rstrip('/')}/fhir" if public else None
+    return fhir_response(capability_statement(base_url=base_url, software_version=__version__))
+
+
+@blueprint.get("/OperationDefinition/assess")
+def operation_definition():
+    """The definition of $assess, so the CapabilityStatement's canonical resolves here too."""
+    return fhir_response(assess_operation_definition())
+
+
+@blueprint.get("/CodeSystem/calcinosis-type")
+def calcinosis_type():
+    """The CodeSystem of RiskAssessment.prediction.outcome codes."""
+    return fhir_response(calcinosis_type_codesystem())

@@ -1,0 +1,65 @@
+"""Assessments -> the collection Bundle `$assess` returns, every resource validated as R4.
+
+Per patient, in this order: RiskAssessment, CarePlan, its ServiceRequests, and an
+OperationOutcome when any of that patient's input was skipped. Issues not tied to a patient
+close the Bundle in one more OperationOutcome. Ids are deterministic (see `ids`), so the same
+input gives the same Bundle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..assessment_model import InputIssue, PatientAssessment
+from .care_plan import build_care_plan, build_service_requests
+from .ids import content_id, fhir_instant, resource_id, stable_id, urn
+from .operation_outcome import issue_component
+from .risk_assessment import build_risk_assessment
+from .validation import validate_resource
+
+OPERATION_OUTCOME_KIND = "OperationOutcome"
+
+
+def build_patient_resources(patient: PatientAssessment) -> list[dict[str, Any]]:
+    """The unvalidated output resources of one patient, in Bundle order."""
+    risk = build_risk_assessment(patient)
+    risk_urn = urn(risk["id"])
+    requests = build_service_requests(patient, risk_urn)
+    resources = [risk, build_care_plan(patient, risk_urn, requests), *requests]
+    if patient.issues:
+        resources.append(_outcome(resource_id(patient, OPERATION_OUTCOME_KIND), patient.issues))
+    return resources
+
+
+def build_result_bundle(patients: Sequence[PatientAssessment], bundle_issues: Sequence[InputIssue]) -> dict[str, Any]:
+    """The result Bundle as a JSON-ready dict (None and empty elements left out).
+
+    Raises `OutputValidationError` when any resource is not valid R4: that is a defect here,
+    never something to hand to a caller.
+    """
+    resources = [resource for patient in patients for resource in build_patient_resources(patient)]
+    if bundle_issues:
+        issue_lines = [_issue_key(issue) for issue in bundle_issues]
+        resources.append(_outcome(content_id(OPERATION_OUTCOME_KIND, issue_lines), bundle_issues))
+    known_types = {urn(resource["id"]): resource["resourceType"] for resource in resources}
+    entries = [{"fullUrl": urn(resource["id"]), "resource": validate_resource(resource, known_types)}
+               for resource in resources]
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": stable_id("Bundle", *(entry["resource"]["id"] for entry in entries)),
+        "type": "collection",
+    }
+    if patients:
+        bundle["timestamp"] = fhir_instant(max(patient.assessed_at for patient in patients))
+    if entries:
+        bundle["entry"] = entries
+    return validate_resource(bundle, known_types)
+
+
+def _outcome(outcome_id: str, issues: Sequence[InputIssue]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "id": outcome_id,
+            "issue": [issue_component(issue) for issue in issues]}
+
+
+def _issue_key(issue: InputIssue) -> str:
+    return "\x1e".join((issue.severity, issue.code, issue.diagnostics, issue.location or ""))

@@ -1,0 +1,73 @@
+"""PatientAssessment -> RiskAssessment (one prediction per calcinosis type, most likely first).
+
+The rationale texts come from the rule library; this module only places them. No
+probabilityDecimal: rule grades are not calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..assessment_model import PatientAssessment, TypeGrade
+from .ids import fhir_instant, resource_id
+from .references import reference, unique_sorted
+from .vocabulary import calcinosis_type_coding, risk_assessment_code_text, risk_probability_coding
+
+KIND = "RiskAssessment"
+
+
+def risk_assessment_id(patient: PatientAssessment) -> str:
+    return resource_id(patient, KIND)
+
+
+def method_text(patient: PatientAssessment) -> str:
+    return f"{patient.library} rule library {patient.library_version}"
+
+
+def build_risk_assessment(patient: PatientAssessment) -> dict[str, Any]:
+    """The RiskAssessment of one patient, as an unvalidated dict in FHIR element order."""
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": risk_assessment_id(patient),
+        "status": "final",
+        "code": {"text": risk_assessment_code_text()},
+        "subject": reference(patient.patient_reference, "Patient"),
+        "occurrenceDateTime": fhir_instant(patient.assessed_at),
+    }
+    if patient.calcinosis_condition:
+        resource["condition"] = reference(patient.calcinosis_condition, "Condition")
+    resource["method"] = {"text": method_text(patient)}
+    basis = unique_sorted(ref for grade in patient.grades for ref in grade.evidence)
+    if basis:
+        resource["basis"] = [reference(ref) for ref in basis]
+    if patient.grades:
+        resource["prediction"] = [_prediction(grade) for grade in patient.grades]
+    notes = _notes(patient)
+    if notes:
+        resource["note"] = [{"text": text} for text in notes]
+    return resource
+
+
+def _prediction(grade: TypeGrade) -> dict[str, Any]:
+    coding = calcinosis_type_coding(grade.type)
+    prediction: dict[str, Any] = {
+        "outcome": {"coding": [coding], "text": coding["display"]},
+        "qualitativeRisk": {"coding": [risk_probability_coding(grade.risk)]},
+    }
+    if grade.rationale.strip():
+        prediction["rationale"] = grade.rationale.strip()
+    return prediction
+
+
+def _notes(patient: PatientAssessment) -> list[str]:
+    """Citations (one per type, deduplicated in prediction order) then the assessment's notes."""
+    texts: list[str] = []
+    for grade in patient.grades:
+        if grade.citation.strip():
+            text = f"{grade.type}: {grade.citation.strip()}"
+            if text not in texts:
+                texts.append(text)
+    for note in patient.notes:
+        if note.strip() and note.strip() not in texts:
+            texts.append(note.strip())
+    return texts

@@ -1,0 +1,92 @@
+"""FHIR R4 validation of every resource the service returns.
+
+`fhir.resources.R4B` checks structure, cardinality and primitive formats but not which resource
+types a Reference may point at, so the declared targets of each element (the models carry them as
+``enum_reference_types``) are checked here as well. A failure is a defect of the service and is
+raised as `OutputValidationError`, never returned to the caller as if it were valid.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.reference import Reference
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from pydantic import ValidationError
+
+from .errors import OutputValidationError
+
+_TYPED_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+
+
+def validate_resource(resource: Mapping[str, Any], known_types: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Validate one resource as R4 and return its canonical JSON dict (None and empty left out).
+
+    `known_types` maps reference strings (e.g. our own ``urn:uuid:...`` fullUrls) to the type of
+    resource they point at, for references whose string does not say it.
+    """
+    resource_type = resource.get("resourceType")
+    where = f"{resource_type}/{resource.get('id')}" if resource.get("id") else str(resource_type)
+    try:
+        model_class = get_fhir_model_class(str(resource_type))
+    except (KeyError, ValueError) as error:
+        raise OutputValidationError(f"not an R4 resource type: {error}", location=where) from error
+    try:
+        model = model_class.model_validate(dict(resource))
+    except ValidationError as error:
+        raise OutputValidationError(_describe(error), location=where) from error
+    check_reference_targets(model, where, known_types or {})
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def check_reference_targets(model: FHIRAbstractModel, path: str, known_types: Mapping[str, str]) -> None:
+    """Raise when a Reference points at a resource type its element does not allow in R4."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name, None)
+        if value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            item_path = f"{path}.{name}[{index}]" if isinstance(value, list) else f"{path}.{name}"
+            if isinstance(item, Reference):
+                allowed = (field.json_schema_extra or {}).get("enum_reference_types") or ["Resource"]
+                _check_one_reference(item, allowed, item_path, known_types)
+            if isinstance(item, FHIRAbstractModel):
+                check_reference_targets(item, item_path, known_types)
+
+
+def _check_one_reference(reference: Reference, allowed: list[str], path: str,
+                         known_types: Mapping[str, str]) -> None:
+    if "Resource" in allowed:
+        return
+    target = reference_target_type(reference.reference, reference.type, known_types)
+    if target is None:
+        raise OutputValidationError(
+            f"reference {reference.reference!r} does not say what it points at; allowed: {', '.join(allowed)}",
+            location=path)
+    if target not in allowed:
+        raise OutputValidationError(
+            f"reference to a {target} is not allowed here in R4; allowed: {', '.join(allowed)}", location=path)
+
+
+def reference_target_type(reference: str | None, declared_type: str | None,
+                          known_types: Mapping[str, str]) -> str | None:
+    """The resource type a reference points at, when the reference, its type or the bundle says it."""
+    if declared_type:
+        return declared_type.rsplit("/", 1)[-1]
+    if reference is None:
+        return None
+    if reference in known_types:
+        return known_types[reference]
+    match = _TYPED_REFERENCE.search(reference)
+    return match.group(1) if match else None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for detail in error.errors():
+        location = ".".join(str(step) for step in detail.get("loc", ()))
+        parts.append(f"{location}: {detail.get('msg')}" if location else str(detail.get("msg")))
+    return "; ".join(parts) or str(error)
