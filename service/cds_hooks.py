@@ -1,0 +1,128 @@
+"""CDS Hooks 2.0 over HTTP: discovery, service calls and feedback under /cds-services.
+
+The views only unpack the request, delegate to `service.hooks` and serialize; every decision
+(trust, validation, data gathering, cards, storage) lives in that package, which has no Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from .errors import AuthenticationError, InputError, ServiceError
+from .hooks import hook_call
+from .hooks.components import HookComponents, build_components
+from .hooks.request_validation import validate_feedback
+from .http_io import json_response, read_json_body
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
+_EXTENSION = "calcinosis_cds_hooks"
+
+
+def _settings(app: Flask) -> Mapping[str, Any]:
+    return app.config.get("CALCINOSIS") or app.config
+
+
+def init_app(app: Flask) -> None:
+    """Build the components, enable CORS for the configured origins, warn when JWTs are not checked."""
+    settings = _settings(app)
+    components = build_components(settings)
+    if not components.require_jwt:
+        log.warning("CDS_REQUIRE_JWT is off: CDS Hooks calls are accepted without verifying the client's JWT")
+    app.extensions[_EXTENSION] = components
+    origins = settings.get("CDS_CORS_ORIGINS") or []
+    if origins:
+        from flask_cors import CORS
+
+        CORS(app, resources={r"/cds-services*": {"origins": [origins] if isinstance(origins, str) else list(origins)}},
+             allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=600)
+
+
+def _components() -> HookComponents:
+    components = current_app.extensions.get(_EXTENSION)
+    if components is None:  # registered without init_app: build with the app's settings
+        init_app(current_app._get_current_object())  # type: ignore[attr-defined]
+        components = current_app.extensions[_EXTENSION]
+    return components
+
+
+def _base_url() -> str:
+    public = _settings(current_app).get("PUBLIC_BASE_URL")
+    return str(public).rstrip("/") if public else request.url_root.rstrip("/")
+
+
+def _endpoint_url() -> str:
+    """The URL the client called, as the JWT `aud` must name it."""
+    public = _settings(current_app).get("PUBLIC_BASE_URL")
+    return str(public).rstrip("/") + request.path if public else request.base_url
+
+
+@blueprint.before_request
+def verify_client() -> None:
+    if request.method == "OPTIONS":
+        return  # CORS preflight carries no credentials
+    components = _components()
+    if components.require_jwt:
+        g.cds_client = components.verifier.verify(request.headers.get("Authorization"), _endpoint_url())
+
+
+def _operation_outcome(error: ServiceError) -> dict[str, Any]:
+    issues = []
+    for issue in error.issues:
+        item = {"severity": issue.severity, "code": issue.code, "diagnostics": issue.diagnostics}
+        if issue.location:
+            item["expression"] = [issue.location]
+        issues.append(item)
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+@blueprint.errorhandler(ServiceError)
+def service_error(error: ServiceError) -> Response:
+    response = json_response(_operation_outcome(error), status=error.status)
+    response.mimetype = "application/fhir+json"
+    return response
+
+
+@blueprint.errorhandler(AuthenticationError)
+def authentication_error(error: AuthenticationError) -> Response:
+    log.warning("CDS client not trusted: %s", error.reason)
+    return Response(status=401)
+
+
+def _service_or_404(service_id: str) -> Mapping[str, Any]:
+    service = hook_call.SERVICES.get(service_id)
+    if service is None:
+        raise InputError.single(f"no CDS service with id {service_id!r}; see GET /cds-services",
+                                location="url", code="not-found", status=404)
+    return service
+
+
+@blueprint.get("")
+def discovery() -> Response:
+    return json_response(hook_call.discovery_document())
+
+
+@blueprint.post("/<service_id>")
+def call_service(service_id: str) -> Response:
+    service = _service_or_404(service_id)
+    settings = _settings(current_app)
+    body = read_json_body(request, max_bytes=int(settings.get("MAX_BODY_BYTES", 20 * 1024 * 1024)))
+    components = _components()
+    answer = hook_call.answer_hook_call(service, body, fetcher=components.fetcher, base_url=_base_url(),
+                                        config=settings, assess=hook_call.core_assess)
+    components.feedback.record_cards(service_id, answer.hook_instance, ((c.uuid, c.card_type) for c in answer.cards))
+    return json_response(answer.body)
+
+
+@blueprint.post("/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    _service_or_404(service_id)
+    settings = _settings(current_app)
+    body = read_json_body(request, max_bytes=int(settings.get("MAX_BODY_BYTES", 20 * 1024 * 1024)))
+    entries = validate_feedback(body)
+    _components().feedback.record_feedback(service_id, entries)
+    return Response(status=200)

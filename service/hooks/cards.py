@@ -1,0 +1,294 @@
+"""Presents a PatientAssessment as CDS Hooks 2.0 cards.
+
+Nothing here grades anything: the grades, values, missing tests and order alerts all come from
+the core, so a card can never disagree with `$assess`. This module only chooses the indicator,
+words the summary (< 140 characters, leading type and its key number), lays out the Markdown
+detail, and turns the missing panel into draft ServiceRequest proposals.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from ..assessment_model import RISK_ORDER, OrderAlert, PanelTest, PatientAssessment, ValueUsed
+
+_CARD_DATA_FILE = Path(__file__).with_name("cards.json")
+SUMMARY_LIMIT = 140  # the spec: "<140 characters"
+
+
+def load_card_data(path: Path = _CARD_DATA_FILE) -> dict[str, Any]:
+    """Wording, override reasons and indicator policy, from the data file."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+CARD_DATA = load_card_data()
+
+
+@dataclass(frozen=True, slots=True)
+class CardContext:
+    """What the cards need to know about the call, beyond the assessment."""
+
+    hook: str
+    base_url: str  # where this service is reached, for source/link URLs
+    patient_reference: str  # "Patient/<context.patientId>"
+    selections: tuple[str, ...] | None = None  # order-select: alert only on these orders
+    draft_order_codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) already in draftOrders
+    gathering_notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    """A card ready to serialize, with the type the feedback report counts it under."""
+
+    card: dict[str, Any]
+    card_type: str
+
+    @property
+    def uuid(self) -> str:
+        return str(self.card["uuid"])
+
+
+def build_cards(assessment: PatientAssessment, context: CardContext,
+                data: Mapping[str, Any] = CARD_DATA) -> list[IssuedCard]:
+    """Order alerts first (they are about what is being ordered now), then the assessment card."""
+    cards = [_order_alert_card(alert, context, data) for alert in _alerts_to_show(assessment, context)]
+    assessment_card = _assessment_card(assessment, context, data)
+    if assessment_card is not None:
+        cards.append(assessment_card)
+    return cards
+
+
+def truncate_summary(text: str) -> str:
+    """Keep a summary under the spec's 140 characters, cutting at a word when it must."""
+    if len(text) < SUMMARY_LIMIT:
+        return text
+    cut = text[: SUMMARY_LIMIT - 2].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+# -- order alerts ---------------------------------------------------------------------------------
+
+def _reference_key(reference: str) -> str:
+    """'MedicationRequest/1' for 'MedicationRequest/1', 'https://x/fhir/MedicationRequest/1' or '.../_history/2'."""
+    parts = [p for p in reference.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
+
+
+def _alerts_to_show(assessment: PatientAssessment, context: CardContext) -> list[OrderAlert]:
+    if context.selections is None:
+        return list(assessment.order_alerts)
+    selected = {_reference_key(s) for s in context.selections}
+    return [a for a in assessment.order_alerts if _reference_key(a.order_reference) in selected]
+
+
+def _order_alert_card(alert: OrderAlert, context: CardContext, data: Mapping[str, Any]) -> IssuedCard:
+    summary = truncate_summary(data["order_alert_summary"].format(display=alert.display))
+    lines = [f"**{alert.display}**", "", alert.message]
+    if alert.citation:
+        lines += ["", f"_Source: {alert.citation}_"]
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary,
+        "indicator": "warning",
+        "detail": "\n".join(lines),
+        "source": _source(context, data),
+        "overrideReasons": _override_reasons(data, "order-alert"),
+        "links": _links(context, data),
+    }
+    return IssuedCard(compact(card), "order-alert:iatrogenic")
+
+
+# -- the assessment card --------------------------------------------------------------------------
+
+def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | None:
+    leading = assessment.leading
+    if leading.risk == "high" and leading.type in data["critical_types_when_high"]:
+        return "critical"
+    if RISK_ORDER.get(leading.risk, 0) >= RISK_ORDER["moderate"]:
+        return "warning"
+    return None
+
+
+def _missing_tests(assessment: PatientAssessment, context: CardContext) -> list[PanelTest]:
+    return [t for t in assessment.recommended if (t.system, t.code) not in context.draft_order_codes]
+
+
+def _assessment_card(assessment: PatientAssessment, context: CardContext,
+                     data: Mapping[str, Any]) -> IssuedCard | None:
+    if not assessment.grades:
+        return None
+    missing = _missing_tests(assessment, context)
+    indicator = _indicator(assessment, data)
+    leading = assessment.leading
+    key_number = key_number_text(assessment.values_used, data["key_analytes"].get(leading.type, ()), data)
+    if indicator is None:
+        if not missing:
+            return None  # nothing to say: low grades and a complete work-up
+        indicator = "info"
+        summary = f"Calcinosis work-up incomplete: {len(missing)} tests missing; {key_number}"
+        card_type = "work-up"
+    else:
+        type_name = data["type_names"].get(leading.type, leading.type.capitalize())
+        summary = f"{type_name} {data['risk_phrases'].get(leading.risk, leading.risk)}: {key_number}"
+        card_type = f"assessment:{leading.type}"
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": truncate_summary(summary),
+        "indicator": indicator,
+        "detail": _assessment_detail(assessment, missing, context),
+        "source": _source(context, data),
+        "overrideReasons": _override_reasons(data, "assessment"),
+        "links": _links(context, data),
+    }
+    if missing:
+        # Draft orders already hold tests: the suggestion completes the panel rather than starting it.
+        label_key = "panel_completion_label" if context.draft_order_codes else "panel_suggestion_label"
+        card["suggestions"] = [_panel_suggestion(missing, context, data[label_key].format(count=len(missing)))]
+        card["selectionBehavior"] = "at-most-one"
+    return IssuedCard(compact(card), card_type)
+
+
+def _format_decimal(value: Decimal, places: str | None = None) -> str:
+    if places is not None:
+        value = value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+    return format(value.normalize(), "f")
+
+
+def _find_value(values: Iterable[ValueUsed], analyte: str) -> ValueUsed | None:
+    for value in values:
+        if value.analyte == analyte:
+            return value
+    return None
+
+
+def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data: Mapping[str, Any]) -> str:
+    """The number a clinician looks at first for this type, e.g. 'Ca x P 81 mg2/dL2', never invented."""
+    for analyte in analytes:
+        if analyte == "ca-x-p":
+            product = _ca_x_p(values, data)
+            if product is not None:
+                return product
+            continue
+        value = _find_value(values, analyte)
+        if value is not None:
+            label = data["short_labels"].get(analyte, value.label)
+            flag = f" ({value.flag})" if value.flag else ""
+            return f"{label} {_format_decimal(value.value)} {value.unit}{flag}"
+    return "no calcium/phosphate on file"
+
+
+def _ca_x_p(values: tuple[ValueUsed, ...], data: Mapping[str, Any]) -> str | None:
+    """The product as the core reported it; never recomputed here, so the card cannot disagree with the rules."""
+    for analyte in data["ca_x_p_analytes"]:
+        reported = _find_value(values, analyte)
+        if reported is not None:
+            return f"Ca x P {_format_decimal(reported.value, '0.1')} {reported.unit}"
+    return None
+
+
+def _when(effective: datetime | date | None) -> str:
+    if effective is None:
+        return "date not recorded"
+    if isinstance(effective, datetime):
+        return effective.date().isoformat()
+    return effective.isoformat()
+
+
+def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], context: CardContext) -> str:
+    leading = assessment.leading
+    lines = [f"**Most likely: {leading.type}** ({leading.risk})", "", leading.rationale or "No rationale given."]
+    if leading.citation:
+        lines += ["", f"_Source: {leading.citation}_"]
+    others = assessment.grades[1:]
+    if others:
+        lines += ["", "**Other types**"]
+        lines += [f"- {g.type} ({g.risk}): {g.rationale}" if g.rationale else f"- {g.type} ({g.risk})" for g in others]
+    lines += ["", "**Values used**"]
+    if assessment.values_used:
+        for v in assessment.values_used:
+            flag = f" ({v.flag})" if v.flag else ""
+            status = f", {v.status}" if v.status and v.status != "final" else ""
+            range_text = f"; range {v.range_text}" if v.range_text else ""
+            lines.append(f"- {v.label}: {_format_decimal(v.value)} {v.unit}{flag} on {_when(v.effective)}"
+                         f"{status}{range_text}")
+    else:
+        lines.append("- none on file: the lab-driven types are unknown, not normal")
+    if missing:
+        lines += ["", "**Missing from the work-up**"]
+        lines += [f"- {t.display} ({t.code}): {t.reason}" for t in missing]
+    if assessment.available:
+        lines += ["", "**Already available**"]
+        lines += [f"- {t.display}: {t.summary}" for t in assessment.available]
+    remarks = list(assessment.notes) + list(context.gathering_notes) + [
+        f"{i.diagnostics}" + (f" ({i.location})" if i.location else "")
+        for i in assessment.issues if i.severity in ("fatal", "error", "warning")
+    ]
+    if remarks:
+        lines += ["", "**Notes**"]
+        lines += [f"- {r}" for r in remarks]
+    lines += ["", f"Rule library {assessment.library} {assessment.library_version}."]
+    return "\n".join(lines)
+
+
+def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:
+    resource = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": {"coding": [{"system": test.system, "code": test.code, "display": test.display}],
+                 "text": test.display},
+        "subject": {"reference": context.patient_reference},
+        "reasonCode": [{"text": test.reason}] if test.reason else None,
+    }
+    resource = compact(resource)
+    ServiceRequest.model_validate(resource)  # a proposal the EHR cannot parse is worse than none
+    return resource
+
+
+def _panel_suggestion(missing: list[PanelTest], context: CardContext, label: str) -> dict[str, Any]:
+    return {
+        "label": label,
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": True,
+        "actions": [
+            {"type": "create", "description": f"Propose {t.display} ({t.code})", "resource": _service_request(t, context)}
+            for t in missing
+        ],
+    }
+
+
+# -- shared parts ---------------------------------------------------------------------------------
+
+def _source(context: CardContext, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"label": data["source"]["label"], "url": context.base_url.rstrip("/") + data["source"]["docs_path"]}
+
+
+def _links(context: CardContext, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"label": link["label"], "url": context.base_url.rstrip("/") + link["docs_path"], "type": link["type"]}
+            for link in data["links"]]
+
+
+def _override_reasons(data: Mapping[str, Any], kind: str) -> list[dict[str, str]]:
+    system = data["override_reasons"]["system"]
+    return [{"system": system, "code": r["code"], "display": r["display"]} for r in data["override_reasons"][kind]]
+
+
+def compact(value: Any) -> Any:
+    """Drop nulls, empty strings, empty arrays and empty objects at any depth (the response has none)."""
+    if isinstance(value, dict):
+        cleaned = {k: compact(v) for k, v in value.items()}
+        return {k: v for k, v in cleaned.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        cleaned_items = [compact(v) for v in value]
+        return [v for v in cleaned_items if v not in (None, "", [], {})]
+    return value

@@ -1,0 +1,100 @@
+"""One CDS service call end to end: validate, gather data, assess through the core, build cards.
+
+The clinical work is `service.assess.assess_bundle`, the same function `$assess` uses; this module
+only wires the CDS Hooks specifics around it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..assessment_model import PatientAssessment
+from .cards import CardContext, IssuedCard, build_cards
+from .fhir_fetch import FhirFetcher
+from .prefetch import gather_bundle
+from .request_validation import HookCall, validate_hook_call
+
+_SERVICES_FILE = Path(__file__).with_name("services.json")
+
+AssessFunction = Callable[..., Any]
+
+
+def load_services(path: Path = _SERVICES_FILE) -> dict[str, dict[str, Any]]:
+    """The service definitions by id, from the one data file discovery is served from."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {service["id"]: service for service in document["services"]}
+
+
+SERVICES = load_services()
+
+
+def discovery_document(services: Mapping[str, Mapping[str, Any]] = SERVICES) -> dict[str, Any]:
+    """The body of GET /cds-services."""
+    return {"services": [dict(service) for service in services.values()]}
+
+
+def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datetime | None = None) -> Any:
+    """The shared assessment core (imported lazily so this package loads without the rule library)."""
+    from ..assess import assess_bundle
+
+    return assess_bundle(bundle, config=config, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class HookAnswer:
+    """The response body and the cards in it (with their types, for the feedback record)."""
+
+    body: dict[str, Any]
+    cards: tuple[IssuedCard, ...]
+    hook_instance: str
+
+
+def _patient_of(run: Any, patient_id: str) -> PatientAssessment | None:
+    """The assessment of the patient in context; never another patient's, even if it is the only one."""
+    for patient in getattr(run, "patients", ()) or ():
+        if patient.patient_id == patient_id or patient.patient_reference.rsplit("/", 1)[-1] == patient_id:
+            return patient
+    return None
+
+
+def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
+    """(system, code) of every ServiceRequest in draftOrders, so no suggestion duplicates one."""
+    codes: set[tuple[str, str]] = set()
+    draft_orders = call.context.get("draftOrders")
+    if not isinstance(draft_orders, dict):
+        return frozenset()
+    for entry in draft_orders.get("entry") or ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
+            continue
+        for coding in (resource.get("code") or {}).get("coding") or ():
+            if isinstance(coding, dict) and coding.get("system") and coding.get("code"):
+                codes.add((coding["system"], coding["code"]))
+    return frozenset(codes)
+
+
+def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetcher, base_url: str,
+                     config: Mapping[str, Any], assess: AssessFunction = core_assess,
+                     now: datetime | None = None) -> HookAnswer:
+    """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors."""
+    call = validate_hook_call(service, body)
+    gathered = gather_bundle(service, call, fetcher)
+    run = assess(gathered.bundle, config=config, now=now)
+    assessment = _patient_of(run, call.patient_id)
+    if assessment is None:
+        return HookAnswer({"cards": []}, (), call.hook_instance)
+    selections = call.context.get("selections") if call.hook == "order-select" else None
+    context = CardContext(
+        hook=call.hook,
+        base_url=base_url,
+        patient_reference=f"Patient/{call.patient_id}",
+        selections=tuple(selections) if isinstance(selections, list) else None,
+        draft_order_codes=_draft_order_codes(call),
+        gathering_notes=gathered.notes,
+    )
+    cards = tuple(build_cards(assessment, context))
+    return HookAnswer({"cards": [c.card for c in cards]}, cards, call.hook_instance)

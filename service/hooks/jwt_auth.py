@@ -1,0 +1,237 @@
+"""Trusting CDS clients (CDS Hooks 2.0, Security): the bearer JWT on every call.
+
+The token must be signed with an asymmetric key of an issuer on the allowlist, found in that
+issuer's JWKS (given inline, or fetched from its configured URL or an allowlisted `jku`), be meant
+for the endpoint called (`aud`), be fresh (`exp`, `iat`) and be used once (`jti`). Every failure is
+an AuthenticationError, which the HTTP layer turns into a bare 401; the reason is only logged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+import jwt
+import requests
+
+from ..errors import AuthenticationError
+
+# `sub` is not required: the public CDS Hooks sandbox omits it. An issuer configured with "sub": [...]
+# has it checked against that list.
+_REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+
+
+class TokenIdStore(Protocol):
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool: ...
+
+
+class ReplayStore:
+    """Remembers each (iss, jti) until its token expires, so a captured token cannot be sent twice."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """True the first time a token id is seen; False for a replay."""
+        now = self._clock()
+        with self._lock:
+            for key in [key for key, expiry in self._seen.items() if expiry < now]:
+                del self._seen[key]
+            if (issuer, jti) in self._seen:
+                return False
+            self._seen[(issuer, jti)] = expires_at
+            return True
+
+
+class SqliteReplayStore:
+    """The same as ReplayStore, shared by every worker process through one SQLite file."""
+
+    def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        with closing(sqlite3.connect(self.db_path, timeout=10)) as connection, connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS used_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL,"
+                               " expires_at REAL NOT NULL, PRIMARY KEY (issuer, jti))")
+
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        with closing(sqlite3.connect(self.db_path, timeout=10)) as connection, connection:
+            connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (self._clock(),))
+            try:
+                connection.execute("INSERT INTO used_jti VALUES (?, ?, ?)", (issuer, jti, expires_at))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+
+class JwksCache:
+    """JWKS documents fetched over HTTPS, reused for a while so each call does not wait on the issuer."""
+
+    def __init__(self, ttl_seconds: float, *, session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time, timeout: tuple[float, float] = (3.05, 5.0)) -> None:
+        self.ttl = float(ttl_seconds)
+        self.session = session or requests.Session()
+        self._clock = clock
+        self._timeout = timeout
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(url)
+        if cached and not refresh and cached[0] > now:
+            return cached[1]
+        try:
+            response = self.session.get(url, timeout=self._timeout, headers={"Accept": "application/json"})
+        except requests.RequestException as error:
+            raise AuthenticationError(f"JWKS {url} could not be fetched ({type(error).__name__})") from None
+        if response.status_code != 200:
+            raise AuthenticationError(f"JWKS {url} answered HTTP {response.status_code}")
+        try:
+            jwks = response.json()
+        except ValueError:
+            raise AuthenticationError(f"JWKS {url} is not JSON") from None
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise AuthenticationError(f"JWKS {url} has no keys array")
+        with self._lock:
+            self._cache[url] = (now + self.ttl, jwks)
+        return jwks
+
+
+def _asymmetric(algorithms: Iterable[str]) -> list[str]:
+    """Never "none" (unsigned) nor HS* (a shared secret), whatever the configuration lists."""
+    return [alg for alg in algorithms if not alg.lower().startswith("none") and not alg.upper().startswith("HS")]
+
+
+class ClientVerifier:
+    """Verifies CDS client JWTs against the configured trusted issuers."""
+
+    def __init__(self, *, trusted_issuers: Mapping[str, Mapping[str, Any]], algorithms: Iterable[str],
+                 leeway_seconds: float, max_age_seconds: float, jku_allowlist: Iterable[str] = (),
+                 jwks_cache: JwksCache | None = None, replay_store: TokenIdStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.trusted_issuers = {iss: dict(spec or {}) for iss, spec in (trusted_issuers or {}).items()}
+        self.algorithms = _asymmetric(algorithms)
+        self.leeway = float(leeway_seconds)
+        self.max_age = float(max_age_seconds)
+        self.jku_allowlist = tuple(jku_allowlist)
+        self.jwks_cache = jwks_cache or JwksCache(3600)
+        self.replay_store = replay_store or ReplayStore(clock)
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, replay_store: TokenIdStore | None = None) -> "ClientVerifier":
+        issuers = config.get("CDS_TRUSTED_ISSUERS") or {}
+        if isinstance(issuers, str):
+            issuers = json.loads(issuers)
+        return cls(
+            trusted_issuers=issuers,
+            algorithms=config.get("CDS_JWT_ALGORITHMS") or ("ES384", "RS384"),
+            leeway_seconds=config.get("CDS_JWT_LEEWAY_SECONDS", 60),
+            max_age_seconds=config.get("CDS_JWT_MAX_AGE_SECONDS", 600),
+            jku_allowlist=config.get("CDS_JKU_ALLOWLIST") or (),
+            jwks_cache=JwksCache(config.get("CDS_JWKS_CACHE_SECONDS", 3600)),
+            replay_store=replay_store,
+        )
+
+    def verify(self, authorization_header: str | None, audience: str) -> dict[str, Any]:
+        """The verified claims of the call's JWT, or AuthenticationError saying why not."""
+        token = _bearer_token(authorization_header)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:
+            raise AuthenticationError(f"malformed JWT: {error}") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise AuthenticationError(f"JWT algorithm {algorithm!r} is not accepted")
+        typ = header.get("typ")
+        if typ is not None and str(typ).upper() != "JWT":
+            raise AuthenticationError(f"JWT typ {typ!r} is not JWT")
+        issuer = unverified.get("iss")
+        if not isinstance(issuer, str) or issuer not in self.trusted_issuers:
+            raise AuthenticationError(f"issuer {issuer!r} is not trusted")
+        key = self._signing_key(issuer, header, algorithm)
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[algorithm], audience=audience, issuer=issuer, leeway=self.leeway,
+                options={"require": _REQUIRED_CLAIMS, "verify_iat": True},
+            )
+        except jwt.PyJWTError as error:
+            raise AuthenticationError(f"JWT rejected: {type(error).__name__}: {error}") from None
+        self._check_times(claims)
+        subjects = self.trusted_issuers[issuer].get("sub")
+        if subjects and claims.get("sub") not in subjects:
+            raise AuthenticationError(f"subject {claims.get('sub')!r} is not allowlisted for issuer {issuer!r}")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise AuthenticationError("JWT jti is not a non-empty string")
+        if not self.replay_store.first_use(issuer, jti, float(claims["exp"]) + self.leeway):
+            raise AuthenticationError("JWT jti was already used (replay)")
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        issued_at = claims.get("iat")
+        if not isinstance(issued_at, (int, float)) or isinstance(issued_at, bool):
+            raise AuthenticationError("JWT iat is not a number")
+        if issued_at > now + self.leeway:
+            raise AuthenticationError("JWT iat lies in the future")
+        if issued_at < now - self.max_age - self.leeway:
+            raise AuthenticationError("JWT iat is too old")
+
+    def _signing_key(self, issuer: str, header: Mapping[str, Any], algorithm: str) -> Any:
+        spec = self.trusted_issuers[issuer]
+        jku = header.get("jku")
+        if jku is not None:
+            allowed = set(self.jku_allowlist) | set(spec.get("jku") or ())
+            if spec.get("jwks_url"):
+                allowed.add(spec["jwks_url"])
+            if jku not in allowed:
+                raise AuthenticationError(f"jku {jku!r} is not allowlisted for issuer {issuer!r}")
+            jwks_source: Callable[[bool], Mapping[str, Any]] = lambda refresh: self.jwks_cache.get(jku, refresh=refresh)
+        elif isinstance(spec.get("jwks"), dict):
+            jwks_source = lambda refresh: spec["jwks"]
+        elif spec.get("jwks_url"):
+            jwks_source = lambda refresh: self.jwks_cache.get(spec["jwks_url"], refresh=refresh)
+        else:
+            raise AuthenticationError(f"issuer {issuer!r} has neither jwks nor jwks_url configured")
+        kid = header.get("kid")
+        key = _find_key(jwks_source(False), kid, algorithm)
+        if key is None and (jku is not None or "jwks" not in spec):
+            key = _find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
+        if key is None:
+            raise AuthenticationError(f"no key with kid {kid!r} for issuer {issuer!r}")
+        return key
+
+
+def _find_key(jwks: Mapping[str, Any], kid: Any, algorithm: str) -> Any:
+    keys = [k for k in jwks.get("keys") or () if isinstance(k, dict)]
+    candidates = [k for k in keys if kid is None or k.get("kid") == kid]
+    if kid is None and len(candidates) != 1:
+        return None
+    for candidate in candidates:
+        if candidate.get("alg") not in (None, algorithm) or candidate.get("use") not in (None, "sig"):
+            continue
+        try:
+            return jwt.PyJWK(candidate, algorithm=algorithm).key
+        except jwt.PyJWTError:
+            continue
+    return None
+
+
+def _bearer_token(authorization_header: str | None) -> str:
+    if not authorization_header:
+        raise AuthenticationError("no Authorization header")
+    scheme, _, token = authorization_header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("Authorization header is not a Bearer token")
+    return token.strip()

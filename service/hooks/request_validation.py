@@ -1,0 +1,252 @@
+"""Checks a CDS Hooks 2.0 service call before any data is gathered.
+
+A call the service cannot trust to mean what it says (wrong hook, missing context, a token with no
+server to use it on) is refused with 400 and an OperationOutcome naming the field, so the EHR
+integrator sees the mistake instead of a card built on a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from ..assessment_model import InputIssue
+from ..errors import InputError
+
+_HOOK_CONTEXTS_FILE = Path(__file__).with_name("hook_contexts.json")
+_JSON_TYPES = {"string": str, "array": list, "object": dict}
+# FHIR logical ids: the ids are put into FHIR URLs, so anything else is refused rather than escaped.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ID_FIELDS = ("patientId", "encounterId")
+_AUTHORIZATION_FIELDS = {"access_token": str, "token_type": str, "expires_in": int, "scope": str, "subject": str}
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """A validated service call: only what the later steps need."""
+
+    hook: str
+    hook_instance: str
+    context: Mapping[str, Any]
+    fhir_server: str | None = None
+    access_token: str | None = None
+    prefetch: Mapping[str, Any] | None = None
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.context["patientId"])
+
+
+def load_hook_contexts(path: Path = _HOOK_CONTEXTS_FILE) -> dict[str, dict[str, dict[str, str]]]:
+    """Required and optional context fields per hook, from the data file."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+_HOOK_CONTEXTS = load_hook_contexts()
+
+
+def _issue(diagnostics: str, location: str, code: str = "invalid") -> InputIssue:
+    return InputIssue("error", code, diagnostics, location)
+
+
+def _is_uuid(value: str) -> bool:
+    text = value[len("urn:uuid:"):] if value.startswith("urn:uuid:") else value
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_context(hook: str, context: Any, issues: list[InputIssue]) -> None:
+    if not isinstance(context, dict):
+        issues.append(_issue("context is required and must be a JSON object", "context", "required"))
+        return
+    spec = _HOOK_CONTEXTS[hook]
+    for name, json_type in spec["required"].items():
+        value = context.get(name)
+        if value is None:
+            issues.append(_issue(f"the {hook} hook requires context.{name}", f"context.{name}", "required"))
+        elif not isinstance(value, _JSON_TYPES[json_type]) or (json_type == "string" and not value.strip()):
+            issues.append(_issue(f"context.{name} must be a non-empty {json_type}", f"context.{name}"))
+    for name, json_type in spec.get("optional", {}).items():
+        value = context.get(name)
+        if value is not None and not isinstance(value, _JSON_TYPES[json_type]):
+            issues.append(_issue(f"context.{name} must be a {json_type}", f"context.{name}"))
+    for name in _ID_FIELDS:
+        value = context.get(name)
+        if isinstance(value, str) and value.strip() and not _FHIR_ID.fullmatch(value):
+            issues.append(_issue(f"context.{name} must be a FHIR id (letters, digits, '-' and '.', up to 64)",
+                                 f"context.{name}"))
+    selections = context.get("selections")
+    if isinstance(selections, list):
+        for index, selection in enumerate(selections):
+            if not isinstance(selection, str) or "/" not in selection:
+                issues.append(_issue("each selection must be a reference such as 'MedicationRequest/123'",
+                                     f"context.selections[{index}]"))
+    draft_orders = context.get("draftOrders")
+    if isinstance(draft_orders, dict) and draft_orders.get("resourceType") != "Bundle":
+        issues.append(_issue("context.draftOrders must be a FHIR Bundle", "context.draftOrders.resourceType"))
+
+
+def _check_fhir_access(body: Mapping[str, Any], issues: list[InputIssue]) -> tuple[str | None, str | None]:
+    fhir_server = body.get("fhirServer")
+    authorization = body.get("fhirAuthorization")
+    if fhir_server is not None:
+        parts = urlsplit(fhir_server) if isinstance(fhir_server, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            issues.append(_issue("fhirServer must be an absolute http(s) URL", "fhirServer"))
+            fhir_server = None
+    if authorization is None:
+        return fhir_server, None
+    if body.get("fhirServer") is None:
+        issues.append(_issue("fhirAuthorization is only allowed together with fhirServer", "fhirAuthorization"))
+        return None, None
+    if not isinstance(authorization, dict):
+        issues.append(_issue("fhirAuthorization must be a JSON object", "fhirAuthorization"))
+        return fhir_server, None
+    for name, json_type in _AUTHORIZATION_FIELDS.items():
+        value = authorization.get(name)
+        if value is None:
+            issues.append(_issue(f"fhirAuthorization.{name} is required", f"fhirAuthorization.{name}", "required"))
+        elif not isinstance(value, json_type) or isinstance(value, bool) or value == "":
+            issues.append(_issue(f"fhirAuthorization.{name} has the wrong type", f"fhirAuthorization.{name}"))
+    token_type = authorization.get("token_type")
+    if isinstance(token_type, str) and token_type.lower() != "bearer":
+        issues.append(_issue("fhirAuthorization.token_type must be 'Bearer'", "fhirAuthorization.token_type"))
+    token = authorization.get("access_token")
+    return fhir_server, token if isinstance(token, str) and token else None
+
+
+def validate_hook_call(service: Mapping[str, Any], body: Any) -> HookCall:
+    """The validated call, or InputError (400) listing every problem found with its location."""
+    if not isinstance(body, dict):
+        raise InputError.single("a CDS Hooks request must be a JSON object", location="$", code="structure",
+                                status=400)
+    issues: list[InputIssue] = []
+    hook = body.get("hook")
+    if not isinstance(hook, str) or not hook:
+        issues.append(_issue("hook is required", "hook", "required"))
+    elif hook != service["hook"]:
+        issues.append(_issue(f"service {service['id']!r} answers the {service['hook']!r} hook, not {hook!r}", "hook",
+                             "not-supported"))
+    hook_instance = body.get("hookInstance")
+    if not isinstance(hook_instance, str) or not hook_instance:
+        issues.append(_issue("hookInstance is required", "hookInstance", "required"))
+    elif not _is_uuid(hook_instance):
+        issues.append(_issue("hookInstance must be a UUID", "hookInstance"))
+    _check_context(service["hook"], body.get("context"), issues)
+    fhir_server, token = _check_fhir_access(body, issues)
+    prefetch = body.get("prefetch")
+    if prefetch is not None and not isinstance(prefetch, dict):
+        issues.append(_issue("prefetch must be a JSON object", "prefetch"))
+    elif isinstance(prefetch, dict):
+        for key, value in prefetch.items():
+            if value is not None and not (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
+                issues.append(_issue("a prefetch value must be a FHIR resource or null", f"prefetch.{key}"))
+    if issues:
+        raise InputError(issues, status=400)
+    return HookCall(
+        hook=service["hook"],
+        hook_instance=hook_instance,
+        context=body["context"],
+        fhir_server=fhir_server.rstrip("/") if fhir_server else None,
+        access_token=token,
+        prefetch=prefetch,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One end-user interaction with a card, as the client reported it."""
+
+    card: str
+    outcome: str  # "accepted" | "overridden"
+    outcome_timestamp: str
+    accepted_suggestions: tuple[str, ...] = ()
+    override_system: str | None = None
+    override_code: str | None = None
+    override_display: str | None = None
+    user_comment: str | None = None
+
+
+def _is_timestamp(value: Any) -> bool:
+    from datetime import datetime
+
+    if not isinstance(value, str) or "T" not in value:
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> FeedbackEntry | None:
+    if not isinstance(item, dict):
+        issues.append(_issue("each feedback must be a JSON object", where, "structure"))
+        return None
+    card, outcome, timestamp = item.get("card"), item.get("outcome"), item.get("outcomeTimestamp")
+    before = len(issues)
+    if not isinstance(card, str) or not card:
+        issues.append(_issue("card (the card's uuid) is required", f"{where}.card", "required"))
+    if outcome not in ("accepted", "overridden"):
+        issues.append(_issue("outcome must be 'accepted' or 'overridden'", f"{where}.outcome", "code-invalid"))
+    if not _is_timestamp(timestamp):
+        issues.append(_issue("outcomeTimestamp must be an ISO 8601 date-time", f"{where}.outcomeTimestamp",
+                             "required" if timestamp is None else "value"))
+    accepted: list[str] = []
+    suggestions = item.get("acceptedSuggestions")
+    if suggestions is not None:
+        if outcome != "accepted":
+            issues.append(_issue("acceptedSuggestions only goes with outcome 'accepted'", f"{where}.acceptedSuggestions"))
+        elif not isinstance(suggestions, list) or not suggestions:
+            issues.append(_issue("acceptedSuggestions must be a non-empty array", f"{where}.acceptedSuggestions"))
+        else:
+            for index, suggestion in enumerate(suggestions):
+                if not isinstance(suggestion, dict) or not isinstance(suggestion.get("id"), str) or not suggestion["id"]:
+                    issues.append(_issue("each accepted suggestion needs its id", f"{where}.acceptedSuggestions[{index}].id",
+                                         "required"))
+                else:
+                    accepted.append(suggestion["id"])
+    system = code = display = comment = None
+    override = item.get("overrideReason")
+    if override is not None:
+        if outcome != "overridden":
+            issues.append(_issue("overrideReason only goes with outcome 'overridden'", f"{where}.overrideReason"))
+        elif not isinstance(override, dict):
+            issues.append(_issue("overrideReason must be a JSON object", f"{where}.overrideReason"))
+        else:
+            reason = override.get("reason")
+            if reason is not None:
+                if not isinstance(reason, dict) or not isinstance(reason.get("code"), str) or not reason["code"]:
+                    issues.append(_issue("overrideReason.reason must be a Coding with a code",
+                                         f"{where}.overrideReason.reason.code", "required"))
+                else:
+                    system, code = reason.get("system"), reason["code"]
+                    display = reason.get("display")
+            comment = override.get("userComment")
+            if comment is not None and not isinstance(comment, str):
+                issues.append(_issue("userComment must be a string", f"{where}.overrideReason.userComment"))
+                comment = None
+    if len(issues) > before:
+        return None
+    return FeedbackEntry(card, outcome, timestamp, tuple(accepted), system if isinstance(system, str) else None,
+                         code, display if isinstance(display, str) else None, comment)
+
+
+def validate_feedback(body: Any) -> tuple[FeedbackEntry, ...]:
+    """The feedback entries of a feedback call, or InputError (400) listing what is wrong and where."""
+    if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
+        raise InputError.single("a feedback request must be an object with a non-empty 'feedback' array",
+                                location="feedback", code="structure", status=400)
+    issues: list[InputIssue] = []
+    entries = [_check_feedback_item(item, f"feedback[{index}]", issues) for index, item in enumerate(body["feedback"])]
+    if issues:
+        raise InputError(issues, status=400)
+    return tuple(entry for entry in entries if entry is not None)

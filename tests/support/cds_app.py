@@ -1,0 +1,115 @@
+"""An app for the CDS Hooks tests, and hand-built assessments to stand in for the core.
+
+`make_app` uses `service.create_app`; if the application factory cannot be built in this
+checkout it registers the CDS Hooks blueprint on a bare Flask app with the same configuration
+layers, so the surface stays testable on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask
+
+from service.assessment_model import (AvailableTest, OrderAlert, PanelTest, PatientAssessment, TypeGrade,
+                                      ValueUsed)
+
+ASSESSED_AT = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+
+
+def make_app(config: dict[str, Any]) -> Flask:
+    try:
+        from service import create_app
+
+        return create_app(config)
+    except Exception:  # the factory's other parts may not be importable yet
+        from service import cds_hooks
+        from service.config import load_config
+
+        app = Flask("calcinosis_cds_hooks_test")
+        settings = load_config(config)
+        app.config["CALCINOSIS"] = settings
+        app.register_blueprint(cds_hooks.blueprint)
+        cds_hooks.init_app(app)
+        return app
+
+
+class FakeCore:
+    """Returns a fixed AssessmentRun and remembers the bundles it was given."""
+
+    def __init__(self, *patients: PatientAssessment) -> None:
+        self.patients = patients
+        self.bundles: list[dict[str, Any]] = []
+
+    def __call__(self, bundle: dict[str, Any], *, config: Any = None, now: Any = None) -> Any:
+        from types import SimpleNamespace
+
+        self.bundles.append(bundle)
+        return SimpleNamespace(patients=self.patients, issues=())
+
+
+BASELINE_MISSING = (
+    PanelTest("2731-8", "http://loinc.org", "Parathyrin.intact [Mass/volume] in Serum or Plasma", "baseline",
+              "hyperparathyroidism"),
+    PanelTest("62292-8", "http://loinc.org", "25-Hydroxyvitamin D2+25-Hydroxyvitamin D3 [Mass/volume] in Serum or Plasma",
+              "baseline", "hypervitaminosis D"),
+    PanelTest("58410-2", "http://loinc.org", "Complete blood count (hemogram) panel - Blood by Automated count",
+              "baseline", "lupus, malignancy"),
+)
+
+
+def metastatic_assessment(patient_id: str = "pat-1", **changes: Any) -> PatientAssessment:
+    """ESRD patient with Ca 11.2 and P 7.3 mg/dL: metastatic high."""
+    fields = dict(
+        patient_id=patient_id,
+        patient_reference=f"Patient/{patient_id}",
+        assessed_at=ASSESSED_AT,
+        library="CalcinosisCutis",
+        library_version="1.0.0",
+        grades=(
+            TypeGrade("metastatic", "high", "Ca x P 81.8 mg2/dL2 on 2026-11-01 exceeds 70; calcium 11.2 mg/dL (H)."),
+            TypeGrade("calciphylaxis", "moderate", "ESRD on dialysis; no skin necrosis recorded."),
+            TypeGrade("dystrophic", "low", "Calcium and phosphate are abnormal."),
+            TypeGrade("iatrogenic", "negligible", "No calcium or phosphate infusion recorded."),
+            TypeGrade("idiopathic", "negligible", "Abnormal labs."),
+        ),
+        recommended=BASELINE_MISSING,
+        available=(AvailableTest("17861-6", "http://loinc.org", "Calcium [Mass/volume] in Serum or Plasma",
+                                 "11.2 mg/dL on 2026-11-01", "Observation/ca-1"),),
+        values_used=(
+            ValueUsed("calcium", "Calcium (serum)", Decimal("11.2"), "mg/dL", datetime(2026, 11, 1, 8, 0,
+                      tzinfo=timezone.utc), "Observation/ca-1", flag="H", range_text="8.5-10.2 mg/dL (lab)"),
+            ValueUsed("phosphate", "Phosphate (serum)", Decimal("7.3"), "mg/dL", date(2026, 11, 1),
+                      "Observation/p-1", flag="H"),
+            ValueUsed("ca-x-p", "Calcium x phosphate product", Decimal("81.76"), "mg2/dL2", date(2026, 11, 1),
+                      "Observation/ca-1", flag="H", range_text="<= 70 mg2/dL2 (seed 002)"),
+        ),
+    )
+    fields.update(changes)
+    return PatientAssessment(**fields)
+
+
+def quiet_assessment(patient_id: str = "pat-1", **changes: Any) -> PatientAssessment:
+    """Normal labs, complete work-up: nothing to say."""
+    fields = dict(
+        patient_id=patient_id,
+        patient_reference=f"Patient/{patient_id}",
+        assessed_at=ASSESSED_AT,
+        library="CalcinosisCutis",
+        library_version="1.0.0",
+        grades=tuple(TypeGrade(t, "low" if t == "dystrophic" else "negligible", "Normal calcium and phosphate.")
+                     for t in ("dystrophic", "idiopathic", "metastatic", "iatrogenic", "calciphylaxis")),
+        values_used=(ValueUsed("calcium", "Calcium (serum)", Decimal("9.4"), "mg/dL", date(2026, 10, 2),
+                               "Observation/ca-2", flag="N"),),
+    )
+    fields.update(changes)
+    return PatientAssessment(**fields)
+
+
+def calcium_gluconate_alert(order_reference: str = "MedicationRequest/draft-ca-gluconate") -> OrderAlert:
+    return OrderAlert(order_reference, "Calcium gluconate 10% IV infusion",
+                      "IV calcium gluconate can cause iatrogenic calcinosis cutis: dilute, use a large vein, watch the "
+                      "site for extravasation, and check the phosphate level first.",
+                      "seed 002, Etiology: intravenous calcium gluconate")

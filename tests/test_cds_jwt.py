@@ -1,0 +1,215 @@
+"""Trusting CDS clients: the JWT on every call (CDS Hooks 2.0, Security)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import responses
+
+from service.errors import AuthenticationError
+from service.hooks import hook_call
+from service.hooks.jwt_auth import ClientVerifier, JwksCache, ReplayStore, SqliteReplayStore
+from tests.support.cds_app import FakeCore, make_app, quiet_assessment
+from tests.support.jwt_tokens import EHR_ISSUER, ClientKey, hs256_token, unsigned_token
+
+DISCOVERY_URL = "http://localhost/cds-services"
+SERVICE_URL = "http://localhost/cds-services/calcinosis-patient-view"
+JWKS_URL = "https://ehr.example.org/.well-known/jwks.json"
+
+
+@pytest.fixture(scope="module")
+def es384_key() -> ClientKey:
+    return ClientKey("ES384")
+
+
+@pytest.fixture
+def secured_client(tmp_path, es384_key, monkeypatch):
+    monkeypatch.setattr(hook_call, "core_assess", FakeCore(quiet_assessment("pat-1")))
+    app = make_app({
+        "CDS_REQUIRE_JWT": True,
+        "CDS_TRUSTED_ISSUERS": {EHR_ISSUER: {"jwks": es384_key.jwks}},
+        "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+    })
+    return app.test_client()
+
+
+def _call(client, token: str | None, path: str = "/cds-services"):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.get(path, headers=headers)
+
+
+def test_an_es384_token_from_a_trusted_issuer_opens_discovery(secured_client, es384_key):
+    response = _call(secured_client, es384_key.sign(DISCOVERY_URL))
+    assert response.status_code == 200
+    assert {s["hook"] for s in response.get_json()["services"]} == {"patient-view", "order-select", "order-sign"}
+
+
+def test_a_service_call_needs_aud_equal_to_the_service_url(secured_client, es384_key):
+    body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/1", "patientId": "pat-1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "pat-1"}, "labs": None, "conditions": None,
+                         "medications": None, "procedures": None}}
+    ok = secured_client.post("/cds-services/calcinosis-patient-view", json=body,
+                             headers={"Authorization": f"Bearer {es384_key.sign(SERVICE_URL)}"})
+    assert ok.status_code == 200
+    wrong = secured_client.post("/cds-services/calcinosis-patient-view", json=body,
+                                headers={"Authorization": f"Bearer {es384_key.sign(DISCOVERY_URL)}"})
+    assert wrong.status_code == 401
+
+
+def test_no_authorization_header_gets_a_bare_401(secured_client):
+    response = _call(secured_client, None)
+    assert response.status_code == 401
+    assert response.data == b""
+
+
+@pytest.mark.parametrize("case", ["none", "hs256", "expired", "wrong-aud", "unknown-iss", "future-iat",
+                                  "stale-iat", "no-jti", "garbage"])
+def test_untrusted_tokens_get_a_bare_401(secured_client, es384_key, case):
+    now = int(time.time())
+    token = {
+        "none": lambda: unsigned_token(DISCOVERY_URL),
+        "hs256": lambda: hs256_token(DISCOVERY_URL, json.dumps(es384_key.public_jwk)),
+        "expired": lambda: es384_key.sign(DISCOVERY_URL, iat=now - 400, exp=now - 100),
+        "wrong-aud": lambda: es384_key.sign("https://other.example.org/cds-services"),
+        "unknown-iss": lambda: es384_key.sign(DISCOVERY_URL, issuer="https://rogue.example.org"),
+        "future-iat": lambda: es384_key.sign(DISCOVERY_URL, iat=now + 900, exp=now + 1200),
+        "stale-iat": lambda: es384_key.sign(DISCOVERY_URL, iat=now - 7200, exp=now + 300),
+        "no-jti": lambda: es384_key.sign(DISCOVERY_URL, jti=None),
+        "garbage": lambda: "not.a.jwt",
+    }[case]()
+    response = _call(secured_client, token)
+    assert response.status_code == 401
+    assert response.data == b""
+
+
+def test_a_replayed_jti_is_refused(secured_client, es384_key):
+    token = es384_key.sign(DISCOVERY_URL)
+    assert _call(secured_client, token).status_code == 200
+    assert _call(secured_client, token).status_code == 401
+
+
+def test_a_token_signed_by_another_key_with_the_same_kid_is_refused(secured_client, es384_key):
+    impostor = ClientKey("ES384", kid=es384_key.kid)
+    assert _call(secured_client, impostor.sign(DISCOVERY_URL)).status_code == 401
+
+
+def test_a_jku_that_is_not_allowlisted_is_refused_without_fetching_it(secured_client, es384_key):
+    with responses.RequestsMock() as mocked:  # any request would fail the test: none is registered
+        token = es384_key.sign(DISCOVERY_URL, headers={"jku": "https://attacker.example.net/jwks.json"})
+        assert _call(secured_client, token).status_code == 401
+        assert len(mocked.calls) == 0
+
+
+def _verifier(**issuer_spec) -> ClientVerifier:
+    return ClientVerifier(trusted_issuers={EHR_ISSUER: issuer_spec}, algorithms=["ES384", "RS384"],
+                          leeway_seconds=30, max_age_seconds=600, jwks_cache=JwksCache(3600))
+
+
+@responses.activate
+def test_keys_fetched_from_the_issuers_jwks_url_are_cached():
+    key = ClientKey("RS384")
+    responses.get(JWKS_URL, json=key.jwks)
+    verifier = _verifier(jwks_url=JWKS_URL)
+    for _ in range(3):
+        claims = verifier.verify(f"Bearer {key.sign(SERVICE_URL)}", SERVICE_URL)
+        assert claims["iss"] == EHR_ISSUER
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_allowlisted_jku_is_fetched_and_used():
+    key = ClientKey("ES384")
+    responses.get(JWKS_URL, json=key.jwks)
+    verifier = _verifier(jwks={"keys": []}, jku=[JWKS_URL])
+    claims = verifier.verify(f"Bearer {key.sign(SERVICE_URL, headers={'jku': JWKS_URL})}", SERVICE_URL)
+    assert claims["sub"] == "ehr-client-id"
+
+
+@responses.activate
+def test_a_rotated_key_is_found_by_refetching_the_jwks():
+    old, new = ClientKey("ES384"), ClientKey("ES384")
+    responses.get(JWKS_URL, json=old.jwks)
+    responses.get(JWKS_URL, json=new.jwks)
+    verifier = _verifier(jwks_url=JWKS_URL)
+    verifier.verify(f"Bearer {old.sign(SERVICE_URL)}", SERVICE_URL)
+    assert verifier.verify(f"Bearer {new.sign(SERVICE_URL)}", SERVICE_URL)["iss"] == EHR_ISSUER
+
+
+@responses.activate
+def test_an_unreachable_jwks_url_means_untrusted():
+    key = ClientKey("ES384")
+    responses.get(JWKS_URL, status=503)
+    with pytest.raises(AuthenticationError):
+        _verifier(jwks_url=JWKS_URL).verify(f"Bearer {key.sign(SERVICE_URL)}", SERVICE_URL)
+
+
+def test_hs_algorithms_are_never_accepted_even_when_configured():
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks": {"keys": []}}}, algorithms=["HS256", "none"],
+                              leeway_seconds=30, max_age_seconds=600)
+    assert verifier.algorithms == []
+    with pytest.raises(AuthenticationError):
+        verifier.verify(f"Bearer {hs256_token(SERVICE_URL, 'a-shared-secret-of-at-least-32-bytes')}", SERVICE_URL)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_replay_store_forgets_token_ids_once_they_expire(kind, tmp_path):
+    clock = [1000.0]
+    store = (ReplayStore(clock=lambda: clock[0]) if kind == "memory"
+             else SqliteReplayStore(tmp_path / "jti.sqlite3", clock=lambda: clock[0]))
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1300)
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1300)
+    clock[0] = 1301.0
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1600)
+
+
+def test_aud_follows_public_base_url_when_configured(tmp_path, es384_key, monkeypatch):
+    app = make_app({
+        "CDS_REQUIRE_JWT": True, "PUBLIC_BASE_URL": "https://cds.example.org/",
+        "CDS_TRUSTED_ISSUERS": {EHR_ISSUER: {"jwks": es384_key.jwks}},
+        "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+    })
+    client = app.test_client()
+    assert _call(client, es384_key.sign("https://cds.example.org/cds-services")).status_code == 200
+    assert _call(client, es384_key.sign(DISCOVERY_URL)).status_code == 401
+
+
+def test_turning_jwt_checks_off_logs_a_warning_at_start(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")})
+    assert any("CDS_REQUIRE_JWT" in record.getMessage() for record in caplog.records)
+    assert app.test_client().get("/cds-services").status_code == 200
+
+
+def test_an_issuer_with_a_subject_allowlist_refuses_other_client_ids():
+    key = ClientKey("ES384")
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks": key.jwks, "sub": ["ehr-client-id"]}},
+                              algorithms=["ES384"], leeway_seconds=30, max_age_seconds=600)
+    assert verifier.verify(f"Bearer {key.sign(SERVICE_URL)}", SERVICE_URL)["sub"] == "ehr-client-id"
+    with pytest.raises(AuthenticationError):
+        verifier.verify(f"Bearer {key.sign(SERVICE_URL, sub='someone-else')}", SERVICE_URL)
+
+
+def test_a_sandbox_style_token_without_sub_is_accepted_when_no_subject_list_is_configured():
+    key = ClientKey("ES384")
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks": key.jwks}}, algorithms=["ES384"],
+                              leeway_seconds=30, max_age_seconds=600)
+    assert "sub" not in verifier.verify(f"Bearer {key.sign(SERVICE_URL, sub=None)}", SERVICE_URL)
+
+
+def test_a_token_replayed_to_another_app_on_the_same_database_is_refused(tmp_path, es384_key):
+    config = {"CDS_REQUIRE_JWT": True, "CDS_TRUSTED_ISSUERS": {EHR_ISSUER: {"jwks": es384_key.jwks}},
+              "CDS_FEEDBACK_DB": str(tmp_path / "shared.sqlite3")}
+    first_worker, second_worker = make_app(config).test_client(), make_app(config).test_client()
+    token = es384_key.sign(DISCOVERY_URL)
+    assert _call(first_worker, token).status_code == 200
+    assert _call(second_worker, token).status_code == 401
+
+
+def test_feedback_without_a_token_gets_a_bare_401(secured_client):
+    response = secured_client.post("/cds-services/calcinosis-patient-view/feedback", json={"feedback": [
+        {"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-11-15T09:05:00Z"}]})
+    assert response.status_code == 401
+    assert response.data == b""
