@@ -1,0 +1,51 @@
+"""Age in completed days, months and years, for picking age-banded default ranges.
+
+Band edges are written '28d', '1y', '13y'; each is compared in its own unit of
+completed time, the way pediatric reference intervals are stated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+_BOUND = re.compile(r"^(?P<n>\d{1,3})(?P<unit>[dmy])$")
+
+
+@dataclass(frozen=True, slots=True)
+class Age:
+    days: int
+    months: int
+    years: int
+
+    def reached(self, bound: "AgeBound") -> bool:
+        """True when this age is at least `bound`."""
+        completed = {"d": self.days, "m": self.months, "y": self.years}[bound.unit]
+        return completed >= bound.value
+
+
+@dataclass(frozen=True, slots=True)
+class AgeBound:
+    value: int
+    unit: str  # "d", "m" or "y"
+
+    @classmethod
+    def parse(cls, text: str) -> "AgeBound":
+        match = _BOUND.match(text)
+        if match is None:
+            raise ValueError(f"age bound {text!r} is not '<n>d', '<n>m' or '<n>y'")
+        return cls(int(match.group("n")), match.group("unit"))
+
+    def __str__(self) -> str:
+        return f"{self.value}{self.unit}"
+
+
+def age_on(birth: date, on: date) -> Age | None:
+    """Completed age at `on`; None when `on` is before the birth (an impossible age is not guessed)."""
+    if on < birth:
+        return None
+    months = (on.year - birth.year) * 12 + (on.month - birth.month)
+    if on.day < birth.day:
+        months -= 1
+    return Age(days=(on - birth).days, months=months, years=months // 12)

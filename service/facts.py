@@ -1,0 +1,63 @@
+"""One patient's facts as the rule engine's data provider.
+
+The engine calls `retrieve` once per retrieve expression and patient, with
+every code of a value set, so records are indexed by type and by
+(system, code) once, when the facts are built.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from .assessment_model import InputIssue
+from .cql_like.values import Code, Concept, Record
+
+
+class PatientFacts:
+    """Normalized records of one patient; implements the engine's DataProvider protocol."""
+
+    def __init__(self, patient_id: str, patient_reference: str, patient_record: Record | None,
+                 records: Iterable[Record], issues: Iterable[InputIssue] = ()) -> None:
+        self.patient_id = patient_id
+        self.patient_reference = patient_reference
+        self.issues: tuple[InputIssue, ...] = tuple(issues)
+        self._patient = patient_record
+        by_type: dict[str, list[Record]] = defaultdict(list)
+        for record in records:
+            by_type[record.type_name].append(record)
+        self._by_type: dict[str, tuple[Record, ...]] = {name: tuple(items) for name, items in by_type.items()}
+        self._by_code: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
+        for name, items in self._by_type.items():
+            for position, record in enumerate(items):
+                primary = record.get("code")
+                if not isinstance(primary, Concept):
+                    continue
+                for code in dict.fromkeys((c.system, c.code) for c in primary.codes):
+                    self._by_code[(name, code[0], code[1])].append(position)
+
+    def patient(self) -> Record | None:
+        """The context Patient."""
+        return self._patient
+
+    def records(self, type_name: str) -> tuple[Record, ...]:
+        """Every record of `type_name`, in bundle order."""
+        if type_name == "Patient":
+            return (self._patient,) if self._patient is not None else ()
+        return self._by_type.get(type_name, ())
+
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None = None) -> Sequence[Record]:
+        """Records of `type_name`; with `codes`, those whose `code` has a coding equal (system + code) to one."""
+        if codes is None:
+            return self.records(type_name)
+        records = self._by_type.get(type_name, ())
+        if not records:
+            return ()
+        positions: set[int] = set()
+        for code in codes:
+            positions.update(self._by_code.get((type_name, code.system, code.code), ()))
+        return tuple(records[position] for position in sorted(positions))
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{name}: {len(items)}" for name, items in self._by_type.items())
+        return f"PatientFacts({self.patient_reference!r}, {counts})"

@@ -1,0 +1,426 @@
+"""Bundle ingest: decoded JSON -> the resources the rules read, grouped by patient.
+
+Only the resource types the rule library reads are kept and validated with
+`fhir.resources.R4B`; everything else (claims, encounters, imaging ...) is
+skipped without being looked into, so a large hospital export stays cheap.
+A single bad entry never sinks the request: it becomes an `InputIssue` whose
+location points into the Bundle, and the rest is still assessed. Only a
+payload that is not a usable Bundle at all raises `InputError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .assessment_model import InputIssue
+from .errors import InputError
+from .issue_lists import capped
+from .references import ReferenceIndex, preferred_reference, reference_keys, relative_reference
+
+SUPPORTED_BUNDLE_TYPES = ("collection", "batch", "transaction", "searchset", "document")
+
+# Resource types the rule library reads (Medication only to resolve medicationReference).
+KEPT_TYPES = frozenset({
+    "Patient", "Observation", "Condition", "MedicationRequest", "MedicationAdministration",
+    "MedicationStatement", "Procedure", "ServiceRequest", "Medication",
+})
+MEDICATION_USERS = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationStatement"})
+
+# Deeper JSON than this in a kept resource is refused before validation: real resources nest a
+# few levels (extensions of extensions, contained resources); pathological depth would exhaust
+# the validator's recursion.
+MAX_RESOURCE_DEPTH = 64
+# Validation errors reported per resource; the rest are summarised in one issue.
+MAX_ISSUES_PER_RESOURCE = 20
+
+
+@dataclass(frozen=True)
+class KeptResource:
+    """A validated resource the rules may read, with where it sits in the Bundle."""
+
+    resource_type: str
+    resource: dict  # the JSON as sent
+    location: str  # "Bundle.entry[3].resource"
+    reference: str | None  # "Observation/123" or the entry's "urn:uuid:..." fullUrl
+
+
+@dataclass(frozen=True)
+class PatientResources:
+    """One patient's kept resources (and the Medications they reference)."""
+
+    patient_id: str
+    patient_reference: str
+    patient: dict | None  # the Patient JSON; None when the patient is only referenced
+    resources: tuple[KeptResource, ...]
+    issues: tuple[InputIssue, ...] = ()
+    patient_location: str | None = None  # "Bundle.entry[0].resource" when the Patient is in the bundle
+
+
+@dataclass(frozen=True)
+class IngestedBundle:
+    patients: tuple[PatientResources, ...]
+    issues: tuple[InputIssue, ...]  # bundle-level: not tied to one patient
+    bundle_type: str
+
+
+def read_bundle(data: object) -> IngestedBundle:
+    """Split a decoded FHIR Bundle into per-patient resources; raises InputError if it is no usable Bundle."""
+    bundle_type, entries = _check_bundle(data)
+    return _BundleReader(bundle_type).read(entries)
+
+
+def _check_bundle(data: object) -> tuple[str, list[Any]]:
+    if not isinstance(data, dict):
+        raise InputError.single(
+            f"the request body must be a JSON object holding a FHIR Bundle, not {_json_kind(data)}",
+            location="Bundle", code="structure")
+    resource_type = data.get("resourceType")
+    if resource_type is None:
+        raise InputError.single("resourceType is missing: a FHIR Bundle is expected",
+                                location="Bundle.resourceType", code="required")
+    if resource_type != "Bundle":
+        shown = f"a {resource_type}" if isinstance(resource_type, str) else _json_kind(resource_type)
+        raise InputError.single(f"a FHIR Bundle is expected, got {shown} (resourceType)",
+                                location="Bundle.resourceType", code="invalid")
+    bundle_type = data.get("type")
+    if bundle_type is None:
+        raise InputError.single("Bundle.type is missing; supported: " + ", ".join(SUPPORTED_BUNDLE_TYPES),
+                                location="Bundle.type", code="required")
+    if bundle_type not in SUPPORTED_BUNDLE_TYPES:
+        shown = f"'{bundle_type}'" if isinstance(bundle_type, str) else _json_kind(bundle_type)
+        raise InputError.single(
+            f"Bundle.type {shown} is not supported; supported: " + ", ".join(SUPPORTED_BUNDLE_TYPES),
+            location="Bundle.type", code="not-supported")
+    if "entry" not in data:
+        return bundle_type, []
+    entries = data["entry"]
+    if not isinstance(entries, list):
+        raise InputError.single(f"Bundle.entry must be an array, not {_json_kind(entries)}",
+                                location="Bundle.entry", code="structure")
+    return bundle_type, entries
+
+
+@dataclass
+class _Entry:
+    """A usable entry: an object with a resource that has a resourceType."""
+
+    index: int
+    resource_type: str
+    resource: dict
+    full_url: str | None
+    valid: bool = True  # False: a kept type that failed validation
+    issues: list[InputIssue] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return f"Bundle.entry[{self.index}].resource"
+
+    @property
+    def reference(self) -> str | None:
+        resource_id = self.resource.get("id")
+        return preferred_reference(self.resource_type, resource_id if isinstance(resource_id, str) else None,
+                                   self.full_url)
+
+
+@dataclass
+class _PatientGroup:
+    patient_id: str
+    patient_reference: str
+    patient_entry: _Entry | None
+    members: dict[int, _Entry] = field(default_factory=dict)
+    issues: list[InputIssue] = field(default_factory=list)
+
+
+class _BundleReader:
+    """One pass over the entries, then grouping; holds the state of reading one Bundle."""
+
+    def __init__(self, bundle_type: str) -> None:
+        self.bundle_type = bundle_type
+        self.issues: list[InputIssue] = []
+        self.index: ReferenceIndex[int] = ReferenceIndex()
+        self.entries: dict[int, _Entry] = {}
+        self.groups: dict[object, _PatientGroup] = {}
+
+    def read(self, raw_entries: list[Any]) -> IngestedBundle:
+        kept: list[_Entry] = []
+        for position, raw in enumerate(raw_entries):
+            entry = self._entry(position, raw)
+            if entry is None:
+                continue
+            self.entries[position] = entry
+            if entry.resource_type in KEPT_TYPES:
+                self._validate(entry)
+                kept.append(entry)
+        self._group(kept)
+        patients = tuple(self._patient_resources(group) for group in self.groups.values())
+        return IngestedBundle(patients, capped(self.issues), self.bundle_type)
+
+    # --- entries --------------------------------------------------------------------------------
+    def _entry(self, position: int, raw: Any) -> _Entry | None:
+        where = f"Bundle.entry[{position}]"
+        if not isinstance(raw, dict):
+            self.issues.append(InputIssue("warning", "structure",
+                                          f"{where}: entry is {_json_kind(raw)}, not an object; skipped", where))
+            return None
+        resource = raw.get("resource")
+        if resource is None:
+            request = raw.get("request")
+            method = request.get("method") if isinstance(request, dict) else None
+            if isinstance(method, str):
+                self.issues.append(InputIssue(
+                    "information", "informational",
+                    f"{where}: no resource ({method} request entry); nothing to assess", where))
+            else:
+                self.issues.append(InputIssue("warning", "required", f"{where}: entry has no resource; skipped",
+                                              f"{where}.resource"))
+            return None
+        if not isinstance(resource, dict):
+            self.issues.append(InputIssue("warning", "structure",
+                                          f"{where}.resource: resource is {_json_kind(resource)}, not an object; skipped",
+                                          f"{where}.resource"))
+            return None
+        resource_type = resource.get("resourceType")
+        if not isinstance(resource_type, str) or not resource_type:
+            problem = "has no resourceType" if resource_type is None else "has a resourceType that is not a name"
+            self.issues.append(InputIssue("warning", "required", f"{where}.resource: resource {problem}; skipped",
+                                          f"{where}.resource"))
+            return None
+        full_url = raw.get("fullUrl")
+        if full_url is not None and not isinstance(full_url, str):
+            self.issues.append(InputIssue("warning", "structure",
+                                          f"{where}.fullUrl: not a string; ignored", f"{where}.fullUrl"))
+            full_url = None
+        entry = _Entry(position, resource_type, resource, full_url or None)
+        resource_id = resource.get("id")
+        keys = reference_keys(resource_type, resource_id if isinstance(resource_id, str) else None, entry.full_url)
+        taken = self.index.taken(keys)
+        if taken and resource_type in KEPT_TYPES:
+            key, first = taken
+            self.issues.append(InputIssue(
+                "warning", "duplicate",
+                f"{where}: '{_clip(key)}' is already used by Bundle.entry[{first}]; this entry is skipped",
+                f"{where}.fullUrl" if key == entry.full_url else f"{where}.resource.id"))
+            return None
+        self.index.add(position, keys)
+        return entry
+
+    def _validate(self, entry: _Entry) -> None:
+        if _depth_exceeds(entry.resource, MAX_RESOURCE_DEPTH):
+            entry.valid = False
+            entry.issues.append(InputIssue(
+                "error", "structure",
+                f"{entry.location}: nested more than {MAX_RESOURCE_DEPTH} levels deep; the resource is not assessed",
+                entry.location))
+            return
+        try:
+            get_fhir_model_class(entry.resource_type).model_validate(entry.resource)
+        except ValidationError as error:
+            entry.valid = False
+            entry.issues.extend(_validation_issues(entry.location, entry.resource_type, error.errors()))
+        except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as error:
+            entry.valid = False
+            entry.issues.append(InputIssue(
+                "error", "invalid",
+                f"{entry.location}: not a valid R4 {entry.resource_type} ({type(error).__name__}); "
+                "the resource is not assessed", entry.location))
+
+    # --- grouping -------------------------------------------------------------------------------
+    def _group(self, kept: list[_Entry]) -> None:
+        without_subject: list[_Entry] = []
+        medication_users: list[tuple[_Entry, _PatientGroup]] = []
+        for entry in kept:
+            if entry.resource_type == "Patient":
+                group = self._group_for_patient_entry(entry)
+                if not entry.valid:
+                    group.issues.extend(entry.issues)
+                continue
+            if entry.resource_type == "Medication":
+                continue
+            if not entry.valid:
+                continue  # attributed after grouping, so invalid resources create no patient
+            outcome = self._subject_group(entry, create=True)
+            if outcome is None:
+                without_subject.append(entry)
+            elif isinstance(outcome, _PatientGroup):
+                outcome.members[entry.index] = entry
+                if entry.resource_type in MEDICATION_USERS:
+                    medication_users.append((entry, outcome))
+            else:
+                self.issues.append(outcome)
+        self._place_without_subject(without_subject)
+        for entry, group in medication_users:
+            self._link_medication(entry, group)
+        for entry in kept:
+            if not entry.valid and entry.resource_type != "Patient":
+                outcome = self._subject_group(entry, create=False)
+                target = outcome.issues if isinstance(outcome, _PatientGroup) else self.issues
+                target.extend(entry.issues)
+
+    def _group_for_patient_entry(self, entry: _Entry) -> _PatientGroup:
+        group = self.groups.get(entry.index)
+        if group is not None:
+            if entry.valid:
+                group.patient_entry = entry
+            return group
+        resource_id = entry.resource.get("id")
+        if isinstance(resource_id, str) and resource_id:
+            patient_id = resource_id
+        elif entry.full_url and entry.full_url.startswith("urn:uuid:"):
+            patient_id = entry.full_url[len("urn:uuid:"):]
+        else:
+            patient_id = f"entry-{entry.index}"
+        group = _PatientGroup(patient_id, entry.reference or entry.location, entry if entry.valid else None)
+        self.groups[entry.index] = group
+        return group
+
+    def _subject_group(self, entry: _Entry, *, create: bool) -> _PatientGroup | InputIssue | None:
+        """The group of the patient `entry` is about; None if it names none; an issue if it cannot be used."""
+        subject = entry.resource.get("subject")
+        where = f"{entry.location}.subject"
+        if subject is None:
+            return None
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(reference, str) or not reference:
+            return None if isinstance(subject, dict) else InputIssue(
+                "warning", "structure", f"{where}: not a Reference; the resource is not assessed", where)
+        target = self.index.resolve(reference)
+        if target is not None:
+            target_entry = self.entries.get(target)
+            if target_entry is None:
+                return None
+            if target_entry.resource_type != "Patient":
+                return InputIssue(
+                    "warning", "not-supported",
+                    f"{where}: refers to a {target_entry.resource_type}, not a Patient; the resource is not assessed",
+                    f"{where}.reference")
+            if target not in self.groups and not create:
+                return None
+            return self._group_for_patient_entry(target_entry)
+        named = relative_reference(reference)
+        if named is not None and named[0] == "Patient":
+            key = f"Patient/{named[1]}"
+            group = self.groups.get(key)
+            if group is None and create:
+                group = self.groups[key] = _PatientGroup(named[1], key, None)
+            return group
+        if named is not None:
+            return InputIssue("warning", "not-supported",
+                              f"{where}: refers to a {named[0]}, not a Patient; the resource is not assessed",
+                              f"{where}.reference")
+        return InputIssue(
+            "warning", "not-found",
+            f"{where}: reference '{_clip(reference)}' cannot be resolved in the bundle; the resource is not assessed",
+            f"{where}.reference")
+
+    def _place_without_subject(self, entries: list[_Entry]) -> None:
+        """Resources with no subject belong to the bundle's only patient; with several, to none."""
+        if not entries:
+            return
+        if len(self.groups) == 1:
+            group = next(iter(self.groups.values()))
+            for entry in entries:
+                group.members[entry.index] = entry
+                if entry.resource_type in MEDICATION_USERS:
+                    self._link_medication(entry, group)
+            return
+        reason = ("the bundle has no Patient" if not self.groups
+                  else f"the bundle has {len(self.groups)} patients")
+        for entry in entries:
+            self.issues.append(InputIssue(
+                "warning", "required",
+                f"{entry.location}: has no subject and {reason}; it cannot be tied to a patient and is not assessed",
+                f"{entry.location}.subject"))
+
+    def _link_medication(self, entry: _Entry, group: _PatientGroup) -> None:
+        medication = entry.resource.get("medicationReference")
+        if not isinstance(medication, dict):
+            return
+        reference = medication.get("reference")
+        where = f"{entry.location}.medicationReference.reference"
+        if not isinstance(reference, str) or not reference or reference.startswith("#"):
+            return  # display-only or contained: read from the resource itself
+        target = self.index.resolve(reference)
+        target_entry = self.entries.get(target) if target is not None else None
+        if target_entry is None or target_entry.resource_type != "Medication":
+            group.issues.append(InputIssue(
+                "warning", "not-found",
+                f"{where}: Medication '{_clip(reference)}' is not in the bundle; the medication's code is unknown",
+                where))
+            return
+        if not target_entry.valid:
+            group.issues.extend(target_entry.issues)
+            return
+        group.members[target_entry.index] = target_entry
+
+    def _patient_resources(self, group: _PatientGroup) -> PatientResources:
+        members = [group.members[index] for index in sorted(group.members)]
+        kept = tuple(KeptResource(m.resource_type, m.resource, m.location, m.reference) for m in members)
+        patient = group.patient_entry.resource if group.patient_entry is not None else None
+        issues = capped(tuple(dict.fromkeys(group.issues)))  # a Medication shared by several orders: once
+        location = group.patient_entry.location if group.patient_entry is not None else None
+        return PatientResources(group.patient_id, group.patient_reference, patient, kept, issues, location)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _validation_issues(location: str, resource_type: str, errors: list[dict[str, Any]]) -> list[InputIssue]:
+    issues = []
+    for error in errors[:MAX_ISSUES_PER_RESOURCE]:
+        path = _error_path(location, error.get("loc", ()))
+        message = str(error.get("msg", "invalid value"))
+        issues.append(InputIssue(
+            "error", "invalid",
+            f"{path}: {_clip(message, 200)} (not a valid R4 {resource_type}; the resource is not assessed)", path))
+    if len(errors) > MAX_ISSUES_PER_RESOURCE:
+        issues.append(InputIssue(
+            "error", "invalid",
+            f"{location}: {len(errors) - MAX_ISSUES_PER_RESOURCE} more validation errors not listed", location))
+    return issues
+
+
+def _error_path(location: str, loc: Iterable[Any]) -> str:
+    path = location
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and part and part.replace("_", "").replace("-", "").isalnum():
+            path += f".{part}"
+    return path
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True when JSON `value` nests deeper than `limit` (iterative: never recurses)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(current, dict):
+            stack.extend((child, depth + 1) for child in current.values() if isinstance(child, (dict, list)))
+        elif isinstance(current, list):
+            stack.extend((child, depth + 1) for child in current if isinstance(child, (dict, list)))
+    return False
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,243 @@
+"""Normalization: one patient's kept resources -> the facts model the rule library reads.
+
+Each FHIR resource becomes a `Record` with the fields of the facts model
+(Patient, Observation, Condition, MedicationRequest/Administration/Statement,
+Procedure, ServiceRequest). Filtering that is a clinical choice (which
+Condition statuses count, the latest result within the lookback, medication
+name matching) is left to the rule library; this module delivers the fields
+those choices need and drops only what can never be used (see
+service.observations for lab values).
+
+Dates: FHIR dateTimes of partial precision ('2026-10') become the start of
+the period, in UTC; a time without an offset is read as UTC.
+
+Age: default ranges are chosen by the age at the date the sample was taken.
+A partial birthDate ('1980', '1980-05') is read as the earliest day it allows
+(the oldest possible age): the Patient record's birthDate is that day, and
+when the youngest possible age would fall in another range band an issue
+says so. Older is the conservative side here: it is also what an unknown age
+gets (adult ranges), and adult ranges are the tighter ones for phosphate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from .assessment_model import InputIssue
+from .cql_like.values import Concept, Record
+from .facts import PatientFacts
+from .fhir_dates import parse_datetime, parse_partial_date
+from .fhir_elements import choice_datetime, concept, display_text, first_code, normalized_name, reference_of, text_or_none
+from .ingest import KeptResource, PatientResources
+from .issue_lists import capped
+from .observations import ObservationNormalizer, PatientAgeContext
+from .references import ReferenceIndex, reference_keys
+from .terminology import Terminology, load_terminology
+
+
+def build_facts(patient: PatientResources, *, now: datetime,
+                terminology: Terminology | None = None) -> PatientFacts:
+    """Normalize one patient's resources into `PatientFacts`.
+
+    `now` is the evaluation time: an Observation dated after it is reported
+    (a clock or data error) but still delivered. `.issues` holds only what
+    normalization found; the ingest issues stay on `patient.issues`.
+    """
+    return _Normalizer(patient, now, terminology or load_terminology()).facts()
+
+
+class _Normalizer:
+    def __init__(self, patient: PatientResources, now: datetime, terminology: Terminology) -> None:
+        self.patient = patient
+        self.now = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        self.terminology = terminology
+        self.issues: list[InputIssue] = []
+        self.medications = self._medication_index(patient.resources)
+
+    @property
+    def _birth_date_location(self) -> str | None:
+        where = self.patient.patient_location
+        return f"{where}.birthDate" if where is not None and self.patient.patient is not None else None
+
+    def facts(self) -> PatientFacts:
+        patient_record, age = self._patient_record()
+        observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location)
+        builders: dict[str, Callable[[KeptResource], Record | None]] = {
+            "Observation": observations.record,
+            "Condition": self._condition,
+            "MedicationRequest": self._medication_request,
+            "MedicationAdministration": self._medication_administration,
+            "MedicationStatement": self._medication_statement,
+            "Procedure": self._procedure,
+            "ServiceRequest": self._service_request,
+        }
+        records: list[Record] = []
+        for kept in self.patient.resources:
+            builder = builders.get(kept.resource_type)
+            if builder is None:
+                continue
+            record = builder(kept)
+            if record is not None:
+                records.append(record)
+                self._check_not_future(kept, record)
+        if age.unknown_age_used:
+            self.issues.append(InputIssue(
+                "information", "informational", "age unknown: adult default ranges applied",
+                self._birth_date_location))
+        return PatientFacts(self.patient.patient_id, self.patient.patient_reference, patient_record, records,
+                            capped(self.issues))
+
+    # --- Patient --------------------------------------------------------------------------------
+    def _patient_record(self) -> tuple[Record, PatientAgeContext]:
+        resource = self.patient.patient or {}
+        birth_text = resource.get("birthDate")
+        birth = parse_partial_date(birth_text)
+        if birth_text is not None and birth is None:
+            self.issues.append(InputIssue("warning", "value",
+                                          f"birthDate {birth_text!r} is not understood: age unknown",
+                                          self._birth_date_location))
+        elif birth is not None and not birth.is_exact:
+            self.issues.append(InputIssue(
+                "information", "informational",
+                f"birthDate '{birth_text}' is partial: {birth.earliest.isoformat()} (the earliest day it allows) "
+                "is used for the age", self._birth_date_location))
+        gender = resource.get("gender")
+        record = Record("Patient", {
+            "id": text_or_none(resource.get("id")) or self.patient.patient_id,
+            "birthDate": birth.earliest if birth is not None else None,
+            "gender": gender if isinstance(gender, str) else None,
+        }, self.patient.patient_reference)
+        return record, PatientAgeContext(birth, birth_text if isinstance(birth_text, str) else None)
+
+    # --- other types ----------------------------------------------------------------------------
+    def _condition(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        onset, _ = choice_datetime(resource, "onset")
+        abatement, _ = choice_datetime(resource, "abatement")
+        return Record("Condition", {
+            "id": text_or_none(resource.get("id")),
+            "code": concept(resource.get("code")),
+            "clinicalStatus": first_code(resource.get("clinicalStatus")),
+            "verificationStatus": first_code(resource.get("verificationStatus")),
+            "onset": onset,
+            "abatement": abatement,
+            "recorded": parse_datetime(resource.get("recordedDate")),
+        }, kept.reference)
+
+    def _medication_request(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        code, name = self._medication(kept)
+        return Record("MedicationRequest", {
+            "id": text_or_none(resource.get("id")),
+            "code": code,
+            "status": text_or_none(resource.get("status")),
+            "intent": text_or_none(resource.get("intent")),
+            "authoredOn": parse_datetime(resource.get("authoredOn")),
+            "name": name,
+            "route": _first_route(resource.get("dosageInstruction")),
+        }, kept.reference)
+
+    def _medication_administration(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        code, name = self._medication(kept)
+        effective, _ = choice_datetime(resource, "effective")
+        dosage = resource.get("dosage")
+        return Record("MedicationAdministration", {
+            "id": text_or_none(resource.get("id")),
+            "code": code,
+            "status": text_or_none(resource.get("status")),
+            "effective": effective,
+            "name": name,
+            "route": concept(dosage.get("route")) if isinstance(dosage, dict) else None,
+        }, kept.reference)
+
+    def _medication_statement(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        code, name = self._medication(kept)
+        effective, _ = choice_datetime(resource, "effective")
+        return Record("MedicationStatement", {
+            "id": text_or_none(resource.get("id")),
+            "code": code,
+            "status": text_or_none(resource.get("status")),
+            "effective": effective,
+            "name": name,
+            "route": _first_route(resource.get("dosage")),
+        }, kept.reference)
+
+    def _procedure(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        performed, _ = choice_datetime(resource, "performed")
+        return Record("Procedure", {
+            "id": text_or_none(resource.get("id")),
+            "code": concept(resource.get("code")),
+            "status": text_or_none(resource.get("status")),
+            "performed": performed,
+        }, kept.reference)
+
+    def _service_request(self, kept: KeptResource) -> Record:
+        resource = kept.resource
+        return Record("ServiceRequest", {
+            "id": text_or_none(resource.get("id")),
+            "code": concept(resource.get("code")),
+            "status": text_or_none(resource.get("status")),
+            "intent": text_or_none(resource.get("intent")),
+            "authoredOn": parse_datetime(resource.get("authoredOn")),
+        }, kept.reference)
+
+    # --- medications ----------------------------------------------------------------------------
+    @staticmethod
+    def _medication_index(resources: tuple[KeptResource, ...]) -> ReferenceIndex[int]:
+        index: ReferenceIndex[int] = ReferenceIndex()
+        for position, kept in enumerate(resources):
+            if kept.resource_type == "Medication":
+                resource_id = kept.resource.get("id")
+                keys = reference_keys("Medication", resource_id if isinstance(resource_id, str) else None, None)
+                index.add(position, ([kept.reference] if kept.reference else []) + keys)
+        return index
+
+    def _medication(self, kept: KeptResource) -> tuple[Concept | None, str | None]:
+        """The medication's code and matching name, from the CodeableConcept or the referenced Medication."""
+        resource = kept.resource
+        if "medicationCodeableConcept" in resource:
+            codeable = resource["medicationCodeableConcept"]
+            return concept(codeable), normalized_name(display_text(codeable))
+        reference_element = resource.get("medicationReference")
+        reference = reference_of(reference_element)
+        medication = self._referenced_medication(resource, reference)
+        fallback = reference_element.get("display") if isinstance(reference_element, dict) else None
+        if medication is None:
+            return None, normalized_name(text_or_none(fallback))
+        codeable = medication.get("code")
+        return concept(codeable), normalized_name(display_text(codeable) or text_or_none(fallback))
+
+    def _referenced_medication(self, resource: dict[str, Any], reference: str | None) -> dict[str, Any] | None:
+        if reference is None:
+            return None
+        if reference.startswith("#"):
+            contained = resource.get("contained")
+            for item in contained if isinstance(contained, list) else ():
+                if (isinstance(item, dict) and item.get("resourceType") == "Medication"
+                        and item.get("id") == reference[1:]):
+                    return item
+            return None
+        position = self.medications.resolve(reference)
+        return self.patient.resources[position].resource if position is not None else None
+
+    def _check_not_future(self, kept: KeptResource, record: Record) -> None:
+        if record.type_name != "Observation" or record.get("analyte") is None:
+            return
+        when = record.get("effective") or record.get("issued")
+        if when is not None and when > self.now:
+            self.issues.append(InputIssue(
+                "warning", "value",
+                f"{kept.location}: dated {when.isoformat()}, after the evaluation time {self.now.isoformat()}",
+                f"{kept.location}.effective[x]"))
+
+
+def _first_route(dosages: Any) -> Concept | None:
+    if isinstance(dosages, list):
+        for dosage in dosages:
+            if isinstance(dosage, dict) and dosage.get("route") is not None:
+                return concept(dosage["route"])
+    return None

@@ -1,0 +1,394 @@
+"""Observation -> Record: analyte, canonical value, reference range and flag.
+
+Clinical safety decides every branch here: a value is used only when it is an
+exact number in a unit the analyte's table converts; anything else is
+skipped with a warning naming where it is and why (never parsed from text,
+never guessed). The lab's own reference range and interpretation win over the
+built-in defaults, and the record says which range was applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .ages import age_on
+from .assessment_model import InputIssue
+from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
+from .cql_like.values import Interval, Record
+from .fhir_dates import PartialDate, parse_datetime
+from .fhir_elements import choice_datetime, codings, concept, display_text, first_code, text_or_none
+from .ingest import KeptResource
+from .terminology import PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology, UnitConversionError
+
+# Statuses whose results count; 'preliminary' counts but is noted.
+COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+VALUE_ELEMENTS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
+                  "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod")
+
+
+@dataclass
+class PatientAgeContext:
+    """What the ranges need to know about the patient, and notes to report once."""
+
+    birth: PartialDate | None
+    birth_text: str | None
+    unknown_age_used: bool = False
+    ambiguous_bands: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Number:
+    value: Decimal
+    unit: str | None
+    unit_location: str
+
+
+class ObservationNormalizer:
+    """Turns one patient's Observations into Records, collecting issues."""
+
+    def __init__(self, terminology: Terminology, age: PatientAgeContext, issues: list[InputIssue],
+                 birth_date_location: str | None = None) -> None:
+        self.terminology = terminology
+        self.age = age
+        self.issues = issues
+        self.birth_date_location = birth_date_location
+
+    # --- entry point ----------------------------------------------------------------------------
+    def record(self, kept: KeptResource) -> Record | None:
+        resource, loc = kept.resource, kept.location
+        analyte_code = self._analyte_code(resource)
+        status = resource.get("status")
+        if not isinstance(status, str) or status not in COUNTED_STATUSES:
+            if analyte_code is not None:
+                self._warn("business-rule", f"{loc}.status",
+                           f"{self._what(analyte_code)} not used: status '{status}'")
+            return None
+        effective, effective_element = choice_datetime(resource, "effective")
+        issued = parse_datetime(resource.get("issued"))
+        if analyte_code is not None:
+            if effective is None and effective_element is not None:
+                self._warn("value", f"{loc}.{effective_element}",
+                           f"{self._what(analyte_code)}: date '{_shown(_raw_at(resource, effective_element))}' "
+                           "is not understood")
+            if effective is None and issued is None:
+                self._warn("required", f"{loc}.effective[x]",
+                           f"{self._what(analyte_code)} not used: no effective date and no issued date "
+                           "(cannot tell whether it is current)")
+                return None
+        if status == "preliminary" and analyte_code is not None:
+            self.issues.append(InputIssue("information", "informational",
+                                          f"{self._what(analyte_code)}: preliminary result used", f"{loc}.status"))
+        fields: dict[str, Any] = {
+            "id": text_or_none(resource.get("id")),
+            "code": concept(resource.get("code")),
+            "status": status,
+            "category": self._category(resource),
+            "analyte": analyte_code.analyte if analyte_code is not None else None,
+            "value": None,
+            "valueText": None,
+            "effective": effective,
+            "issued": issued,
+            "interpretation": None,
+            "interpretationSource": None,
+            "referenceRange": None,
+            "referenceRangeSource": None,
+        }
+        if analyte_code is None:
+            self._fill_unconverted_value(resource, fields)
+        else:
+            analyte = self.terminology.analyte(analyte_code.analyte)
+            if analyte.kind == QUANTITATIVE:
+                if not self._fill_quantitative(kept, analyte_code, fields):
+                    return None
+            elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
+                return None
+        self._fill_lab_interpretation(resource, fields)
+        return Record("Observation", fields, kept.reference)
+
+    # --- analyte and value ----------------------------------------------------------------------
+    def _analyte_code(self, resource: dict[str, Any]) -> AnalyteCode | None:
+        for item in codings(resource.get("code")):
+            found = self.terminology.analyte_for(item.get("system"), item.get("code"))
+            if found is not None:
+                return found
+        return None
+
+    def _fill_quantitative(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> bool:
+        resource, loc = kept.resource, kept.location
+        what = self._what(analyte_code)
+        if "valueQuantity" not in resource:
+            present = next((name for name in VALUE_ELEMENTS if name in resource), None)
+            if present is not None:
+                shown = _shown(resource[present]) if present == "valueString" else None
+                detail = f" '{shown}'" if shown is not None else ""
+                self._warn("value", f"{loc}.{present}",
+                           f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
+            else:
+                reason = display_text(resource.get("dataAbsentReason"))
+                because = f" (dataAbsentReason: {reason})" if reason else ""
+                self._warn("required", f"{loc}.value[x]", f"{what} not used: no value{because}")
+            return False
+        number = self._exact_number(resource["valueQuantity"], f"{loc}.valueQuantity", what)
+        if number is None:
+            return False
+        try:
+            canonical = self.terminology.convert(analyte_code.analyte, number.value, number.unit)
+        except UnitConversionError as error:
+            self._warn("code-invalid", number.unit_location, f"{what} not used: {error}")
+            return False
+        unit = self.terminology.analyte(analyte_code.analyte).canonical_unit
+        assert unit is not None
+        fields["value"] = Quantity(round_to_cql_decimal(canonical), unit)
+        self._fill_range(kept, analyte_code, fields)
+        return True
+
+    def _fill_qualitative(self, kept: KeptResource, analyte_code: AnalyteCode, kind: str,
+                          fields: dict[str, Any]) -> bool:
+        """Any value counts: text as valueText, quantities passed through in their own unit."""
+        resource = kept.resource
+        self._fill_unconverted_value(resource, fields)
+        if fields["value"] is not None or fields["valueText"] is not None:
+            return True
+        if kind == PANEL and isinstance(resource.get("hasMember"), list) and resource["hasMember"]:
+            return True  # a panel is reported by its member results
+        if kind == PANEL and any(name in resource for name in VALUE_ELEMENTS):
+            return True
+        self._warn("required", f"{kept.location}.value[x]", f"{self._what(analyte_code)} not used: no value")
+        return False
+
+    def _fill_unconverted_value(self, resource: dict[str, Any], fields: dict[str, Any]) -> None:
+        quantity = resource.get("valueQuantity")
+        if isinstance(quantity, dict):
+            fields["value"], fields["valueText"] = _passthrough_quantity(quantity)
+            return
+        if "valueCodeableConcept" in resource:
+            fields["valueText"] = display_text(resource["valueCodeableConcept"]) or first_code(
+                resource["valueCodeableConcept"])
+        elif isinstance(resource.get("valueString"), str):
+            fields["valueText"] = text_or_none(resource["valueString"])
+        elif isinstance(resource.get("valueBoolean"), bool):
+            fields["valueText"] = "true" if resource["valueBoolean"] else "false"
+        elif isinstance(resource.get("valueInteger"), int) and not isinstance(resource.get("valueInteger"), bool):
+            fields["valueText"] = str(resource["valueInteger"])
+        elif isinstance(resource.get("valueRatio"), dict):
+            fields["valueText"] = _ratio_text(resource["valueRatio"])
+
+    def _exact_number(self, quantity: Any, where: str, what: str) -> _Number | None:
+        if not isinstance(quantity, dict):
+            self._warn("structure", where, f"{what} not used: valueQuantity is not an object")
+            return None
+        raw = quantity.get("value")
+        comparator = quantity.get("comparator")
+        if raw is None:
+            self._warn("required", f"{where}.value", f"{what} not used: the Quantity has no value")
+            return None
+        value = _json_decimal(raw)
+        if value is None:
+            self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a finite JSON number")
+            return None
+        if comparator is not None:
+            self._warn("value", f"{where}.comparator",
+                       f"{what} not used: '{_shown(comparator)}{value}' is not an exact number")
+            return None
+        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+        if system == UCUM and isinstance(code, str) and code.strip():
+            return _Number(value, code.strip(), f"{where}.code")
+        if isinstance(unit_text, str) and unit_text.strip():
+            return _Number(value, unit_text.strip(), f"{where}.unit")
+        if isinstance(code, str) and code.strip() and system is None:
+            return _Number(value, code.strip(), f"{where}.code")
+        return _Number(value, None, f"{where}.unit")
+
+    # --- ranges and flags -----------------------------------------------------------------------
+    def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
+        lab_range = self._lab_range(kept, analyte_code)
+        if lab_range is not None:
+            fields["referenceRange"], fields["referenceRangeSource"] = lab_range, "lab"
+        else:
+            band = self._default_band(kept, analyte_code, fields["effective"] or fields["issued"])
+            if band is not None:
+                unit = band.unit
+                fields["referenceRange"] = Interval(
+                    Quantity(band.low, unit) if band.low is not None else None,
+                    Quantity(band.high, unit) if band.high is not None else None)
+                fields["referenceRangeSource"] = band.source_label
+        value, interval = fields["value"], fields["referenceRange"]
+        if interval is not None:
+            fields["interpretation"] = _flag(value.value, interval)
+            fields["interpretationSource"] = "range"
+
+    def _lab_range(self, kept: KeptResource, analyte_code: AnalyteCode) -> Interval | None:
+        ranges = kept.resource.get("referenceRange")
+        if not isinstance(ranges, list):
+            return None
+        for position, item in enumerate(ranges):
+            if not isinstance(item, dict) or not _is_normal_range(item):
+                continue
+            where = f"{kept.location}.referenceRange[{position}]"
+            bounds: list[Quantity | None] = []
+            for bound in ("low", "high"):
+                quantity = item.get(bound)
+                if quantity is None:
+                    bounds.append(None)
+                    continue
+                converted = self._range_bound(quantity, f"{where}.{bound}", analyte_code)
+                if converted is None:
+                    return None
+                bounds.append(converted)
+            if bounds[0] is None and bounds[1] is None:
+                continue  # text-only range: nothing to compare with
+            return Interval(bounds[0], bounds[1])
+        return None
+
+    def _range_bound(self, quantity: Any, where: str, analyte_code: AnalyteCode) -> Quantity | None:
+        what = self._what(analyte_code)
+        value = _json_decimal(quantity.get("value")) if isinstance(quantity, dict) else None
+        if value is None:
+            self._note(where, f"{what}: lab reference range bound has no usable value; default range used instead")
+            return None
+        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+        unit = code if system == UCUM and isinstance(code, str) and code.strip() else unit_text
+        try:
+            canonical = self.terminology.convert(analyte_code.analyte, value, unit if isinstance(unit, str) else None)
+        except UnitConversionError as error:
+            self._note(where, f"{what}: lab reference range not used ({error}); default range used instead")
+            return None
+        canonical_unit = self.terminology.analyte(analyte_code.analyte).canonical_unit
+        assert canonical_unit is not None
+        return Quantity(round_to_cql_decimal(canonical), canonical_unit)
+
+    def _default_band(self, kept: KeptResource, analyte_code: AnalyteCode,
+                      when: datetime | None) -> DefaultRange | None:
+        analyte = analyte_code.analyte
+        birth = self.age.birth
+        on: date | None = when.date() if when is not None else None
+        if birth is None or on is None:
+            band = self.terminology.default_range(analyte, None)
+            if band is not None and birth is None:
+                self.age.unknown_age_used = True
+            return band
+        oldest = age_on(birth.earliest, on)
+        youngest = age_on(birth.latest, on)
+        if oldest is None:
+            self._warn("value", f"{kept.location}.effective[x]",
+                       f"{self._what(analyte_code)}: taken before the patient's birthDate; "
+                       "adult default range applied")
+            return self.terminology.default_range(analyte, None)
+        band = self.terminology.default_range(analyte, oldest)
+        other = self.terminology.default_range(analyte, youngest) if youngest is not None else None
+        if other is not None and band is not None and other != band:
+            key = (analyte, band.label, other.label)
+            if key not in self.age.ambiguous_bands:
+                self.age.ambiguous_bands.add(key)
+                self._warn("value", self.birth_date_location or f"{kept.location}.effective[x]",
+                           f"age band ambiguous for {self.terminology.analyte(analyte).label}: birthDate "
+                           f"'{self.age.birth_text}' allows '{other.label}' or '{band.label}'; "
+                           f"the '{band.label}' range (the older age) is applied")
+        return band
+
+    def _fill_lab_interpretation(self, resource: dict[str, Any], fields: dict[str, Any]) -> None:
+        interpretations = resource.get("interpretation")
+        if not isinstance(interpretations, list):
+            return
+        for codeable in interpretations:
+            for item in codings(codeable):
+                found = self.terminology.interpretation_code(text_or_none(item.get("system")), item.get("code"))
+                if found is not None:
+                    fields["interpretation"], fields["interpretationSource"] = found, "lab"
+                    return
+
+    # --- small helpers --------------------------------------------------------------------------
+    def _category(self, resource: dict[str, Any]) -> str | None:
+        categories = resource.get("category")
+        if isinstance(categories, list):
+            for codeable in categories:
+                code = first_code(codeable)
+                if code is not None:
+                    return code
+        return None
+
+    def _what(self, analyte_code: AnalyteCode) -> str:
+        return f"{analyte_code.label} (LOINC {analyte_code.code})"
+
+    def _warn(self, code: str, location: str, diagnostics: str) -> None:
+        self.issues.append(InputIssue("warning", code, diagnostics, location))
+
+    def _note(self, location: str, diagnostics: str) -> None:
+        self.issues.append(InputIssue("information", "informational", diagnostics, location))
+
+
+def _is_normal_range(item: dict[str, Any]) -> bool:
+    """A referenceRange with no type, or of type 'normal', is the lab's normal range."""
+    kind = item.get("type")
+    if kind is None:
+        return True
+    return first_code(kind) in ("normal", None)
+
+
+def _flag(value: Decimal, interval: Interval) -> str:
+    low, high = interval.low, interval.high
+    if low is not None and value < low.value:
+        return "L"
+    if high is not None and value > high.value:
+        return "H"
+    return "N"
+
+
+def _json_decimal(raw: Any) -> Decimal | None:
+    """A JSON number as an exact Decimal; None for anything else (strings are not parsed)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return Decimal(raw)
+    if isinstance(raw, float):
+        return Decimal(repr(raw)) if math.isfinite(raw) else None
+    if isinstance(raw, Decimal):
+        return raw if raw.is_finite() else None
+    return None
+
+
+def _passthrough_quantity(quantity: dict[str, Any]) -> tuple[Quantity | None, str | None]:
+    """A Quantity kept in its own unit (no analyte table); a comparator makes it text ('<10 [IU]/mL')."""
+    value = _json_decimal(quantity.get("value"))
+    if value is None:
+        return None, None
+    system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+    unit = code if system == UCUM and isinstance(code, str) and code.strip() else None
+    comparator = quantity.get("comparator")
+    if isinstance(comparator, str):
+        shown_unit = unit or (unit_text if isinstance(unit_text, str) else "")
+        return None, f"{comparator}{value} {shown_unit}".strip()
+    if unit is None and isinstance(unit_text, str) and is_valid_unit(unit_text.strip()):
+        unit = unit_text.strip()
+    if unit is None or not is_valid_unit(unit):
+        shown_unit = unit_text if isinstance(unit_text, str) else (unit or "")
+        return None, f"{value} {shown_unit}".strip()
+    try:
+        return Quantity(value, unit), None
+    except (ValueError, TypeError, InvalidOperation):
+        return None, None
+
+
+def _ratio_text(ratio: dict[str, Any]) -> str | None:
+    numerator, denominator = ratio.get("numerator"), ratio.get("denominator")
+    top = _json_decimal(numerator.get("value")) if isinstance(numerator, dict) else None
+    bottom = _json_decimal(denominator.get("value")) if isinstance(denominator, dict) else None
+    if top is None or bottom is None:
+        return None
+    return f"{top}:{bottom}"
+
+
+def _raw_at(resource: dict[str, Any], dotted: str) -> Any:
+    current: Any = resource
+    for part in dotted.split("."):
+        current = current.get(part) if isinstance(current, dict) else None
+    return current
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

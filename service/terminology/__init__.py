@@ -1,0 +1,282 @@
+"""Lab terminology: LOINC -> analyte, unit conversion and default ranges, loaded from JSON.
+
+The tables (analytes.json, unit_aliases.json, reference_ranges.json,
+interpretation_codes.json) hold every code, factor and range together with
+the verification mark of /work/shared/clinical/codes.md, so a reviewer checks
+data rather than code; this module only loads and applies them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ..ages import Age, AgeBound
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+DATA_DIRECTORY = Path(__file__).resolve().parent
+
+QUANTITATIVE, QUALITATIVE, PANEL = "quantitative", "qualitative", "panel"
+
+
+class TerminologyDataError(ValueError):
+    """A terminology data file is malformed (a packaging error, never the caller's input)."""
+
+
+class UnitConversionError(ValueError):
+    """A value's unit is unknown or cannot be converted to the analyte's canonical unit."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFactor:
+    """Multiplying a value in `unit` by `factor` gives the canonical unit."""
+
+    unit: str
+    factor: Decimal
+    mark: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Analyte:
+    key: str
+    label: str
+    kind: str  # quantitative | qualitative | panel
+    canonical_unit: str | None
+    units: Mapping[str, UnitFactor]
+    unitless_means_canonical: bool = False
+    group: str | None = None
+
+    @property
+    def is_quantitative(self) -> bool:
+        return self.kind == QUANTITATIVE
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyteCode:
+    """One LOINC row of analytes.json."""
+
+    system: str
+    code: str
+    analyte: str
+    label: str
+    loinc_name: str
+    specimen: str
+    mark: str
+    name_mark: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRange:
+    """A built-in reference range for one age band, in the analyte's canonical unit."""
+
+    analyte: str
+    label: str  # "adult", "child 1-12 y" ...
+    low: Decimal | None
+    high: Decimal | None
+    unit: str
+    min_age: AgeBound
+    max_age: AgeBound | None
+    adult: bool
+    mark: str
+    source: str
+
+    @property
+    def unverified(self) -> bool:
+        return self.mark == "U"
+
+    @property
+    def source_label(self) -> str:
+        """What the facts say about the range applied: 'default adult', 'default child 1-12 y (unverified)'."""
+        return f"default {self.label}" + (" (unverified)" if self.unverified else "")
+
+    def covers(self, age: Age) -> bool:
+        return age.reached(self.min_age) and (self.max_age is None or not age.reached(self.max_age))
+
+
+class Terminology:
+    """Read-only lookups over the loaded tables."""
+
+    def __init__(self, analytes: Mapping[str, Analyte], codes: Mapping[tuple[str, str], AnalyteCode],
+                 aliases: Mapping[str, str], ranges: Mapping[str, tuple[DefaultRange, ...]],
+                 interpretation_system: str, interpretation_legacy_systems: frozenset[str],
+                 interpretation_codes: Mapping[str, str]) -> None:
+        self._analytes = MappingProxyType(dict(analytes))
+        self._codes = MappingProxyType(dict(codes))
+        self._aliases = MappingProxyType(dict(aliases))
+        self._ranges = MappingProxyType(dict(ranges))
+        self._interpretation_system = interpretation_system
+        self._interpretation_legacy = interpretation_legacy_systems
+        self._interpretation_codes = MappingProxyType(dict(interpretation_codes))
+
+    # --- codes and analytes -------------------------------------------------------------------
+    def analyte_for(self, system: str | None, code: str | None) -> AnalyteCode | None:
+        """The analytes.json row for a coding, or None when the code is not one the rules read."""
+        if not isinstance(system, str) or not isinstance(code, str):
+            return None
+        return self._codes.get((system, code.strip()))
+
+    def analyte(self, key: str) -> Analyte:
+        """The analyte definition; KeyError for an unknown key."""
+        return self._analytes[key]
+
+    @property
+    def analytes(self) -> Mapping[str, Analyte]:
+        return self._analytes
+
+    @property
+    def codes(self) -> tuple[AnalyteCode, ...]:
+        return tuple(self._codes.values())
+
+    # --- units ----------------------------------------------------------------------------------
+    def ucum_unit(self, spelling: str) -> str | None:
+        """The UCUM code for a unit as real data spells it ('mg/dl', 'µmol/L', 'IU/L'), or None."""
+        if spelling in self._aliases.values():
+            return spelling
+        folded = spelling.strip().replace("µ", "u").replace("μ", "u").lower()
+        return self._aliases.get(folded)
+
+    def convert(self, analyte_key: str, value: Decimal, unit: str | None) -> Decimal:
+        """`value` in `unit` expressed in the analyte's canonical unit; raises UnitConversionError."""
+        analyte = self._analytes.get(analyte_key)
+        if analyte is None or not analyte.is_quantitative or analyte.canonical_unit is None:
+            raise UnitConversionError(f"'{analyte_key}' is not a quantitative analyte")
+        factor = self.unit_factor(analyte, unit)
+        if factor is None:
+            shown = "no unit" if not unit else f"unit '{unit}'"
+            raise UnitConversionError(
+                f"{shown} cannot be converted to {analyte.canonical_unit} for {analyte.label}")
+        return value * factor.factor
+
+    def unit_factor(self, analyte: Analyte, unit: str | None) -> UnitFactor | None:
+        """The conversion row for `unit` (as given, or through the aliases), or None."""
+        if unit is None or not unit.strip():
+            if analyte.unitless_means_canonical and analyte.canonical_unit is not None:
+                return analyte.units.get(analyte.canonical_unit)
+            return None
+        found = analyte.units.get(unit)
+        if found is not None:
+            return found
+        ucum = self.ucum_unit(unit)
+        return analyte.units.get(ucum) if ucum is not None else None
+
+    # --- ranges ---------------------------------------------------------------------------------
+    def default_ranges(self, analyte_key: str) -> tuple[DefaultRange, ...]:
+        return self._ranges.get(analyte_key, ())
+
+    def default_range(self, analyte_key: str, age: Age | None) -> DefaultRange | None:
+        """The band covering `age`; the adult band when the age is unknown; None if there is none."""
+        for band in self._ranges.get(analyte_key, ()):
+            if (age is None and band.adult) or (age is not None and band.covers(age)):
+                return band
+        return None
+
+    # --- interpretation -------------------------------------------------------------------------
+    def interpretation_code(self, system: str | None, code: str | None) -> str | None:
+        """A v3 ObservationInterpretation code as listed ('H', 'LL', 'POS' ...), or None."""
+        if not isinstance(code, str):
+            return None
+        if system is not None and system != self._interpretation_system and system not in self._interpretation_legacy:
+            return None
+        return self._interpretation_codes.get(code.strip().upper())
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise TerminologyDataError(f"{path}: {error}") from error
+    if not isinstance(data, dict):
+        raise TerminologyDataError(f"{path}: top level must be an object")
+    return data
+
+
+def _decimal(text: Any, where: str) -> Decimal:
+    try:
+        return Decimal(str(text))
+    except InvalidOperation as error:
+        raise TerminologyDataError(f"{where}: {text!r} is not a decimal") from error
+
+
+def _load_analytes(path: Path) -> tuple[dict[str, Analyte], dict[tuple[str, str], AnalyteCode]]:
+    data = _read_json(path)
+    analytes: dict[str, Analyte] = {}
+    for key, row in data["analytes"].items():
+        units = {
+            unit: UnitFactor(unit, _decimal(spec["factor"], f"{path.name}: {key}.{unit}"), spec["mark"], spec["source"])
+            for unit, spec in row.get("units", {}).items()
+        }
+        canonical = row.get("canonical_unit")
+        if row["kind"] == QUANTITATIVE and (canonical is None or canonical not in units):
+            raise TerminologyDataError(f"{path.name}: analyte {key} has no factor for its canonical unit")
+        analytes[key] = Analyte(key, row["label"], row["kind"], canonical, MappingProxyType(units),
+                                bool(row.get("unitless_means_canonical", False)), row.get("group"))
+    codes: dict[tuple[str, str], AnalyteCode] = {}
+    for row in data["codes"]:
+        if row["analyte"] not in analytes:
+            raise TerminologyDataError(f"{path.name}: code {row['code']} names unknown analyte {row['analyte']}")
+        if (row["system"], row["code"]) in codes:
+            raise TerminologyDataError(f"{path.name}: code {row['code']} is listed twice")
+        codes[(row["system"], row["code"])] = AnalyteCode(
+            row["system"], row["code"], row["analyte"], row["label"], row["loinc_name"], row["specimen"],
+            row["mark"], row.get("name_mark", row["mark"]), row["source"])
+    return analytes, codes
+
+
+def _load_ranges(path: Path, analytes: Mapping[str, Analyte]) -> dict[str, tuple[DefaultRange, ...]]:
+    data = _read_json(path)
+    ranges: dict[str, tuple[DefaultRange, ...]] = {}
+    for key, bands in data["ranges"].items():
+        analyte = analytes.get(key)
+        if analyte is None or analyte.canonical_unit is None:
+            raise TerminologyDataError(f"{path.name}: range for unknown or non-quantitative analyte {key}")
+        ranges[key] = tuple(
+            DefaultRange(
+                analyte=key, label=band["label"],
+                low=None if band.get("low") is None else _decimal(band["low"], f"{path.name}: {key}"),
+                high=None if band.get("high") is None else _decimal(band["high"], f"{path.name}: {key}"),
+                unit=analyte.canonical_unit, min_age=AgeBound.parse(band["min_age"]),
+                max_age=None if band.get("max_age") is None else AgeBound.parse(band["max_age"]),
+                adult=bool(band.get("adult", False)), mark=band["mark"], source=band["source"])
+            for band in bands)
+    return ranges
+
+
+def _load(directory: Path) -> Terminology:
+    try:
+        analytes, codes = _load_analytes(directory / "analytes.json")
+        aliases = {key.lower(): value for key, value in _read_json(directory / "unit_aliases.json")["aliases"].items()}
+        ranges = _load_ranges(directory / "reference_ranges.json", analytes)
+        interpretations = _read_json(directory / "interpretation_codes.json")
+    except (KeyError, TypeError, AttributeError) as error:
+        raise TerminologyDataError(f"{directory}: malformed terminology table ({error!r})") from error
+    return Terminology(
+        analytes, codes, aliases, ranges,
+        interpretations["system"], frozenset(interpretations.get("legacy_systems", ())),
+        {code.upper(): code for code in interpretations["codes"]})
+
+
+@lru_cache(maxsize=8)
+def _load_cached(directory: Path) -> Terminology:
+    return _load(directory)
+
+
+def load_terminology(directory: str | Path | None = None) -> Terminology:
+    """The terminology tables in `directory` (default: this package), loaded once per directory."""
+    return _load_cached(Path(directory).resolve() if directory is not None else DATA_DIRECTORY)
+
+
+__all__ = [
+    "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
+    "UnitConversionError", "UnitFactor", "load_terminology",
+]

@@ -1,0 +1,225 @@
+"""The terminology tables: LOINC -> analyte, unit conversion, default ranges, interpretation codes."""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from service.ages import age_on
+from service.terminology import LOINC, UnitConversionError, load_terminology
+
+TERMINOLOGY = load_terminology()
+SHARED = Path(os.environ.get("CALCINOSIS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+# DESIGN.md "Panel codes" (LOINC only; imaging is SNOMED CT and not a lab analyte).
+PANEL_CODES = {
+    "58410-2": "cbc-panel", "24321-2": "bmp-panel", "17861-6": "calcium", "2777-1": "phosphate",
+    "2885-2": "protein-total", "1751-7": "albumin", "2731-8": "pth", "62292-8": "vitamin-d-25oh",
+    "6874-2": "urine-calcium-24h", "2779-7": "urine-phosphate-24h", "2157-6": "ck", "2532-0": "ldh",
+    "1920-8": "ast", "1742-6": "alt", "1761-6": "aldolase", "8061-4": "ana", "5130-0": "anti-dsdna",
+    "43119-7": "ena-panel", "1963-8": "bicarbonate", "2744-1": "ph-arterial",
+}
+
+
+def _close(left: Decimal, right: Decimal, tolerance: str = "0.005") -> bool:
+    return abs(left - right) <= abs(right) * Decimal(tolerance)
+
+
+@pytest.mark.parametrize("code, analyte", sorted(PANEL_CODES.items()))
+def test_every_panel_code_maps_to_its_analyte(code, analyte):
+    row = TERMINOLOGY.analyte_for(LOINC, code)
+    assert row is not None and row.analyte == analyte
+
+
+@pytest.mark.parametrize("code, analyte, specimen", [
+    ("49765-1", "calcium", "blood"), ("2000-8", "calcium", "serum-plasma"),
+    ("1994-3", "calcium-ionized", "blood"), ("1995-0", "calcium-ionized", "serum-plasma"),
+    ("29265-6", "calcium-corrected", "serum-plasma"), ("14879-1", "phosphate", "serum-plasma"),
+    ("14866-8", "pth", "serum-plasma"), ("35365-6", "vitamin-d-25oh", "serum-plasma"),
+    ("68438-1", "vitamin-d-25oh", "serum-plasma"), ("1989-3", "vitamin-d3-25oh", "serum-plasma"),
+    ("49054-0", "vitamin-d2-25oh", "serum-plasma"), ("38483-4", "creatinine", "blood"),
+    ("59826-8", "creatinine", "blood"), ("14682-9", "creatinine", "serum-plasma"),
+    ("98979-8", "egfr", "serum-plasma-blood"), ("33914-3", "egfr", "serum-plasma"),
+    ("1960-4", "bicarbonate", "arterial-blood"), ("2028-9", "co2-total", "serum-plasma"),
+    ("14637-3", "urine-calcium-24h", "urine-24h"), ("65754-4", "skin-pathology", "skin"),
+])
+def test_related_codes_map_to_analyte_and_specimen(code, analyte, specimen):
+    row = TERMINOLOGY.analyte_for(LOINC, code)
+    assert row is not None
+    assert (row.analyte, row.specimen) == (analyte, specimen)
+
+
+def test_a_code_from_another_system_is_not_an_analyte():
+    assert TERMINOLOGY.analyte_for("http://snomed.info/sct", "17861-6") is None
+    assert TERMINOLOGY.analyte_for(LOINC, "8302-2") is None  # body height
+
+
+def test_every_row_keeps_its_verification_mark_and_source():
+    for row in TERMINOLOGY.codes:
+        assert row.mark in {"V", "V2", "U"}, row.code
+        assert row.name_mark in {"V", "V2", "U"}, row.code
+        assert row.source.strip(), row.code
+
+
+@pytest.mark.parametrize("code, mark, name_mark", [
+    ("17863-2", "V2", "V2"), ("68438-1", "V", "U"), ("61151-7", "V", "U"), ("61152-5", "V", "U"),
+    ("14937-7", "V", "U"), ("43119-7", "V2", "V2"), ("17861-6", "V", "V"),
+])
+def test_marks_follow_codes_md(code, mark, name_mark):
+    row = TERMINOLOGY.analyte_for(LOINC, code)
+    assert (row.mark, row.name_mark) == (mark, name_mark)
+
+
+def test_every_loinc_code_of_the_table_appears_in_codes_md():
+    codes_md = SHARED / "clinical" / "codes.md"
+    if not codes_md.is_file():
+        pytest.skip(f"background material not found at {codes_md} (set CALCINOSIS_SHARED_DIR)")
+    text = codes_md.read_text(encoding="utf-8")
+    listed = set(re.findall(r"\b\d{3,6}-\d\b", text))
+    missing = sorted(row.code for row in TERMINOLOGY.codes if row.code not in listed)
+    assert missing == []
+
+
+# codes.md section B: one conventional and one SI value of the same sample.
+CONVERSION_ROWS = [
+    ("calcium", "10", "mg/dL", "2.495", "mmol/L"),
+    ("calcium-ionized", "5.0", "mg/dL", "1.25", "mmol/L"),
+    ("phosphate", "4.0", "mg/dL", "1.2916", "mmol/L"),
+    ("creatinine", "1.0", "mg/dL", "88.4", "umol/L"),
+    ("pth", "50", "pg/mL", "5.305", "pmol/L"),
+    ("pth", "50", "pg/mL", "50", "ng/L"),
+    ("vitamin-d-25oh", "30", "ng/mL", "74.88", "nmol/L"),
+    ("vitamin-d3-25oh", "30", "ng/mL", "74.88", "nmol/L"),
+    ("vitamin-d-1-25oh2", "40", "pg/mL", "96", "pmol/L"),
+    ("albumin", "4.0", "g/dL", "40", "g/L"),
+    ("urine-calcium-24h", "200", "mg/(24.h)", "4.99", "mmol/(24.h)"),
+    ("bun", "14", "mg/dL", "4.998", "mmol/L"),
+    ("egfr", "45", "mL/min/{1.73_m2}", "45", "mL/min/{1.73_m2}"),
+]
+
+
+@pytest.mark.parametrize("analyte, conventional, conventional_unit, si, si_unit", CONVERSION_ROWS)
+def test_conventional_and_si_values_give_the_same_canonical_value(analyte, conventional, conventional_unit,
+                                                                  si, si_unit):
+    from_conventional = TERMINOLOGY.convert(analyte, Decimal(conventional), conventional_unit)
+    from_si = TERMINOLOGY.convert(analyte, Decimal(si), si_unit)
+    assert _close(from_si, from_conventional)
+
+
+@pytest.mark.parametrize("analyte, value, unit, expected", [
+    ("calcium", "2.5", "mmol/L", "10.02"),
+    ("creatinine", "100", "umol/L", "1.131"),
+    ("pth", "10", "pmol/L", "94.25"),
+    ("vitamin-d-25oh", "50", "nmol/L", "20.03"),
+    ("urine-calcium-24h", "5", "mmol/(24.h)", "200.4"),
+    ("calcium", "95", "mg/L", "9.5"),
+    ("albumin", "35", "g/L", "3.5"),
+])
+def test_factors_are_the_codes_md_factors(analyte, value, unit, expected):
+    assert TERMINOLOGY.convert(analyte, Decimal(value), unit) == Decimal(expected)
+
+
+@pytest.mark.parametrize("analyte, spelling, expected", [
+    ("calcium", "mg/dl", "9.1"),
+    ("creatinine", "µmol/L", "1.0179"),
+    ("creatinine", "umol/l", "1.0179"),
+    ("creatinine", " umol/L ", "1.0179"),
+    ("ck", "IU/L", "9.1"),
+    ("bicarbonate", "mEq/L", "9.1"),
+    ("egfr", "mL/min/1.73m2", "9.1"),
+])
+def test_common_unit_spellings_are_understood(analyte, spelling, expected):
+    value = Decimal("9.1") if analyte != "creatinine" else Decimal("90")
+    assert TERMINOLOGY.convert(analyte, value, spelling) == Decimal(expected)
+
+
+@pytest.mark.parametrize("analyte, unit", [
+    ("calcium", "mEq/L"),  # divalent: mEq/L is not mmol/L
+    ("calcium", "mg"),
+    ("calcium", "furlong"),
+    ("calcium", None),
+    ("phosphate", "g/dL/h"),
+    ("egfr", "mL/min"),  # not normalised to body surface
+])
+def test_units_without_an_exact_conversion_are_refused(analyte, unit):
+    with pytest.raises(UnitConversionError):
+        TERMINOLOGY.convert(analyte, Decimal("1"), unit)
+
+
+def test_a_missing_unit_means_ph_only_for_ph():
+    assert TERMINOLOGY.convert("ph-arterial", Decimal("7.41"), None) == Decimal("7.41")
+
+
+def test_qualitative_analytes_have_no_conversion():
+    with pytest.raises(UnitConversionError):
+        TERMINOLOGY.convert("ana", Decimal("1"), "1")
+
+
+def test_childs_phosphate_band_differs_from_adults():
+    from datetime import date
+    child = TERMINOLOGY.default_range("phosphate", age_on(date(2018, 3, 1), date(2026, 3, 1)))
+    adult = TERMINOLOGY.default_range("phosphate", age_on(date(1980, 3, 1), date(2026, 3, 1)))
+    assert (child.low, child.high, child.source_label) == (Decimal("3.7"), Decimal("5.8"),
+                                                           "default child 1-12 y (unverified)")
+    assert (adult.low, adult.high, adult.source_label) == (Decimal("2.5"), Decimal("4.5"),
+                                                           "default adult (unverified)")
+
+
+@pytest.mark.parametrize("birth, on, label", [
+    ("2026-03-01", "2026-03-10", "newborn 0-27 d"),
+    ("2026-01-01", "2026-03-10", "infant 28 d-11 m"),
+    ("2025-03-11", "2026-03-10", "infant 28 d-11 m"),
+    ("2025-03-10", "2026-03-10", "child 1-12 y"),
+    ("2013-03-10", "2026-03-10", "adolescent 13-17 y"),
+    ("2008-03-11", "2026-03-10", "adolescent 13-17 y"),
+    ("2008-03-10", "2026-03-10", "adult"),
+])
+def test_phosphate_band_edges(birth, on, label):
+    from datetime import date
+    band = TERMINOLOGY.default_range("phosphate", age_on(date.fromisoformat(birth), date.fromisoformat(on)))
+    assert band.label == label
+
+
+def test_unknown_age_gets_the_adult_band_and_verified_marks_show_no_caveat():
+    band = TERMINOLOGY.default_range("calcium", None)
+    assert (band.low, band.high, band.mark, band.source_label) == (Decimal("8.5"), Decimal("10.2"), "V2",
+                                                                   "default adult")
+
+
+def test_analytes_without_a_known_default_have_none():
+    assert TERMINOLOGY.default_range("egfr", None) is None
+    from datetime import date
+    assert TERMINOLOGY.default_range("creatinine", age_on(date(2020, 1, 1), date(2026, 1, 1))) is None
+
+
+def test_vitamin_d_default_is_one_sided():
+    band = TERMINOLOGY.default_range("vitamin-d-25oh", None)
+    assert band.low == Decimal("20") and band.high is None
+
+
+@pytest.mark.parametrize("system, code, expected", [
+    ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "H", "H"),
+    ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "h", "H"),
+    ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS", "POS"),
+    ("http://hl7.org/fhir/v2/0078", "LL", "LL"),
+    (None, "N", "N"),
+    ("http://example.org/local-flags", "H", None),
+    ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "HIGH", None),
+])
+def test_interpretation_codes(system, code, expected):
+    assert TERMINOLOGY.interpretation_code(system, code) == expected
+
+
+def test_tables_are_loaded_once():
+    assert load_terminology() is load_terminology()
+
+
+def test_a_malformed_table_directory_is_reported_as_a_data_error(tmp_path):
+    from service.terminology import TerminologyDataError
+    (tmp_path / "analytes.json").write_text('{"analytes": {}, "codes": [{"code": "1"}]}', encoding="utf-8")
+    with pytest.raises(TerminologyDataError):
+        load_terminology(tmp_path)
