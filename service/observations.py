@@ -153,8 +153,9 @@ class ObservationNormalizer:
         self._fill_unconverted_value(resource, fields)
         if fields["value"] is not None or fields["valueText"] is not None:
             return True
-        if kind == PANEL and isinstance(resource.get("hasMember"), list) and resource["hasMember"]:
-            return True  # a panel is reported by its member results
+        if kind == PANEL and any(isinstance(resource.get(part), list) and resource[part]
+                                 for part in ("hasMember", "component")):
+            return True  # a panel is reported by its member results or its components
         if kind == PANEL and any(name in resource for name in VALUE_ELEMENTS):
             return True
         self._warn("required", f"{kept.location}.value[x]", f"{self._what(analyte_code)} not used: no value")

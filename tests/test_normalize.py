@@ -378,6 +378,15 @@ def test_a_panel_with_member_results_counts():
     assert [record.get("analyte") for record in facts.records("Observation")] == ["bmp-panel", "calcium"]
 
 
+def test_a_panel_reported_through_its_components_counts():
+    cbc = lab("58410-2", component=[{
+        "code": {"text": "Hemoglobin"},
+        "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": UCUM, "code": "g/dL"}}])
+    facts = facts_of(cbc)
+    assert [record.get("analyte") for record in facts.records("Observation")] == ["cbc-panel"]
+    assert facts.issues == ()
+
+
 def test_observations_outside_the_analyte_table_pass_through_without_issues():
     bmi = {"resourceType": "Observation", "id": "bmi", "status": "final",
            "code": {"coding": [{"system": LOINC, "code": "39156-5", "display": "Body mass index"}]},
