@@ -1,0 +1,563 @@
+"""Clinical scenarios for the CalcinosisCutis library, on hand-built normalized records.
+
+Each scenario runs through the cql_like engine and through the hand-written twin in
+bench/handwritten_rules.py; both must grade it as KNOWLEDGE.md says, and they must agree
+with each other on every output define.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from bench import handwritten_rules
+from service.cql_like.quantity import Quantity
+from service.cql_like.values import Code, Concept, Interval, Record
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KNOWLEDGE_DIR = PROJECT_ROOT / "service" / "knowledge"
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+TIE_BREAK = ("calciphylaxis", "metastatic", "iatrogenic", "dystrophic", "idiopathic")
+RISK_ORDER = {"high": 3, "moderate": 2, "low": 1, "negligible": 0}
+GRADE_DEFINES = ("Dystrophic", "Metastatic", "Idiopathic", "Iatrogenic", "Calciphylaxis")
+BASELINE = ["58410-2", "24321-2", "17861-6", "2777-1", "2885-2", "1751-7", "2731-8", "62292-8", "6874-2", "2779-7"]
+
+
+# ---- facts --------------------------------------------------------------------------------
+
+@dataclass
+class Facts:
+    """A data provider over a list of records (the protocol the engine and the twin read)."""
+
+    records: list[Record] = field(default_factory=list)
+    patient_record: Record | None = None
+
+    def patient(self) -> Record | None:
+        return self.patient_record
+
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> list[Record]:
+        found = [r for r in self.records if r.type_name == type_name]
+        if codes is None:
+            return found
+        wanted = {(c.system, c.code) for c in codes}
+        return [r for r in found if r.get("code") is not None
+                and any((c.system, c.code) in wanted for c in r.get("code").codes)]
+
+
+_counter = iter(range(1, 10_000))
+
+
+def _concept(system: str | None, code: str | None, display: str | None) -> Concept:
+    codes = (Code(code, system, display),) if code is not None else ()
+    return Concept(codes, display)
+
+
+def obs(code: str, value: str | None, unit: str, flag: str | None = "N", *, days_ago: int = 10, status: str = "final",
+        low: str | None = None, high: str | None = None, range_source: str | None = None,
+        value_text: str | None = None, display: str | None = None) -> Record:
+    n = next(_counter)
+    rng = None
+    if low is not None or high is not None:
+        rng = Interval(Quantity(Decimal(low), unit) if low else None, Quantity(Decimal(high), unit) if high else None)
+    return Record("Observation", {
+        "id": f"obs{n}", "code": _concept(LOINC, code, display), "status": status,
+        "value": Quantity(Decimal(value), unit) if value is not None else None, "valueText": value_text,
+        "effective": NOW - timedelta(days=days_ago), "interpretation": flag,
+        "interpretationSource": "lab" if flag else None, "referenceRange": rng,
+        "referenceRangeSource": range_source if range_source else ("lab" if rng else None),
+    }, source=f"Observation/obs{n}")
+
+
+def condition(system: str | None, code: str | None, display: str, clinical: str = "active",
+              verification: str = "confirmed") -> Record:
+    n = next(_counter)
+    return Record("Condition", {"id": f"cond{n}", "code": _concept(system, code, display),
+                                "clinicalStatus": clinical, "verificationStatus": verification},
+                  source=f"Condition/cond{n}")
+
+
+def medication(type_name: str, name: str, status: str, *, days_ago: int = 5, route: str | None = None,
+               code: tuple[str, str] | None = None) -> Record:
+    n = next(_counter)
+    date_field = "authoredOn" if type_name == "MedicationRequest" else "effective"
+    return Record(type_name, {
+        "id": f"med{n}", "code": _concept(code[0], code[1], name) if code else _concept(None, None, name),
+        "status": status, date_field: NOW - timedelta(days=days_ago), "name": name,
+        "route": _concept(SNOMED, None, route) if route else None,
+    }, source=f"{type_name}/med{n}")
+
+
+def procedure(code: str, display: str, status: str = "completed") -> Record:
+    n = next(_counter)
+    return Record("Procedure", {"id": f"proc{n}", "code": _concept(SNOMED, code, display), "status": status,
+                                "performed": NOW - timedelta(days=30)}, source=f"Procedure/proc{n}")
+
+
+def service_request(code: str, status: str) -> Record:
+    n = next(_counter)
+    return Record("ServiceRequest", {"id": f"sr{n}", "code": _concept(LOINC, code, None), "status": status,
+                                     "intent": "order", "authoredOn": NOW - timedelta(days=1)},
+                  source=f"ServiceRequest/sr{n}")
+
+
+def patient(birth: date = date(1970, 5, 1)) -> Record:
+    return Record("Patient", {"id": "p1", "birthDate": birth, "gender": "female"}, source="Patient/p1")
+
+
+def calcium(value: str, flag: str = "N", **kw) -> Record:
+    return obs("17861-6", value, "mg/dL", flag, **kw)
+
+
+def phosphate(value: str, flag: str = "N", **kw) -> Record:
+    return obs("2777-1", value, "mg/dL", flag, **kw)
+
+
+# ---- the two evaluators -------------------------------------------------------------------
+
+def _engine_library():
+    from service.cql_like import load_library, load_model_info
+
+    return load_library(KNOWLEDGE_DIR / "CalcinosisCutis.cql", model=load_model_info(KNOWLEDGE_DIR / "model.json"),
+                        valueset_dir=KNOWLEDGE_DIR / "valuesets")
+
+
+_LIBRARY: list[Any] = []
+
+
+def engine_outputs(facts: Facts, lookback: Quantity | None = None) -> dict[str, Any]:
+    if not _LIBRARY:
+        _LIBRARY.append(_engine_library())
+    parameters = {"Lookback": lookback} if lookback is not None else None
+    result = _LIBRARY[0].evaluate(facts, parameters=parameters, now=NOW)
+    return {name: result[name].value for name in handwritten_rules.OUTPUT_DEFINES}
+
+
+def engine_evidence(facts: Facts) -> dict[str, tuple[str, ...]]:
+    if not _LIBRARY:
+        _LIBRARY.append(_engine_library())
+    result = _LIBRARY[0].evaluate(facts, now=NOW)
+    return {name: result[name].evidence for name in handwritten_rules.OUTPUT_DEFINES}
+
+
+def twin_outputs(facts: Facts, lookback: Quantity | None = None) -> dict[str, Any]:
+    return handwritten_rules.evaluate(facts, now=NOW, lookback=lookback)
+
+
+EVALUATORS: dict[str, Callable[[Facts], dict[str, Any]]] = {"engine": engine_outputs, "handwritten": twin_outputs}
+
+
+@pytest.fixture(params=sorted(EVALUATORS))
+def assess(request) -> Callable[[Facts], dict[str, Any]]:
+    return EVALUATORS[request.param]
+
+
+def grades(out: dict[str, Any]) -> dict[str, str]:
+    return {out[name]["type"]: out[name]["risk"] for name in GRADE_DEFINES}
+
+
+def leading(out: dict[str, Any]) -> str:
+    ranked = sorted(grades(out).items(), key=lambda kv: (-RISK_ORDER[kv[1]], TIE_BREAK.index(kv[0])))
+    return ranked[0][0]
+
+
+def recommended_codes(out: dict[str, Any]) -> list[str]:
+    return [t["code"] for t in out["Recommended Tests"]]
+
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+def scenario_dystrophic_systemic_sclerosis_normal_labs() -> Facts:
+    return Facts([condition(ICD10CM, "M34.1", "CR(E)ST syndrome"), calcium("9.4", low="8.5", high="10.2"),
+                  phosphate("3.5", low="2.5", high="4.5")], patient())
+
+
+def scenario_metastatic_ckd_high_product() -> Facts:
+    return Facts([condition(SNOMED, "431857002", "Chronic kidney disease stage 4 (disorder)"),
+                  calcium("10.8", "H", days_ago=44), phosphate("7.6", "H", days_ago=44)], patient())
+
+
+def scenario_idiopathic_normal_labs_with_calcinosis_on_file() -> Facts:
+    return Facts([condition(ICD10CM, "L94.2", "Calcinosis cutis"), calcium("9.6"), phosphate("3.8"),
+                  obs("1751-7", "4.2", "g/dL", low="3.4", high="5.4", range_source="default adult")], patient())
+
+
+def scenario_iatrogenic_iv_calcium_gluconate() -> Facts:
+    return Facts([medication("MedicationAdministration", "10 ml calcium gluconate 100 mg/ml injection", "completed"),
+                  calcium("9.1"), phosphate("3.9")], patient())
+
+
+def scenario_calciphylaxis_esrd_with_ulcer_and_diabetes() -> Facts:
+    return Facts([condition(ICD10CM, "N18.6", "End stage renal disease"),
+                  condition(None, None, "Skin ulcer of lower leg"),
+                  condition(ICD10CM, "E11.9", "Type 2 diabetes mellitus without complications"),
+                  calcium("9.0"), phosphate("5.0", "H")], patient())
+
+
+def scenario_esrd_high_product_without_necrosis() -> Facts:
+    return Facts([condition(ICD10CM, "N18.6", "End stage renal disease"),
+                  calcium("10.5", "H"), phosphate("7.5", "H")], patient())
+
+
+def scenario_no_labs_at_all() -> Facts:
+    return Facts([], patient())
+
+
+def scenario_child_phosphate_within_child_range() -> Facts:
+    child = patient(date(2020, 3, 1))
+    return Facts([obs("2777-1", "5.5", "mg/dL", "N", low="3.7", high="5.8", range_source="default child 1-12 y"),
+                  obs("17861-6", "9.8", "mg/dL", "N", low="8.8", high="10.8", range_source="default child 1-12 y")], child)
+
+
+def scenario_stale_abnormal_results_only() -> Facts:
+    return Facts([calcium("11.9", "H", days_ago=800), phosphate("8.1", "H", days_ago=800)], patient())
+
+
+def scenario_current_normal_after_old_abnormal() -> Facts:
+    return Facts([calcium("11.9", "H", days_ago=500), calcium("9.3", "N", days_ago=20),
+                  phosphate("7.9", "H", days_ago=500), phosphate("3.6", "N", days_ago=20)], patient())
+
+
+def scenario_panel_available_and_ordered() -> Facts:
+    return Facts([obs("49765-1", "9.4", "mg/dL", "N", days_ago=44, display="Calcium [Mass/volume] in Blood"),  # as Synthea sends it
+                  obs("14879-1", "3.4", "mg/dL", "N", days_ago=44),  # the moles code, normalized to mg/dL
+                  obs("38483-4", "0.9", "mg/dL", "N", days_ago=44),  # creatinine in blood
+                  obs("58410-2", None, "1", None, days_ago=44),  # CBC panel: no value of its own
+                  service_request("2731-8", "draft"), service_request("62292-8", "revoked")], patient())
+
+
+def scenario_entered_in_error_calcium_ignored() -> Facts:
+    return Facts([calcium("13.0", "HH", status="entered-in-error"), phosphate("3.5")], patient())
+
+
+def scenario_dermatomyositis() -> Facts:
+    return Facts([condition(SNOMED, "396230008", "Dermatomyositis (disorder)"), calcium("9.2"), phosphate("4.0")], patient())
+
+
+def scenario_draft_calcium_chloride_order() -> Facts:
+    return Facts([medication("MedicationRequest", "calcium chloride 100 mg/ml injectable solution", "draft"),
+                  medication("MedicationRequest", "calcium gluconate 500 mg oral tablet", "active"),
+                  phosphate("4.9", "H", days_ago=3)], patient())
+
+
+def scenario_milk_alkali_hypercalcemia_with_antacids() -> Facts:
+    return Facts([medication("MedicationStatement", "calcium carbonate 500 mg chewable tablet", "active"),
+                  calcium("11.6", "H"), phosphate("3.9")], patient())
+
+
+def scenario_preliminary_result_used() -> Facts:
+    return Facts([calcium("9.9", status="preliminary", days_ago=1), phosphate("3.1")], patient())
+
+
+def scenario_albumin_corrected_calcium() -> Facts:
+    return Facts([calcium("9.8", "N", low="8.5", high="10.2"), obs("1751-7", "2.5", "g/dL", "L"),
+                  phosphate("4.0")], patient())
+
+
+def scenario_warfarin_by_rxnorm_with_ckd_necrosis() -> Facts:
+    return Facts([condition(ICD10CM, "Z99.2", "Dependence on renal dialysis"),
+                  condition(None, None, "Necrosis of skin of abdominal wall"),
+                  medication("MedicationStatement", "Warfarin Sodium 2 MG Oral Tablet", "active", code=(RXNORM, "855302")),
+                  calcium("9.2"), phosphate("4.4")], patient())
+
+
+def scenario_ckd_stage_5_without_necrosis() -> Facts:
+    return Facts([condition(SNOMED, "433146000", "Chronic kidney disease stage 5 (disorder)"),
+                  calcium("8.9"), phosphate("5.9", "H")], patient())
+
+
+def scenario_look_alike_drugs_are_not_iatrogenic() -> Facts:
+    return Facts([medication("MedicationAdministration", "dexamethasone sodium phosphate 4 mg/ml injectable solution", "completed"),
+                  medication("MedicationStatement", "5-aminosalicylic acid 500 mg delayed release oral tablet", "active"),
+                  medication("MedicationAdministration", "calcium gluconate 650 mg oral tablet", "completed"),
+                  calcium("9.4"), phosphate("3.4")], patient())
+
+
+def scenario_para_aminosalicylic_acid() -> Facts:
+    return Facts([medication("MedicationStatement", "aminosalicylic acid 4000 mg delayed release oral granules", "active"),
+                  calcium("9.4"), phosphate("3.4")], patient())
+
+
+def scenario_tumor_lysis_and_transplant() -> Facts:
+    return Facts([condition(ICD10CM, "E88.3", "Tumor lysis syndrome"), condition(ICD10CM, "Z94.4", "Liver transplant status"),
+                  condition(ICD10CM, "C91.00", "Acute lymphoblastic leukemia not having achieved remission"),
+                  calcium("9.0"), phosphate("6.1", "H")], patient())
+
+
+def scenario_kidney_transplant_only() -> Facts:
+    return Facts([condition(SNOMED, "161665007", "History of renal transplant (situation)"), calcium("9.4"), phosphate("3.4")],
+                 patient())
+
+
+def scenario_refuted_systemic_sclerosis() -> Facts:
+    return Facts([condition(SNOMED, "89155008", "Systemic sclerosis (disorder)", verification="refuted"),
+                  calcium("9.4"), phosphate("3.4")], patient())
+
+
+def scenario_specific_icd_codes_and_uncoded_names() -> Facts:
+    return Facts([condition(ICD10CM, "M34.81", "Systemic sclerosis with lung involvement"),
+                  condition(None, None, "Polymyositis"), condition(None, None, "Lupus anticoagulant positive"),
+                  calcium("9.4"), phosphate("3.4")], patient())
+
+
+def scenario_phosphate_in_a_non_canonical_unit() -> Facts:
+    return Facts([calcium("9.4"), obs("2777-1", "1.1", "mmol/L", "N")], patient())
+
+
+SCENARIOS: dict[str, Callable[[], Facts]] = {
+    name.removeprefix("scenario_"): fn for name, fn in globals().items() if name.startswith("scenario_")
+}
+
+
+# ---- one test per clinical distinction ---------------------------------------------------------
+
+def test_connective_tissue_disease_with_normal_calcium_and_phosphate_is_dystrophic_not_metastatic(assess):
+    out = assess(scenario_dystrophic_systemic_sclerosis_normal_labs())
+    assert grades(out)["dystrophic"] == "high"
+    assert grades(out)["metastatic"] == "negligible"
+    assert leading(out) == "dystrophic"
+    assert "CR(E)ST syndrome" in out["Dystrophic"]["rationale"]
+    assert "Ca 9.4 mg/dL on 2026-11-05 (N)" in out["Dystrophic"]["rationale"]
+    assert [t["group"] for t in out["Recommended Tests"]].count("autoimmune") == 3
+
+
+def test_ckd_with_high_calcium_and_phosphate_is_metastatic_with_the_product_named(assess):
+    out = assess(scenario_metastatic_ckd_high_product())
+    assert grades(out)["metastatic"] == "high"
+    assert leading(out) == "metastatic"
+    rationale = out["Metastatic"]["rationale"]
+    assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in rationale
+    assert "Ca 10.8 mg/dL on 2026-10-02 (H)" in rationale and "P 7.6 mg/dL on 2026-10-02 (H)" in rationale
+    assert "Chronic kidney disease stage 4 (disorder)" in rationale
+    assert grades(out)["dystrophic"] == "negligible"
+    assert grades(out)["idiopathic"] == "negligible"
+    caxp = next(v for v in out["Values Used"] if v["analyte"] == "ca-x-p")
+    assert caxp["value"] == Quantity(Decimal("82.08"), "mg2/dL2") and caxp["flag"] == "H"
+
+
+def test_normal_labs_without_any_cause_and_calcinosis_on_file_is_idiopathic(assess):
+    out = assess(scenario_idiopathic_normal_labs_with_calcinosis_on_file())
+    assert grades(out)["idiopathic"] == "high"
+    assert leading(out) == "idiopathic"
+    assert out["Calcinosis Condition"] is not None
+    assert out["Calcinosis Condition"].get("code").codes[0].code == "L94.2"
+
+
+def test_intravenous_calcium_gluconate_makes_iatrogenic_high_and_rules_out_idiopathic(assess):
+    out = assess(scenario_iatrogenic_iv_calcium_gluconate())
+    assert grades(out)["iatrogenic"] == "high"
+    assert grades(out)["idiopathic"] == "negligible"
+    assert leading(out) == "iatrogenic"
+    assert "10 ml calcium gluconate 100 mg/ml injection" in out["Iatrogenic"]["rationale"]
+
+
+def test_esrd_with_skin_ulcer_and_diabetes_is_calciphylaxis_even_below_product_70(assess):
+    out = assess(scenario_calciphylaxis_esrd_with_ulcer_and_diabetes())
+    assert grades(out)["calciphylaxis"] == "high"
+    assert leading(out) == "calciphylaxis"
+    rationale = out["Calciphylaxis"]["rationale"]
+    assert "Skin ulcer of lower leg" in rationale and "Type 2 diabetes mellitus" in rationale
+    assert "Ca x P 45 mg2/dL2 does not exceed 70 mg2/dL2" in rationale
+
+
+def test_esrd_with_product_above_70_and_no_necrosis_is_metastatic_first(assess):
+    out = assess(scenario_esrd_high_product_without_necrosis())
+    assert grades(out)["metastatic"] == "high"
+    assert grades(out)["calciphylaxis"] == "low"
+    assert leading(out) == "metastatic"
+
+
+def test_no_labs_at_all_grades_no_lab_driven_type_high_and_recommends_the_baseline(assess):
+    out = assess(scenario_no_labs_at_all())
+    assert all(risk != "high" for risk in grades(out).values())
+    assert grades(out)["idiopathic"] != "negligible" or grades(out)["metastatic"] != "negligible"
+    assert recommended_codes(out) == BASELINE
+    assert out["Available Tests"] == [] and out["Values Used"] == []
+    assert "no calcium on file within 1 year" in out["Metastatic"]["rationale"]
+    assert "unknown, not normal" in out["Metastatic"]["rationale"]
+    assert any("labs are unknown, not normal" in note for note in out["Notes"])
+
+
+def test_child_phosphate_within_the_child_range_is_not_hyperphosphatemia(assess):
+    out = assess(scenario_child_phosphate_within_child_range())
+    assert grades(out)["metastatic"] == "negligible"
+    assert "P 5.5 mg/dL on 2026-11-05 (N)" in out["Metastatic"]["rationale"]
+    assert "Phosphate: default child 1-12 y reference range applied (3.7-5.8 mg/dL); the lab sent none." in out["Notes"]
+
+
+def test_stale_abnormal_results_are_not_current_and_count_as_unknown(assess):
+    out = assess(scenario_stale_abnormal_results_only())
+    assert grades(out)["metastatic"] != "high"
+    assert "17861-6" in recommended_codes(out) and "2777-1" in recommended_codes(out)
+    assert out["Values Used"] == []
+
+
+def test_the_latest_current_result_counts_not_an_older_abnormal_one(assess):
+    out = assess(scenario_current_normal_after_old_abnormal())
+    assert grades(out)["metastatic"] == "negligible"
+    assert [v["value"] for v in out["Values Used"] if v["analyte"] == "calcium"] == [Quantity(Decimal("9.3"), "mg/dL")]
+
+
+def test_panel_leaves_out_tests_with_a_current_result_of_any_code_of_the_analyte_and_tests_already_ordered(assess):
+    out = assess(scenario_panel_available_and_ordered())
+    recommended = recommended_codes(out)
+    for available in ("17861-6", "2777-1", "24321-2", "58410-2"):
+        assert available not in recommended
+    assert "2731-8" not in recommended  # a draft order exists
+    assert "62292-8" in recommended  # its order was revoked
+    assert [t["code"] for t in out["Available Tests"]] == ["58410-2", "24321-2", "17861-6", "2777-1"]
+    calcium_entry = next(t for t in out["Available Tests"] if t["code"] == "17861-6")
+    assert calcium_entry["summary"] == "Calcium [Mass/volume] in Blood: 9.4 mg/dL on 2026-10-02"
+    phosphate_entry = next(t for t in out["Available Tests"] if t["code"] == "2777-1")
+    assert phosphate_entry["summary"] == "14879-1: 3.4 mg/dL on 2026-10-02"  # no display: the code names it
+    assert calcium_entry["result"].get("code").codes[0].code == "49765-1"
+
+
+def test_an_entered_in_error_result_is_ignored(assess):
+    out = assess(scenario_entered_in_error_calcium_ignored())
+    assert grades(out)["metastatic"] != "high"
+    assert "17861-6" in recommended_codes(out)
+
+
+def test_dermatomyositis_adds_the_myositis_panel(assess):
+    out = assess(scenario_dermatomyositis())
+    groups = [t["group"] for t in out["Recommended Tests"]]
+    assert groups.count("myositis") == 5
+    assert groups == sorted(groups, key=["baseline", "myositis", "autoimmune", "milk-alkali"].index)
+    assert grades(out)["dystrophic"] == "high"
+
+
+def test_a_draft_iv_calcium_chloride_order_raises_an_alert_but_an_oral_tablet_does_not(assess):
+    out = assess(scenario_draft_calcium_chloride_order())
+    alerts = out["Order Alerts"]
+    assert [a["display"] for a in alerts] == ["calcium chloride 100 mg/ml injectable solution"]
+    assert "extravasation" in alerts[0]["message"] and "dilute" in alerts[0]["message"]
+    assert "Latest phosphate 4.9 mg/dL on 2026-11-12 (H)" in alerts[0]["message"]
+    assert "lowering phosphorus levels before administration" in alerts[0]["citation"]
+
+
+def test_hypercalcemia_with_calcium_carbonate_adds_the_milk_alkali_tests(assess):
+    out = assess(scenario_milk_alkali_hypercalcemia_with_antacids())
+    assert [t["code"] for t in out["Recommended Tests"] if t["group"] == "milk-alkali"] == ["1963-8", "2744-1"]
+
+
+def test_a_preliminary_result_is_used_and_said_so(assess):
+    out = assess(scenario_preliminary_result_used())
+    assert "Preliminary result used: Calcium (total) 9.9 mg/dL on 2026-11-14." in out["Notes"]
+
+
+def test_albumin_corrected_calcium_is_computed_and_flagged_against_the_calcium_range(assess):
+    out = assess(scenario_albumin_corrected_calcium())
+    corrected = next(v for v in out["Values Used"] if v["analyte"] == "calcium-corrected")
+    assert corrected["value"] == Quantity(Decimal("11.0"), "mg/dL")
+    assert corrected["flag"] == "H"
+    assert grades(out)["metastatic"] == "moderate"
+
+
+def test_albumin_correction_is_not_used_in_kidney_disease(assess):
+    facts = scenario_albumin_corrected_calcium()
+    facts.records.append(condition(ICD10CM, "N18.4", "Chronic kidney disease, stage 4 (severe)"))
+    out = assess(facts)
+    assert not any(v["analyte"] == "calcium-corrected" for v in out["Values Used"])
+    assert any("inaccurate in CKD/ESRD" in note for note in out["Notes"])
+
+
+def test_dialysis_with_skin_necrosis_and_warfarin_by_rxnorm_code_is_calciphylaxis(assess):
+    out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
+    assert grades(out)["calciphylaxis"] == "high"
+    assert "warfarin" in out["Calciphylaxis"]["rationale"]
+
+
+def test_ckd_stage_5_alone_is_kidney_failure_with_low_calciphylaxis_and_high_metastatic(assess):
+    out = assess(scenario_ckd_stage_5_without_necrosis())
+    assert grades(out)["calciphylaxis"] == "low"
+    assert "Kidney failure / dialysis: Chronic kidney disease stage 5 (disorder)." in out["Calciphylaxis"]["rationale"]
+    assert grades(out)["metastatic"] == "high"
+    assert leading(out) == "metastatic"
+
+
+def test_steroid_phosphate_salts_mesalamine_and_oral_calcium_are_not_iatrogenic_causes(assess):
+    out = assess(scenario_look_alike_drugs_are_not_iatrogenic())
+    assert grades(out)["iatrogenic"] == "negligible"
+    assert grades(out)["idiopathic"] == "moderate"
+
+
+def test_para_aminosalicylic_acid_is_an_iatrogenic_cause(assess):
+    out = assess(scenario_para_aminosalicylic_acid())
+    assert grades(out)["iatrogenic"] == "high"
+    assert "aminosalicylic acid 4000 mg" in out["Iatrogenic"]["rationale"]
+
+
+def test_tumor_lysis_is_iatrogenic_high_and_a_site_coded_malignancy_is_a_metastatic_cause(assess):
+    out = assess(scenario_tumor_lysis_and_transplant())
+    assert grades(out)["iatrogenic"] == "high"
+    assert "Organ transplant: Liver transplant status." in out["Iatrogenic"]["rationale"]
+    assert grades(out)["metastatic"] == "high"
+    assert "Acute lymphoblastic leukemia" in out["Metastatic"]["rationale"]
+
+
+def test_organ_transplant_alone_makes_iatrogenic_moderate(assess):
+    out = assess(scenario_kidney_transplant_only())
+    assert grades(out)["iatrogenic"] == "moderate"
+    assert grades(out)["idiopathic"] == "negligible"
+
+
+def test_a_refuted_connective_tissue_disease_does_not_count(assess):
+    out = assess(scenario_refuted_systemic_sclerosis())
+    assert grades(out)["dystrophic"] == "low"
+    assert "No connective tissue disease" in out["Dystrophic"]["rationale"]
+
+
+def test_specific_icd_codes_of_a_category_and_uncoded_names_count_as_tissue_damage(assess):
+    out = assess(scenario_specific_icd_codes_and_uncoded_names())
+    assert grades(out)["dystrophic"] == "high"
+    rationale = out["Dystrophic"]["rationale"]
+    assert "Systemic sclerosis with lung involvement" in rationale and "Polymyositis" in rationale
+    assert "Lupus anticoagulant" not in rationale
+    assert [t["group"] for t in out["Recommended Tests"]].count("myositis") == 5
+
+
+def test_a_product_of_non_canonical_units_is_unknown_rather_than_wrong(assess):
+    out = assess(scenario_phosphate_in_a_non_canonical_unit())
+    assert "Ca x P cannot be computed" in out["Metastatic"]["rationale"]
+    assert not any(v["analyte"] == "ca-x-p" for v in out["Values Used"])
+
+
+@pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
+def test_a_shorter_lookback_makes_an_older_result_stale(evaluator: str):
+    facts = scenario_metastatic_ckd_high_product()  # results 44 days old
+    default = EVALUATORS[evaluator](facts)
+    short = EVALUATORS[evaluator](facts, Quantity(Decimal(30), "days"))
+    assert grades(default)["metastatic"] == "high"
+    assert grades(short)["metastatic"] == "moderate"  # CKD on file, labs now unknown
+    assert "no calcium on file within 30 days" in short["Metastatic"]["rationale"]
+
+
+def test_every_grade_carries_its_seed_citation(assess):
+    out = assess(scenario_no_labs_at_all())
+    for name in GRADE_DEFINES:
+        assert out[name]["citation"].startswith("seed 00")
+
+
+# ---- engine and twin agree ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_engine_and_handwritten_twin_agree_on_every_output_define(name: str):
+    facts = SCENARIOS[name]()
+    assert engine_outputs(facts) == twin_outputs(facts)
+
+
+def test_a_grade_s_evidence_is_the_records_it_used():
+    facts = scenario_metastatic_ckd_high_product()
+    evidence = engine_evidence(facts)["Metastatic"]
+    assert set(evidence) == {r.source for r in facts.records}
+    unrelated = scenario_dystrophic_systemic_sclerosis_normal_labs()
+    assert not any(e.startswith("Condition/") for e in engine_evidence(unrelated)["Metastatic"])
