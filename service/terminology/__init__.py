@@ -2,7 +2,7 @@
 
 The tables (analytes.json, unit_aliases.json, reference_ranges.json,
 interpretation_codes.json) hold every code, factor and range together with
-the verification mark of /work/shared/clinical/codes.md, so a reviewer checks
+the verification mark of the project code reference (codes.md), so a reviewer checks
 data rather than code; this module only loads and applies them.
 """
 

@@ -1,12 +1,12 @@
 """Checks that the $assess fixtures are valid FHIR and really exercise what they claim.
 
-Run explicitly (the project's default test path is tests/):
-    .venv/bin/python -m pytest fhir_fixtures/assess/tools -q
+Part of the default test run; on their own: python -m pytest fhir_fixtures/assess/tools -q
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import datetime
@@ -19,11 +19,12 @@ sys.path.insert(0, str(TOOLS_DIR))
 
 from build_fixtures import build  # noqa: E402
 from expectations import NOW  # noqa: E402
-from validate_fixtures import validate_bundle, validate_manifest  # noqa: E402
+from validate_fixtures import input_fixtures, validate_bundle, validate_manifest  # noqa: E402
 
 FIXTURE_DIR = TOOLS_DIR.parent
-FIXTURE_FILES = sorted(FIXTURE_DIR.glob("[0-9][0-9]-*.json"))
-CODES_REFERENCE = Path("/work/shared/clinical/codes.md")
+FIXTURE_FILES = input_fixtures()
+SHARED_DIR = Path(os.environ.get("CALCINOSIS_SHARED_DIR", TOOLS_DIR.parents[3] / "shared"))
+CODES_REFERENCE = SHARED_DIR / "clinical" / "codes.md"
 LOOKBACK_START = datetime.fromisoformat("2025-11-15T09:00:00+00:00")
 NOW_INSTANT = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
 

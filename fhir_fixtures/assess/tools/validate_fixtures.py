@@ -96,11 +96,16 @@ def validate_bundle(path: Path) -> list[str]:
     return problems
 
 
+def input_fixtures() -> list[Path]:
+    """The input bundles, without the golden outputs (`*.expected.json`) that sit beside them."""
+    return sorted(p for p in FIXTURE_DIR.glob("[0-9][0-9]-*.json") if not p.name.endswith(".expected.json"))
+
+
 def validate_manifest() -> list[str]:
     problems: list[str] = []
     manifest = json.loads((FIXTURE_DIR / "MANIFEST.json").read_text(encoding="utf-8"))
     listed = {f["file"] for f in manifest["fixtures"]}
-    on_disk = {p.name for p in FIXTURE_DIR.glob("[0-9][0-9]-*.json")}
+    on_disk = {p.name for p in input_fixtures()}
     if listed != on_disk:
         problems.append(f"MANIFEST files differ from disk: {sorted(listed ^ on_disk)}")
     for fixture in manifest["fixtures"]:
@@ -124,7 +129,7 @@ def validate_manifest() -> list[str]:
 
 def main() -> int:
     problems: list[str] = []
-    files = sorted(FIXTURE_DIR.glob("[0-9][0-9]-*.json"))
+    files = input_fixtures()
     for path in files:
         problems.extend(validate_bundle(path))
     problems.extend(validate_manifest())
