@@ -111,16 +111,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .assess import get_assessor
     get_assessor(settings)
 
-    from . import fhir_api
+    from . import cds_hooks, fhir_api
+
     app.register_blueprint(fhir_api.blueprint)
-    try:
-        from . import cds_hooks
-    except ImportError as error:  # pragma: no cover - the surface ships with the package
-        log.error("CDS Hooks surface unavailable: %s", error)
-    else:
-        app.register_blueprint(cds_hooks.blueprint)
-        if hasattr(cds_hooks, "init_app"):
-            cds_hooks.init_app(app)
+    app.register_blueprint(cds_hooks.blueprint)
+    cds_hooks.init_app(app)
 
     _register_error_handlers(app)
     _register_request_logging(app)

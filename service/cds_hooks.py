@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from .errors import AuthenticationError, InputError, ServiceError
+from .errors import InputError
 from .hooks import hook_call
 from .hooks.components import HookComponents, build_components
 from .hooks.request_validation import validate_feedback
@@ -24,7 +24,7 @@ _EXTENSION = "calcinosis_cds_hooks"
 
 
 def _settings(app: Flask) -> Mapping[str, Any]:
-    return app.config.get("CALCINOSIS") or app.config
+    return app.config["CALCINOSIS"]
 
 
 def init_app(app: Flask) -> None:
@@ -43,11 +43,7 @@ def init_app(app: Flask) -> None:
 
 
 def _components() -> HookComponents:
-    components = current_app.extensions.get(_EXTENSION)
-    if components is None:  # registered without init_app: build with the app's settings
-        init_app(current_app._get_current_object())  # type: ignore[attr-defined]
-        components = current_app.extensions[_EXTENSION]
-    return components
+    return current_app.extensions[_EXTENSION]
 
 
 def _base_url() -> str:
@@ -68,29 +64,6 @@ def verify_client() -> None:
     components = _components()
     if components.require_jwt:
         g.cds_client = components.verifier.verify(request.headers.get("Authorization"), _endpoint_url())
-
-
-def _operation_outcome(error: ServiceError) -> dict[str, Any]:
-    issues = []
-    for issue in error.issues:
-        item = {"severity": issue.severity, "code": issue.code, "diagnostics": issue.diagnostics}
-        if issue.location:
-            item["expression"] = [issue.location]
-        issues.append(item)
-    return {"resourceType": "OperationOutcome", "issue": issues}
-
-
-@blueprint.errorhandler(ServiceError)
-def service_error(error: ServiceError) -> Response:
-    response = json_response(_operation_outcome(error), status=error.status)
-    response.mimetype = "application/fhir+json"
-    return response
-
-
-@blueprint.errorhandler(AuthenticationError)
-def authentication_error(error: AuthenticationError) -> Response:
-    log.warning("CDS client not trusted: %s", error.reason)
-    return Response(status=401)
 
 
 def _service_or_404(service_id: str) -> Mapping[str, Any]:

@@ -40,14 +40,10 @@ def _decode_env(raw: str) -> Any:
 
 
 def _component_defaults() -> dict[str, Any]:
-    """Defaults owned by optional surfaces (CDS Hooks), merged under the core ones."""
-    merged: dict[str, Any] = {}
-    try:
-        from .hooks.settings import DEFAULTS as hook_defaults
-    except ImportError:  # the CDS Hooks surface is optional at import time
-        hook_defaults = {}
-    merged.update(hook_defaults)
-    return merged
+    """Defaults owned by the CDS Hooks surface, merged under the core ones."""
+    from .hooks.settings import DEFAULTS as hook_defaults
+
+    return dict(hook_defaults)
 
 
 def load_config(overrides: Mapping[str, Any] | None = None,

@@ -36,3 +36,11 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def assess_fixture(prefix: str) -> Path:
+    """The $assess input bundle whose file name starts with `prefix` (e.g. "04"), not its golden."""
+    matches = [p for p in sorted((FIXTURES_DIR / "assess").glob(f"{prefix}-*.json"))
+               if not p.name.endswith(".expected.json")]
+    assert len(matches) == 1, f"expected one fixture {prefix}-*.json, found {matches}"
+    return matches[0]

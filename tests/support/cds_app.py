@@ -1,8 +1,7 @@
 """An app for the CDS Hooks tests, and hand-built assessments to stand in for the core.
 
-`make_app` uses `service.create_app`; if the application factory cannot be built in this
-checkout it registers the CDS Hooks blueprint on a bare Flask app with the same configuration
-layers, so the surface stays testable on its own.
+`make_app` is the real application factory, so the CDS Hooks tests see the same error
+handling, configuration layers and CORS set-up as production.
 """
 
 from __future__ import annotations
@@ -20,20 +19,9 @@ ASSESSED_AT = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 
 
 def make_app(config: dict[str, Any]) -> Flask:
-    try:
-        from service import create_app
+    from service import create_app
 
-        return create_app(config)
-    except Exception:  # the factory's other parts may not be importable yet
-        from service import cds_hooks
-        from service.config import load_config
-
-        app = Flask("calcinosis_cds_hooks_test")
-        settings = load_config(config)
-        app.config["CALCINOSIS"] = settings
-        app.register_blueprint(cds_hooks.blueprint)
-        cds_hooks.init_app(app)
-        return app
+    return create_app(config)
 
 
 class FakeCore:

@@ -1,0 +1,132 @@
+"""Benchmarks: rule compile time, per-patient evaluation against a hand-written floor, $assess throughput.
+
+Run from the project root: `python bench/run.py` (add `--quick` for fewer rounds). Every figure
+is printed beside a floor measured in the same run on the same data, so the ratios mean
+something on a shared, noisy machine:
+- evaluation: the compiled CQL library vs the same logic hand-written in Python
+  (bench/handwritten_rules.py), both over the same normalized facts;
+- $assess: the whole path (parse, ingest, validate, normalize, evaluate, build and validate
+  FHIR output) vs just parsing the same JSON with orjson.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import orjson  # noqa: E402
+
+from service.assess import get_assessor  # noqa: E402
+from service.config import load_config  # noqa: E402
+from service.cql_like import load_library, load_model_info  # noqa: E402
+from service.fhir_outputs.result_bundle import build_result_bundle  # noqa: E402
+from service.ingest import read_bundle  # noqa: E402
+from service.normalize import build_facts  # noqa: E402
+
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+MAX_ENGINE_TO_HANDWRITTEN = 10.0
+
+
+def _median_seconds(action: Callable[[], object], rounds: int) -> float:
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def _inputs() -> list[Path]:
+    paths = sorted(p for p in (ROOT / "fhir_fixtures" / "assess").glob("*.json")
+                   if not p.name.endswith(".expected.json") and p.name != "MANIFEST.json")
+    synthea = ROOT.parent / "shared" / "fhir-samples" / "synthea"
+    if synthea.is_dir():
+        paths += sorted(synthea.glob("*.json"))
+    return paths
+
+
+def bench_compile(rounds: int) -> float:
+    config = load_config()
+    model = load_model_info(Path(config["MODEL_INFO"]))
+
+    def compile_once() -> object:
+        return load_library(Path(config["RULE_LIBRARY"]), model=model, valueset_dir=Path(config["VALUESET_DIR"]))
+
+    seconds = _median_seconds(compile_once, rounds)
+    print(f"compile   shipped library                      {seconds * 1000:9.2f} ms (median of {rounds})")
+    return seconds
+
+
+def bench_evaluation(paths: list[Path], rounds: int) -> float:
+    import handwritten_rules
+
+    assessor = get_assessor(load_config())
+    facts = []
+    for path in paths:
+        for patient in read_bundle(orjson.loads(path.read_bytes())).patients:
+            facts.append(build_facts(patient, now=NOW, terminology=assessor.terminology))
+
+    def engine() -> None:
+        for provider in facts:
+            assessor.library.evaluate(provider, parameters=assessor.parameters, now=NOW)
+
+    def handwritten() -> None:
+        for provider in facts:
+            handwritten_rules.evaluate(provider, now=NOW)
+
+    engine_s = _median_seconds(engine, rounds) / len(facts)
+    hand_s = _median_seconds(handwritten, rounds) / len(facts)
+    ratio = engine_s / hand_s if hand_s else float("inf")
+    print(f"evaluate  engine per patient ({len(facts):3d} patients)      {engine_s * 1e6:9.1f} us")
+    print(f"evaluate  hand-written Python per patient (floor)  {hand_s * 1e6:9.1f} us")
+    verdict = "ok" if ratio <= MAX_ENGINE_TO_HANDWRITTEN else "OVER BUDGET"
+    print(f"ratio     engine / hand-written                    {ratio:9.2f} x  (budget {MAX_ENGINE_TO_HANDWRITTEN:.0f}x: {verdict})")
+    return ratio
+
+
+def bench_assess(paths: list[Path], rounds: int) -> float:
+    assessor = get_assessor(load_config())
+    bodies = [p.read_bytes() for p in paths]
+    size = sum(len(b) for b in bodies)
+
+    def parse_only() -> None:
+        for body in bodies:
+            orjson.loads(body)
+
+    def full_path() -> None:
+        for body in bodies:
+            run = assessor.assess(orjson.loads(body), now=NOW)
+            orjson.dumps(build_result_bundle(run.patients, run.issues))
+
+    floor = _median_seconds(parse_only, rounds)
+    full = _median_seconds(full_path, rounds)
+    mb = size / 1e6
+    print(f"$assess   {len(bodies)} bundles, {mb:.1f} MB: parse only (floor)     {floor * 1000:9.1f} ms  ({mb / floor:7.1f} MB/s)")
+    print(f"$assess   full path                                 {full * 1000:9.1f} ms  ({mb / full:7.1f} MB/s)")
+    print(f"ratio     full path / parse floor                   {full / floor:9.1f} x")
+    return full / floor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 15
+    paths = _inputs()
+    bench_compile(rounds)
+    ratio = bench_evaluation(paths, rounds)
+    bench_assess(paths, max(3, rounds // 3))
+    return 0 if ratio <= MAX_ENGINE_TO_HANDWRITTEN else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
