@@ -1,0 +1,204 @@
+"""A compiled library and its evaluation entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from .compiler import CompiledDefine, Compiler
+from .errors import CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError
+from .model import ModelInfo
+from .parser import parse, source_line
+from .runtime import Context, DataProvider, EvaluationFailure, collect_record_sources
+from .valuesets import ValueSet, from_mapping, load_valueset_dir
+
+
+@dataclass(frozen=True)
+class DefineResult:
+    """A define's value and the sorted, unique sources of the records it came from."""
+
+    value: Any
+    evidence: tuple[str, ...] = ()
+
+
+class EvaluationResult(Mapping[str, DefineResult]):
+    """Every (non-function) define of a library for one patient, in declaration order."""
+
+    def __init__(self, results: dict[str, DefineResult]) -> None:
+        self._results = results
+
+    def __getitem__(self, name: str) -> DefineResult:
+        return self._results[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def values_only(self) -> dict[str, Any]:
+        return {name: result.value for name, result in self._results.items()}
+
+
+class Library:
+    """A library that compiled cleanly: evaluate it against any data provider, any number of times."""
+
+    def __init__(self, compiler: Compiler) -> None:
+        node = compiler.lib
+        self.name: str | None = node.name
+        self.version: str | None = node.version
+        self.filename = compiler.filename
+        self._source = compiler.source
+        self._defines: dict[str, CompiledDefine] = compiler.defines
+        self._parameters = compiler.parameters
+        self.define_names: tuple[str, ...] = tuple(compiler.define_nodes)
+        self.define_types = {name: compiler.defines[name].type for name in self.define_names}
+        # defaults as evaluated at load (for display); evaluation re-evaluates them with its own `now`
+        self.parameters: dict[str, Any] = {}
+        for name, param in self._parameters.items():
+            if param.default is None:
+                self.parameters[name] = None
+                continue
+            ctx = Context(self, _NoData(), datetime.now(timezone.utc), {})
+            try:
+                self.parameters[name] = param.default(ctx)
+            except EvaluationFailure as exc:
+                raise CqlCompilationError([self._failure(exc, f"default of parameter \"{name}\"")]) from None
+
+    # ---- evaluation -----------------------------------------------------------
+    def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
+                 now: datetime) -> EvaluationResult:
+        ctx = self._context(provider, parameters, now)
+        return EvaluationResult({name: self._result(ctx, name) for name in self.define_names})
+
+    def evaluate_define(self, name: str, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
+                        now: datetime) -> DefineResult:
+        if name not in self._defines:
+            raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
+                               + CqlNameError.suggestion(name, self.define_names), filename=self.filename)
+        return self._result(self._context(provider, parameters, now), name)
+
+    def _context(self, provider, parameters, now: datetime) -> Context:
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+        values = {}
+        for name, value in (parameters or {}).items():
+            if name not in self._parameters:
+                raise CqlNameError(f"no parameter \"{name}\" in library {self.name or self.filename}"
+                                   + CqlNameError.suggestion(name, self._parameters), filename=self.filename)
+            values[name] = value
+        return Context(self, provider, now, values)
+
+    def _result(self, ctx: Context, name: str) -> DefineResult:
+        value = self._define_value(ctx, name, merge=False)
+        side_evidence = ctx.define_cache[name][1]
+        evidence = set(side_evidence)
+        collect_record_sources(value, evidence)
+        return DefineResult(value, tuple(sorted(evidence)))
+
+    def _define_value(self, ctx: Context, name: str, merge: bool = True) -> Any:
+        """Value of a define for this context (cached); its evidence is merged into the caller's."""
+        cached = ctx.define_cache.get(name)
+        if cached is None:
+            outer_ev, outer_scope = ctx.ev, ctx.scope
+            own_ev = ctx.ev = set()
+            ctx.scope = {}
+            try:
+                value = self._defines[name].closure(ctx)
+            except EvaluationFailure as exc:
+                raise self._failure(exc, name) from None
+            finally:
+                ctx.ev, ctx.scope = outer_ev, outer_scope
+            cached = ctx.define_cache[name] = (value, own_ev)
+        if merge and cached[1]:
+            ctx.ev.update(cached[1])
+        return cached[0]
+
+    def _parameter_value(self, ctx: Context, name: str) -> Any:
+        """An override, else the default evaluated in this context (so `Now()` in a default is `now`)."""
+        values = ctx.parameter_values
+        if name in values:
+            return values[name]
+        default = self._parameters[name].default
+        value = None
+        if default is not None:
+            outer_ev, outer_scope = ctx.ev, ctx.scope
+            ctx.ev, ctx.scope = set(), {}
+            try:
+                value = default(ctx)
+            except EvaluationFailure as exc:
+                raise self._failure(exc, f"default of parameter \"{name}\"") from None
+            finally:
+                ctx.ev, ctx.scope = outer_ev, outer_scope
+        values[name] = value
+        return value
+
+    def _failure(self, exc: EvaluationFailure, define: str) -> CqlEvaluationError:
+        return CqlEvaluationError(exc.message, define=define, filename=self.filename, line=exc.line,
+                                  column=exc.column, source_line=source_line(self._source, exc.line))
+
+    def __repr__(self) -> str:
+        return f"Library({self.name!r}, version={self.version!r}, defines={len(self.define_names)})"
+
+
+class _NoData:
+    """Provider for parameter defaults, which cannot read patient data."""
+
+    def patient(self):
+        return None
+
+    def retrieve(self, type_name, codes):
+        return []
+
+
+def _resolve_valuesets(valueset_dir, valuesets) -> dict[str, ValueSet]:
+    found: dict[str, ValueSet] = {}
+    if valueset_dir is not None:
+        found.update(load_valueset_dir(valueset_dir))
+    if valuesets is not None:
+        found.update(from_mapping(valuesets))
+    return found
+
+
+def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuesets) -> Compiler:
+    tree = parse(source, filename)
+    compiler = Compiler(tree, source=source, filename=filename, model=model,
+                        valuesets=_resolve_valuesets(valueset_dir, valuesets))
+    compiler.compile()
+    return compiler
+
+
+def compile_library(source: str, *, filename: str = "<string>", model: ModelInfo,
+                    valueset_dir: str | Path | None = None,
+                    valuesets: Mapping[str, Iterable] | None = None) -> Library:
+    """Parse, resolve and type-check a library; raises CqlCompilationError listing every error."""
+    try:
+        compiler = _compile(source, filename, model, valueset_dir, valuesets)
+    except CqlCompilationError:
+        raise
+    except CqlError as exc:
+        raise CqlCompilationError([exc]) from None
+    if compiler.errors:
+        raise CqlCompilationError(compiler.errors)
+    return Library(compiler)
+
+
+def load_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Path | None = None) -> Library:
+    path = Path(path)
+    return compile_library(path.read_text(encoding="utf-8"), filename=str(path), model=model,
+                           valueset_dir=valueset_dir)
+
+
+def check_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Path | None = None) -> list[CqlError]:
+    """Every error in a library file ([] when it is clean), for `rules check`."""
+    try:
+        load_library(path, model=model, valueset_dir=valueset_dir)
+    except CqlCompilationError as exc:
+        return list(exc.errors)
+    except CqlError as exc:
+        return [exc]
+    except OSError as exc:
+        return [CqlError(f"cannot read library: {exc.strerror or exc}", filename=str(path))]
+    return []

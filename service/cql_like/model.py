@@ -1,0 +1,62 @@
+"""The facts model (what `using <Model>` means), loaded from a JSON data file.
+
+It tells the compiler which record types can be retrieved, which fields they
+have and of what type, and which field a retrieve filters codes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import types as T
+
+
+@dataclass(frozen=True)
+class ModelType:
+    name: str
+    fields: Mapping[str, T.CqlType]
+    primary_code_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    version: str
+    patient_type: str
+    types: Mapping[str, ModelType]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelInfo":
+        types = {}
+        for name, spec in data["types"].items():
+            fields = {field: parse_type_name(text) for field, text in spec.get("fields", {}).items()}
+            types[name] = ModelType(name, fields, spec.get("primaryCodePath"))
+        return cls(data["model"], data.get("version", ""), data.get("patientType", "Patient"), types)
+
+    def record_type(self, name: str) -> T.CqlType:
+        return T.CqlType(name)
+
+
+def load_model_info(path: str | Path) -> ModelInfo:
+    """Read a model JSON file (see service/knowledge/model.json for the format)."""
+    with open(path, encoding="utf-8") as handle:
+        return ModelInfo.from_dict(json.load(handle))
+
+
+_GENERIC = re.compile(r"^(List|Interval)<(.+)>$")
+
+
+def parse_type_name(text: str) -> T.CqlType:
+    """'Interval<Quantity>' -> IntervalType(QUANTITY); unknown names are model types."""
+    text = text.strip()
+    if text.startswith("System."):
+        text = text[len("System."):]
+    match = _GENERIC.match(text)
+    if match:
+        inner = parse_type_name(match.group(2))
+        return T.list_of(inner) if match.group(1) == "List" else T.interval_of(inner)
+    return T.SYSTEM_TYPES.get(text) or T.CqlType(text)

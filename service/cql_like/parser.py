@@ -1,0 +1,418 @@
+"""Text -> syntax tree, with lark's LALR parser over grammar.lark.
+
+The grammar is built once per process; syntax errors become CqlSyntaxError
+with the file:line:col of the offending token.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .errors import CqlError, CqlSyntaxError
+
+GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+
+_ESCAPES = {"'": "'", '"': '"', "`": "`", "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "f": "\f"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
+                maybe_placeholders=True)
+
+
+def unescape(text: str) -> str:
+    """Body of a CQL string or quoted identifier, escapes resolved (\\', \\n, \\uXXXX...)."""
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "u" and i + 5 < len(text) + 0:
+                out.append(chr(int(text[i + 2:i + 6], 16)))
+                i += 6
+                continue
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _pos(meta_or_token) -> dict:
+    line = getattr(meta_or_token, "line", None)
+    column = getattr(meta_or_token, "column", None)
+    return {"line": line or 0, "column": column or 0}
+
+
+def _name(tree_or_token) -> tuple[str, dict]:
+    """identifier subtree -> (name, position)."""
+    token = tree_or_token.children[0] if isinstance(tree_or_token, Tree) else tree_or_token
+    text = str(token)
+    if text.startswith('"'):
+        text = unescape(text[1:-1])
+    return text, _pos(token)
+
+
+def _keyword(tree: Tree) -> str:
+    return " ".join(str(t) for t in tree.children)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """lark tree -> ast nodes (bottom-up)."""
+
+    def __init__(self, source: str, filename: str) -> None:
+        super().__init__()
+        self._source, self._filename = source, filename
+
+    def _only_parenthesized(self, target: ast.Node, what: str) -> None:
+        """CQL 1.5 has retrieves and queries as expressions, not terms: `([Observation]).value`, never `[Observation].value`."""
+        if isinstance(target, (ast.Retrieve, ast.Query)) and id(target) not in self._parenthesized:
+            raise CqlSyntaxError(f"{what} a {'retrieve' if isinstance(target, ast.Retrieve) else 'query'} "
+                                 "needs parentheses around it", filename=self._filename, line=target.line,
+                                 column=target.column, source_line=source_line(self._source, target.line))
+
+    @property
+    def _parenthesized(self) -> set[int]:
+        if not hasattr(self, "_paren_nodes"):
+            self._paren_nodes: set[int] = set()
+        return self._paren_nodes
+
+    def parenthesized(self, meta, children):
+        self._parenthesized.add(id(children[0]))
+        return children[0]
+
+    # ---- library ----------------------------------------------------------
+    def start(self, meta, children):
+        lib = ast.LibraryNode(line=1, column=1)
+        buckets = {ast.UsingDef: lib.usings, ast.CodeSystemDef: lib.codesystems, ast.ValueSetDef: lib.valuesets,
+                   ast.CodeDef: lib.codes, ast.ParameterDef: lib.parameters, ast.ContextDef: lib.contexts}
+        for child in children:
+            if isinstance(child, tuple) and child[0] == "library":
+                lib.name, lib.version = child[1], child[2]
+            elif type(child) in buckets:
+                buckets[type(child)].append(child)
+            else:
+                lib.statements.append(child)
+        return lib
+
+    def library_def(self, meta, children):
+        name, _ = _name(children[0])
+        version = unescape(children[1][1:-1]) if len(children) > 1 and children[1] is not None else None
+        return ("library", name, version)
+
+    def using_def(self, meta, children):
+        name, _ = _name(children[0])
+        version = unescape(children[1][1:-1]) if len(children) > 1 and children[1] is not None else None
+        return ast.UsingDef(name, version, **_pos(meta))
+
+    def codesystem_def(self, meta, children):
+        name, _ = _name(children[0])
+        version = unescape(children[2][1:-1]) if len(children) > 2 and children[2] is not None else None
+        return ast.CodeSystemDef(name, unescape(children[1][1:-1]), version, **_pos(meta))
+
+    def valueset_def(self, meta, children):
+        name, _ = _name(children[0])
+        version = unescape(children[2][1:-1]) if len(children) > 2 and children[2] is not None else None
+        return ast.ValueSetDef(name, unescape(children[1][1:-1]), version, **_pos(meta))
+
+    def code_def(self, meta, children):
+        name, _ = _name(children[0])
+        system, _ = _name(children[2])
+        display = children[3] if len(children) > 3 else None
+        return ast.CodeDef(name, unescape(children[1][1:-1]), system, display, **_pos(meta))
+
+    def display_clause(self, meta, children):
+        return unescape(children[0][1:-1])
+
+    def parameter_def(self, meta, children):
+        name, _ = _name(children[0])
+        type_spec = default = None
+        for child in children[1:]:
+            if isinstance(child, tuple) and child[0] == "default":
+                default = child[1]
+            elif child is not None:
+                type_spec = child
+        return ast.ParameterDef(name, type_spec, default, **_pos(meta))
+
+    def default_clause(self, meta, children):
+        return ("default", children[0])
+
+    def context_def(self, meta, children):
+        return ast.ContextDef(_name(children[0])[0], **_pos(meta))
+
+    def expression_def(self, meta, children):
+        return ast.ExpressionDef(_name(children[0])[0], children[1], **_pos(meta))
+
+    def function_def(self, meta, children):
+        name, _ = _name(children[0])
+        rest = children[1:]
+        body = rest[-1]
+        returns = None
+        middle = rest[:-1]
+        if middle and isinstance(middle[-1], tuple) and middle[-1][0] == "returns":
+            returns = middle[-1][1]
+            middle = middle[:-1]
+        operands = [m for m in middle if m is not None]
+        return ast.FunctionDef(name, operands, returns, body, **_pos(meta))
+
+    def operand_def(self, meta, children):
+        return (_name(children[0])[0], children[1])
+
+    def returns_clause(self, meta, children):
+        return ("returns", children[0])
+
+    # ---- types ------------------------------------------------------------
+    def named_type(self, meta, children):
+        parts = [c for c in children if c is not None]
+        if len(parts) == 2:
+            return ast.NamedTypeSpec(_name(parts[1])[0], _name(parts[0])[0], **_pos(meta))
+        return ast.NamedTypeSpec(_name(parts[0])[0], **_pos(meta))
+
+    def list_type(self, meta, children):
+        return ast.ListTypeSpec(children[0], **_pos(meta))
+
+    def interval_type(self, meta, children):
+        return ast.IntervalTypeSpec(children[0], **_pos(meta))
+
+    def tuple_type(self, meta, children):
+        return ast.TupleTypeSpec(list(children), **_pos(meta))
+
+    def tuple_type_element(self, meta, children):
+        return (_name(children[0])[0], children[1])
+
+    # ---- expressions ------------------------------------------------------
+    def implies(self, meta, children):
+        return ast.Binary("implies", children[0], children[1], **_pos(meta))
+
+    def binary(self, meta, children):
+        left, op, right = children
+        return ast.Binary(_keyword(op), left, right, **_pos(meta))
+
+    def between(self, meta, children):
+        return ast.Between(children[0], children[1], children[2], **_pos(meta))
+
+    def duration_between(self, meta, children):
+        return ast.DurationBetween(_keyword(children[0]), children[1], children[2], **_pos(meta))
+
+    def difference_between(self, meta, children):
+        return ast.DurationBetween(_keyword(children[0]), children[1], children[2], True, **_pos(meta))
+
+    def not_expr(self, meta, children):
+        return ast.Unary("not", children[0], **_pos(meta))
+
+    def exists_expr(self, meta, children):
+        return ast.Unary("exists", children[0], **_pos(meta))
+
+    def is_null(self, meta, children):
+        return ast.Unary("is null", children[0], **_pos(meta))
+
+    def is_not_null(self, meta, children):
+        return ast.Unary("is not null", children[0], **_pos(meta))
+
+    def is_boolean(self, meta, children):
+        return ast.Unary(f"is {_keyword(children[1])}", children[0], **_pos(meta))
+
+    def is_not_boolean(self, meta, children):
+        return ast.Unary(f"is not {_keyword(children[1])}", children[0], **_pos(meta))
+
+    def if_expr(self, meta, children):
+        return ast.If(*children, **_pos(meta))
+
+    def case_expr(self, meta, children):
+        comparand, *items, otherwise = children
+        return ast.Case(comparand, list(items), otherwise, **_pos(meta))
+
+    def case_item(self, meta, children):
+        return (children[0], children[1])
+
+    def list_aggregate_expr(self, meta, children):
+        return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
+
+    def power(self, meta, children):
+        return ast.Binary("^", children[0], children[1], **_pos(meta))
+
+    def boundary_expr(self, meta, children):
+        return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
+
+    def component_from(self, meta, children):
+        return ast.Unary(f"{_keyword(children[0])} from", children[1], **_pos(meta))
+
+    def convert(self, meta, children):
+        return ast.Convert(children[0], unescape(children[1][1:-1]), **_pos(meta))
+
+    def polarity(self, meta, children):
+        op = "negate" if _keyword(children[0]) == "-" else "plus"
+        return ast.Unary(op, children[1], **_pos(meta))
+
+    def member(self, meta, children):
+        self._only_parenthesized(children[0], "member access on")
+        name, pos = _name(children[1])
+        return ast.Member(children[0], name, **pos)
+
+    def indexer(self, meta, children):
+        self._only_parenthesized(children[0], "indexing")
+        return ast.Indexer(children[0], children[1], **_pos(meta))
+
+    def name_ref(self, meta, children):
+        name, pos = _name(children[0])
+        return ast.NameRef(name, **pos)
+
+    def call(self, meta, children):
+        name, pos = _name(children[0])
+        args = [c for c in children[1:] if c is not None]
+        return ast.Call(name, args, **pos)
+
+    def retrieve(self, meta, children):
+        type_spec = children[0]
+        if len(children) > 1 and children[1] is not None:
+            term, pos = _name(children[1])
+            return ast.Retrieve(type_spec.name, term, pos["line"], pos["column"], **_pos(meta))
+        return ast.Retrieve(type_spec.name, **_pos(meta))
+
+    def query(self, meta, children):
+        source, alias_tree, *clauses = children
+        q = ast.Query(source, _name(alias_tree)[0], **_pos(meta))
+        for clause in clauses:
+            if clause is None:
+                continue
+            kind = clause[0]
+            if kind == "with":
+                q.withs.append(clause[1])
+            elif kind == "where":
+                q.where = clause[1]
+            elif kind == "return":
+                q.return_all, q.return_ = clause[1], clause[2]
+            elif kind == "sort":
+                q.sort = clause[1]
+        return q
+
+    def with_clause(self, meta, children):
+        kind, source, alias, condition = children
+        return ("with", ast.WithClause(_keyword(kind), source, _name(alias)[0], condition, **_pos(meta)))
+
+    def where_clause(self, meta, children):
+        return ("where", children[0])
+
+    def return_clause(self, meta, children):
+        if len(children) == 2:
+            return ("return", children[0] is not None, children[1])
+        return ("return", False, children[0])
+
+    def sort_clause(self, meta, children):
+        return ("sort", list(children))
+
+    def sort_direction_only(self, meta, children):
+        descending = bool(children) and children[0] is not None and _keyword(children[0]).startswith("desc")
+        return ("sort", [ast.SortItem(None, descending, **_pos(meta))])
+
+    def sort_item(self, meta, children):
+        descending = len(children) > 1 and children[1] is not None and _keyword(children[1]).startswith("desc")
+        return ast.SortItem(children[0], descending, **_pos(meta))
+
+    def interval_selector(self, meta, children):
+        low_bound, low, high, high_bound = children
+        return ast.IntervalSelector(low, high, _keyword(low_bound) == "[", _keyword(high_bound) == "]", **_pos(meta))
+
+    def tuple_selector(self, meta, children):
+        return ast.TupleSelector([c for c in children if c is not None], **_pos(meta))
+
+    def tuple_element(self, meta, children):
+        return (_name(children[0])[0], children[1])
+
+    def list_selector(self, meta, children):
+        element_type = None
+        items = list(children)
+        if items and isinstance(items[0], ast.Node) and _is_type_spec(items[0]):
+            element_type, items = items[0], items[1:]
+        return ast.ListSelector(element_type, [c for c in items if c is not None], **_pos(meta))
+
+    # ---- literals ---------------------------------------------------------
+    def boolean_literal(self, meta, children):
+        return ast.Literal("Boolean", _keyword(children[0]) == "true", **_pos(meta))
+
+    def null_literal(self, meta, children):
+        return ast.Literal("Null", None, **_pos(meta))
+
+    def string_literal(self, meta, children):
+        return ast.Literal("String", unescape(children[0][1:-1]), **_pos(meta))
+
+    def number_literal(self, meta, children):
+        text = str(children[0])
+        return ast.Literal("Decimal" if "." in text else "Integer", text, **_pos(meta))
+
+    def quantity_literal(self, meta, children):
+        number, unit = children
+        unit_text = _keyword(unit) if isinstance(unit, Tree) else unescape(str(unit)[1:-1])
+        return ast.Literal("Quantity", (str(number), unit_text), **_pos(meta))
+
+    def date_literal(self, meta, children):
+        return ast.Literal("Date", str(children[0])[1:], **_pos(meta))
+
+    def datetime_literal(self, meta, children):
+        return ast.Literal("DateTime", str(children[0])[1:], **_pos(meta))
+
+
+def _is_type_spec(node: ast.Node) -> bool:
+    return isinstance(node, (ast.NamedTypeSpec, ast.ListTypeSpec, ast.IntervalTypeSpec, ast.TupleTypeSpec))
+
+
+def parse(source: str, filename: str = "<string>") -> ast.LibraryNode:
+    """Parse a whole library; raises CqlSyntaxError with the position of the problem."""
+    try:
+        tree = _parser().parse(source)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, source, filename) from None
+    try:
+        return _ToAst(source, filename).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, CqlError):
+            raise exc.orig_exc from None
+        raise
+
+
+def source_line(source: str, line: int | None) -> str | None:
+    if not line:
+        return None
+    lines = source.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def _syntax_error(exc: UnexpectedInput, source: str, filename: str) -> CqlSyntaxError:
+    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = source.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        message = "unexpected end of text" + _expected(exc)
+    elif isinstance(exc, UnexpectedToken):
+        message = f"unexpected {str(exc.token)!r}" + _expected(exc)
+    elif isinstance(exc, UnexpectedCharacters):
+        message = f"unexpected character {source[exc.pos_in_stream]!r}" if exc.pos_in_stream < len(source) else "unexpected character"
+    else:
+        message = "invalid syntax"
+    return CqlSyntaxError(message, filename=filename, line=line, column=column,
+                          source_line=source_line(source, line))
+
+
+def _expected(exc: UnexpectedInput) -> str:
+    expected = getattr(exc, "expected", None) or getattr(exc, "allowed", None)
+    if not expected:
+        return ""
+    terminals = {t.name: t for t in _parser().terminals}
+    shown = []
+    for name in sorted(expected):
+        term = terminals.get(name)
+        if term is not None and term.pattern.type == "str":
+            shown.append(repr(term.pattern.value))
+        else:
+            shown.append(name.lower().replace("_", " "))
+    if len(shown) > 8:
+        shown = shown[:8] + ["..."]
+    return "; expected " + ", ".join(shown)

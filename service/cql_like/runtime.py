@@ -1,0 +1,80 @@
+"""Evaluation state for one patient: provider, clock, parameter values, caches and evidence.
+
+Compiled closures take this context as their only argument. `ev` is the
+evidence set of the expression being evaluated; queries swap it per row so
+that rows a `where` rejects leave no trace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from .values import Code, CqlTuple, Record
+
+
+class DataProvider(Protocol):
+    def patient(self) -> Record | None: ...
+
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> Sequence[Record]: ...
+
+
+class EvaluationFailure(Exception):
+    """A runtime failure at a known node; the library turns it into CqlEvaluationError naming the define."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        self.message, self.line, self.column = message, line, column
+        super().__init__(message)
+
+
+class Context:
+    __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "ev", "scope",
+                 "_patient", "_patient_loaded", "library")
+
+    def __init__(self, library, provider: DataProvider, now: datetime, parameter_values: Mapping[str, Any]) -> None:
+        self.library = library
+        self.provider = provider
+        self.now = now
+        self.parameter_values = dict(parameter_values)
+        self.define_cache: dict[str, tuple[Any, frozenset[str]]] = {}
+        self.retrieve_cache: dict[tuple[str, frozenset | None], list] = {}
+        self.ev: set[str] = set()
+        self.scope: dict[str, Any] = {}
+        self._patient: Record | None = None
+        self._patient_loaded = False
+
+    def patient(self) -> Record | None:
+        if not self._patient_loaded:
+            self._patient = self.provider.patient()
+            self._patient_loaded = True
+        return self._patient
+
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> list:
+        key = (type_name, codes)
+        cached = self.retrieve_cache.get(key)
+        if cached is None:
+            cached = [r for r in self.provider.retrieve(type_name, codes) if r is not None]
+            self.retrieve_cache[key] = cached
+        return cached
+
+
+def collect_record_sources(value: Any, into: set[str]) -> None:
+    """Add the source of every Record inside a value (lists and tuples walked)."""
+    kind = type(value)
+    if kind is Record:
+        if value.source:
+            into.add(value.source)
+    elif kind is list:
+        for item in value:
+            item_kind = type(item)
+            if item_kind is Record:
+                if item.source:
+                    into.add(item.source)
+            elif item_kind is list or item_kind is CqlTuple:
+                collect_record_sources(item, into)
+    elif kind is CqlTuple:
+        for item in value.values():
+            collect_record_sources(item, into)
+
+
+Closure = Callable[[Context], Any]
