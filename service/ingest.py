@@ -144,6 +144,8 @@ class _BundleReader:
         self.index: ReferenceIndex[int] = ReferenceIndex()
         self.entries: dict[int, _Entry] = {}
         self.groups: dict[object, _PatientGroup] = {}
+        # Entries that are not FHIR at all (not an object, no resourceType): the Bundle is malformed.
+        self.malformed: list[InputIssue] = []
 
     def read(self, raw_entries: list[Any]) -> IngestedBundle:
         kept: list[_Entry] = []
@@ -155,6 +157,10 @@ class _BundleReader:
             if entry.resource_type in KEPT_TYPES:
                 self._validate(entry)
                 kept.append(entry)
+        if self.malformed:
+            # Guessing what a typeless resource was could assess the wrong data: refuse the Bundle,
+            # naming every malformed entry at once so the sender can fix them in one go.
+            raise InputError(capped(self.malformed), status=422)
         self._group(kept)
         patients = tuple(self._patient_resources(group) for group in self.groups.values())
         return IngestedBundle(patients, capped(self.issues), self.bundle_type)
@@ -163,8 +169,8 @@ class _BundleReader:
     def _entry(self, position: int, raw: Any) -> _Entry | None:
         where = f"Bundle.entry[{position}]"
         if not isinstance(raw, dict):
-            self.issues.append(InputIssue("warning", "structure",
-                                          f"{where}: entry is {_json_kind(raw)}, not an object; skipped", where))
+            self.malformed.append(InputIssue("error", "structure",
+                                             f"{where}: entry is {_json_kind(raw)}, not an object", where))
             return None
         resource = raw.get("resource")
         if resource is None:
@@ -179,15 +185,15 @@ class _BundleReader:
                                               f"{where}.resource"))
             return None
         if not isinstance(resource, dict):
-            self.issues.append(InputIssue("warning", "structure",
-                                          f"{where}.resource: resource is {_json_kind(resource)}, not an object; skipped",
-                                          f"{where}.resource"))
+            self.malformed.append(InputIssue(
+                "error", "structure", f"{where}.resource: resource is {_json_kind(resource)}, not an object",
+                f"{where}.resource"))
             return None
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str) or not resource_type:
             problem = "has no resourceType" if resource_type is None else "has a resourceType that is not a name"
-            self.issues.append(InputIssue("warning", "required", f"{where}.resource: resource {problem}; skipped",
-                                          f"{where}.resource"))
+            self.malformed.append(InputIssue("error", "required", f"{where}.resource: resource {problem}",
+                                             f"{where}.resource.resourceType"))
             return None
         full_url = raw.get("fullUrl")
         if full_url is not None and not isinstance(full_url, str):

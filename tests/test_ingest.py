@@ -321,17 +321,21 @@ def test_unusable_payloads_raise_input_error_saying_where(data, location, words)
     assert words in error.issues[0].diagnostics
 
 
-def test_an_entry_that_is_not_an_object_is_skipped_with_an_issue():
-    result = read_bundle(bundle(entry(patient(), PATIENT_UUID), "not an entry", entry(calcium())))
-    assert len(result.patients[0].resources) == 1
-    assert result.issues[0].location == "Bundle.entry[1]"
+def test_an_entry_that_is_not_an_object_makes_the_bundle_unusable():
+    with pytest.raises(InputError) as caught:
+        read_bundle(bundle(entry(patient(), PATIENT_UUID), "not an entry", entry(calcium())))
+    assert caught.value.status == 422
+    assert [issue.location for issue in caught.value.issues] == ["Bundle.entry[1]"]
 
 
-def test_a_resource_without_resource_type_is_skipped_with_an_issue():
-    result = read_bundle(bundle(entry(patient(), PATIENT_UUID), entry({"id": "x", "status": "final"}),
-                                entry(calcium())))
-    assert len(result.patients[0].resources) == 1
-    assert result.issues[0].diagnostics == "Bundle.entry[1].resource: resource has no resourceType; skipped"
+def test_a_resource_without_resource_type_makes_the_bundle_unusable_and_every_one_is_named():
+    with pytest.raises(InputError) as caught:
+        read_bundle(bundle(entry(patient(), PATIENT_UUID), entry({"id": "x", "status": "final"}),
+                           entry(calcium()), entry({"id": "y"})))
+    assert caught.value.status == 422
+    assert [issue.location for issue in caught.value.issues] == [
+        "Bundle.entry[1].resource.resourceType", "Bundle.entry[3].resource.resourceType"]
+    assert caught.value.issues[0].diagnostics == "Bundle.entry[1].resource: resource has no resourceType"
 
 
 def test_batch_request_entries_without_resource_are_noted_not_failed():
@@ -396,9 +400,10 @@ def test_arbitrary_json_never_raises_anything_but_input_error(data):
 
 
 def test_a_flood_of_bad_entries_yields_a_bounded_issue_list():
-    result = read_bundle(bundle(entry(patient(), PATIENT_UUID), *([42] * 600)))
-    assert len(result.issues) == 501
-    assert result.issues[-1].diagnostics == "100 further issues of the same input are not listed"
+    with pytest.raises(InputError) as caught:
+        read_bundle(bundle(entry(patient(), PATIENT_UUID), *([42] * 600)))
+    assert len(caught.value.issues) == 501
+    assert caught.value.issues[-1].diagnostics == "100 further issues of the same input are not listed"
 
 
 def test_a_conditional_reference_is_not_guessed():
