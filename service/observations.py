@@ -189,7 +189,8 @@ class ObservationNormalizer:
             return None
         value = _json_decimal(raw)
         if value is None:
-            self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a finite JSON number")
+            self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the range the rules "
+                       "compute with (magnitude below 10^28)")
             return None
         if comparator is not None:
             self._warn("value", f"{where}.comparator",
@@ -339,17 +340,26 @@ def _flag(value: Decimal, interval: Interval) -> str:
     return "N"
 
 
+# CQL Decimal holds magnitudes below 10^28; a lab value beyond that is a data error, not a result.
+_CQL_DECIMAL_LIMIT = Decimal(10) ** 28
+
+
 def _json_decimal(raw: Any) -> Decimal | None:
-    """A JSON number as an exact Decimal; None for anything else (strings are not parsed)."""
+    """A JSON number as an exact Decimal within CQL's Decimal range; None for anything else
+    (strings are not parsed)."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
-        return Decimal(raw)
-    if isinstance(raw, float):
-        return Decimal(repr(raw)) if math.isfinite(raw) else None
-    if isinstance(raw, Decimal):
-        return raw if raw.is_finite() else None
-    return None
+        value = Decimal(raw)
+    elif isinstance(raw, float):
+        if not math.isfinite(raw):
+            return None
+        value = Decimal(repr(raw))
+    elif isinstance(raw, Decimal):
+        value = raw
+    else:
+        return None
+    return value if value.is_finite() and abs(value) < _CQL_DECIMAL_LIMIT else None
 
 
 def _passthrough_quantity(quantity: dict[str, Any]) -> tuple[Quantity | None, str | None]:

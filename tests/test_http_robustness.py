@@ -98,3 +98,34 @@ def test_any_cds_hooks_call_body_gets_an_answer_not_a_5xx(client, body):
     response = client.post("/cds-services/calcinosis-patient-view", data=orjson.dumps(body),
                            content_type="application/json")
     assert response.status_code < 500, response.get_data(as_text=True)[:2000]
+
+
+def _patient_with_calcium(quantity: dict, reference_range: list | None = None) -> dict:
+    calcium = {"resourceType": "Observation", "id": "ca1", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "17861-6"}]},
+               "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-01T08:00:00Z",
+               "valueQuantity": quantity}
+    if reference_range is not None:
+        calcium["referenceRange"] = reference_range
+    ana = {"resourceType": "Observation", "id": "ana1", "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "8061-4"}]},
+           "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-01T08:00:00Z",
+           "valueQuantity": {"value": 1e300, "unit": "[IU]/mL", "system": "http://unitsofmeasure.org",
+                             "code": "[IU]/mL"}}
+    return {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "https://h/fhir/Patient/p1", "resource": {"resourceType": "Patient", "id": "p1"}},
+        {"fullUrl": "https://h/fhir/Observation/ca1", "resource": calcium},
+        {"fullUrl": "https://h/fhir/Observation/ana1", "resource": ana}]}
+
+
+UCUM_MG_DL = {"unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}
+
+
+def test_values_beyond_the_cql_decimal_range_are_reported_not_crashed_on(client):
+    bundle = _patient_with_calcium(dict(UCUM_MG_DL, value=1e308),
+                                   [{"low": dict(UCUM_MG_DL, value=1e308), "high": dict(UCUM_MG_DL, value=-1e300)}])
+    response = client.post("/fhir/$assess", json=bundle)
+    assert response.status_code == 200
+    text = orjson.dumps(response.get_json()).decode()
+    assert "magnitude below 10^28" in text
+    assert "Bundle.entry[1].resource.valueQuantity.value" in text
