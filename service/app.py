@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,7 +62,10 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
-        log.exception("request %s failed unexpectedly", g.get("request_id"))
+        # The exception's message can quote the request (validation errors echo input values),
+        # so only its type and the code path are logged.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log.error("request %s failed unexpectedly: %s\n%s", g.get("request_id"), type(error).__name__, frames)
         issue = InputIssue("fatal", "exception",
                            f"internal error while processing the request (request id {g.get('request_id')})",
                            None)

@@ -11,15 +11,18 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
 from .assessment_model import InputIssue, PatientAssessment
 from .config import load_config
-from .cql_like import CqlError, Library, load_library, load_model_info
+from .cql_like import Library, load_library, load_model_info
+from .cql_like.errors import CqlEvaluationError
+from .errors import InputError
 from .cql_like.quantity import Quantity
-from .ingest import read_bundle
+from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
 from .terminology import load_terminology
@@ -39,15 +42,14 @@ class Assessor:
     """A compiled rule library bound to its terminology, ready to assess bundles."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.library: Library = load_library(
-            Path(config["RULE_LIBRARY"]),
-            model=load_model_info(Path(config["MODEL_INFO"])),
-            valueset_dir=Path(config["VALUESET_DIR"]),
-        )
+        self.library: Library = _compiled_library(
+            str(config["RULE_LIBRARY"]), str(config["MODEL_INFO"]), str(config["VALUESET_DIR"]))
         self.terminology = load_terminology()
         fixed = config.get("EVALUATION_TIME")
         self.fixed_now: datetime | None = (
             _aware(datetime.fromisoformat(str(fixed).replace("Z", "+00:00"))) if fixed else None)
+        self.max_patients = int(config["MAX_PATIENTS_PER_REQUEST"])
+        self.max_resources = int(config["MAX_ASSESSED_RESOURCES"])
         lookback_days = config.get("LOOKBACK_DAYS")
         self.parameters: dict[str, Any] = {}
         if lookback_days not in (None, ""):
@@ -56,7 +58,10 @@ class Assessor:
     def assess(self, bundle: object, *, now: datetime | None = None) -> AssessmentRun:
         """Assess every patient of `bundle` (decoded JSON). Raises InputError for unusable bundles."""
         now = _aware(now or self.fixed_now or datetime.now(timezone.utc))
+        self._check_workload(bundle)
         ingested = read_bundle(bundle)
+        if len(ingested.patients) > self.max_patients:
+            raise _too_many("patients", len(ingested.patients), self.max_patients)
         bundle_issues = list(ingested.issues)
         patients: list[PatientAssessment] = []
         for patient in ingested.patients:
@@ -64,30 +69,71 @@ class Assessor:
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
                 result = self.library.evaluate(facts, parameters=self.parameters, now=now)
-            except CqlError as error:
-                # A rule failed on this patient's data: report it instead of failing the whole request.
-                log.error("rule evaluation failed for one patient: %s", error.message if hasattr(error, "message") else error)
-                bundle_issues.append(InputIssue(
-                    "error", "processing",
-                    f"{patient.patient_reference} could not be assessed: {error}",
-                    None,
-                ))
+                assessment = to_patient_assessment(
+                    result, library=self.library, patient_id=patient.patient_id,
+                    patient_reference=patient.patient_reference, assessed_at=now, issues=issues)
+            except Exception as error:  # noqa: BLE001 - one patient's failure must not fail the others
+                bundle_issues.append(_not_assessed(patient.patient_reference, error))
                 continue
-            patients.append(to_patient_assessment(
-                result,
-                library=self.library,
-                patient_id=patient.patient_id,
-                patient_reference=patient.patient_reference,
-                assessed_at=now,
-                issues=issues,
-            ))
+            patients.append(assessment)
         return AssessmentRun(tuple(patients), tuple(bundle_issues))
+
+    def _check_workload(self, bundle: object) -> None:
+        """Refuse, before any validation, bundles that would take minutes to assess.
+
+        The cost of a request grows with the resources the rules read and with the patients
+        (each gets a RiskAssessment, a CarePlan and its ServiceRequests), not with the bytes:
+        a few hundred kilobytes of bare Patients would otherwise tie a worker up for minutes.
+        """
+        entries = bundle.get("entry") if isinstance(bundle, dict) else None
+        if not isinstance(entries, list):
+            return
+        patients = kept = 0
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if kind == "Patient":
+                patients += 1
+            if kind in KEPT_TYPES:
+                kept += 1
+        if patients > self.max_patients:
+            raise _too_many("Patient resources", patients, self.max_patients)
+        if kept > self.max_resources:
+            raise _too_many("resources the rules read", kept, self.max_resources)
+
+
+def _too_many(what: str, count: int, limit: int) -> InputError:
+    return InputError.single(
+        f"the Bundle holds {count} {what}; one request assesses at most {limit}: split the Bundle",
+        location="Bundle.entry", code="too-costly", status=413)
+
+
+def _not_assessed(patient_reference: str, error: Exception) -> InputIssue:
+    """Report a patient the rules could not assess, naming the rule but no file paths or values."""
+    if isinstance(error, CqlEvaluationError):
+        where = f'rule "{error.define}"' if error.define else "the rule library"
+        log.error("evaluation of %s failed for one patient", where)
+        reason = f"{where} could not be evaluated on this patient's data"
+    else:
+        log.error("assessment failed for one patient: %s", type(error).__name__)
+        reason = f"internal error ({type(error).__name__})"
+    return InputIssue("error", "processing", f"{patient_reference} could not be assessed: {reason}", None)
+
+
+@lru_cache(maxsize=8)
+def _compiled_library(rule_library: str, model_info: str, valueset_dir: str) -> Library:
+    """Compile a rule library once per process, however many configurations use it."""
+    return load_library(Path(rule_library), model=load_model_info(Path(model_info)),
+                        valueset_dir=Path(valueset_dir))
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+# Every setting an Assessor reads: two configurations that agree on these share one Assessor.
+_ASSESSOR_SETTINGS = ("RULE_LIBRARY", "VALUESET_DIR", "MODEL_INFO", "LOOKBACK_DAYS", "EVALUATION_TIME",
+                      "MAX_PATIENTS_PER_REQUEST", "MAX_ASSESSED_RESOURCES")
 _cache: dict[tuple[Any, ...], Assessor] = {}
 _cache_lock = threading.Lock()
 
@@ -95,8 +141,7 @@ _cache_lock = threading.Lock()
 def get_assessor(config: Mapping[str, Any] | None = None) -> Assessor:
     """The Assessor for this configuration, compiled on first use and cached."""
     effective = load_config(config) if config is None or "RULE_LIBRARY" not in config else config
-    key = (effective["RULE_LIBRARY"], effective["VALUESET_DIR"], effective["MODEL_INFO"],
-           str(effective.get("LOOKBACK_DAYS")), str(effective.get("EVALUATION_TIME")))
+    key = tuple(str(effective.get(name)) for name in _ASSESSOR_SETTINGS)
     with _cache_lock:
         assessor = _cache.get(key)
         if assessor is None:

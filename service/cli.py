@@ -23,10 +23,19 @@ def _read_json(source: str) -> Any:
 
 
 def _parse_now(text: str | None) -> datetime | None:
+    """An ISO 8601 instant for --now; argparse turns the ValueError into a usage error."""
     if not text:
         return None
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _instant(text: str) -> str:
+    try:
+        _parse_now(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date-time, e.g. 2026-11-15T09:00:00Z") from None
+    return text
 
 
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("file", help="path to a FHIR R4 Bundle in JSON, or - for standard input")
     assess.add_argument("--format", choices=("text", "json"), default="text",
                         help="text: a readable summary (default); json: the result Bundle")
-    assess.add_argument("--now", help="evaluation instant, ISO 8601 (default: the current time)")
+    assess.add_argument("--now", type=_instant, help="evaluation instant, ISO 8601 (default: the current time)")
     assess.add_argument("--lookback-days", type=int, help="how many days a result stays current")
     assess.add_argument("--rules", help="a rule library file to use instead of the shipped one")
     assess.set_defaults(handler=cmd_assess)
@@ -169,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = rule_commands.add_parser("eval", help="evaluate one define for each patient of a bundle")
     evaluate.add_argument("--define", required=True, help='the define to evaluate, e.g. "Metastatic"')
     evaluate.add_argument("bundle", help="a FHIR Bundle file, or - for standard input")
-    evaluate.add_argument("--now", help="evaluation instant, ISO 8601")
+    evaluate.add_argument("--now", type=_instant, help="evaluation instant, ISO 8601")
     evaluate.add_argument("--rules", help="a rule library file to use instead of the shipped one")
     evaluate.set_defaults(handler=cmd_rules_eval, lookback_days=None)
 

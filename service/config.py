@@ -18,6 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CORE_DEFAULTS: dict[str, Any] = {
     # Largest request body accepted by /fhir/$assess and /cds-services (bytes): 413 above it.
     "MAX_BODY_BYTES": 20 * 1024 * 1024,
+    # Work one request may ask for: above these a 413 OperationOutcome asks to split the Bundle.
+    "MAX_PATIENTS_PER_REQUEST": 100,
+    "MAX_ASSESSED_RESOURCES": 20000,
     # How far back a result still counts as current (a CQL duration literal passed to the library).
     "LOOKBACK_DAYS": 365,
     # The rule library and its value sets; override to run a locally edited copy.

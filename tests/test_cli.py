@@ -105,3 +105,10 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as exit_info:
         main(["assess"])
     assert exit_info.value.code == 2
+
+
+def test_a_malformed_now_is_a_usage_error_not_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["assess", _fixture("04"), "--now", "yesterday"])
+    assert exit_info.value.code == 2
+    assert "ISO 8601" in capsys.readouterr().err

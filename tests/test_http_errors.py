@@ -109,3 +109,40 @@ def test_get_on_assess_is_405_with_allow_header(client):
 def test_bundle_of_unsupported_type_is_422(client):
     outcome = _outcome(client.post(ASSESS, json={"resourceType": "Bundle", "type": "history", "entry": []}), 422)
     assert "history" in _text(outcome)
+
+
+def test_a_bundle_of_thousands_of_bare_patients_is_refused_before_any_work(client):
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "id": f"p{i}"}} for i in range(10_000)]}
+    outcome = _outcome(client.post(ASSESS, json=bundle), 413)
+    assert "10000 Patient resources" in _text(outcome)
+    assert "split the Bundle" in _text(outcome)
+
+
+def test_patient_limit_is_configurable(tmp_path):
+    from service import create_app
+
+    small = create_app({"MAX_PATIENTS_PER_REQUEST": 2, "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")}).test_client()
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "id": f"p{i}"}} for i in range(3)]}
+    _outcome(small.post(ASSESS, json=bundle), 413)
+    bundle["entry"] = bundle["entry"][:2]
+    assert small.post(ASSESS, json=bundle).status_code == 200
+
+
+def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_input_values(client, monkeypatch, caplog):
+    from service import assess
+
+    secret = "-".join(["Jane", "Doe", "1970"])  # built at run time: absent from the source lines
+
+    def explode(self, bundle, *, now=None):
+        raise ValueError(f"input_value={secret!r}")
+
+    monkeypatch.setattr(assess.Assessor, "assess", explode)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    response = client.post(ASSESS, json=bundle)
+    assert response.status_code == 500
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "ValueError" in logged
+    assert secret not in logged and secret not in response.get_data(as_text=True)
