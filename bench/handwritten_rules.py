@@ -47,6 +47,9 @@ OTHER_ABNORMAL_FLAGS = ("A", "AA")
 CAXP_THRESHOLD = Quantity(Decimal(70), "mg2/dL2")
 REFERENCE_ALBUMIN_G_DL = Decimal("4.0")
 ALBUMIN_CORRECTION_FACTOR = Quantity(Decimal("0.8"), "mg/dL")
+PLAUSIBLE_ALBUMIN_LOW_EXCLUSIVE = Quantity(Decimal(0), "g/dL")   # plausibility guard, not a clinical range
+PLAUSIBLE_ALBUMIN_HIGH = Quantity(Decimal(10), "g/dL")
+LOWEST_POSSIBLE_CORRECTED_CALCIUM = Quantity(Decimal(0), "mg/dL")
 CALCIPHYLAXIS_RISK_FACTORS_FOR_HIGH = 1
 
 CITATIONS = {
@@ -182,6 +185,16 @@ def mentions(text: str | None, pattern: str) -> bool:
     return re.fullmatch(".*(" + pattern + ").*", text, flags=re.DOTALL) is not None
 
 
+def supersession_rank(status: str | None) -> int:
+    if status in ("amended", "corrected"):
+        return 2
+    return 1 if status == "final" else 0
+
+
+def says_intravenous(text: str | None) -> bool:
+    return mentions(text, r"intravenous|(^|[^a-z])(i\.v\.?|iv|ivpb)([^a-z]|$)")
+
+
 def concept_text(concept: Concept | None) -> str:
     if concept is None:
         return " "
@@ -278,7 +291,10 @@ class HandwrittenCalcinosisRules:
         kept = [o for o in results
                 if o.get("status") in VALID_RESULT_STATUSES and o.get("effective") is not None
                 and self.lookback_start <= o.get("effective") <= self.now]
-        return sorted(kept, key=lambda o: o.get("effective"), reverse=True)
+        # sort by effective desc, issued desc (nulls last), supersession rank desc; stable.
+        return sorted(kept, key=lambda o: (o.get("effective"), o.get("issued") is not None,
+                                           o.get("issued") or o.get("effective"),
+                                           supersession_rank(o.get("status"))), reverse=True)
 
     def current_results(self, results: list[Record]) -> list[Record]:
         return [o for o in self.current_reports(results) if o.get("value") is not None]
@@ -480,14 +496,17 @@ class HandwrittenCalcinosisRules:
                     return True
         return False
 
-    @staticmethod
-    def is_calcium_or_phosphate_infusion(name: str | None, route: Concept | None) -> bool:
+    def is_intravenous_route(self, route: Concept | None) -> bool:
+        return in_valueset(route, self.valuesets["intravenous-route"]) or says_intravenous(concept_text(route))
+
+    def is_calcium_or_phosphate_infusion(self, name: str | None, route: Concept | None) -> bool:
         if mentions(name, "calcium chloride"):
             return True
         drug = mentions(name, "calcium gluconate") or (
             mentions(name, "(potassium|sodium) (glycero)?phosphate")
             and not mentions(name, "methasone|solone|cortisone|clindamycin|oseltamivir|codeine|chloroquine|primaquine|fosphenytoin|sitagliptin|estramustine|fludarabine"))
-        intravenous = mentions(name, "inject|intravenous|infusion|(^|[^a-z])iv([^a-z]|$)") or mentions(concept_text(route), "intravenous")
+        intravenous = (mentions(name, "inject|infusion|(^|[^a-z])inj([^a-z]|$)") or says_intravenous(name)
+                       or self.is_intravenous_route(route))
         return drug and intravenous
 
     @staticmethod
@@ -541,16 +560,57 @@ class HandwrittenCalcinosisRules:
 
     # -- derived lab picture ------------------------------------------------------------------
     @cached_property
-    def use_albumin_correction(self) -> bool:
+    def albumin_correction_applies(self) -> bool:
         return (self.calcium is not None and self.albumin is not None and not self.has_ckd_or_esrd
                 and self.calcium.get("value").unit == "mg/dL" and self.albumin.get("value").unit in ("g/dL", "g/L"))
 
     @cached_property
-    def corrected_calcium(self) -> Quantity | None:
-        if not self.use_albumin_correction:
+    def albumin_in_g_dl(self) -> Quantity | None:
+        return self.albumin.get("value").convert("g/dL") if self.albumin is not None else None
+
+    @cached_property
+    def albumin_implausible(self) -> bool:
+        if not self.albumin_correction_applies:
+            return False
+        albumin = self.albumin_in_g_dl
+        return not (PLAUSIBLE_ALBUMIN_LOW_EXCLUSIVE < albumin <= PLAUSIBLE_ALBUMIN_HIGH)
+
+    @cached_property
+    def albumin_looks_like_g_per_l(self) -> bool:
+        albumin = self.albumin_in_g_dl
+        return albumin is not None and Quantity(Decimal(10), "g/dL") < albumin <= Quantity(Decimal(100), "g/dL")
+
+    @cached_property
+    def computed_corrected_calcium(self) -> Quantity | None:
+        if not self.albumin_correction_applies or self.albumin_implausible:
             return None
-        albumin_g_dl = self.albumin.get("value").convert("g/dL").value
+        albumin_g_dl = self.albumin_in_g_dl.value
         return self.calcium.get("value") + ALBUMIN_CORRECTION_FACTOR * (REFERENCE_ALBUMIN_G_DL - albumin_g_dl)
+
+    @cached_property
+    def corrected_calcium_impossible(self) -> bool:
+        corrected = self.computed_corrected_calcium
+        return corrected is not None and corrected <= LOWEST_POSSIBLE_CORRECTED_CALCIUM
+
+    @cached_property
+    def corrected_calcium(self) -> Quantity | None:
+        return None if self.corrected_calcium_impossible else self.computed_corrected_calcium
+
+    def _implausible_albumin_text(self) -> str:
+        hint = " (g/L sent as g/dL?)" if self.albumin_looks_like_g_per_l else ""
+        return f"{show(self.albumin.get('value'))} on {day(self.albumin.get('effective'))} is implausible{hint}"
+
+    def _impossible_correction_text(self) -> str:
+        return (f"Ca {show(self.calcium.get('value'))} with albumin {show(self.albumin.get('value'))} gives a value "
+                f"<= {show(LOWEST_POSSIBLE_CORRECTED_CALCIUM)}, which is impossible")
+
+    @cached_property
+    def albumin_correction_refusal(self) -> str | None:
+        if self.albumin_implausible:
+            return f"albumin {self._implausible_albumin_text()}: corrected calcium not computed"
+        if self.corrected_calcium_impossible:
+            return f"corrected calcium not computed: {self._impossible_correction_text()}"
+        return None
 
     @cached_property
     def corrected_calcium_flag(self) -> str | None:
@@ -639,6 +699,8 @@ class HandwrittenCalcinosisRules:
                 parts.append(f"albumin-corrected Ca {show_rounded(self.corrected_calcium)} (albumin "
                              f"{show(self.albumin.get('value'))} on {day(self.albumin.get('effective'))})"
                              f"{flag_suffix(self.corrected_calcium_flag)}")
+            if self.albumin_correction_refusal is not None:
+                parts.append(self.albumin_correction_refusal)
             calcium_phrase = ", ".join(parts)
         if self.phosphate is None:
             phosphate_phrase = f"no phosphate on file within {self.lookback_text}"
@@ -951,6 +1013,10 @@ class HandwrittenCalcinosisRules:
                          "the baseline panel is recommended.")
         if self.has_ckd_or_esrd and self.calcium is not None and self.albumin is not None:
             notes.append("Albumin-corrected calcium is inaccurate in CKD/ESRD, so it was not used; ionized calcium is preferred.")
+        if self.albumin_implausible:
+            notes.append(f"Albumin {self._implausible_albumin_text()}: albumin-corrected calcium not computed.")
+        if self.corrected_calcium_impossible:
+            notes.append(f"Albumin-corrected calcium not computed: {self._impossible_correction_text()}.")
         used = [v for v in self.values_used if v["analyte"] in VALUE_USED_NOTE_ANALYTES]
         notes.extend(f"Preliminary result used: {v['label']} {show(v['value'])} on {day(v['effective'])}."
                      for v in used if v["result"].get("status") == "preliminary")

@@ -63,7 +63,8 @@ def _concept(system: str | None, code: str | None, display: str | None) -> Conce
 
 def obs(code: str, value: str | None, unit: str, flag: str | None = "N", *, days_ago: int = 10, status: str = "final",
         low: str | None = None, high: str | None = None, range_source: str | None = None,
-        value_text: str | None = None, display: str | None = None) -> Record:
+        value_text: str | None = None, display: str | None = None, issued_days_ago: float | None = None,
+        effective: datetime | None = None) -> Record:
     n = next(_counter)
     rng = None
     if low is not None or high is not None:
@@ -71,7 +72,8 @@ def obs(code: str, value: str | None, unit: str, flag: str | None = "N", *, days
     return Record("Observation", {
         "id": f"obs{n}", "code": _concept(LOINC, code, display), "status": status,
         "value": Quantity(Decimal(value), unit) if value is not None else None, "valueText": value_text,
-        "effective": NOW - timedelta(days=days_ago), "interpretation": flag,
+        "effective": effective if effective is not None else NOW - timedelta(days=days_ago),
+        "issued": None if issued_days_ago is None else NOW - timedelta(days=issued_days_ago), "interpretation": flag,
         "interpretationSource": "lab" if flag else None, "referenceRange": rng,
         "referenceRangeSource": range_source if range_source else ("lab" if rng else None),
     }, source=f"Observation/obs{n}")
@@ -85,14 +87,15 @@ def condition(system: str | None, code: str | None, display: str, clinical: str 
                   source=f"Condition/cond{n}")
 
 
-def medication(type_name: str, name: str, status: str, *, days_ago: int = 5, route: str | None = None,
+def medication(type_name: str, name: str, status: str, *, days_ago: int = 5, route: str | Concept | None = None,
                code: tuple[str, str] | None = None) -> Record:
+    """A medication record; a string route is route text only, a Concept route is used as given."""
     n = next(_counter)
     date_field = "authoredOn" if type_name == "MedicationRequest" else "effective"
     return Record(type_name, {
         "id": f"med{n}", "code": _concept(code[0], code[1], name) if code else _concept(None, None, name),
         "status": status, date_field: NOW - timedelta(days=days_ago), "name": name,
-        "route": _concept(SNOMED, None, route) if route else None,
+        "route": route if isinstance(route, Concept) or route is None else _concept(SNOMED, None, route),
     }, source=f"{type_name}/med{n}")
 
 
@@ -310,6 +313,80 @@ def scenario_specific_icd_codes_and_uncoded_names() -> Facts:
 
 def scenario_phosphate_in_a_non_canonical_unit() -> Facts:
     return Facts([calcium("9.4"), obs("2777-1", "1.1", "mmol/L", "N")], patient())
+
+
+V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
+
+
+def coded_route(system: str, code: str) -> Concept:
+    """A route as real data often sends it: a coding with no display and no text."""
+    return Concept((Code(code, system),), None)
+
+
+def scenario_iv_calcium_gluconate_route_coded_without_display() -> Facts:
+    return Facts([medication("MedicationAdministration", "calcium gluconate", "completed",
+                             route=coded_route(SNOMED, "47625008")),
+                  calcium("9.1"), phosphate("3.9")], patient())
+
+
+def scenario_potassium_phosphate_route_coded_v3_without_display() -> Facts:
+    return Facts([medication("MedicationAdministration", "potassium phosphate", "completed",
+                             route=coded_route(V3_ROUTE, "IVINJ")),
+                  calcium("9.1"), phosphate("3.9")], patient())
+
+
+def scenario_draft_calcium_gluconate_order_route_coded_without_display() -> Facts:
+    return Facts([medication("MedicationRequest", "calcium gluconate", "draft", route=coded_route(SNOMED, "47625008")),
+                  phosphate("4.9", "H", days_ago=3)], patient())
+
+
+def scenario_calcium_gluconate_by_mouth_coded() -> Facts:
+    return Facts([medication("MedicationAdministration", "calcium gluconate", "completed",
+                             route=coded_route(SNOMED, "26643006")),
+                  calcium("9.1"), phosphate("3.9")], patient())
+
+
+def scenario_amended_result_issued_later_at_the_same_instant() -> Facts:
+    taken = NOW - timedelta(days=14)
+    first = calcium("12.5", "H", effective=taken, issued_days_ago=14)
+    amended = calcium("9.5", "N", effective=taken, status="amended", issued_days_ago=12)
+    return Facts([first, amended, phosphate("3.5")], patient())
+
+
+def scenario_corrected_result_at_the_same_instant_without_issued() -> Facts:
+    taken = NOW - timedelta(days=14)
+    return Facts([calcium("9.5", "N", effective=taken, status="corrected"), calcium("12.5", "H", effective=taken),
+                  phosphate("3.5")], patient())
+
+
+def scenario_albumin_by_dye_binding_method_code() -> Facts:
+    return Facts([calcium("8.0", "L", low="8.5", high="10.2"), obs("61151-7", "2.5", "g/dL", "L"), phosphate("3.5")],
+                 patient())
+
+
+def scenario_separately_reported_ena_antibody() -> Facts:
+    return Facts([condition(ICD10CM, "M34.1", "CR(E)ST syndrome"), calcium("9.4"), phosphate("3.5"),
+                  obs("5351-2", None, "1", None, value_text="Negative", days_ago=20)], patient())
+
+
+def scenario_method_specific_ldh_and_vitamin_d_in_moles() -> Facts:
+    return Facts([condition(SNOMED, "396230008", "Dermatomyositis (disorder)"), calcium("9.2"), phosphate("4.0"),
+                  obs("14804-9", "180", "U/L"), obs("68438-1", "30", "ng/mL")], patient())
+
+
+def scenario_albumin_sent_in_g_per_l_as_g_per_dl() -> Facts:
+    return Facts([calcium("9.0", "N", low="8.5", high="10.2"), obs("1751-7", "40", "g/dL", "H"), phosphate("3.5")],
+                 patient())
+
+
+def scenario_albumin_of_zero() -> Facts:
+    return Facts([calcium("9.0", "N", low="8.5", high="10.2"), obs("1751-7", "0", "g/dL", "L"), phosphate("3.5")],
+                 patient())
+
+
+def scenario_corrected_calcium_would_be_negative() -> Facts:
+    return Facts([calcium("2.0", "LL", low="8.5", high="10.2"), obs("1751-7", "9.5", "g/dL", "H"), phosphate("3.5")],
+                 patient())
 
 
 SCENARIOS: dict[str, Callable[[], Facts]] = {
@@ -547,6 +624,128 @@ def test_every_grade_carries_its_seed_citation(assess):
         assert out[name]["citation"].startswith("seed 00")
 
 
+# ---- intravenous route coded without display or abbreviated ---------------------------------
+
+def test_calcium_gluconate_with_the_snomed_intravenous_route_code_and_no_display_is_iatrogenic(assess):
+    out = assess(scenario_iv_calcium_gluconate_route_coded_without_display())
+    assert grades(out)["iatrogenic"] == "high"
+    assert "calcium gluconate" in out["Iatrogenic"]["rationale"]
+
+
+def test_potassium_phosphate_with_a_v3_intravenous_route_code_and_no_display_is_iatrogenic(assess):
+    out = assess(scenario_potassium_phosphate_route_coded_v3_without_display())
+    assert grades(out)["iatrogenic"] == "high"
+
+
+@pytest.mark.parametrize("route_text", ["IV", "i.v.", "intravenous", "iv infusion", "Intravenously", "IV push"])
+def test_calcium_gluconate_with_an_abbreviated_intravenous_route_text_is_iatrogenic(assess, route_text: str):
+    facts = Facts([medication("MedicationAdministration", "calcium gluconate", "completed", route=route_text),
+                   calcium("9.1"), phosphate("3.9")], patient())
+    assert grades(assess(facts))["iatrogenic"] == "high"
+
+
+# Medication names arrive lower-cased and whitespace-collapsed from the normalizer.
+@pytest.mark.parametrize("name", ["calcium gluconate 10% inj", "calcium gluconate 1 g iv", "calcium gluconate i.v.",
+                                  "potassium phosphate 15 mmol in 250 ml ivpb"])
+def test_an_intravenous_abbreviation_in_the_medication_name_is_enough_without_a_route(assess, name: str):
+    facts = Facts([medication("MedicationAdministration", name, "completed"), calcium("9.1"), phosphate("3.9")], patient())
+    assert grades(assess(facts))["iatrogenic"] == "high"
+
+
+@pytest.mark.parametrize("route_text", ["oral", "per os", "IVIG line", "PO"])
+def test_calcium_gluconate_with_a_route_text_that_is_not_intravenous_is_not_iatrogenic(assess, route_text: str):
+    facts = Facts([medication("MedicationAdministration", "calcium gluconate", "completed", route=route_text),
+                   calcium("9.1"), phosphate("3.9")], patient())
+    assert grades(assess(facts))["iatrogenic"] == "negligible"
+
+
+def test_calcium_gluconate_with_the_oral_route_code_is_not_iatrogenic(assess):
+    out = assess(scenario_calcium_gluconate_by_mouth_coded())
+    assert grades(out)["iatrogenic"] == "negligible"
+
+
+def test_a_draft_calcium_gluconate_order_with_a_coded_intravenous_route_raises_an_order_alert(assess):
+    out = assess(scenario_draft_calcium_gluconate_order_route_coded_without_display())
+    assert [a["display"] for a in out["Order Alerts"]] == ["calcium gluconate"]
+    assert grades(out)["iatrogenic"] == "low"
+
+
+# ---- results at the same instant -----------------------------------------------------------
+
+def test_at_the_same_effective_instant_the_later_issued_result_counts_whatever_the_record_order(assess):
+    facts = scenario_amended_result_issued_later_at_the_same_instant()
+    for records in (facts.records, list(reversed(facts.records))):
+        out = assess(Facts(records, facts.patient_record))
+        used = [v for v in out["Values Used"] if v["analyte"] == "calcium"]
+        assert [v["value"] for v in used] == [Quantity(Decimal("9.5"), "mg/dL")]
+        assert grades(out)["metastatic"] == "negligible"
+
+
+def test_at_the_same_instant_without_issued_dates_a_corrected_result_beats_the_final_one(assess):
+    facts = scenario_corrected_result_at_the_same_instant_without_issued()
+    for records in (facts.records, list(reversed(facts.records))):
+        out = assess(Facts(records, facts.patient_record))
+        assert [v["result"].get("status") for v in out["Values Used"] if v["analyte"] == "calcium"] == ["corrected"]
+
+
+# ---- codes the terminology accepts are read by the rules ------------------------------------
+
+def test_albumin_reported_under_a_dye_binding_method_code_corrects_the_calcium(assess):
+    out = assess(scenario_albumin_by_dye_binding_method_code())
+    corrected = next(v for v in out["Values Used"] if v["analyte"] == "calcium-corrected")
+    assert corrected["value"] == Quantity(Decimal("9.2"), "mg/dL")
+    assert "1751-7" not in recommended_codes(out)
+
+
+def test_a_separately_reported_ena_antibody_makes_the_ena_panel_available(assess):
+    out = assess(scenario_separately_reported_ena_antibody())
+    assert "43119-7" not in recommended_codes(out)
+    ena = next(t for t in out["Available Tests"] if t["code"] == "43119-7")
+    assert ena["summary"] == "5351-2: Negative on 2026-10-26"
+
+
+def test_method_specific_ldh_and_total_vitamin_d_codes_count_as_available(assess):
+    out = assess(scenario_method_specific_ldh_and_vitamin_d_in_moles())
+    available = [t["code"] for t in out["Available Tests"]]
+    assert "2532-0" in available and "62292-8" in available
+    assert any(v["analyte"] == "vitamin-d-25oh" for v in out["Values Used"])
+
+
+# ---- implausible albumin: no corrected calcium ------------------------------------------------
+
+def test_an_albumin_of_40_g_per_dl_is_implausible_and_no_corrected_calcium_is_used(assess):
+    out = assess(scenario_albumin_sent_in_g_per_l_as_g_per_dl())
+    assert not any(v["analyte"] == "calcium-corrected" for v in out["Values Used"])
+    assert grades(out)["metastatic"] == "negligible"  # the total calcium (N) counts, not a corrected -19.8
+    assert ("Albumin 40 g/dL on 2026-11-05 is implausible (g/L sent as g/dL?): "
+            "albumin-corrected calcium not computed.") in out["Notes"]
+    assert "albumin 40 g/dL on 2026-11-05 is implausible (g/L sent as g/dL?): corrected calcium not computed" \
+        in out["Metastatic"]["rationale"]
+    assert "Ca x P 31.5 mg2/dL2" in out["Metastatic"]["rationale"]
+
+
+def test_an_albumin_of_zero_is_implausible_and_no_corrected_calcium_is_used(assess):
+    out = assess(scenario_albumin_of_zero())
+    assert not any(v["analyte"] == "calcium-corrected" for v in out["Values Used"])
+    assert "Albumin 0 g/dL on 2026-11-05 is implausible: albumin-corrected calcium not computed." in out["Notes"]
+
+
+def test_a_corrected_calcium_of_zero_or_less_is_not_used(assess):
+    out = assess(scenario_corrected_calcium_would_be_negative())
+    assert not any(v["analyte"] == "calcium-corrected" for v in out["Values Used"])
+    assert any(note.startswith("Albumin-corrected calcium not computed: Ca 2 mg/dL with albumin 9.5 g/dL")
+               for note in out["Notes"])
+    assert grades(out)["metastatic"] == "low"  # total calcium LL: abnormal, not high
+
+
+def test_albumin_at_the_edge_of_the_plausible_window_is_still_used(assess):
+    facts = Facts([calcium("9.0", "N", low="8.5", high="10.2"), obs("1751-7", "10", "g/dL", "H"), phosphate("3.5")],
+                  patient())
+    out = assess(facts)
+    corrected = next(v for v in out["Values Used"] if v["analyte"] == "calcium-corrected")
+    assert corrected["value"] == Quantity(Decimal("4.2"), "mg/dL")
+
+
 # ---- engine and twin agree ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -561,3 +760,25 @@ def test_a_grade_s_evidence_is_the_records_it_used():
     assert set(evidence) == {r.source for r in facts.records}
     unrelated = scenario_dystrophic_systemic_sclerosis_normal_labs()
     assert not any(e.startswith("Condition/") for e in engine_evidence(unrelated)["Metastatic"])
+
+
+# ---- from FHIR JSON: a route coded without display reaches the rules as a code -----------------
+
+def test_a_fhir_medication_administration_with_a_coded_route_and_no_display_is_iatrogenic_end_to_end():
+    from service.assess import assess_bundle
+
+    def entry(resource: dict) -> dict:
+        return {"fullUrl": f"http://example.org/fhir/{resource['resourceType']}/{resource['id']}", "resource": resource}
+
+    administration = {
+        "resourceType": "MedicationAdministration", "id": "ma1", "status": "completed",
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-10T10:00:00Z",
+        "medicationCodeableConcept": {"text": "Calcium gluconate"},
+        "dosage": {"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}},
+    }
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        entry({"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01", "gender": "female"}),
+        entry(administration)]}
+    run = assess_bundle(bundle, now=NOW)
+    grades_by_type = {g.type: g.risk for g in run.patients[0].grades}
+    assert grades_by_type["iatrogenic"] == "high"

@@ -26,7 +26,16 @@ LAB_CODES = {  # LOINC code -> canonical unit
     "17861-6": "mg/dL", "49765-1": "mg/dL", "1995-0": "mg/dL", "2777-1": "mg/dL", "1751-7": "g/dL",
     "2731-8": "pg/mL", "62292-8": "ng/mL", "2160-0": "mg/dL", "98979-8": "mL/min/{1.73_m2}",
     "2885-2": "g/dL", "6874-2": "mg/(24.h)", "2157-6": "U/L", "1963-8": "mmol/L", "58410-2": "1", "8061-4": "1",
+    "61151-7": "g/dL", "14804-9": "U/L", "68438-1": "ng/mL", "5351-2": "1", "17792-3": "[arb'U]/mL",
 }
+V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
+ROUTES = [
+    None, Concept((Code("47625008", SNOMED),), None), Concept((Code("IVINJ", V3_ROUTE),), None),
+    Concept((), "IV"), Concept((), "i.v."), Concept((), "iv infusion"), Concept((Code("26643006", SNOMED),), None),
+    Concept((), "oral"), Concept((), "IVIG line"),
+]
+# A few shared instants so that results of one analyte often tie on effective (and issued) time.
+SHARED_DAYS_AGO = (2, 10, 44)
 CONDITIONS = [
     (ICD10CM, "M34.1", "CR(E)ST syndrome"), (SNOMED, "396230008", "Dermatomyositis (disorder)"),
     (ICD10CM, "M32.9", "Systemic lupus erythematosus, unspecified"), (ICD10CM, "N18.4", "Chronic kidney disease, stage 4 (severe)"),
@@ -46,7 +55,7 @@ MEDICATIONS = [
     "calcium gluconate 100 mg/ml injectable solution", "calcium chloride 100 mg/ml injection",
     "potassium phosphate 3 mmol/ml injectable solution", "dexamethasone sodium phosphate 4 mg/ml injection",
     "aminosalicylic acid 4000 mg oral granules", "warfarin sodium 5 mg oral tablet", "calcium carbonate 500 mg chewable tablet",
-    "ibuprofen 200 mg oral tablet",
+    "ibuprofen 200 mg oral tablet", "calcium gluconate", "potassium phosphate",
 ]
 FLAGS = st.sampled_from(["N", "H", "L", "HH", "A", None, "POS"])
 
@@ -59,11 +68,16 @@ def lab(draw, n: int) -> Record:
     value = Quantity(Decimal(draw(st.integers(1, 400))) / 10, unit) if numeric else None
     with_range = numeric and draw(st.booleans())
     rng = Interval(Quantity(Decimal("2.5"), unit), Quantity(Decimal("10.2"), unit)) if with_range else None
+    days_ago = draw(st.one_of(st.sampled_from(SHARED_DAYS_AGO), st.integers(-3, 500)))
+    effective = NOW - timedelta(days=days_ago)
+    issued_hours = draw(st.one_of(st.none(), st.sampled_from([1, 1, 30])))
     return Record("Observation", {
         "id": f"o{n}", "code": Concept((Code(code, LOINC),), None),
-        "status": draw(st.sampled_from(["final", "final", "preliminary", "amended", "entered-in-error", "cancelled"])),
+        "status": draw(st.sampled_from(["final", "final", "preliminary", "amended", "corrected", "entered-in-error",
+                                        "cancelled"])),
         "value": value, "valueText": None if numeric else "Positive",
-        "effective": NOW - timedelta(days=draw(st.integers(-3, 500))),
+        "effective": effective,
+        "issued": None if issued_hours is None else effective + timedelta(hours=issued_hours),
         "interpretation": draw(FLAGS), "referenceRange": rng,
         "referenceRangeSource": draw(st.sampled_from(["lab", "default adult", "default child 1-12 y"])) if with_range else None,
     }, source=f"Observation/o{n}")
@@ -88,8 +102,26 @@ def medication(draw, n: int) -> Record:
     return Record(type_name, {
         "id": f"m{n}", "code": Concept((), name), "name": name,
         "status": draw(st.sampled_from(["active", "draft", "completed", "stopped", "in-progress"])),
-        date_field: NOW - timedelta(days=draw(st.integers(0, 700))), "route": None,
+        date_field: NOW - timedelta(days=draw(st.integers(0, 700))), "route": draw(st.sampled_from(ROUTES)),
     }, source=f"{type_name}/m{n}")
+
+
+@st.composite
+def tied_results(draw, n: int) -> list[Record]:
+    """Two or three results of one analyte at one instant, differing in issued time, status and value."""
+    code = draw(st.sampled_from(["17861-6", "2777-1"]))
+    effective = NOW - timedelta(days=draw(st.sampled_from(SHARED_DAYS_AGO)))
+    out = []
+    for k in range(draw(st.integers(2, 3))):
+        issued_hours = draw(st.sampled_from([None, 1, 1, 30]))
+        out.append(Record("Observation", {
+            "id": f"t{n}{k}", "code": Concept((Code(code, LOINC),), None),
+            "status": draw(st.sampled_from(["final", "amended", "corrected", "preliminary"])),
+            "value": Quantity(Decimal(draw(st.integers(20, 140))) / 10, "mg/dL"), "valueText": None,
+            "effective": effective, "issued": None if issued_hours is None else effective + timedelta(hours=issued_hours),
+            "interpretation": draw(FLAGS), "referenceRange": None, "referenceRangeSource": None,
+        }, source=f"Observation/t{n}{k}"))
+    return out
 
 
 @st.composite
@@ -97,6 +129,8 @@ def facts(draw) -> Facts:
     records: list[Record] = []
     for n in range(draw(st.integers(0, 8))):
         records.append(draw(lab(n)))
+    if draw(st.booleans()):
+        records.extend(draw(tied_results(0)))
     for n in range(draw(st.integers(0, 4))):
         records.append(draw(condition(n)))
     for n in range(draw(st.integers(0, 3))):

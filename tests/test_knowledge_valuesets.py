@@ -14,13 +14,38 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VALUESET_DIR = PROJECT_ROOT / "service" / "knowledge" / "valuesets"
 LIBRARY = PROJECT_ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
 URL_BASE = "https://calcinosis-cds.org/fhir/ValueSet/"
+ANALYTES = PROJECT_ROOT / "service" / "terminology" / "analytes.json"
+V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
 KNOWN_SYSTEMS = {
     "http://loinc.org",
     "http://snomed.info/sct",
     "http://hl7.org/fhir/sid/icd-10-cm",
     "http://www.nlm.nih.gov/research/umls/rxnorm",
+    V3_ROUTE,
 }
 VALUESET_FILES = sorted(VALUESET_DIR.glob("*.json"))
+
+# Value sets whose codes codes.md does not cover (it has no routes of administration); their
+# codes were checked against the FHIR R4 specification instead, and the description says so.
+CHECKED_AGAINST_FHIR_SPEC = {
+    "intravenous-route": "FHIR R4 route-codes (SNOMED CT 47625008) and HL7 v3 RouteOfAdministration (IV* codes)",
+}
+
+# LOINC codes the terminology accepts that no value set of the library includes, on purpose.
+NOT_READ_BY_THE_RULES = {
+    "29265-6": "lab-reported albumin-corrected calcium (mmol/L): the rules compute the correction from total "
+               "calcium and albumin and say so; a second, lab-computed corrected value would compete with it",
+    "1649-3": "1,25-dihydroxyvitamin D3: not the 25-OH vitamin D level the seed asks for, so it must not stand in for it",
+    "14566-4": "1,25-dihydroxyvitamin D3 (moles): as 1649-3",
+    "62290-2": "1,25-dihydroxyvitamin D total: as 1649-3",
+    "3094-0": "urea nitrogen: part of the basic metabolic panel, whose availability comes from a panel result or "
+              "creatinine; urea alone does not show kidney function",
+    "6299-2": "urea nitrogen in blood: as 3094-0",
+    "14937-7": "urea nitrogen (moles): as 3094-0",
+    "53982-5": "anti-centromere B: not among the antibodies seed 002 names (ANA, anti-dsDNA, anti-ENA: Ro, La, Sm, "
+               "RNP, Scl-70, Jo-1)",
+    "65754-4": "skin biopsy pathology report: narrative histology, which the rules do not interpret",
+}
 
 
 def _codes_md() -> Path:
@@ -45,6 +70,8 @@ def test_value_set_file_is_a_valid_r4_valueset_with_its_canonical_url(path: Path
     assert resource.name and re.fullmatch(r"[A-Z][A-Za-z0-9]*", resource.name)
     assert resource.title
     assert "codes.md" in resource.description
+    if path.stem in CHECKED_AGAINST_FHIR_SPEC:
+        assert "FHIR" in resource.description
     contains = resource.expansion.contains
     assert contains, "an empty value set would silently match nothing"
     for entry in contains:
@@ -92,11 +119,35 @@ def _status_for(row: list[str], index: int) -> str | None:
 
 
 def _verified(status: str) -> bool:
-    return re.search(r"(^|[\s:(*])V2?([\s(;,*]|$|-weak)", status) is not None
+    """V or V2, or a code codes.md says exists in a LOINC release ("code exists (S3); name U",
+    "code V (S3); name U"): an unverified name does not stop matching by code."""
+    return (re.search(r"(^|[\s:(*])V2?([\s(;,*]|$|-weak)", status) is not None
+            or re.search(r"\bexists? \(S\d+", status) is not None)
+
+
+def _statuses_in_codes_md(text: str, code: str) -> list[str]:
+    """The status cells that qualify `code` in every codes.md row that names it. When the code is
+    named inside the status cell itself ("V (S1); 14804-9 (L->P method) exists (S3), name U"),
+    the clause naming it is its status."""
+    pattern = _code_pattern(code)
+    statuses = []
+    for row in _table_rows(text):
+        for index, cell in enumerate(row):
+            match = pattern.search(cell)
+            if match is None:
+                continue
+            if _STATUS_CELL.search(cell) and index == len(row) - 1:
+                statuses.append(cell[match.start():].split(";")[0])
+                continue
+            status = _status_for(row, index)
+            if status is not None:
+                statuses.append(status)
+    return statuses
 
 
 def _shipped_codes() -> list[tuple[str, str, str]]:
-    return [(p.stem, c["system"], c["code"]) for p in VALUESET_FILES for c in _load(p)["expansion"]["contains"]]
+    return [(p.stem, c["system"], c["code"]) for p in VALUESET_FILES if p.stem not in CHECKED_AGAINST_FHIR_SPEC
+            for c in _load(p)["expansion"]["contains"]]
 
 
 @pytest.mark.parametrize("slug,system,code", _shipped_codes(), ids=lambda v: str(v))
@@ -104,14 +155,7 @@ def test_every_shipped_code_is_marked_v_or_v2_in_codes_md(slug: str, system: str
     codes_md = _codes_md()
     if not codes_md.exists():
         pytest.skip(f"shared background material not found at {codes_md}")
-    pattern = _code_pattern(code)
-    statuses = []
-    for row in _table_rows(codes_md.read_text(encoding="utf-8")):
-        for index, cell in enumerate(row):
-            if pattern.search(cell):
-                status = _status_for(row, index)
-                if status is not None:
-                    statuses.append(status)
+    statuses = _statuses_in_codes_md(codes_md.read_text(encoding="utf-8"), code)
     assert statuses, f"{code} ({slug}) does not appear in any codes.md table row"
     assert any(_verified(s) for s in statuses), f"{code} ({slug}) is only marked {statuses} in codes.md"
 
@@ -120,9 +164,70 @@ def test_the_codes_md_check_rejects_a_code_marked_unverified():
     codes_md = _codes_md()
     if not codes_md.exists():
         pytest.skip(f"shared background material not found at {codes_md}")
-    rows = _table_rows(codes_md.read_text(encoding="utf-8"))
-    # 68438-1: "code exists (S3); **name U**" and 41747008 (bone scan) is U: neither may pass.
-    for code in ("68438-1", "41747008"):
-        pattern = _code_pattern(code)
-        statuses = [_status_for(row, i) for row in rows for i, cell in enumerate(row) if pattern.search(cell)]
-        assert statuses and not any(s and _verified(s) for s in statuses)
+    text = codes_md.read_text(encoding="utf-8")
+    # 41747008 (bone scan) and 1901 (calcium chloride RxNorm candidate) are U: neither may pass.
+    for code in ("41747008", "1901"):
+        statuses = _statuses_in_codes_md(text, code)
+        assert statuses and not any(_verified(s) for s in statuses), (code, statuses)
+
+
+def test_the_codes_md_check_accepts_a_code_that_exists_although_its_name_is_unverified():
+    codes_md = _codes_md()
+    if not codes_md.exists():
+        pytest.skip(f"shared background material not found at {codes_md}")
+    text = codes_md.read_text(encoding="utf-8")
+    # "code exists (S3); **name U**", "code V (S3); name U" and a code named inside the LDH status cell.
+    for code in ("68438-1", "61151-7", "14804-9"):
+        statuses = _statuses_in_codes_md(text, code)
+        assert statuses and any(_verified(s) for s in statuses), (code, statuses)
+
+
+# ---- every LOINC code the terminology accepts is read by some value set, or listed as not read ----
+
+def _analyte_loinc_codes() -> dict[str, str]:
+    data = _load(ANALYTES)
+    return {c["code"]: c["analyte"] for c in data["codes"] if c["system"] == "http://loinc.org"}
+
+
+def _declared_loinc_codes() -> set[str]:
+    text = LIBRARY.read_text(encoding="utf-8")
+    declared = set(re.findall(r"^valueset \"[^\"]+\": '([^']+)'", text, flags=re.MULTILINE))
+    return {c["code"] for p in VALUESET_FILES if _load(p)["url"] in declared
+            for c in _load(p)["expansion"]["contains"] if c["system"] == "http://loinc.org"}
+
+
+def test_every_loinc_code_the_terminology_accepts_is_in_a_value_set_or_deliberately_not_read():
+    unread = {code: analyte for code, analyte in _analyte_loinc_codes().items()
+              if code not in _declared_loinc_codes() and code not in NOT_READ_BY_THE_RULES}
+    assert unread == {}, "accepted by the terminology but read by no rule: add to a value set or to NOT_READ_BY_THE_RULES"
+
+
+def test_a_code_listed_as_not_read_is_accepted_by_the_terminology_and_in_no_value_set():
+    accepted = _analyte_loinc_codes()
+    declared = _declared_loinc_codes()
+    for code in NOT_READ_BY_THE_RULES:
+        assert code in accepted, f"{code} is not in analytes.json: drop it from the list"
+        assert code not in declared, f"{code} is in a value set, so it is read"
+
+
+def test_separately_reported_ena_antibodies_are_in_the_ena_panel_value_set():
+    ena = {c["code"] for c in _load(VALUESET_DIR / "ena-panel.json")["expansion"]["contains"]}
+    antibodies = {code for code, analyte in _analyte_loinc_codes().items() if analyte.startswith("ena-")}
+    assert {"5351-2", "17792-3", "5353-8", "11090-8", "29374-6", "27416-7", "11565-9"} <= antibodies
+    assert antibodies <= ena
+
+
+@pytest.mark.parametrize("slug,codes", [("albumin", {"61151-7", "61152-5"}), ("vitamin-d-25oh", {"68438-1"}),
+                                        ("lactate-dehydrogenase", {"14804-9"})])
+def test_codes_that_exist_in_loinc_with_unverified_names_are_matched_by_code_and_said_so(slug: str, codes: set[str]):
+    data = _load(VALUESET_DIR / f"{slug}.json")
+    assert codes <= {c["code"] for c in data["expansion"]["contains"]}
+    assert "name" in data["description"] and "by code" in data["description"]
+
+
+def test_the_intravenous_route_value_set_holds_the_snomed_and_v3_intravenous_codes():
+    data = _load(VALUESET_DIR / "intravenous-route.json")
+    pairs = {(c["system"], c["code"]) for c in data["expansion"]["contains"]}
+    assert ("http://snomed.info/sct", "47625008") in pairs
+    assert {(V3_ROUTE, code) for code in ("IV", "IVINJ", "IVINJBOL", "IVFLUSH")} <= pairs
+    assert not any(code in {"26643006", "PO", "IM", "SQ"} for _, code in pairs)
