@@ -28,11 +28,17 @@ def _settings(app: Flask) -> Mapping[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    """Build the components, enable CORS for the configured origins, warn when JWTs are not checked."""
+    """Build the components, enable CORS for the configured origins, warn about unsafe settings."""
     settings = _settings(app)
     components = build_components(settings)
     if not components.require_jwt:
         log.warning("CDS_REQUIRE_JWT is off: CDS Hooks calls are accepted without verifying the client's JWT")
+    elif not settings.get("PUBLIC_BASE_URL"):
+        log.warning("PUBLIC_BASE_URL is not set: the JWT aud is checked against, and card links are built from, "
+                    "the URL the request names (its Host header); set PUBLIC_BASE_URL in production")
+    if settings.get("CDS_JKU_ALLOWLIST"):
+        log.warning("CDS_JKU_ALLOWLIST is no longer read: list each issuer's jku URLs under its entry in "
+                    "CDS_TRUSTED_ISSUERS")
     app.extensions[_EXTENSION] = components
     origins = settings.get("CDS_CORS_ORIGINS") or []
     if origins:

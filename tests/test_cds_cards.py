@@ -153,3 +153,49 @@ def test_the_product_is_shown_with_one_decimal_in_the_unit_the_core_gave():
     (card,) = build_cards(metastatic_assessment(), _context())
     assert card.card["summary"].endswith("Ca x P 81.8 mg2/dL2")
     assert "- Calcium x phosphate product: 81.76 mg2/dL2 (H) on 2026-11-01" in card.card["detail"]
+
+
+def test_a_test_drafted_under_another_code_of_the_same_value_set_is_not_suggested_again():
+    context = _context(hook="order-sign", draft_order_codes=frozenset({("http://loinc.org", "14866-8")}))  # PTH, molar
+    (card,) = build_cards(metastatic_assessment(), context)
+    codes = [a["resource"]["code"]["coding"][0]["code"] for a in card.card["suggestions"][0]["actions"]]
+    assert codes == ["62292-8", "58410-2"]
+
+
+def test_a_loinc_system_with_a_trailing_slash_is_the_same_system():
+    context = _context(hook="order-sign", draft_order_codes=frozenset({("http://loinc.org/", "2731-8")}))
+    (card,) = build_cards(metastatic_assessment(), context)
+    codes = [a["resource"]["code"]["coding"][0]["code"] for a in card.card["suggestions"][0]["actions"]]
+    assert "2731-8" not in codes
+
+
+def test_a_draft_of_another_analyte_does_not_hide_a_missing_test():
+    context = _context(hook="order-sign", draft_order_codes=frozenset({("http://loinc.org", "17861-6")}))  # calcium
+    (card,) = build_cards(metastatic_assessment(), context)
+    codes = [a["resource"]["code"]["coding"][0]["code"] for a in card.card["suggestions"][0]["actions"]]
+    assert codes == ["2731-8", "62292-8", "58410-2"]
+
+
+def test_gathering_notes_are_listed_under_data_notes():
+    context = _context(gathering_notes=("prefetch 'labs' is only the first page",))
+    (card,) = build_cards(metastatic_assessment(), context)
+    assert "**Data notes**\n- prefetch 'labs' is only the first page" in card.card["detail"]
+
+
+def test_a_broad_panel_value_set_does_not_make_its_members_the_same_test(tmp_path):
+    import json
+
+    from service.hooks.order_codes import LabTestGrouping
+
+    def valueset(name, codes):
+        contains = [{"system": "http://loinc.org", "code": c} for c in codes]
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"resourceType": "ValueSet", "url": f"urn:vs:{name}", "expansion": {"contains": contains}}))
+
+    valueset("pth", ["2731-8", "14866-8"])
+    valueset("calcium", ["17861-6"])
+    valueset("bone-panel", ["2731-8", "14866-8", "17861-6"])
+    grouping = LabTestGrouping(tmp_path)
+    assert grouping.is_ordered("http://loinc.org", "2731-8", [("http://loinc.org", "14866-8")])
+    assert not grouping.is_ordered("http://loinc.org", "2731-8", [("http://loinc.org", "17861-6")])
+    assert grouping.is_ordered("http://loinc.org", "99999-9", [("http://loinc.org/", "99999-9")])

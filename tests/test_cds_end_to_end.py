@@ -107,3 +107,43 @@ def test_a_synthea_ckd_export_with_only_old_labs_is_unknown_not_normal(client):
     assert card["summary"].endswith("no calcium/phosphate on file")
     assert "unknown, not normal" in card["detail"]
     assert {"17861-6", "2777-1"} <= set(_suggested_codes(card))  # Synthea has no phosphate at all
+
+
+def _draft_infusion(text: str, draft_id: str) -> dict:
+    return {"resource": {"resourceType": "MedicationRequest", "id": draft_id, "status": "draft", "intent": "order",
+                         "medicationCodeableConcept": {"text": text}, "subject": {"reference": "Patient/esrd-7301"},
+                         "authoredOn": "2026-11-15",
+                         "dosageInstruction": [{"text": "IV", "route": {"coding": [
+                             {"system": "http://snomed.info/sct", "code": "47625008", "display": "Intravenous route"}],
+                             "text": "IV"}}]}}
+
+
+def test_order_sign_warns_about_an_iv_calcium_chloride_draft(client):
+    body = request_for("order-sign")
+    body["context"]["draftOrders"]["entry"][0] = _draft_infusion(
+        "Calcium chloride 10% injection, 1 g in 100 mL sodium chloride 0.9% IV over 60 minutes", "draft-ca-chloride")
+    cards = _cards(client, "order-sign", body)
+    alerts = [c for c in cards if c["summary"].startswith("Iatrogenic calcinosis risk")]
+    assert len(alerts) == 1
+    assert alerts[0]["indicator"] == "warning"
+    assert "calcium chloride" in alerts[0]["summary"].lower()
+
+
+def test_a_draft_infusion_sent_without_subject_still_gets_its_warning(client):
+    body = request_for("order-sign")
+    for entry in body["context"]["draftOrders"]["entry"]:
+        entry["resource"].pop("subject")
+    alert, _ = _cards(client, "order-sign", body)
+    assert alert["indicator"] == "warning"
+    assert "phosphate" in alert["summary"].lower()
+
+
+@pytest.mark.parametrize("coding", [
+    {"system": "http://loinc.org", "code": "14866-8", "display": "Parathyrin.intact [Moles/volume] in Serum or Plasma"},
+    {"system": "http://loinc.org/", "code": "2731-8"},
+])
+def test_pth_already_drafted_under_any_of_its_codes_is_not_proposed_again(client, coding):
+    body = request_for("order-sign")
+    body["context"]["draftOrders"]["entry"][1]["resource"]["code"]["coding"] = [coding]
+    _, assessment = _cards(client, "order-sign", body)
+    assert not {"2731-8", "14866-8"} & set(_suggested_codes(assessment))

@@ -80,6 +80,7 @@ def test_feedback_on_a_card_never_issued_is_counted_as_unknown(tmp_path):
 
     store.record_feedback("calcinosis-patient-view", validate_feedback({"feedback": [
         {"card": "6f1c2a5e-0000-4000-8000-000000000001", "outcome": "accepted",
+         "acceptedSuggestions": [{"id": "6f1c2a5e-0000-4000-8000-000000000002"}],
          "outcomeTimestamp": "2026-11-15T09:05:00Z"}]}))
     assert store.counts_by_card_type() == [("unknown", 0, 1, 0)]
 
@@ -103,6 +104,17 @@ def test_the_report_says_so_when_there_is_no_database(tmp_path):
                     "overrideReason": {"reason": {"display": "no code"}}}]}, "feedback[0].overrideReason.reason.code"),
     ({"feedback": [{"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-11-15T09:05:00Z",
                     "acceptedSuggestions": [{"label": "no id"}]}]}, "feedback[0].acceptedSuggestions[0].id"),
+    ({"feedback": [{"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-11-15T09:05:00Z"}]},
+     "feedback[0].acceptedSuggestions"),
+    ({"feedback": [{"card": "c1", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+                    "outcomeTimestamp": "2026-11-15T10:00:00"}]}, "feedback[0].outcomeTimestamp"),
+    ({"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-15T09:05:00Z",
+                    "overrideReason": {"reason": {"code": "x", "system": ["a"]}}}]},
+     "feedback[0].overrideReason.reason.system"),
+    ({"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-15T09:05:00Z",
+                    "overrideReason": {"reason": {"code": "x"}}}]}, "feedback[0].overrideReason.reason.system"),
+    ({"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-15T09:05:00Z",
+                    "overrideReason": {"reason": "already-evaluated"}}]}, "feedback[0].overrideReason.reason"),
 ])
 def test_a_bad_feedback_body_is_refused_with_400_and_nothing_is_stored(tmp_path, body, location):
     db = tmp_path / "feedback.sqlite3"

@@ -213,3 +213,114 @@ def test_feedback_without_a_token_gets_a_bare_401(secured_client):
         {"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-11-15T09:05:00Z"}]})
     assert response.status_code == 401
     assert response.data == b""
+
+
+OTHER_ISSUER = "https://other-client.example.com"
+OTHER_JWKS_URL = "https://other-client.example.com/jwks.json"
+
+
+def test_one_trusted_issuer_cannot_sign_as_another_by_naming_its_own_jku(tmp_path, es384_key):
+    other = ClientKey("ES384")
+    app = make_app({"CDS_REQUIRE_JWT": True, "PUBLIC_BASE_URL": "http://localhost",
+                    "CDS_TRUSTED_ISSUERS": {EHR_ISSUER: {"jwks": es384_key.jwks},
+                                            OTHER_ISSUER: {"jwks_url": OTHER_JWKS_URL}},
+                    "CDS_JKU_ALLOWLIST": [OTHER_JWKS_URL],  # the former global list: no longer honoured
+                    "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(OTHER_JWKS_URL, json=other.jwks)
+        token = other.sign(DISCOVERY_URL, issuer=EHR_ISSUER, headers={"jku": OTHER_JWKS_URL})
+        assert _call(app.test_client(), token).status_code == 401
+        assert len(mocked.calls) == 0
+
+
+@responses.activate
+def test_an_issuer_may_name_its_own_jwks_url_as_jku():
+    key = ClientKey("ES384")
+    responses.get(JWKS_URL, json=key.jwks)
+    verifier = _verifier(jwks_url=JWKS_URL)
+    claims = verifier.verify(f"Bearer {key.sign(SERVICE_URL, headers={'jku': JWKS_URL})}", SERVICE_URL)
+    assert claims["iss"] == EHR_ISSUER
+
+
+def test_the_global_jku_allowlist_setting_is_gone_and_its_use_is_warned_about(tmp_path, caplog):
+    from service.hooks.settings import DEFAULTS
+
+    assert "CDS_JKU_ALLOWLIST" not in DEFAULTS
+    with caplog.at_level("WARNING"):
+        make_app({"CDS_REQUIRE_JWT": True, "CDS_JKU_ALLOWLIST": [OTHER_JWKS_URL],
+                  "PUBLIC_BASE_URL": "https://cds.example.org",
+                  "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")})
+    assert any("CDS_JKU_ALLOWLIST is no longer read" in r.getMessage() for r in caplog.records)
+
+
+def test_a_jwks_url_that_redirects_is_not_followed():
+    impostor = ClientKey("ES384")
+    verifier = _verifier(jwks_url=JWKS_URL)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(JWKS_URL, status=302, headers={"Location": "https://attacker.example.net/jwks.json"})
+        mocked.get("https://attacker.example.net/jwks.json", json=impostor.jwks)
+        with pytest.raises(AuthenticationError, match="HTTP 302"):
+            verifier.verify(f"Bearer {impostor.sign(SERVICE_URL)}", SERVICE_URL)
+        assert [c.request.url for c in mocked.calls] == [JWKS_URL]
+
+
+@pytest.mark.parametrize("header", [{"jku": ["https://a.example"]}, {"jku": {"url": "https://a.example"}},
+                                    {"kid": ["k1"]}, {"kid": 7}, {"typ": 1}, {"typ": ["JWT"]},
+                                    {"alg": ["ES384"]}])
+def test_a_header_field_that_is_not_a_string_gets_a_bare_401(secured_client, es384_key, header):
+    token = es384_key.sign_raw_header(DISCOVERY_URL, {"alg": "ES384", "kid": es384_key.kid, "typ": "JWT", **header})
+    response = _call(secured_client, token)
+    assert response.status_code == 401
+    assert response.data == b""
+
+
+def test_a_token_without_exp_gets_a_bare_401(secured_client, es384_key):
+    response = _call(secured_client, es384_key.sign(DISCOVERY_URL, exp=None))
+    assert response.status_code == 401
+    assert response.data == b""
+
+
+def test_unknown_kids_refetch_the_jwks_at_most_once_per_issuer_per_interval():
+    import uuid
+
+    clock = [1_000_000.0]
+    real, attacker = ClientKey("ES384"), ClientKey("ES384")
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks_url": JWKS_URL}}, algorithms=["ES384"],
+                              leeway_seconds=30, max_age_seconds=10**9,
+                              jwks_cache=JwksCache(3600, clock=lambda: clock[0]),
+                              min_refetch_seconds=60, clock=lambda: clock[0])
+    with responses.RequestsMock() as mocked:
+        mocked.get(JWKS_URL, json=real.jwks)
+        for _ in range(20):
+            token = attacker.sign(SERVICE_URL, headers={"kid": uuid.uuid4().hex})
+            with pytest.raises(AuthenticationError):
+                verifier.verify(f"Bearer {token}", SERVICE_URL)
+        assert len(mocked.calls) == 2  # the first fetch, then one refetch for an unknown kid
+        clock[0] += 61
+        with pytest.raises(AuthenticationError):
+            verifier.verify(f"Bearer {attacker.sign(SERVICE_URL, headers={'kid': 'yet-another'})}", SERVICE_URL)
+        assert len(mocked.calls) == 3
+
+
+def test_jwt_checks_without_public_base_url_log_that_aud_follows_the_host_header(tmp_path, es384_key, caplog):
+    with caplog.at_level("WARNING"):
+        make_app({"CDS_REQUIRE_JWT": True, "CDS_TRUSTED_ISSUERS": {EHR_ISSUER: {"jwks": es384_key.jwks}},
+                  "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")})
+    assert any("PUBLIC_BASE_URL is not set" in r.getMessage() and "Host" in r.getMessage() for r in caplog.records)
+
+
+def test_card_links_come_from_public_base_url_whatever_the_host_header(tmp_path, monkeypatch):
+    from tests.support.cds_app import metastatic_assessment
+
+    monkeypatch.setattr(hook_call, "core_assess", FakeCore(metastatic_assessment("pat-1")))
+    app = make_app({"CDS_REQUIRE_JWT": False, "PUBLIC_BASE_URL": "https://cds.example.org",
+                    "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")})
+    body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/1", "patientId": "pat-1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "pat-1"}, "labs": None, "conditions": None,
+                         "medications": None, "procedures": None}}
+    response = app.test_client().post("/cds-services/calcinosis-patient-view", json=body,
+                                      headers={"Host": "evil.example.com"})
+    (card,) = response.get_json()["cards"]
+    assert card["source"]["url"].startswith("https://cds.example.org/")
+    assert all(link["url"].startswith("https://cds.example.org/") for link in card["links"])

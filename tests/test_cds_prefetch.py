@@ -223,3 +223,265 @@ def test_an_assessment_of_another_patient_is_never_shown(tmp_path, monkeypatch):
     app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3")})
     response = _post(app.test_client(), _request())
     assert response.get_json() == {"cards": []}
+
+
+# -- draft orders belong to the patient in context --------------------------------------------------------
+
+def _order_sign_request() -> dict:
+    return json.loads((FIXTURES / "order-sign-request.json").read_text())
+
+
+def test_draft_orders_without_subject_reach_the_core_as_the_context_patients(client, core):
+    body = _order_sign_request()
+    for entry in body["context"]["draftOrders"]["entry"]:
+        entry["resource"].pop("subject")
+    assert client.post("/cds-services/calcinosis-order-sign", json=body).status_code == 200
+    drafts = [e["resource"] for e in core.bundles[0]["entry"] if e["resource"].get("status") == "draft"]
+    assert {r["id"]: r["subject"] for r in drafts} == {
+        "draft-k-phos": {"reference": f"Patient/{PATIENT_ID}"}, "draft-pth": {"reference": f"Patient/{PATIENT_ID}"}}
+
+
+def test_a_draft_order_known_only_by_its_urn_uuid_full_url_gets_that_id(client, core):
+    body = _order_sign_request()
+    entry = body["context"]["draftOrders"]["entry"][0]
+    del entry["resource"]["id"]
+    entry["fullUrl"] = "urn:uuid:5c1b6f0e-3e0e-4f51-9d89-0b2f2b0d1f11"
+    assert client.post("/cds-services/calcinosis-order-sign", json=body).status_code == 200
+    ids = {e["resource"].get("id") for e in core.bundles[0]["entry"] if e["resource"].get("status") == "draft"}
+    assert "5c1b6f0e-3e0e-4f51-9d89-0b2f2b0d1f11" in ids
+
+
+# -- partial prefetch searchsets ----------------------------------------------------------------------
+
+def _partial_labs(body: dict, *, next_url: str | None = None, total: int | None = None,
+                  outcome_text: str | None = None) -> dict:
+    labs = body["prefetch"]["labs"]
+    if next_url:
+        labs["link"] = [{"relation": "next", "url": next_url}]
+    if total is not None:
+        labs["total"] = total
+    if outcome_text:
+        labs["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "warning", "code": "incomplete", "diagnostics": outcome_text}]},
+            "search": {"mode": "outcome"}})
+    return body
+
+
+def _data_notes(response) -> str:
+    detail = response.get_json()["cards"][-1]["detail"]
+    assert "**Data notes**" in detail
+    return detail[detail.index("**Data notes**"):]
+
+
+@responses.activate
+def test_a_prefetched_searchset_with_a_next_link_is_completed_from_the_allowlisted_fhir_server(client, core):
+    body = _partial_labs(_request(), next_url=f"{EHR}/Observation?page=2")
+    responses.get(f"{EHR}/Observation", json=_searchset([_observation("from-page-2")]),
+                  match=[matchers.query_param_matcher({"page": "2"}),
+                         matchers.header_matcher({"Authorization": f"Bearer {TOKEN}"})])
+    response = _post(client, body)
+    assert response.status_code == 200
+    assert len(responses.calls) == 1
+    ids = [e["resource"]["id"] for e in core.bundles[0]["entry"]]
+    assert "from-page-2" in ids and "ca-7301" in ids
+
+
+@responses.activate
+def test_following_prefetch_pages_stops_at_the_page_cap_and_says_later_pages_may_be_more_recent(client, core):
+    body = _partial_labs(_request(), next_url=f"{EHR}/Observation?page=2")
+    responses.get(f"{EHR}/Observation", json=_searchset([_observation("p2")], f"{EHR}/Observation?page=3"),
+                  match=[matchers.query_param_matcher({"page": "2"})])
+    response = _post(client, body)
+    assert len(responses.calls) == 1  # CDS_FHIR_MAX_PAGES=2 counts the prefetched page
+    assert ("only the first 2 pages of Observation were read (CDS_FHIR_MAX_PAGES); further pages were not read; "
+            "they may hold more recent results") in _data_notes(response)
+
+
+@responses.activate
+def test_a_partial_prefetch_without_an_allowlisted_server_is_kept_and_reported_in_data_notes(tmp_path, core):
+    app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3")})
+    body = _partial_labs(_request(), next_url=f"{EHR}/Observation?page=2")
+    response = _post(app.test_client(), body)
+    assert response.status_code == 200
+    assert len(responses.calls) == 0
+    assert "prefetch 'labs' is only the first page of its search" in _data_notes(response)
+    assert "ca-7301" in [e["resource"]["id"] for e in core.bundles[0]["entry"]]
+
+
+def test_a_prefetch_total_above_its_entries_is_reported(client):
+    body = _partial_labs(_request(), total=40)
+    notes = _data_notes(_post(client, body))
+    assert "prefetch 'labs' holds 3 of the 40 matching resources the EHR reported" in notes
+
+
+def test_outcome_entries_in_a_prefetch_are_carried_to_the_data_notes(client, core):
+    body = _partial_labs(_request(), outcome_text="results from the reference lab could not be retrieved")
+    response = _post(client, body)
+    assert "results from the reference lab could not be retrieved" in _data_notes(response)
+    assert "OperationOutcome" not in _types(core.bundles[0])
+
+
+def test_partial_data_with_nothing_else_to_say_still_gives_an_info_card(tmp_path, monkeypatch):
+    from tests.support.cds_app import quiet_assessment
+
+    monkeypatch.setattr(hook_call, "core_assess", FakeCore(quiet_assessment(PATIENT_ID)))
+    app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3")})
+    response = _post(app.test_client(), _partial_labs(_request(), total=40))
+    from tests.support.cds_spec import card_violations
+
+    assert card_violations(response.get_json()) == []
+    (card,) = response.get_json()["cards"]
+    assert card["indicator"] == "info"
+    assert "incomplete data" in card["summary"]
+    assert "holds 3 of the 40" in card["detail"]
+
+
+@responses.activate
+def test_outcome_entries_from_the_fhir_server_are_reported(client):
+    body = _request()
+    del body["prefetch"]["labs"]
+    page = _searchset([_observation("o1")])
+    page["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "incomplete", "diagnostics": "archive not searched"}]},
+        "search": {"mode": "outcome"}})
+    responses.get(f"{EHR}/Observation", json=page)
+    assert "archive not searched" in _data_notes(_post(client, body))
+
+
+# -- the token only goes where the allowlist says -------------------------------------------------------
+
+@responses.activate
+def test_a_fhir_server_escaping_the_allowlisted_path_with_dot_segments_is_never_contacted(client):
+    body = _request()
+    del body["prefetch"]["patient"]
+    body["fhirServer"] = "https://ehr.example.org/fhir/../uploads/attacker"
+    outcome = _fallback_412(client, body)
+    assert len(responses.calls) == 0
+    assert "allowlist" in outcome["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("fhir_server", [
+    "https://ehr.example.org/fhir/%2e%2e/uploads",
+    "https://ehr.example.org/fhir%2Fuploads",
+    "http://[::1",
+    "https://user@ehr.example.org/fhir",
+    "https://ehr.example.org:notaport/fhir",
+])
+def test_a_fhir_server_url_that_cannot_be_trusted_as_written_is_refused_with_400(client, fhir_server):
+    body = _request()
+    body["fhirServer"] = fhir_server
+    response = _post(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["fhirServer"]
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://ehr.example.org/fhir", True),
+    ("https://ehr.example.org:443/fhir/", True),
+    ("https://ehr.example.org/fhir/./r4", True),
+    ("https://ehr.example.org/fhir/../uploads", False),
+    ("https://ehr.example.org/fhir/%2E%2E/uploads", False),
+    ("http://ehr.example.org/fhir", False),
+    ("https://ehr.example.org:8443/fhir", False),
+    ("https://ehr.example.org@evil.example.net/fhir", False),
+    ("https://[ehr.example.org/fhir", False),
+])
+def test_the_allowlist_compares_resolved_urls(url, allowed):
+    from service.hooks.fhir_fetch import is_allowlisted
+
+    assert is_allowlisted(url, [EHR]) is allowed
+
+
+@responses.activate
+def test_a_next_link_that_climbs_out_of_the_server_path_is_not_followed():
+    fetcher = FhirFetcher(allowlist=["https://ehr.example.org/fhir/tenant-a"], connect_timeout=1, read_timeout=1,
+                          max_pages=5)
+    base = "https://ehr.example.org/fhir/tenant-a"
+    responses.get(f"{base}/Observation", json=_searchset([_observation("o1")],
+                                                         f"{base}/../tenant-b/Observation?page=2"))
+    with pytest.raises(FetchError, match="another server"):
+        fetcher.fetch(base, "Observation?patient=1", TOKEN)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_next_link_that_cannot_be_parsed_stops_paging_and_is_reported(client):
+    body = _request()
+    del body["prefetch"]["conditions"]
+    responses.get(f"{EHR}/Condition", json={"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                            "link": [{"relation": "next", "url": "https://[ehr.example.org/fhir/x"}]})
+    outcome = _fallback_412(client, body)
+    assert outcome["issue"][0]["expression"] == ["prefetch.conditions"]
+    assert "cannot be parsed" in outcome["issue"][0]["diagnostics"]
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_redirect_from_the_fhir_server_is_not_followed_with_the_token(client):
+    body = _request()
+    del body["prefetch"]["patient"]
+    responses.get(f"{EHR}/Patient/{PATIENT_ID}", status=302,
+                  headers={"Location": "https://attacker.example.net/collect"})
+    responses.get("https://attacker.example.net/collect", json={"resourceType": "Patient", "id": PATIENT_ID})
+    outcome = _fallback_412(client, body)
+    assert [c.request.url for c in responses.calls] == [f"{EHR}/Patient/{PATIENT_ID}"]
+    assert "redirect" in outcome["issue"][0]["diagnostics"]
+
+
+class _RecordingSession:
+    """Stands in for requests.Session and remembers the keyword arguments of each GET."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def get(self, url, **kwargs):
+        self.calls.append(dict(kwargs, url=url))
+        raise requests.exceptions.ConnectTimeout("no answer")
+
+
+def test_the_configured_connect_and_read_timeouts_are_passed_to_every_request():
+    session = _RecordingSession()
+    fetcher = FhirFetcher.from_config({"CDS_FHIR_SERVER_ALLOWLIST": [EHR], "CDS_FHIR_CONNECT_TIMEOUT_SECONDS": 2.5,
+                                       "CDS_FHIR_READ_TIMEOUT_SECONDS": 7})
+    fetcher.session = session
+    with pytest.raises(FetchError, match="did not answer"):
+        fetcher.fetch(EHR, f"Patient/{PATIENT_ID}", TOKEN)
+    assert session.calls[0]["timeout"] == (2.5, 7.0)
+    assert session.calls[0]["allow_redirects"] is False
+
+
+@responses.activate
+def test_logs_of_a_fallback_fetch_carry_neither_the_patient_id_nor_the_token(client, caplog):
+    body = _request()
+    del body["prefetch"]["patient"], body["prefetch"]["labs"]
+    responses.get(f"{EHR}/Patient/{PATIENT_ID}", json={"resourceType": "Patient", "id": PATIENT_ID})
+    responses.get(f"{EHR}/Observation", json=_searchset([_observation("o1")]))
+    with caplog.at_level("DEBUG"):
+        assert _post(client, body).status_code == 200
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "FHIR fetch Patient -> 200" in text
+    assert PATIENT_ID not in text and TOKEN not in text and "code=" not in text
+
+
+# -- data the FHIR server gives must be the context patient's ------------------------------------------
+
+@responses.activate
+def test_fhir_server_data_for_another_patient_gives_412_naming_the_key_without_the_ids(client):
+    body = _request()
+    del body["prefetch"]["conditions"]
+    responses.get(f"{EHR}/Condition", json=_searchset([{"resourceType": "Patient", "id": "someone-else"}]))
+    outcome = _fallback_412(client, body)
+    issue = outcome["issue"][0]
+    assert issue["expression"] == ["prefetch.conditions.entry[0].resource.id"]
+    assert "prefetch 'conditions'" in issue["diagnostics"]
+    assert "someone-else" not in json.dumps(outcome) and PATIENT_ID not in json.dumps(outcome)
+
+
+@responses.activate
+def test_a_fhir_server_entry_that_is_not_a_resource_gives_412_not_500(client):
+    body = _request()
+    del body["prefetch"]["conditions"]
+    responses.get(f"{EHR}/Condition", json={"resourceType": "Bundle", "type": "searchset",
+                                            "entry": [{"resource": {"resourceType": ["Condition"]}}]})
+    outcome = _fallback_412(client, body)
+    assert outcome["issue"][0]["expression"] == ["prefetch.conditions"]

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from ..assessment_model import RISK_ORDER, OrderAlert, PanelTest, PatientAssessment, ValueUsed
+from .draft_orders import reference_key
+from .order_codes import LabTestGrouping
 
 _CARD_DATA_FILE = Path(__file__).with_name("cards.json")
 SUMMARY_LIMIT = 140  # the spec: "<140 characters"
@@ -41,7 +43,8 @@ class CardContext:
     patient_reference: str  # "Patient/<context.patientId>"
     selections: tuple[str, ...] | None = None  # order-select: alert only on these orders
     draft_order_codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) already in draftOrders
-    gathering_notes: tuple[str, ...] = field(default=())
+    gathering_notes: tuple[str, ...] = field(default=())  # how the data was gathered: shown as "Data notes"
+    test_grouping: LabTestGrouping = field(default_factory=LabTestGrouping)  # which codes are the same test
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +61,17 @@ class IssuedCard:
 
 def build_cards(assessment: PatientAssessment, context: CardContext,
                 data: Mapping[str, Any] = CARD_DATA) -> list[IssuedCard]:
-    """Order alerts first (they are about what is being ordered now), then the assessment card."""
+    """Order alerts first (they are about what is being ordered now), then the assessment card.
+
+    When the data was incomplete (see `gathering_notes`) and nothing else would be shown, an info
+    card says so: an empty answer would read as "nothing found" on complete data.
+    """
     cards = [_order_alert_card(alert, context, data) for alert in _alerts_to_show(assessment, context)]
     assessment_card = _assessment_card(assessment, context, data)
     if assessment_card is not None:
         cards.append(assessment_card)
+    elif context.gathering_notes and assessment.grades:
+        cards.append(_data_notes_card(assessment, context, data))
     return cards
 
 
@@ -76,19 +85,11 @@ def truncate_summary(text: str) -> str:
 
 # -- order alerts ---------------------------------------------------------------------------------
 
-def _reference_key(reference: str) -> str:
-    """'MedicationRequest/1' for 'MedicationRequest/1', 'https://x/fhir/MedicationRequest/1' or '.../_history/2'."""
-    parts = [p for p in reference.split("/") if p]
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
-
-
 def _alerts_to_show(assessment: PatientAssessment, context: CardContext) -> list[OrderAlert]:
     if context.selections is None:
         return list(assessment.order_alerts)
-    selected = {_reference_key(s) for s in context.selections}
-    return [a for a in assessment.order_alerts if _reference_key(a.order_reference) in selected]
+    selected = {reference_key(s) for s in context.selections}
+    return [a for a in assessment.order_alerts if reference_key(a.order_reference) in selected]
 
 
 def _order_alert_card(alert: OrderAlert, context: CardContext, data: Mapping[str, Any]) -> IssuedCard:
@@ -120,7 +121,9 @@ def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | 
 
 
 def _missing_tests(assessment: PatientAssessment, context: CardContext) -> list[PanelTest]:
-    return [t for t in assessment.recommended if (t.system, t.code) not in context.draft_order_codes]
+    """The recommended tests not already drafted, under any code of the same value set."""
+    return [t for t in assessment.recommended
+            if not context.test_grouping.is_ordered(t.system, t.code, context.draft_order_codes)]
 
 
 def _assessment_card(assessment: PatientAssessment, context: CardContext,
@@ -229,15 +232,37 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     if assessment.available:
         lines += ["", "**Already available**"]
         lines += [f"- {t.display}: {t.summary}" for t in assessment.available]
-    remarks = list(assessment.notes) + list(context.gathering_notes) + [
+    remarks = list(assessment.notes) + [
         f"{i.diagnostics}" + (f" ({i.location})" if i.location else "")
         for i in assessment.issues if i.severity in ("fatal", "error", "warning")
     ]
     if remarks:
         lines += ["", "**Notes**"]
         lines += [f"- {r}" for r in remarks]
+    lines += _data_notes(context)
     lines += ["", f"Rule library {assessment.library} {assessment.library_version}."]
     return "\n".join(lines)
+
+
+def _data_notes(context: CardContext) -> list[str]:
+    if not context.gathering_notes:
+        return []
+    return ["", "**Data notes**"] + [f"- {note}" for note in context.gathering_notes]
+
+
+def _data_notes_card(assessment: PatientAssessment, context: CardContext, data: Mapping[str, Any]) -> IssuedCard:
+    lines = [data["data_notes_detail"]] + _data_notes(context)
+    lines += ["", f"Rule library {assessment.library} {assessment.library_version}."]
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": truncate_summary(data["data_notes_summary"]),
+        "indicator": "info",
+        "detail": "\n".join(lines),
+        "source": _source(context, data),
+        "overrideReasons": _override_reasons(data, "assessment"),
+        "links": _links(context, data),
+    }
+    return IssuedCard(compact(card), "data-notes")
 
 
 def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Reads what prefetch left out from the CDS client's FHIR server.
 
 The client's access token is a credential for patient data, so it is only ever sent to a server
-on the configured allowlist, and paging links are only followed on that same server. Timeouts
-bound how long a clinician's screen waits; a page cap bounds how much is read. Nothing here logs a
-token or a response body.
+on the configured allowlist, compared in canonical form (see `safe_urls`), and paging links are
+only followed under that same server and allowlist. Redirects are never followed, since the token
+would travel with them. Timeouts bound how long a clinician's screen waits; a page cap bounds how
+much is read. Nothing here logs a token, an id, a query string or a response body.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit
 
 import requests
 
+from .safe_urls import SafeUrl, is_under_any, parse_safe_url
+
 log = logging.getLogger(__name__)
+
+PAGE_CAP_NOTE = ("only the first {pages} pages of {what} were read (CDS_FHIR_MAX_PAGES); "
+                 "further pages were not read; they may hold more recent results")
 
 
 class FetchError(Exception):
-    """The FHIR server could not give the data: the reason is safe to show (no token, no body)."""
+    """The FHIR server could not give the data: the reason is safe to show (no token, no id, no body)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +36,70 @@ class FetchResult:
     notes: tuple[str, ...] = field(default=())
 
 
-def _normalize_base(url: str) -> str:
-    parts = urlsplit(url.strip())
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+def resource_type_of(query: str) -> str:
+    """'Observation' for 'Observation?patient=1' or 'Patient/1': what may be logged and shown."""
+    return query.split("?")[0].strip("/").split("/")[0] or "resource"
 
 
 def is_allowlisted(fhir_server: str, allowlist: Iterable[str]) -> bool:
-    """True when `fhir_server` is one of the allowlisted bases or lies under one of them."""
-    server = _normalize_base(fhir_server)
-    for allowed in allowlist:
-        base = _normalize_base(allowed)
-        if server == base or server.startswith(base + "/"):
-            return True
-    return False
+    """True when `fhir_server` parses safely and lies under one of the allowlisted bases."""
+    server = parse_safe_url(fhir_server)
+    return server is not None and is_under_any(server, allowlist)
+
+
+def match_entries(bundle: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
+    """Resources of a searchset page; included resources and outcome entries are left out.
+
+    An entry that is not a FHIR resource makes the page unusable (FetchError): dropping it would
+    present partial data as complete.
+    """
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise FetchError(f"the FHIR server's searchset for {what} has an entry list that is not an array")
+    resources = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise FetchError(f"the FHIR server's searchset for {what} has an entry that is not a FHIR resource")
+        search = entry.get("search")
+        mode = search.get("mode", "match") if isinstance(search, dict) else "match"
+        if mode != "match" or resource["resourceType"] == "OperationOutcome":
+            continue
+        resources.append(resource)
+    return resources
+
+
+def outcome_diagnostics(bundle: Mapping[str, Any]) -> list[str]:
+    """The texts of OperationOutcome entries (search.mode outcome): the server saying it left something out."""
+    texts = []
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+            continue
+        issues = resource.get("issue")
+        for issue in issues if isinstance(issues, list) else ():
+            if not isinstance(issue, dict):
+                continue
+            text = issue.get("diagnostics")
+            if not isinstance(text, str) or not text.strip():
+                details = issue.get("details")
+                text = details.get("text") if isinstance(details, dict) else None
+            if isinstance(text, str) and text.strip():
+                texts.append(text.strip()[:300])
+            elif isinstance(issue.get("code"), str):
+                texts.append(f"the server reported '{issue['code']}'")
+    return texts
+
+
+def next_link(bundle: Mapping[str, Any]) -> str | None:
+    """The `next` paging link's URL as given (a non-string URL counts as one that cannot be parsed)."""
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) else repr(url)
+    return None
 
 
 class FhirFetcher:
@@ -58,50 +114,79 @@ class FhirFetcher:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FhirFetcher":
+        allowlist = config.get("CDS_FHIR_SERVER_ALLOWLIST") or ()
         return cls(
-            allowlist=config.get("CDS_FHIR_SERVER_ALLOWLIST") or (),
+            allowlist=[allowlist] if isinstance(allowlist, str) else allowlist,
             connect_timeout=config.get("CDS_FHIR_CONNECT_TIMEOUT_SECONDS", 3.05),
             read_timeout=config.get("CDS_FHIR_READ_TIMEOUT_SECONDS", 10.0),
             max_pages=config.get("CDS_FHIR_MAX_PAGES", 10),
         )
 
-    def check_server(self, fhir_server: str) -> None:
-        """FetchError unless the server may be contacted (and given the client's token)."""
-        if not is_allowlisted(fhir_server, self.allowlist):
-            raise FetchError(f"FHIR server {_normalize_base(fhir_server)} is not on this service's allowlist "
+    def may_contact(self, fhir_server: str) -> bool:
+        return is_allowlisted(fhir_server, self.allowlist)
+
+    def check_server(self, fhir_server: str) -> SafeUrl:
+        """The server in canonical form, or FetchError unless it may be contacted (and given the token)."""
+        server = parse_safe_url(fhir_server)
+        if server is None:
+            raise FetchError("the fhirServer URL cannot be parsed safely, so it was not queried")
+        if not is_under_any(server, self.allowlist):
+            raise FetchError(f"FHIR server {server.base} is not on this service's allowlist "
                              "(CDS_FHIR_SERVER_ALLOWLIST), so it was not queried")
+        return server
 
     def fetch(self, fhir_server: str, query: str, access_token: str | None) -> FetchResult:
         """Read `query` (e.g. "Patient/1" or "Observation?patient=1") relative to `fhir_server`."""
-        self.check_server(fhir_server)
-        url = f"{fhir_server.rstrip('/')}/{query.lstrip('/')}"
-        first = self._get_json(url, access_token, query)
+        server = self.check_server(fhir_server)
+        what = resource_type_of(query)
+        first = self._get_json(f"{server.base}/{query.lstrip('/')}", access_token, what)
         if first.get("resourceType") != "Bundle" or first.get("type") != "searchset":
             if first.get("resourceType") == "OperationOutcome":
-                raise FetchError(f"the FHIR server answered {query.split('?')[0]} with an OperationOutcome")
+                raise FetchError(f"the FHIR server answered {what} with an OperationOutcome")
             return FetchResult((first,))
-        resources: list[dict[str, Any]] = []
-        page, pages = first, 1
-        while True:
-            resources.extend(_match_entries(page))
-            next_url = _next_link(page)
-            if not next_url:
-                return FetchResult(tuple(resources))
-            if not is_allowlisted(next_url, (fhir_server,)):
-                raise FetchError(f"the FHIR server's next page for {query.split('?')[0]} points to another server")
-            if pages >= self.max_pages:
-                note = (f"only the first {pages} pages of {query.split('?')[0]} were read "
-                        f"(CDS_FHIR_MAX_PAGES); older or further results were not considered")
-                return FetchResult(tuple(resources), truncated=True, notes=(note,))
-            page = self._get_json(next_url, access_token, query)
-            pages += 1
+        resources = match_entries(first, what)
+        notes = [f"the FHIR server noted for {what}: {text}" for text in outcome_diagnostics(first)]
+        if next_link(first) is None:
+            return FetchResult(tuple(resources), notes=tuple(notes))
+        rest = self.read_further_pages(fhir_server, first, access_token, what, pages_read=1)
+        return FetchResult(tuple(resources) + rest.resources, rest.truncated, tuple(notes) + rest.notes)
 
-    def _get_json(self, url: str, access_token: str | None, query: str) -> dict[str, Any]:
-        what = query.split("?")[0]
+    def read_further_pages(self, fhir_server: str, page: Mapping[str, Any], access_token: str | None, what: str,
+                           *, pages_read: int) -> FetchResult:
+        """The pages after `page`, following `next` links up to the cap.
+
+        A next link that cannot be parsed or leaves the server is never requested: FetchError.
+        """
+        server = self.check_server(fhir_server)
+        resources: list[dict[str, Any]] = []
+        notes: list[str] = []
+        pages = pages_read
+        while True:
+            url = next_link(page)
+            if url is None:
+                return FetchResult(tuple(resources), notes=tuple(notes))
+            target = parse_safe_url(url)
+            if target is None:
+                raise FetchError(f"the FHIR server's next page link for {what} cannot be parsed safely, "
+                                 "so it was not followed")
+            if not target.is_under(server) or not is_under_any(target, self.allowlist):
+                raise FetchError(f"the FHIR server's next page for {what} points to another server")
+            if pages >= self.max_pages:
+                notes.append(PAGE_CAP_NOTE.format(pages=pages, what=what))
+                return FetchResult(tuple(resources), truncated=True, notes=tuple(notes))
+            page = self._get_json(target.text, access_token, what)
+            if page.get("resourceType") != "Bundle":
+                raise FetchError(f"the FHIR server's next page for {what} is not a Bundle")
+            pages += 1
+            resources.extend(match_entries(page, what))
+            notes.extend(f"the FHIR server noted for {what}: {text}" for text in outcome_diagnostics(page))
+
+    def _get_json(self, url: str, access_token: str | None, what: str) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
         try:
+            # Never follow a redirect: the token would go wherever the Location header says.
             response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout:
             raise FetchError(f"the FHIR server did not answer {what} in time") from None
@@ -110,6 +195,9 @@ class FhirFetcher:
         log.info("FHIR fetch %s -> %s", what, response.status_code)
         if response.status_code in (401, 403):
             raise FetchError(f"the FHIR server refused access to {what} (HTTP {response.status_code})")
+        if 300 <= response.status_code < 400:
+            raise FetchError(f"the FHIR server redirected the {what} request (HTTP {response.status_code}); "
+                             "redirects are not followed with the access token")
         if response.status_code != 200:
             raise FetchError(f"the FHIR server answered {what} with HTTP {response.status_code}")
         try:
@@ -119,23 +207,3 @@ class FhirFetcher:
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FetchError(f"the FHIR server's answer to {what} is not a FHIR resource")
         return data
-
-
-def _match_entries(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Resources of a searchset page; included resources and OperationOutcome notes are left out."""
-    resources = []
-    for entry in bundle.get("entry") or ():
-        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
-            continue
-        mode = (entry.get("search") or {}).get("mode", "match") if isinstance(entry.get("search"), dict) else "match"
-        if mode != "match" or entry["resource"].get("resourceType") == "OperationOutcome":
-            continue
-        resources.append(entry["resource"])
-    return resources
-
-
-def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or ():
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
-    return None

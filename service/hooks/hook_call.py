@@ -14,7 +14,9 @@ from typing import Any, Callable, Mapping
 
 from ..assessment_model import PatientAssessment
 from .cards import CardContext, IssuedCard, build_cards
+from .draft_orders import draft_test_codes
 from .fhir_fetch import FhirFetcher
+from .order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
 from .prefetch import gather_bundle
 from .request_validation import HookCall, validate_hook_call
 
@@ -62,19 +64,12 @@ def _patient_of(run: Any, patient_id: str) -> PatientAssessment | None:
 
 
 def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
-    """(system, code) of every ServiceRequest in draftOrders, so no suggestion duplicates one."""
-    codes: set[tuple[str, str]] = set()
-    draft_orders = call.context.get("draftOrders")
-    if not isinstance(draft_orders, dict):
-        return frozenset()
-    for entry in draft_orders.get("entry") or ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
-            continue
-        for coding in (resource.get("code") or {}).get("coding") or ():
-            if isinstance(coding, dict) and coding.get("system") and coding.get("code"):
-                codes.add((coding["system"], coding["code"]))
-    return frozenset(codes)
+    """(system, code) of the context patient's draft ServiceRequests, so no suggestion duplicates one.
+
+    The same subject rule as the Bundle handed to the core: an order without subject is the
+    context patient's; one naming another patient was refused by validation and is skipped here.
+    """
+    return draft_test_codes(call.context.get("draftOrders"), call.patient_id)
 
 
 def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetcher, base_url: str,
@@ -95,6 +90,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
         selections=tuple(selections) if isinstance(selections, list) else None,
         draft_order_codes=_draft_order_codes(call),
         gathering_notes=gathered.notes,
+        test_grouping=LabTestGrouping(config.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR),
     )
     cards = tuple(build_cards(assessment, context))
     return HookAnswer({"cards": [c.card for c in cards]}, cards, call.hook_instance)

@@ -1,9 +1,12 @@
 """Trusting CDS clients (CDS Hooks 2.0, Security): the bearer JWT on every call.
 
 The token must be signed with an asymmetric key of an issuer on the allowlist, found in that
-issuer's JWKS (given inline, or fetched from its configured URL or an allowlisted `jku`), be meant
-for the endpoint called (`aud`), be fresh (`exp`, `iat`) and be used once (`jti`). Every failure is
-an AuthenticationError, which the HTTP layer turns into a bare 401; the reason is only logged.
+issuer's JWKS (given inline, or fetched from its configured URL or a `jku` listed for that same
+issuer: one trusted issuer can never name another's keys), be meant for the endpoint called
+(`aud`), be fresh (`exp`, `iat`) and be used once (`jti`). JWKS fetches never follow redirects, and
+an unknown `kid` refetches an issuer's keys at most once per CDS_JWKS_MIN_REFETCH_SECONDS, so
+random kids cannot make the service hammer the issuer. Every failure is an AuthenticationError,
+which the HTTP layer turns into a bare 401; the reason is only logged.
 """
 
 from __future__ import annotations
@@ -90,7 +93,9 @@ class JwksCache:
         if cached and not refresh and cached[0] > now:
             return cached[1]
         try:
-            response = self.session.get(url, timeout=self._timeout, headers={"Accept": "application/json"})
+            # A redirect could hand the service keys from any host: never followed.
+            response = self.session.get(url, timeout=self._timeout, headers={"Accept": "application/json"},
+                                        allow_redirects=False)
         except requests.RequestException as error:
             raise AuthenticationError(f"JWKS {url} could not be fetched ({type(error).__name__})") from None
         if response.status_code != 200:
@@ -111,20 +116,47 @@ def _asymmetric(algorithms: Iterable[str]) -> list[str]:
     return [alg for alg in algorithms if not alg.lower().startswith("none") and not alg.upper().startswith("HS")]
 
 
+class RefetchLimiter:
+    """Allows a JWKS refetch for an unknown kid at most once per issuer per interval (a negative cache)."""
+
+    def __init__(self, min_interval_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.min_interval = float(min_interval_seconds)
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, issuer: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(issuer)
+            if last is not None and now - last < self.min_interval:
+                return False
+            self._last[issuer] = now
+            return True
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(item for item in value if isinstance(item, str))
+    return ()
+
+
 class ClientVerifier:
     """Verifies CDS client JWTs against the configured trusted issuers."""
 
     def __init__(self, *, trusted_issuers: Mapping[str, Mapping[str, Any]], algorithms: Iterable[str],
-                 leeway_seconds: float, max_age_seconds: float, jku_allowlist: Iterable[str] = (),
-                 jwks_cache: JwksCache | None = None, replay_store: TokenIdStore | None = None,
+                 leeway_seconds: float, max_age_seconds: float, jwks_cache: JwksCache | None = None,
+                 replay_store: TokenIdStore | None = None, min_refetch_seconds: float = 60,
                  clock: Callable[[], float] = time.time) -> None:
         self.trusted_issuers = {iss: dict(spec or {}) for iss, spec in (trusted_issuers or {}).items()}
         self.algorithms = _asymmetric(algorithms)
         self.leeway = float(leeway_seconds)
         self.max_age = float(max_age_seconds)
-        self.jku_allowlist = tuple(jku_allowlist)
         self.jwks_cache = jwks_cache or JwksCache(3600)
         self.replay_store = replay_store or ReplayStore(clock)
+        self.refetch_limiter = RefetchLimiter(min_refetch_seconds, clock)
         self._clock = clock
 
     @classmethod
@@ -137,9 +169,9 @@ class ClientVerifier:
             algorithms=config.get("CDS_JWT_ALGORITHMS") or ("ES384", "RS384"),
             leeway_seconds=config.get("CDS_JWT_LEEWAY_SECONDS", 60),
             max_age_seconds=config.get("CDS_JWT_MAX_AGE_SECONDS", 600),
-            jku_allowlist=config.get("CDS_JKU_ALLOWLIST") or (),
             jwks_cache=JwksCache(config.get("CDS_JWKS_CACHE_SECONDS", 3600)),
             replay_store=replay_store,
+            min_refetch_seconds=config.get("CDS_JWKS_MIN_REFETCH_SECONDS", 60),
         )
 
     def verify(self, authorization_header: str | None, audience: str) -> dict[str, Any]:
@@ -150,11 +182,14 @@ class ClientVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
             raise AuthenticationError(f"malformed JWT: {error}") from None
+        for name in ("alg", "kid", "jku", "typ"):
+            if header.get(name) is not None and not isinstance(header[name], str):
+                raise AuthenticationError(f"JWT header {name} is not a string")
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             raise AuthenticationError(f"JWT algorithm {algorithm!r} is not accepted")
         typ = header.get("typ")
-        if typ is not None and str(typ).upper() != "JWT":
+        if typ is not None and typ.upper() != "JWT":
             raise AuthenticationError(f"JWT typ {typ!r} is not JWT")
         issuer = unverified.get("iss")
         if not isinstance(issuer, str) or issuer not in self.trusted_issuers:
@@ -192,9 +227,8 @@ class ClientVerifier:
         spec = self.trusted_issuers[issuer]
         jku = header.get("jku")
         if jku is not None:
-            allowed = set(self.jku_allowlist) | set(spec.get("jku") or ())
-            if spec.get("jwks_url"):
-                allowed.add(spec["jwks_url"])
+            # Only URLs configured for this issuer: a URL trusted for one issuer says nothing about another.
+            allowed = set(_string_list(spec.get("jku"))) | set(_string_list(spec.get("jwks_url")))
             if jku not in allowed:
                 raise AuthenticationError(f"jku {jku!r} is not allowlisted for issuer {issuer!r}")
             jwks_source: Callable[[bool], Mapping[str, Any]] = lambda refresh: self.jwks_cache.get(jku, refresh=refresh)
@@ -206,7 +240,8 @@ class ClientVerifier:
             raise AuthenticationError(f"issuer {issuer!r} has neither jwks nor jwks_url configured")
         kid = header.get("kid")
         key = _find_key(jwks_source(False), kid, algorithm)
-        if key is None and (jku is not None or "jwks" not in spec):
+        fetched = jku is not None or not isinstance(spec.get("jwks"), dict)
+        if key is None and fetched and self.refetch_limiter.allow(issuer):
             key = _find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
         if key is None:
             raise AuthenticationError(f"no key with kid {kid!r} for issuer {issuer!r}")

@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from ..assessment_model import InputIssue
 from ..errors import InputError
+from .draft_orders import check_draft_orders, check_selections
+from .safe_urls import parse_safe_url
 
 _HOOK_CONTEXTS_FILE = Path(__file__).with_name("hook_contexts.json")
 _JSON_TYPES = {"string": str, "array": list, "object": dict}
@@ -89,19 +90,26 @@ def _check_context(hook: str, context: Any, issues: list[InputIssue]) -> None:
             if not isinstance(selection, str) or "/" not in selection:
                 issues.append(_issue("each selection must be a reference such as 'MedicationRequest/123'",
                                      f"context.selections[{index}]"))
-    draft_orders = context.get("draftOrders")
-    if isinstance(draft_orders, dict) and draft_orders.get("resourceType") != "Bundle":
-        issues.append(_issue("context.draftOrders must be a FHIR Bundle", "context.draftOrders.resourceType"))
+    patient_id = context.get("patientId")
+    if not isinstance(patient_id, str) or not _FHIR_ID.fullmatch(patient_id):
+        return  # already reported; orders cannot be tied to a patient without one
+    before = len(issues)
+    check_draft_orders(context.get("draftOrders"), patient_id, issues)
+    if hook == "order-select" and len(issues) == before:
+        check_selections(selections, context.get("draftOrders"), patient_id, issues)
 
 
 def _check_fhir_access(body: Mapping[str, Any], issues: list[InputIssue]) -> tuple[str | None, str | None]:
     fhir_server = body.get("fhirServer")
     authorization = body.get("fhirAuthorization")
     if fhir_server is not None:
-        parts = urlsplit(fhir_server) if isinstance(fhir_server, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            issues.append(_issue("fhirServer must be an absolute http(s) URL", "fhirServer"))
+        server = parse_safe_url(fhir_server)
+        if server is None or server.query:
+            issues.append(_issue("fhirServer must be an absolute http(s) base URL without user info, query, "
+                                 "fragment or percent-encoded dots and slashes in its path", "fhirServer"))
             fhir_server = None
+        else:
+            fhir_server = server.base
     if authorization is None:
         return fhir_server, None
     if body.get("fhirServer") is None:
@@ -121,6 +129,29 @@ def _check_fhir_access(body: Mapping[str, Any], issues: list[InputIssue]) -> tup
         issues.append(_issue("fhirAuthorization.token_type must be 'Bearer'", "fhirAuthorization.token_type"))
     token = authorization.get("access_token")
     return fhir_server, token if isinstance(token, str) and token else None
+
+
+def _check_prefetch_bundle(bundle: Mapping[str, Any], where: str, issues: list[InputIssue]) -> None:
+    """Each entry must hold a FHIR resource: the core is never handed half-read data."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        issues.append(_issue("Bundle.entry must be an array", f"{where}.entry"))
+        return
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            issues.append(_issue("each Bundle entry needs a resource (a JSON object)",
+                                 f"{where}.entry[{index}].resource"))
+        elif not isinstance(resource.get("resourceType"), str) or not resource["resourceType"]:
+            issues.append(_issue("the resource has no resourceType string",
+                                 f"{where}.entry[{index}].resource.resourceType", "required"))
+        elif resource.get("id") is not None and not isinstance(resource["id"], str):
+            issues.append(_issue("id must be a string", f"{where}.entry[{index}].resource.id"))
+    total = bundle.get("total")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+        issues.append(_issue("Bundle.total must be a non-negative integer", f"{where}.total"))
 
 
 def validate_hook_call(service: Mapping[str, Any], body: Any) -> HookCall:
@@ -149,13 +180,15 @@ def validate_hook_call(service: Mapping[str, Any], body: Any) -> HookCall:
         for key, value in prefetch.items():
             if value is not None and not (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
                 issues.append(_issue("a prefetch value must be a FHIR resource or null", f"prefetch.{key}"))
+            elif isinstance(value, dict) and value["resourceType"] == "Bundle":
+                _check_prefetch_bundle(value, f"prefetch.{key}", issues)
     if issues:
         raise InputError(issues, status=400)
     return HookCall(
         hook=service["hook"],
         hook_instance=hook_instance,
         context=body["context"],
-        fhir_server=fhir_server.rstrip("/") if fhir_server else None,
+        fhir_server=fhir_server or None,
         access_token=token,
         prefetch=prefetch,
     )
@@ -176,15 +209,16 @@ class FeedbackEntry:
 
 
 def _is_timestamp(value: Any) -> bool:
+    """An ISO 8601 date-time with its offset: without one the instant is ambiguous."""
     from datetime import datetime
 
     if not isinstance(value, str) or "T" not in value:
         return False
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return True
+    return parsed.tzinfo is not None
 
 
 def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> FeedbackEntry | None:
@@ -198,10 +232,14 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> Fee
     if outcome not in ("accepted", "overridden"):
         issues.append(_issue("outcome must be 'accepted' or 'overridden'", f"{where}.outcome", "code-invalid"))
     if not _is_timestamp(timestamp):
-        issues.append(_issue("outcomeTimestamp must be an ISO 8601 date-time", f"{where}.outcomeTimestamp",
+        issues.append(_issue("outcomeTimestamp must be an ISO 8601 date-time with a time zone (e.g. Z or +01:00)",
+                             f"{where}.outcomeTimestamp",
                              "required" if timestamp is None else "value"))
     accepted: list[str] = []
     suggestions = item.get("acceptedSuggestions")
+    if suggestions is None and outcome == "accepted":
+        issues.append(_issue("acceptedSuggestions is required when the outcome is 'accepted'",
+                             f"{where}.acceptedSuggestions", "required"))
     if suggestions is not None:
         if outcome != "accepted":
             issues.append(_issue("acceptedSuggestions only goes with outcome 'accepted'", f"{where}.acceptedSuggestions"))
@@ -224,9 +262,18 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> Fee
         else:
             reason = override.get("reason")
             if reason is not None:
-                if not isinstance(reason, dict) or not isinstance(reason.get("code"), str) or not reason["code"]:
+                if not isinstance(reason, dict):
+                    issues.append(_issue("overrideReason.reason must be a Coding (a JSON object)",
+                                         f"{where}.overrideReason.reason"))
+                elif not isinstance(reason.get("code"), str) or not reason["code"]:
                     issues.append(_issue("overrideReason.reason must be a Coding with a code",
                                          f"{where}.overrideReason.reason.code", "required"))
+                elif not isinstance(reason.get("system"), str) or not reason["system"]:
+                    issues.append(_issue("overrideReason.reason must be a Coding with a system",
+                                         f"{where}.overrideReason.reason.system", "required"))
+                elif reason.get("display") is not None and not isinstance(reason["display"], str):
+                    issues.append(_issue("overrideReason.reason.display must be a string",
+                                         f"{where}.overrideReason.reason.display"))
                 else:
                     system, code = reason.get("system"), reason["code"]
                     display = reason.get("display")

@@ -22,11 +22,9 @@ DEFAULTS: dict[str, Any] = {
     # is for local development only and is logged as a warning at start.
     "CDS_REQUIRE_JWT": True,
     # Trusted client issuers: {"<iss>": {"jwks": {"keys": [...]}}} or {"<iss>": {"jwks_url": "https://..."}};
-    # optional per issuer: "jku": ["https://..."] (JWKS URLs its tokens may name in the `jku` header) and
-    # "sub": ["<client id>", ...] (the client ids accepted from it).
+    # optional per issuer: "jku": ["https://..."] (JWKS URLs its tokens may name in the `jku` header, besides
+    # its own jwks_url; never another issuer's) and "sub": ["<client id>", ...] (the client ids accepted from it).
     "CDS_TRUSTED_ISSUERS": {},
-    # JWKS URLs any trusted issuer may name in the `jku` header, besides its own `jwks_url`.
-    "CDS_JKU_ALLOWLIST": [],
     # Signing algorithms accepted; asymmetric only ("none" and HS* are refused whatever is listed here).
     "CDS_JWT_ALGORITHMS": ["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256", "PS512"],
     # Clock skew allowed on `exp` and `iat` (seconds).
@@ -35,8 +33,13 @@ DEFAULTS: dict[str, Any] = {
     "CDS_JWT_MAX_AGE_SECONDS": 600,
     # How long a fetched JWKS is reused before it is fetched again (seconds).
     "CDS_JWKS_CACHE_SECONDS": 3600,
-    # FHIR servers (base URL prefixes, e.g. "https://ehr.example.org/fhir") the service may query with the
-    # client's fhirAuthorization token when prefetch is incomplete. Others are never contacted.
+    # Shortest time between two JWKS refetches for one issuer when a token names an unknown `kid`
+    # (seconds); within it such tokens are refused without contacting the issuer.
+    "CDS_JWKS_MIN_REFETCH_SECONDS": 60,
+    # FHIR servers (base URLs, e.g. "https://ehr.example.org/fhir") the service may query with the client's
+    # fhirAuthorization token when prefetch is incomplete, and under which paging links are followed. URLs are
+    # compared after resolving dot segments (scheme, host and port exactly, the path by whole segments).
+    # Others are never contacted.
     "CDS_FHIR_SERVER_ALLOWLIST": [],
     "CDS_FHIR_CONNECT_TIMEOUT_SECONDS": 3.05,
     "CDS_FHIR_READ_TIMEOUT_SECONDS": 10.0,

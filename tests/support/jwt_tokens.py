@@ -51,6 +51,19 @@ class ClientKey:
         header.update(headers or {})
         return jwt.encode(payload, self.private_key, algorithm=self.algorithm, headers=header)
 
+    def sign_raw_header(self, audience: str, header: dict[str, Any], *, issuer: str = EHR_ISSUER) -> str:
+        """A validly signed token whose header is exactly `header` (PyJWT refuses e.g. a non-string kid)."""
+        now = int(time.time())
+        payload = {"iss": issuer, "sub": "ehr-client-id", "aud": audience, "iat": now, "exp": now + 300,
+                   "jti": uuid.uuid4().hex}
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
+        algorithm = jwt.algorithms.get_default_algorithms()[self.algorithm]
+        return f"{signing_input}.{_b64(algorithm.sign(signing_input.encode(), self.private_key))}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
 
 def unsigned_token(audience: str, *, issuer: str = EHR_ISSUER) -> str:
     """An alg=none token: a client trying to skip the signature."""
