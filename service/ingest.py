@@ -2,7 +2,11 @@
 
 Only the resource types the rule library reads are kept and validated with
 `fhir.resources.R4B`; everything else (claims, encounters, imaging ...) is
-skipped without being looked into, so a large hospital export stays cheap.
+skipped without being validated, so a large hospital export stays cheap, but
+it is counted in one information issue, and a nested Bundle or Observations
+contained in a DiagnosticReport (lab results the rules would never see) get
+a warning each. Entries are the same resource only when their fullUrls are
+equal (bdl-7); an unusable fullUrl or Patient id is reported and not used.
 A single bad entry never sinks the request: it becomes an `InputIssue` whose
 location points into the Bundle, and the rest is still assessed. Only a
 payload that is not a usable Bundle at all raises `InputError`.
@@ -10,6 +14,7 @@ payload that is not a usable Bundle at all raises `InputError`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -19,7 +24,8 @@ from pydantic import ValidationError
 from .assessment_model import InputIssue
 from .errors import InputError
 from .issue_lists import capped
-from .references import ReferenceIndex, preferred_reference, reference_keys, relative_reference
+from .references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
+                         relative_reference, server_base)
 
 SUPPORTED_BUNDLE_TYPES = ("collection", "batch", "transaction", "searchset", "document")
 
@@ -29,6 +35,8 @@ KEPT_TYPES = frozenset({
     "MedicationStatement", "Procedure", "ServiceRequest", "Medication",
 })
 MEDICATION_USERS = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationStatement"})
+
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 
 # Deeper JSON than this in a kept resource is refused before validation: real resources nest a
 # few levels (extensions of extensions, contained resources); pathological depth would exhaust
@@ -142,6 +150,9 @@ class _BundleReader:
         self.bundle_type = bundle_type
         self.issues: list[InputIssue] = []
         self.index: ReferenceIndex[int] = ReferenceIndex()
+        self.full_urls: dict[str, int] = {}  # fullUrl -> entry: equal fullUrls are the same resource (bdl-7)
+        self.unnamed: dict[str, int] = {}  # Type/id of entries without fullUrl -> entry
+        self.not_read: dict[str, int] = {}  # resource type -> entries the rules do not read
         self.entries: dict[int, _Entry] = {}
         self.groups: dict[object, _PatientGroup] = {}
         # Entries that are not FHIR at all (not an object, no resourceType): the Bundle is malformed.
@@ -157,13 +168,18 @@ class _BundleReader:
             if entry.resource_type in KEPT_TYPES:
                 self._validate(entry)
                 kept.append(entry)
+            else:
+                self._note_not_read(entry)
         if self.malformed:
             # Guessing what a typeless resource was could assess the wrong data: refuse the Bundle,
             # naming every malformed entry at once so the sender can fix them in one go.
             raise InputError(capped(self.malformed), status=422)
         self._group(kept)
         patients = tuple(self._patient_resources(group) for group in self.groups.values())
-        return IngestedBundle(patients, capped(self.issues), self.bundle_type)
+        issues = capped(self.issues)
+        if self.not_read:  # after the cap, so a flood of other issues never hides it
+            issues += (self._not_read_summary(),)
+        return IngestedBundle(patients, issues, self.bundle_type)
 
     # --- entries --------------------------------------------------------------------------------
     def _entry(self, position: int, raw: Any) -> _Entry | None:
@@ -195,24 +211,77 @@ class _BundleReader:
             self.malformed.append(InputIssue("error", "required", f"{where}.resource: resource {problem}",
                                              f"{where}.resource.resourceType"))
             return None
-        full_url = raw.get("fullUrl")
-        if full_url is not None and not isinstance(full_url, str):
-            self.issues.append(InputIssue("warning", "structure",
-                                          f"{where}.fullUrl: not a string; ignored", f"{where}.fullUrl"))
-            full_url = None
-        entry = _Entry(position, resource_type, resource, full_url or None)
+        full_url = self._full_url(raw, where)
+        entry = _Entry(position, resource_type, resource, full_url)
         resource_id = resource.get("id")
         keys = reference_keys(resource_type, resource_id if isinstance(resource_id, str) else None, entry.full_url)
-        taken = self.index.taken(keys)
-        if taken and resource_type in KEPT_TYPES:
-            key, first = taken
-            self.issues.append(InputIssue(
-                "warning", "duplicate",
-                f"{where}: '{_clip(key)}' is already used by Bundle.entry[{first}]; this entry is skipped",
-                f"{where}.fullUrl" if key == entry.full_url else f"{where}.resource.id"))
-            return None
+        first = self._same_resource(entry)
+        if first is not None:
+            if resource_type in KEPT_TYPES:
+                same = f"fullUrl '{_clip(full_url)}'" if full_url else f"'{resource_type}/{_clip(str(resource_id))}'"
+                self.issues.append(InputIssue(
+                    "warning", "duplicate",
+                    f"{where}: {same} is already used by Bundle.entry[{first}]; this entry is skipped",
+                    f"{where}.fullUrl" if full_url else f"{where}.resource.id"))
+                return None
+            return entry  # an unread type: not indexed, counted as not read
+        if full_url:
+            self.full_urls[full_url] = position
+        elif is_valid_id(resource_id):
+            self.unnamed[f"{resource_type}/{resource_id}"] = position
         self.index.add(position, keys)
         return entry
+
+    def _full_url(self, raw: dict, where: str) -> str | None:
+        """The entry's fullUrl if it is a usable R4 uri; otherwise None and a warning."""
+        full_url = raw.get("fullUrl")
+        if full_url is None:
+            return None
+        if not isinstance(full_url, str):
+            self.issues.append(InputIssue("warning", "structure",
+                                          f"{where}.fullUrl: not a string; ignored", f"{where}.fullUrl"))
+            return None
+        if not is_valid_uri(full_url):
+            problem = "is empty" if not full_url else "contains whitespace or control characters"
+            self.issues.append(InputIssue(
+                "warning", "value", f"{where}.fullUrl: {problem}, so it is not a valid uri; ignored",
+                f"{where}.fullUrl"))
+            return None
+        return full_url
+
+    def _same_resource(self, entry: _Entry) -> int | None:
+        """The earlier entry holding the same resource: equal fullUrls, or (without fullUrls) equal Type/id."""
+        if entry.full_url:
+            return self.full_urls.get(entry.full_url)
+        resource_id = entry.resource.get("id")
+        if not is_valid_id(resource_id):
+            return None
+        return self.unnamed.get(f"{entry.resource_type}/{resource_id}")
+
+    def _note_not_read(self, entry: _Entry) -> None:
+        """Count a resource the rules do not read; warn when it may hold lab results that are then lost."""
+        name = entry.resource_type if _TYPE_NAME.match(entry.resource_type) else "(not a resource type name)"
+        self.not_read[name] = self.not_read.get(name, 0) + 1
+        if entry.resource_type == "Bundle":
+            self.issues.append(InputIssue(
+                "warning", "not-supported",
+                f"{entry.location}: a Bundle nested in an entry is not assessed: "
+                "send its entries in the outer Bundle", entry.location))
+        elif entry.resource_type == "DiagnosticReport":
+            contained = entry.resource.get("contained")
+            count = sum(1 for item in contained if isinstance(item, dict)
+                        and item.get("resourceType") == "Observation") if isinstance(contained, list) else 0
+            if count:
+                self.issues.append(InputIssue(
+                    "warning", "not-supported",
+                    f"{entry.location}: {count} Observation(s) contained in a DiagnosticReport are not assessed: "
+                    "send each as its own entry", f"{entry.location}.contained"))
+
+    def _not_read_summary(self) -> InputIssue:
+        counts = sorted(self.not_read.items(), key=lambda item: (-item[1], item[0]))
+        listed = ", ".join(f"{name} {count}" for name, count in counts)
+        return InputIssue("information", "informational", f"not assessed (not read by the rules): {listed}",
+                          "Bundle.entry")
 
     def _validate(self, entry: _Entry) -> None:
         if _depth_exceeds(entry.resource, MAX_RESOURCE_DEPTH):
@@ -273,13 +342,24 @@ class _BundleReader:
                 group.patient_entry = entry
             return group
         resource_id = entry.resource.get("id")
-        if isinstance(resource_id, str) and resource_id:
+        id_issues: list[InputIssue] = []
+        if is_valid_id(resource_id):
             patient_id = resource_id
-        elif entry.full_url and entry.full_url.startswith("urn:uuid:"):
-            patient_id = entry.full_url[len("urn:uuid:"):]
         else:
-            patient_id = f"entry-{entry.index}"
-        group = _PatientGroup(patient_id, entry.reference or entry.location, entry if entry.valid else None)
+            if resource_id is not None:
+                id_issues.append(InputIssue(
+                    "warning", "value",
+                    f"{entry.location}.id: '{_clip(str(resource_id), 80)}' is not a valid FHIR id; "
+                    "the patient is identified by the entry's fullUrl instead", f"{entry.location}.id"))
+            tail = relative_reference(entry.full_url) if entry.full_url else None
+            if entry.full_url and entry.full_url.startswith("urn:uuid:") and is_valid_id(entry.full_url[9:]):
+                patient_id = entry.full_url[len("urn:uuid:"):]
+            elif tail is not None and tail[0] == "Patient":
+                patient_id = tail[1]
+            else:
+                patient_id = f"entry-{entry.index}"
+        group = _PatientGroup(patient_id, self._reference(entry) or entry.location, entry if entry.valid else None,
+                              issues=id_issues)
         self.groups[entry.index] = group
         return group
 
@@ -293,7 +373,12 @@ class _BundleReader:
         if not isinstance(reference, str) or not reference:
             return None if isinstance(subject, dict) else InputIssue(
                 "warning", "structure", f"{where}: not a Reference; the resource is not assessed", where)
-        target = self.index.resolve(reference)
+        found = self.index.lookup(reference, server_base(entry.full_url))
+        if found.ambiguous:
+            return InputIssue("warning", "multiple-matches",
+                              f"{where}: {_ambiguous(reference, found)}; the resource is not assessed",
+                              f"{where}.reference")
+        target = found.target
         if target is not None:
             target_entry = self.entries.get(target)
             if target_entry is None:
@@ -349,7 +434,13 @@ class _BundleReader:
         where = f"{entry.location}.medicationReference.reference"
         if not isinstance(reference, str) or not reference or reference.startswith("#"):
             return  # display-only or contained: read from the resource itself
-        target = self.index.resolve(reference)
+        found = self.index.lookup(reference, server_base(entry.full_url))
+        if found.ambiguous:
+            group.issues.append(InputIssue(
+                "warning", "multiple-matches",
+                f"{where}: {_ambiguous(reference, found)}; the medication's code is unknown", where))
+            return
+        target = found.target
         target_entry = self.entries.get(target) if target is not None else None
         if target_entry is None or target_entry.resource_type != "Medication":
             group.issues.append(InputIssue(
@@ -362,9 +453,16 @@ class _BundleReader:
             return
         group.members[target_entry.index] = target_entry
 
+    def _reference(self, entry: _Entry) -> str | None:
+        """How outputs cite the entry: its `Type/id`, or its fullUrl when other entries share that `Type/id`."""
+        reference = entry.reference
+        if reference is not None and entry.full_url and self.index.is_ambiguous(reference):
+            return entry.full_url
+        return reference
+
     def _patient_resources(self, group: _PatientGroup) -> PatientResources:
         members = [group.members[index] for index in sorted(group.members)]
-        kept = tuple(KeptResource(m.resource_type, m.resource, m.location, m.reference) for m in members)
+        kept = tuple(KeptResource(m.resource_type, m.resource, m.location, self._reference(m)) for m in members)
         patient = group.patient_entry.resource if group.patient_entry is not None else None
         issues = capped(tuple(dict.fromkeys(group.issues)))  # a Medication shared by several orders: once
         location = group.patient_entry.location if group.patient_entry is not None else None
@@ -428,5 +526,13 @@ def _json_kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+def _ambiguous(reference: str, found: Resolution[int]) -> str:
+    holders = " and ".join(f"Bundle.entry[{position}]" for position in sorted(found.candidates))
+    return (f"reference '{_clip(reference)}' is ambiguous: {holders} are different resources (different fullUrls) "
+            "that it could name")
+
+
 def _clip(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """`text` shortened to `limit`, control characters escaped (diagnostics must stay valid FHIR strings)."""
+    shown = "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

@@ -25,13 +25,14 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .assessment_model import InputIssue
+from .cql_like.quantity import Quantity
 from .cql_like.values import Concept, Record
 from .facts import PatientFacts
 from .fhir_dates import parse_datetime, parse_partial_date
 from .fhir_elements import choice_datetime, concept, display_text, first_code, normalized_name, reference_of, text_or_none
 from .ingest import KeptResource, PatientResources
 from .issue_lists import capped
-from .observations import ObservationNormalizer, PatientAgeContext
+from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location
 from .references import ReferenceIndex, reference_keys
 from .terminology import Terminology, load_terminology
 
@@ -57,8 +58,11 @@ class _Normalizer:
 
     @property
     def _birth_date_location(self) -> str | None:
+        """The Patient's birthDate element, or the Patient entry when it has none; None without a Patient."""
         where = self.patient.patient_location
-        return f"{where}.birthDate" if where is not None and self.patient.patient is not None else None
+        if where is None or self.patient.patient is None:
+            return None
+        return f"{where}.birthDate" if "birthDate" in self.patient.patient else where
 
     def facts(self) -> PatientFacts:
         patient_record, age = self._patient_record()
@@ -73,6 +77,7 @@ class _Normalizer:
             "ServiceRequest": self._service_request,
         }
         records: list[Record] = []
+        results: list[tuple[Record, KeptResource]] = []
         for kept in self.patient.resources:
             builder = builders.get(kept.resource_type)
             if builder is None:
@@ -81,10 +86,13 @@ class _Normalizer:
             if record is not None:
                 records.append(record)
                 self._check_not_future(kept, record)
+                if record.type_name == "Observation":
+                    results.append((record, kept))
+        self._check_same_instant_results(results)
         if age.unknown_age_used:
             self.issues.append(InputIssue(
                 "information", "informational", "age unknown: adult default ranges applied",
-                self._birth_date_location))
+                self.patient.patient_location or "Bundle.entry"))
         return PatientFacts(self.patient.patient_id, self.patient.patient_reference, patient_record, records,
                             capped(self.issues))
 
@@ -108,7 +116,8 @@ class _Normalizer:
             "birthDate": birth.earliest if birth is not None else None,
             "gender": gender if isinstance(gender, str) else None,
         }, self.patient.patient_reference)
-        return record, PatientAgeContext(birth, birth_text if isinstance(birth_text, str) else None)
+        return record, PatientAgeContext(birth, birth_text if isinstance(birth_text, str) else None,
+                                         gender if isinstance(gender, str) else None)
 
     # --- other types ----------------------------------------------------------------------------
     def _condition(self, kept: KeptResource) -> Record:
@@ -227,12 +236,48 @@ class _Normalizer:
     def _check_not_future(self, kept: KeptResource, record: Record) -> None:
         if record.type_name != "Observation" or record.get("analyte") is None:
             return
-        when = record.get("effective") or record.get("issued")
+        effective = record.get("effective")
+        when = effective or record.get("issued")
         if when is not None and when > self.now:
+            where = observation_date_location(kept) if effective is not None else f"{kept.location}.issued"
             self.issues.append(InputIssue(
                 "warning", "value",
                 f"{kept.location}: dated {when.isoformat()}, after the evaluation time {self.now.isoformat()}",
-                f"{kept.location}.effective[x]"))
+                where))
+
+    def _check_same_instant_results(self, results: list[tuple[Record, KeptResource]]) -> None:
+        """Warn when results of one analyte filed at the same instant disagree: both are kept (the rules
+        take the superseding one, see facts.in_superseding_order), but the clinician should know."""
+        first_at: dict[tuple[str, object], tuple[Record, KeptResource]] = {}
+        for record, kept in results:
+            analyte, effective = record.get("analyte"), record.get("effective")
+            if analyte is None or effective is None:
+                continue
+            key = (analyte, effective)
+            earlier = first_at.setdefault(key, (record, kept))
+            if earlier[0] is record or _same_result(earlier[0], record):
+                continue
+            self.issues.append(InputIssue(
+                "warning", "conflict",
+                f"{analyte}: {earlier[1].location} ({_result_text(earlier[0])}) and {kept.location} "
+                f"({_result_text(record)}) are filed at the same instant {effective.isoformat()} but disagree; "
+                "both are kept and the later issued one (else an amended or corrected one) counts as the latest",
+                earlier[1].location))
+
+
+def _same_result(first: Record, second: Record) -> bool:
+    one, other = first.get("value"), second.get("value")
+    if isinstance(one, Quantity) and isinstance(other, Quantity):
+        return one.unit == other.unit and one.value == other.value
+    return one is None and other is None and first.get("valueText") == second.get("valueText")
+
+
+def _result_text(record: Record) -> str:
+    value = record.get("value")
+    if isinstance(value, Quantity):
+        return f"{value.value} {value.unit}"
+    text = record.get("valueText")
+    return str(text) if text is not None else "no value"
 
 
 def _first_route(dosages: Any) -> Concept | None:

@@ -4,7 +4,11 @@ Clinical safety decides every branch here: a value is used only when it is an
 exact number in a unit the analyte's table converts; anything else is
 skipped with a warning naming where it is and why (never parsed from text,
 never guessed). The lab's own reference range and interpretation win over the
-built-in defaults, and the record says which range was applied.
+built-in defaults, and the record says which range was applied; a lab range
+restricted to an age or sex is used only when that restriction is known to
+hold for the patient. A value converted from another unit keeps the precision
+it was sent with (max(3, its significant digits)). A result sent without an
+effective time is dated by `issued`, and an issue says so.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .ages import age_on
+from .ages import Age, age_on
 from .assessment_model import InputIssue
 from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
 from .cql_like.values import Interval, Record
@@ -32,10 +36,11 @@ VALUE_ELEMENTS = ("valueQuantity", "valueCodeableConcept", "valueString", "value
 
 @dataclass
 class PatientAgeContext:
-    """What the ranges need to know about the patient, and notes to report once."""
+    """What the ranges need to know about the patient (age, sex), and notes to report once."""
 
     birth: PartialDate | None
     birth_text: str | None
+    gender: str | None = None  # Patient.gender as sent: lab ranges restricted to a sex need it
     unknown_age_used: bool = False
     ambiguous_bands: set[tuple[str, str, str]] = field(default_factory=set)
 
@@ -75,10 +80,17 @@ class ObservationNormalizer:
                            f"{self._what(analyte_code)}: date '{_shown(_raw_at(resource, effective_element))}' "
                            "is not understood")
             if effective is None and issued is None:
-                self._warn("required", f"{loc}.effective[x]",
+                self._warn("required", loc,
                            f"{self._what(analyte_code)} not used: no effective date and no issued date "
                            "(cannot tell whether it is current)")
                 return None
+        if effective is None and effective_element is None and issued is not None:
+            # The report time is later than the sample, never earlier: using it cannot make a result look
+            # older than it is, and the clinician is told which date was used.
+            effective = issued
+            what = self._what(analyte_code) if analyte_code is not None else "result"
+            self._note(loc, f"{what}: dated by Observation.issued: no effective time was sent")
+        self._warn_about_components(kept)
         if status == "preliminary" and analyte_code is not None:
             self.issues.append(InputIssue("information", "informational",
                                           f"{self._what(analyte_code)}: preliminary result used", f"{loc}.status"))
@@ -130,13 +142,13 @@ class ObservationNormalizer:
             else:
                 reason = display_text(resource.get("dataAbsentReason"))
                 because = f" (dataAbsentReason: {reason})" if reason else ""
-                self._warn("required", f"{loc}.value[x]", f"{what} not used: no value{because}")
+                self._warn("required", loc, f"{what} not used: no value{because}")
             return False
         number = self._exact_number(resource["valueQuantity"], f"{loc}.valueQuantity", what)
         if number is None:
             return False
         try:
-            canonical = self.terminology.convert(analyte_code.analyte, number.value, number.unit)
+            canonical = self.terminology.convert_measurement(analyte_code.analyte, number.value, number.unit)
         except UnitConversionError as error:
             self._warn("code-invalid", number.unit_location, f"{what} not used: {error}")
             return False
@@ -158,7 +170,7 @@ class ObservationNormalizer:
             return True  # a panel is reported by its member results or its components
         if kind == PANEL and any(name in resource for name in VALUE_ELEMENTS):
             return True
-        self._warn("required", f"{kept.location}.value[x]", f"{self._what(analyte_code)} not used: no value")
+        self._warn("required", kept.location, f"{self._what(analyte_code)} not used: no value")
         return False
 
     def _fill_unconverted_value(self, resource: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -207,11 +219,12 @@ class ObservationNormalizer:
 
     # --- ranges and flags -----------------------------------------------------------------------
     def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
-        lab_range = self._lab_range(kept, analyte_code)
+        when = fields["effective"] or fields["issued"]
+        lab_range = self._lab_range(kept, analyte_code, when)
         if lab_range is not None:
             fields["referenceRange"], fields["referenceRangeSource"] = lab_range, "lab"
         else:
-            band = self._default_band(kept, analyte_code, fields["effective"] or fields["issued"])
+            band = self._default_band(kept, analyte_code, when)
             if band is not None:
                 unit = band.unit
                 fields["referenceRange"] = Interval(
@@ -223,12 +236,24 @@ class ObservationNormalizer:
             fields["interpretation"] = _flag(value.value, interval)
             fields["interpretationSource"] = "range"
 
-    def _lab_range(self, kept: KeptResource, analyte_code: AnalyteCode) -> Interval | None:
+    def _lab_range(self, kept: KeptResource, analyte_code: AnalyteCode, when: datetime | None) -> Interval | None:
+        """The first of the lab's normal ranges that applies to this patient (age, sex), in the canonical unit.
+
+        A range restricted to an age or sex that cannot be checked (unknown birthDate or gender, an
+        appliesTo this service cannot read) is not used: a range meant for someone else would give
+        a wrong flag, and the default band is the documented fallback.
+        """
         ranges = kept.resource.get("referenceRange")
         if not isinstance(ranges, list):
             return None
+        offered = False
         for position, item in enumerate(ranges):
             if not isinstance(item, dict) or not _is_normal_range(item):
+                continue
+            if item.get("low") is None and item.get("high") is None:
+                continue  # text-only range: nothing to compare with
+            offered = True
+            if not self._range_applies(item, when):
                 continue
             where = f"{kept.location}.referenceRange[{position}]"
             bounds: list[Quantity | None] = []
@@ -241,9 +266,69 @@ class ObservationNormalizer:
                 if converted is None:
                     return None
                 bounds.append(converted)
-            if bounds[0] is None and bounds[1] is None:
-                continue  # text-only range: nothing to compare with
             return Interval(bounds[0], bounds[1])
+        if offered:
+            self._note(f"{kept.location}.referenceRange",
+                       f"{self._what(analyte_code)}: the lab's reference ranges do not apply to this patient "
+                       "(restricted to another age or sex, or to one that is not known); default range used instead")
+        return None
+
+    def _range_applies(self, item: dict[str, Any], when: datetime | None) -> bool:
+        """True when every restriction of a referenceRange (age, appliesTo) is known to hold for the patient."""
+        age_range = item.get("age")
+        if age_range is not None and not self._age_inside(age_range, when):
+            return False
+        applies_to = item.get("appliesTo")
+        if applies_to is None:
+            return True
+        if not isinstance(applies_to, list):
+            return False
+        for codeable in applies_to:  # several appliesTo: all must hold
+            sex = self.terminology.sex_of_range_concept(codeable)
+            if sex is None or sex != self.age.gender:
+                return False
+        return True
+
+    def _age_inside(self, age_range: Any, when: datetime | None) -> bool:
+        """True when the patient's age at the sample is surely inside `age_range` (both ends inclusive)."""
+        if not isinstance(age_range, dict) or self.age.birth is None or when is None:
+            return False
+        bounds = [(age_range.get(name), name) for name in ("low", "high")]
+        if all(quantity is None for quantity, _ in bounds):
+            return False
+        ages = [age_on(self.age.birth.earliest, when.date()), age_on(self.age.birth.latest, when.date())]
+        for age in ages:  # the oldest and the youngest the birthDate allows: both must be inside
+            if age is None:
+                return False
+            for quantity, name in bounds:
+                if quantity is None:
+                    continue
+                completed = self._completed_age(age, quantity)
+                if completed is None:
+                    return False
+                limit = _json_decimal(quantity.get("value"))
+                assert limit is not None  # checked by _completed_age
+                if (name == "low" and completed < limit) or (name == "high" and completed > limit):
+                    return False
+        return True
+
+    def _completed_age(self, age: Age, quantity: Any) -> int | None:
+        """The age in the unit of `quantity` (completed years, months, weeks or days); None if not comparable."""
+        if not isinstance(quantity, dict):
+            return None
+        limit = _json_decimal(quantity.get("value"))
+        if limit is None or limit != limit.to_integral_value() or quantity.get("comparator") is not None:
+            return None  # fractional ages would need a finer age than completed units
+        code = quantity.get("code") if quantity.get("system") in (UCUM, None) else None
+        unit = self.terminology.age_unit(code if isinstance(code, str) else quantity.get("unit"))
+        if unit == "years":
+            return age.years
+        if unit == "months":
+            return age.months
+        if unit == "weeks":
+            return age.days // 7
+        if unit == "days":
+            return age.days
         return None
 
     def _range_bound(self, quantity: Any, where: str, analyte_code: AnalyteCode) -> Quantity | None:
@@ -255,7 +340,8 @@ class ObservationNormalizer:
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         unit = code if system == UCUM and isinstance(code, str) and code.strip() else unit_text
         try:
-            canonical = self.terminology.convert(analyte_code.analyte, value, unit if isinstance(unit, str) else None)
+            canonical = self.terminology.convert_measurement(analyte_code.analyte, value,
+                                                             unit if isinstance(unit, str) else None)
         except UnitConversionError as error:
             self._note(where, f"{what}: lab reference range not used ({error}); default range used instead")
             return None
@@ -276,7 +362,7 @@ class ObservationNormalizer:
         oldest = age_on(birth.earliest, on)
         youngest = age_on(birth.latest, on)
         if oldest is None:
-            self._warn("value", f"{kept.location}.effective[x]",
+            self._warn("value", observation_date_location(kept),
                        f"{self._what(analyte_code)}: taken before the patient's birthDate; "
                        "adult default range applied")
             return self.terminology.default_range(analyte, None)
@@ -286,7 +372,7 @@ class ObservationNormalizer:
             key = (analyte, band.label, other.label)
             if key not in self.age.ambiguous_bands:
                 self.age.ambiguous_bands.add(key)
-                self._warn("value", self.birth_date_location or f"{kept.location}.effective[x]",
+                self._warn("value", self.birth_date_location or observation_date_location(kept),
                            f"age band ambiguous for {self.terminology.analyte(analyte).label}: birthDate "
                            f"'{self.age.birth_text}' allows '{other.label}' or '{band.label}'; "
                            f"the '{band.label}' range (the older age) is applied")
@@ -302,6 +388,21 @@ class ObservationNormalizer:
                 if found is not None:
                     fields["interpretation"], fields["interpretationSource"] = found, "lab"
                     return
+
+    def _warn_about_components(self, kept: KeptResource) -> None:
+        """A lab result sent as a component of another Observation is not read: the component has no
+        status, range or identity of its own the rules could cite, so the sender is told to send it alone."""
+        components = kept.resource.get("component")
+        if not isinstance(components, list):
+            return
+        for position, component in enumerate(components):
+            if not isinstance(component, dict):
+                continue
+            found = self._analyte_code(component)
+            if found is not None:
+                self._warn("not-supported", f"{kept.location}.component[{position}]",
+                           f"{self.terminology.analyte(found.analyte).label} (LOINC {found.code}) sent as a "
+                           "component of a panel is not used: send it as its own Observation")
 
     # --- small helpers --------------------------------------------------------------------------
     def _category(self, resource: dict[str, Any]) -> str | None:
@@ -323,12 +424,20 @@ class ObservationNormalizer:
         self.issues.append(InputIssue("information", "informational", diagnostics, location))
 
 
+def observation_date_location(kept: KeptResource) -> str:
+    """Where the date a result is filed under comes from: the effective[x] element sent, else issued."""
+    _, element = choice_datetime(kept.resource, "effective")
+    if element is not None:
+        return f"{kept.location}.{element}"
+    return f"{kept.location}.issued" if "issued" in kept.resource else kept.location
+
+
 def _is_normal_range(item: dict[str, Any]) -> bool:
-    """A referenceRange with no type, or of type 'normal', is the lab's normal range."""
+    """A referenceRange with no type, or coded as type 'normal', is the lab's normal range."""
     kind = item.get("type")
     if kind is None:
         return True
-    return first_code(kind) in ("normal", None)
+    return any(text_or_none(coding.get("code")) == "normal" for coding in codings(kind))
 
 
 def _flag(value: Decimal, interval: Interval) -> str:

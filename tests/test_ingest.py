@@ -110,7 +110,9 @@ def test_unrelated_resources_are_ignored_without_validation():
     data = bundle(entry(patient(), PATIENT_UUID), entry(claim()), entry({"resourceType": "Encounter", "bogus": 1}),
                   entry(calcium()))
     result = read_bundle(data)
-    assert result.issues == () and result.patients[0].issues == ()
+    assert result.patients[0].issues == ()
+    assert [(issue.severity, issue.diagnostics, issue.location) for issue in result.issues] == [
+        ("information", "not assessed (not read by the rules): Claim 1, Encounter 1", "Bundle.entry")]
     assert [kept.resource_type for kept in result.patients[0].resources] == ["Observation"]
 
 
@@ -295,7 +297,8 @@ def test_a_ten_thousand_deep_structure_inside_a_kept_resource_becomes_an_issue()
 
 def test_a_deep_structure_in_an_ignored_resource_costs_nothing():
     result = read_bundle(bundle(entry(patient(), PATIENT_UUID), entry({"resourceType": "Basic", "x": _deep(10_000)})))
-    assert result.issues == () and result.patients[0].issues == ()
+    assert [issue.diagnostics for issue in result.issues] == ["not assessed (not read by the rules): Basic 1"]
+    assert result.patients[0].issues == ()
 
 
 # --- bundle-level errors --------------------------------------------------------------------------
@@ -411,3 +414,151 @@ def test_a_conditional_reference_is_not_guessed():
     result = read_bundle(bundle(entry(patient("p1")), entry(observation)))
     assert result.patients[0].resources == ()
     assert "cannot be resolved" in result.issues[0].diagnostics
+
+
+# --- resources the rules do not read ----------------------------------------------------------------
+
+def test_resources_not_read_by_the_rules_are_summarised_by_type_with_counts_most_first():
+    data = bundle(entry(patient(), PATIENT_UUID), entry(claim()), entry(claim()), entry(claim()),
+                  entry({"resourceType": "Encounter", "id": "e1"}), entry({"resourceType": "Immunization"}),
+                  entry({"resourceType": "Encounter", "id": "e2"}), entry(calcium()))
+    (issue,) = read_bundle(data).issues
+    assert issue.severity == "information" and issue.location == "Bundle.entry"
+    assert issue.diagnostics == "not assessed (not read by the rules): Claim 3, Encounter 2, Immunization 1"
+
+
+def test_a_bundle_nested_in_an_entry_is_reported_as_not_assessed():
+    inner = bundle(entry(patient(), PATIENT_UUID), entry(calcium()), bundle_type="searchset")
+    result = read_bundle(bundle(entry(inner)))
+    assert result.patients == ()
+    warning = next(issue for issue in result.issues if issue.severity == "warning")
+    assert warning.location == "Bundle.entry[0].resource"
+    assert "not assessed" in warning.diagnostics and "nested" in warning.diagnostics
+
+
+def test_observations_contained_in_a_diagnostic_report_are_reported_as_not_assessed():
+    report = {"resourceType": "DiagnosticReport", "id": "dr", "status": "final", "code": {"text": "chemistry"},
+              "subject": {"reference": PATIENT_UUID}, "contained": [calcium(subject=None, resource_id="c")],
+              "result": [{"reference": "#c"}]}
+    result = read_bundle(bundle(entry(patient(), PATIENT_UUID), entry(report)))
+    warning = next(issue for issue in result.issues if issue.severity == "warning")
+    assert warning.location == "Bundle.entry[1].resource.contained"
+    assert "1 Observation(s) contained in a DiagnosticReport are not assessed" in warning.diagnostics
+
+
+def test_a_diagnostic_report_pointing_at_bundle_entries_needs_no_warning():
+    report = {"resourceType": "DiagnosticReport", "id": "dr", "status": "final", "code": {"text": "chemistry"},
+              "subject": {"reference": PATIENT_UUID}, "result": [{"reference": "Observation/ca1"}]}
+    result = read_bundle(bundle(entry(patient(), PATIENT_UUID), entry(report), entry(calcium())))
+    assert [issue.severity for issue in result.issues] == ["information"]
+
+
+# --- fullUrl and id validity --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("full_url", ["urn:uuid:not a uuid", "\x0c", "", "http://x.org/fhir/Patient/a b",
+                                      "urn:uuid:\x01"])
+def test_a_full_url_that_is_not_a_valid_uri_is_ignored_with_a_warning(full_url):
+    result = read_bundle(bundle(entry(patient(), full_url), entry(calcium(subject="Patient/p1"))))
+    (issue,) = result.issues
+    assert (issue.severity, issue.location) == ("warning", "Bundle.entry[0].fullUrl")
+    assert "ignored" in issue.diagnostics
+    group = result.patients[0]
+    assert group.patient_reference == "Patient/p1" and len(group.resources) == 1
+
+
+def test_a_patient_id_that_is_not_a_valid_fhir_id_falls_back_to_the_full_url():
+    result = read_bundle(bundle(entry(patient(resource_id="x" * 65), PATIENT_UUID), entry(calcium())))
+    (group,) = result.patients
+    assert group.patient_reference == PATIENT_UUID
+    assert group.patient_id == PATIENT_UUID[len("urn:uuid:"):]
+    assert [issue.location for issue in group.issues] == ["Bundle.entry[0].resource.id"]
+    assert "not a valid FHIR id" in group.issues[0].diagnostics
+
+
+def test_a_patient_with_an_invalid_id_and_no_usable_full_url_gets_a_surrogate_id():
+    result = read_bundle(bundle(entry(patient(resource_id="a b"), "bad url"), entry(calcium(subject=None))))
+    (group,) = result.patients
+    assert group.patient_id == "entry-0"
+    assert "Bundle.entry[0].resource.id" in [issue.location for issue in group.issues]
+
+
+@pytest.mark.parametrize("full_url", ["urn:uuid:not a uuid", "\x0c", "", "urn:uuid:", "http://x/Patient/a b",
+                                      "urn:uuid:" + "a" * 5000, "Patient/ok", "urn:uuid:\x7f"])
+@pytest.mark.parametrize("resource_id", ["p1", "a b", "\x0c", None, "y" * 70])
+def test_references_handed_on_are_always_valid_r4_reference_strings(full_url, resource_id):
+    from fhir.resources.R4B.reference import Reference
+
+    resource = patient()
+    if resource_id is None:
+        del resource["id"]
+    else:
+        resource["id"] = resource_id
+    result = read_bundle(bundle(entry(resource, full_url), entry(calcium(subject=full_url), "urn:uuid:c"),
+                                entry(calcium(subject=None, resource_id="o2"))))
+    references = [group.patient_reference for group in result.patients]
+    references += [kept.reference for group in result.patients for kept in group.resources if kept.reference]
+    assert references
+    for reference in references:
+        Reference.model_validate({"reference": reference})
+        assert reference.isprintable()
+
+
+# --- identity of entries (bdl-7) ---------------------------------------------------------------------
+
+def test_same_type_and_id_under_different_absolute_full_urls_are_different_resources():
+    data = bundle(
+        entry(patient("1"), "http://a.org/fhir/Patient/1"),
+        entry(patient("1", birth="2015-01-01"), "http://b.org/fhir/Patient/1"),
+        entry(calcium(subject="http://a.org/fhir/Patient/1", resource_id="1", value=9.5),
+              "http://a.org/fhir/Observation/1"),
+        entry(calcium(subject="http://b.org/fhir/Patient/1", resource_id="1", value=12.5),
+              "http://b.org/fhir/Observation/1"))
+    result = read_bundle(data)
+    assert result.issues == ()
+    assert [(group.patient_reference, [kept.reference for kept in group.resources],
+             [kept.resource["valueQuantity"]["value"] for kept in group.resources]) for group in result.patients] == [
+        ("http://a.org/fhir/Patient/1", ["http://a.org/fhir/Observation/1"], [9.5]),
+        ("http://b.org/fhir/Patient/1", ["http://b.org/fhir/Observation/1"], [12.5])]
+
+
+def test_a_relative_reference_is_read_against_the_referring_entrys_server():
+    data = bundle(
+        entry(patient("1"), "http://a.org/fhir/Patient/1"),
+        entry(patient("1", birth="2015-01-01"), "http://b.org/fhir/Patient/1"),
+        entry(calcium(subject="Patient/1", resource_id="o"), "http://b.org/fhir/Observation/o"))
+    result = read_bundle(data)
+    by_patient = {group.patient_reference: len(group.resources) for group in result.patients}
+    assert by_patient == {"http://a.org/fhir/Patient/1": 0, "http://b.org/fhir/Patient/1": 1}
+
+
+def test_a_type_and_id_reference_shared_by_two_different_entries_is_ambiguous_and_not_resolved():
+    data = bundle(
+        entry(patient("1"), "urn:uuid:0b0e8f7e-0000-4000-8000-00000000000a"),
+        entry(patient("1", birth="2015-01-01"), "urn:uuid:0b0e8f7e-0000-4000-8000-00000000000b"),
+        entry(calcium(subject="Patient/1")))
+    result = read_bundle(data)
+    assert all(group.resources == () for group in result.patients)
+    (issue,) = result.issues
+    assert (issue.severity, issue.code, issue.location) == (
+        "warning", "multiple-matches", "Bundle.entry[2].resource.subject.reference")
+    assert "Bundle.entry[0] and Bundle.entry[1]" in issue.diagnostics
+
+
+def test_an_ambiguous_medication_reference_is_not_resolved():
+    medication = {"resourceType": "Medication", "id": "m", "code": {"text": "calcium gluconate"}}
+    order = {"resourceType": "MedicationRequest", "id": "mr", "status": "active", "intent": "order",
+             "subject": {"reference": PATIENT_UUID}, "medicationReference": {"reference": "Medication/m"}}
+    data = bundle(entry(patient(), PATIENT_UUID),
+                  entry(medication, "urn:uuid:0b0e8f7e-0000-4000-8000-00000000000a"),
+                  entry(dict(medication, code={"text": "sodium chloride"}), "urn:uuid:0b0e8f7e-0000-4000-8000-00000000000b"),
+                  entry(order))
+    group = read_bundle(data).patients[0]
+    assert [kept.resource_type for kept in group.resources] == ["MedicationRequest"]
+    assert [issue.code for issue in group.issues] == ["multiple-matches"]
+
+
+def test_entries_without_full_url_and_the_same_type_and_id_are_one_resource_sent_twice():
+    data = bundle(entry(patient(), PATIENT_UUID), entry(calcium()), entry(calcium(value=12.0)))
+    result = read_bundle(data)
+    assert [kept.resource["valueQuantity"]["value"] for kept in result.patients[0].resources] == [9.4]
+    assert [(issue.code, issue.location) for issue in result.issues] == [("duplicate", "Bundle.entry[2].resource.id")]

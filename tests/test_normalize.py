@@ -93,15 +93,15 @@ def test_a_calcium_result_becomes_an_observation_record_with_the_models_fields()
 
 
 @pytest.mark.parametrize("code, value, unit, analyte, expected, canonical_unit", [
-    ("2000-8", 2.5, "mmol/L", "calcium", "10.02", "mg/dL"),
+    ("2000-8", 2.5, "mmol/L", "calcium", "10.0", "mg/dL"),
     ("1995-0", 1.2, "mmol/L", "calcium-ionized", "4.8", "mg/dL"),
-    ("14879-1", 1.5, "mmol/L", "phosphate", "4.6455", "mg/dL"),
-    ("14682-9", 120, "umol/L", "creatinine", "1.3572", "mg/dL"),
+    ("14879-1", 1.5, "mmol/L", "phosphate", "4.65", "mg/dL"),
+    ("14682-9", 120, "umol/L", "creatinine", "1.36", "mg/dL"),
     ("14866-8", 8, "pmol/L", "pth", "75.4", "pg/mL"),
     ("2731-8", 70, "ng/L", "pth", "70", "pg/mL"),
-    ("68438-1", 100, "nmol/L", "vitamin-d-25oh", "40.06", "ng/mL"),
+    ("68438-1", 100, "nmol/L", "vitamin-d-25oh", "40.1", "ng/mL"),
     ("1751-7", 38, "g/L", "albumin", "3.8", "g/dL"),
-    ("14637-3", 6, "mmol/(24.h)", "urine-calcium-24h", "240.48", "mg/(24.h)"),
+    ("14637-3", 6, "mmol/(24.h)", "urine-calcium-24h", "240", "mg/(24.h)"),
     ("1963-8", 24, "mmol/L", "bicarbonate", "24", "mmol/L"),
     ("2744-1", 7.38, "[pH]", "ph-arterial", "7.38", "[pH]"),
     ("98979-8", 28, "mL/min/{1.73_m2}", "egfr", "28", "mL/min/{1.73_m2}"),
@@ -181,7 +181,7 @@ def test_an_observation_with_no_value_at_all_is_skipped_and_the_reason_given():
          "display": "Error"}]})
     facts = facts_of(observation)
     assert facts.records("Observation") == ()
-    assert facts.issues[0].location == "Bundle.entry[1].resource.value[x]"
+    assert facts.issues[0].location == "Bundle.entry[1].resource"  # no value element to point at
     assert "dataAbsentReason: Error" in facts.issues[0].diagnostics
 
 
@@ -215,11 +215,21 @@ def test_a_result_without_any_date_cannot_be_current_and_is_skipped():
     assert "no effective date and no issued date" in facts.issues[0].diagnostics
 
 
-def test_issued_alone_is_enough_to_date_a_result():
-    record = only_observation(facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective=None,
-                                                issued="2026-10-03T10:00:00.000+02:00")))
-    assert record.get("effective") is None
+def test_a_result_dated_only_by_issued_is_filed_under_issued_and_the_clinician_told():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective=None, issued="2026-10-03T10:00:00.000+02:00"))
+    record = only_observation(facts)
     assert record.get("issued") == datetime(2026, 10, 3, 8, 0, tzinfo=timezone.utc)
+    assert record.get("effective") == record.get("issued")
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource")
+    assert "dated by Observation.issued: no effective time was sent" in issue.diagnostics
+
+
+def test_an_effective_time_that_is_sent_is_not_replaced_by_issued():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective="2026-10-02T08:30:00Z",
+                              issued="2026-10-03T10:00:00Z"))
+    assert only_observation(facts).get("effective") == datetime(2026, 10, 2, 8, 30, tzinfo=timezone.utc)
+    assert facts.issues == ()
 
 
 @pytest.mark.parametrize("element, value, expected", [
@@ -266,7 +276,7 @@ def test_the_labs_reference_range_wins_over_the_default():
         "high": {"value": 2.45, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}}])
     record = only_observation(facts_of(observation))
     assert record.get("referenceRangeSource") == "lab"
-    assert record.get("referenceRange").high == Quantity(Decimal("9.8196"), "mg/dL")
+    assert record.get("referenceRange").high == Quantity(Decimal("9.82"), "mg/dL")  # 2.45: 3 digits
     assert record.get("interpretation") == "H"  # the default 8.5-10.2 would have said N
 
 
@@ -558,3 +568,294 @@ def test_a_date_that_validates_but_cannot_be_read_is_reported_not_guessed():
     assert record.get("effective") is None
     assert record.get("issued") == datetime(2026, 10, 2, 9, 0, tzinfo=timezone.utc)
     assert facts.issues[0].location == "Bundle.entry[1].resource.effectiveDateTime"
+
+
+# --- lab reference ranges restricted by age or sex ------------------------------------------------
+
+def _quantity(value, unit="mg/dL"):
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def _age(low=None, high=None, unit="a"):
+    age = {}
+    if low is not None:
+        age["low"] = _quantity(low, unit)
+    if high is not None:
+        age["high"] = _quantity(high, unit)
+    return age
+
+
+def _sex(code, system="http://snomed.info/sct"):
+    return [{"coding": [{"system": system, "code": code}]}]
+
+
+def facts_for(patient_json, *resources):
+    entries = [{"fullUrl": PATIENT_UUID, "resource": patient_json}]
+    entries += [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{n:012d}", "resource": r}
+                for n, r in enumerate(resources, start=1)]
+    ingested = read_bundle({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    return build_facts(ingested.patients[0], now=NOW)
+
+
+CHILD_AND_ADULT_PHOSPHATE = [
+    {"low": _quantity(4.0), "high": _quantity(7.0), "age": _age(1, 12), "text": "child"},
+    {"low": _quantity(2.5), "high": _quantity(4.5), "age": _age(18), "text": "adult"},
+]
+
+
+def test_a_lab_range_for_children_is_not_applied_to_an_adult():
+    facts = facts_of(ucum_lab("2777-1", 6.0, "mg/dL", referenceRange=CHILD_AND_ADULT_PHOSPHATE))
+    record = only_observation(facts)
+    assert record.get("referenceRangeSource") == "lab"
+    assert record.get("referenceRange") == Interval(Quantity(Decimal("2.5"), "mg/dL"), Quantity(Decimal("4.5"), "mg/dL"))
+    assert record.get("interpretation") == "H"
+
+
+def test_a_lab_range_for_children_applies_to_a_child_at_the_sample_date():
+    facts = facts_of(ucum_lab("2777-1", 6.0, "mg/dL", referenceRange=CHILD_AND_ADULT_PHOSPHATE), birth="2018-06-01")
+    record = only_observation(facts)
+    assert record.get("referenceRange").high == Quantity(Decimal("7.0"), "mg/dL")
+    assert record.get("interpretation") == "N"
+
+
+def test_an_age_range_in_months_weeks_or_days_is_compared_in_that_unit():
+    infant = [{"low": _quantity(4.5), "high": _quantity(7.5), "age": _age(1, 11, unit="mo")}]
+    facts = facts_of(ucum_lab("2777-1", 7.0, "mg/dL", effective="2026-10-02", referenceRange=infant),
+                     birth="2026-03-01")
+    assert only_observation(facts).get("referenceRangeSource") == "lab"
+    newborn = [{"low": _quantity(4.8), "high": _quantity(8.2), "age": _age(0, 27, unit="d")}]
+    facts = facts_of(ucum_lab("2777-1", 7.0, "mg/dL", effective="2026-10-02", referenceRange=newborn),
+                     birth="2026-03-01")
+    assert only_observation(facts).get("referenceRangeSource") != "lab"
+
+
+def test_no_applicable_lab_range_falls_back_to_the_default_band_and_says_so():
+    child_only = [CHILD_AND_ADULT_PHOSPHATE[0]]
+    facts = facts_of(ucum_lab("2777-1", 6.0, "mg/dL", referenceRange=child_only))
+    assert only_observation(facts).get("referenceRangeSource") == "default adult (unverified)"
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource.referenceRange")
+    assert "the lab's reference ranges do not apply to this patient" in issue.diagnostics
+
+
+def test_an_age_restricted_range_is_not_used_when_the_age_is_unknown():
+    facts = facts_of(ucum_lab("2777-1", 6.0, "mg/dL", referenceRange=[CHILD_AND_ADULT_PHOSPHATE[1]]), birth=None)
+    assert only_observation(facts).get("referenceRangeSource") == "default adult (unverified)"
+    assert any("do not apply" in issue.diagnostics for issue in facts.issues)
+
+
+def test_an_age_restricted_range_is_not_used_when_a_partial_birth_date_straddles_its_edge():
+    # Born in 2008: on 2026-03-10 17 or 18 years old; the adult (18 a and over) range cannot be confirmed.
+    facts = facts_of(ucum_lab("2777-1", 4.0, "mg/dL", effective="2026-03-10",
+                              referenceRange=[CHILD_AND_ADULT_PHOSPHATE[1]]), birth="2008")
+    assert only_observation(facts).get("referenceRangeSource") != "lab"
+
+
+@pytest.mark.parametrize("applies_to", [
+    _sex("248152002"),
+    _sex("female", "http://hl7.org/fhir/administrative-gender"),
+    [{"text": "Female"}],
+])
+def test_a_range_for_the_patients_sex_is_chosen_over_one_for_the_other_sex(applies_to):
+    ranges = [{"low": _quantity(8.0), "high": _quantity(9.0), "appliesTo": _sex("248153007")},
+              {"low": _quantity(8.5), "high": _quantity(10.5), "appliesTo": applies_to}]
+    record = only_observation(facts_of(ucum_lab("17861-6", 10.0, "mg/dL", referenceRange=ranges)))
+    assert record.get("referenceRange").high == Quantity(Decimal("10.5"), "mg/dL")
+    assert record.get("interpretation") == "N"
+
+
+@pytest.mark.parametrize("gender", [None, "unknown", "other"])
+def test_a_sex_restricted_range_is_not_used_when_the_sex_is_not_known(gender):
+    resource = patient()
+    resource.pop("gender")
+    if gender is not None:
+        resource["gender"] = gender
+    ranges = [{"low": _quantity(8.0), "high": _quantity(9.0), "appliesTo": _sex("248152002")}]
+    facts = facts_for(resource, ucum_lab("17861-6", 9.5, "mg/dL", referenceRange=ranges))
+    assert only_observation(facts).get("referenceRangeSource") == "default adult"
+
+
+def test_a_range_restricted_to_something_that_cannot_be_checked_is_not_used():
+    pregnancy = [{"low": _quantity(8.0), "high": _quantity(9.0), "appliesTo": _sex("77386006")}]
+    facts = facts_of(ucum_lab("17861-6", 9.5, "mg/dL", referenceRange=pregnancy))
+    assert only_observation(facts).get("referenceRangeSource") == "default adult"
+
+
+def test_only_normal_ranges_are_considered():
+    ranges = [{"low": _quantity(7.0), "high": _quantity(12.0), "type": {"coding": [
+                  {"system": "http://terminology.hl7.org/CodeSystem/referencerange-meaning", "code": "treatment"}]}},
+              {"low": _quantity(8.6), "high": _quantity(10.3), "type": {"coding": [
+                  {"system": "http://terminology.hl7.org/CodeSystem/referencerange-meaning", "code": "normal"}]}}]
+    record = only_observation(facts_of(ucum_lab("17861-6", 10.25, "mg/dL", referenceRange=ranges)))
+    assert record.get("referenceRange").high == Quantity(Decimal("10.3"), "mg/dL")
+
+
+def test_the_first_applicable_range_wins():
+    ranges = [{"low": _quantity(8.6), "high": _quantity(10.3)}, {"low": _quantity(8.0), "high": _quantity(9.0)}]
+    record = only_observation(facts_of(ucum_lab("17861-6", 9.5, "mg/dL", referenceRange=ranges)))
+    assert record.get("interpretation") == "N"
+
+
+# --- converted values keep the measurement's precision -------------------------------------------
+
+@pytest.mark.parametrize("si_value, expected", [(2.55, "10.2"), (2.12, "8.50"), (3.1, "12.4"), (2.375, "9.519")])
+def test_a_converted_value_is_rounded_to_the_significant_digits_sent(si_value, expected):
+    record = only_observation(facts_of(ucum_lab("2000-8", si_value, "mmol/L")))
+    assert record.get("value") == Quantity(Decimal(expected), "mg/dL")
+
+
+def test_a_lab_range_in_si_units_is_rounded_like_the_value():
+    ranges = [{"low": _quantity(2.12, "mmol/L"), "high": _quantity(2.55, "mmol/L")}]
+    record = only_observation(facts_of(ucum_lab("2000-8", 2.55, "mmol/L", referenceRange=ranges)))
+    assert record.get("referenceRange") == Interval(Quantity(Decimal("8.50"), "mg/dL"),
+                                                    Quantity(Decimal("10.2"), "mg/dL"))
+    assert record.get("interpretation") == "N"
+
+
+@pytest.mark.parametrize("si_value, conventional", [(2.55, 10.2), (2.12, 8.5)])
+def test_si_and_conventional_calcium_at_the_range_edges_get_the_same_assessment(si_value, conventional):
+    from service.assess import assess_bundle
+
+    def assessed(value, unit):
+        run = assess_bundle({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": PATIENT_UUID, "resource": patient()},
+            {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001",
+             "resource": ucum_lab("17861-6" if unit == "mg/dL" else "2000-8", value, unit)},
+            {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000002",
+             "resource": ucum_lab("2777-1", 3.5, "mg/dL", resource_id="p")}]}, now=NOW)
+        (assessment,) = run.patients
+        (calcium,) = [value for value in assessment.values_used if value.analyte == "calcium"]
+        return calcium.value, calcium.flag, [(grade.type, grade.risk) for grade in assessment.grades]
+
+    si, conventional_result = assessed(si_value, "mmol/L"), assessed(conventional, "mg/dL")
+    assert si[0] == conventional_result[0]
+    assert si[1] == conventional_result[1] == "N"
+    assert si[2] == conventional_result[2]
+
+
+# --- dates and where issues point ------------------------------------------------------------------
+
+def test_a_result_dated_only_by_issued_is_used_by_the_rules():
+    from service.assess import assess_bundle
+
+    observation = ucum_lab("17861-6", 12.5, "mg/dL", effective=None, issued="2026-11-01T10:00:00Z")
+    run = assess_bundle({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": PATIENT_UUID, "resource": patient()},
+        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "resource": observation}]}, now=NOW)
+    (assessment,) = run.patients
+    assert [(value.analyte, value.value, value.flag) for value in assessment.values_used
+            if value.analyte == "calcium"] == [("calcium", Decimal("12.5"), "H")]
+    assert any("dated by Observation.issued" in issue.diagnostics for issue in assessment.issues)
+
+
+def test_a_result_without_any_date_is_reported_at_the_resource_not_at_a_choice_element():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective=None))
+    assert facts.issues[0].location == "Bundle.entry[1].resource"
+
+
+@pytest.mark.parametrize("element, value", [
+    ("effectiveDateTime", "2026-11-20T08:00:00Z"),
+    ("effectiveInstant", "2026-11-20T08:00:00Z"),
+    ("effectivePeriod", {"start": "2026-11-20T08:00:00Z"}),
+    ("issued", "2026-11-20T08:00:00Z"),
+])
+def test_a_future_date_is_reported_at_the_element_it_came_from(element, value):
+    observation = ucum_lab("17861-6", 9.0, "mg/dL", effective=None)
+    observation[element] = value
+    facts = facts_of(observation)
+    future = [issue for issue in facts.issues if "after the evaluation time" in issue.diagnostics]
+    suffix = "effectivePeriod.start" if element == "effectivePeriod" else element
+    assert [issue.location for issue in future] == [f"Bundle.entry[1].resource.{suffix}"]
+
+
+def test_a_result_taken_before_birth_is_reported_at_its_date_element():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective="2001-01-01"), birth="2010-01-01")
+    (issue,) = [issue for issue in facts.issues if "before the patient's birthDate" in issue.diagnostics]
+    assert issue.location == "Bundle.entry[1].resource.effectiveDateTime"
+
+
+def test_age_unknown_points_at_the_patient_entry_when_it_has_no_birth_date():
+    facts = facts_of(ucum_lab("2777-1", 5.5, "mg/dL"), birth=None)
+    (issue,) = [issue for issue in facts.issues if issue.diagnostics.startswith("age unknown")]
+    assert issue.location == "Bundle.entry[0].resource"
+
+
+def test_age_unknown_points_at_the_bundle_entries_when_there_is_no_patient():
+    observation = ucum_lab("2777-1", 4.0, "mg/dL", subject={"reference": "Patient/ext"})
+    ingested = read_bundle({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": observation}]})
+    facts = build_facts(ingested.patients[0], now=NOW)
+    (issue,) = [issue for issue in facts.issues if issue.diagnostics.startswith("age unknown")]
+    assert issue.location == "Bundle.entry"
+
+
+@pytest.mark.parametrize("element, value", [
+    ("valueString", "9.5"), ("valueCodeableConcept", {"text": "high"}), ("valueInteger", 9)])
+def test_a_value_of_the_wrong_kind_is_reported_at_the_element_sent(element, value):
+    observation = lab("17861-6", **{element: value})
+    facts = facts_of(observation)
+    assert facts.issues[0].location == f"Bundle.entry[1].resource.{element}"
+    assert all("[x]" not in (issue.location or "") for issue in facts.issues)
+
+
+# --- results filed at the same instant ------------------------------------------------------------
+
+SAME_INSTANT = "2026-11-01T10:00:00Z"
+
+
+def test_an_amended_result_is_ordered_after_the_final_one_at_the_same_instant_whatever_the_bundle_order():
+    final = ucum_lab("17861-6", 12.5, "mg/dL", resource_id="final", effective=SAME_INSTANT,
+                     issued="2026-11-01T12:00:00Z")
+    amended = ucum_lab("17861-6", 9.5, "mg/dL", resource_id="amended", status="amended", effective=SAME_INSTANT,
+                       issued="2026-11-03T12:00:00Z")
+    for order in ((final, amended), (amended, final)):
+        facts = facts_of(*order)
+        assert [record.get("id") for record in facts.records("Observation")] == ["final", "amended"]
+        codes = frozenset({Code("17861-6", LOINC)})
+        assert [record.get("id") for record in facts.retrieve("Observation", codes)] == ["final", "amended"]
+
+
+def test_the_later_issued_of_two_final_results_at_the_same_instant_comes_last():
+    early = ucum_lab("17861-6", 9.5, "mg/dL", resource_id="early", effective=SAME_INSTANT,
+                     issued="2026-11-01T11:00:00Z")
+    late = ucum_lab("17861-6", 9.9, "mg/dL", resource_id="late", effective=SAME_INSTANT,
+                    issued="2026-11-01T13:00:00+02:00")  # the same instant as early's: bundle order kept
+    later = ucum_lab("17861-6", 9.7, "mg/dL", resource_id="later", effective=SAME_INSTANT,
+                     issued="2026-11-01T12:00:00Z")
+    facts = facts_of(later, early, late)
+    assert [record.get("id") for record in facts.records("Observation")] == ["early", "late", "later"]
+
+
+def test_results_at_different_instants_keep_bundle_order():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", resource_id="b", effective="2026-10-02", status="amended"),
+                     ucum_lab("17861-6", 9.1, "mg/dL", resource_id="a", effective="2026-10-01"))
+    assert [record.get("id") for record in facts.records("Observation")] == ["b", "a"]
+
+
+def test_two_results_at_the_same_instant_that_disagree_are_both_kept_and_reported():
+    facts = facts_of(ucum_lab("17861-6", 12.5, "mg/dL", resource_id="x", effective=SAME_INSTANT),
+                     ucum_lab("2000-8", 2.37, "mmol/L", resource_id="y", effective=SAME_INSTANT))
+    assert len(facts.records("Observation")) == 2
+    (issue,) = facts.issues
+    assert (issue.severity, issue.code, issue.location) == ("warning", "conflict", "Bundle.entry[1].resource")
+    assert "Bundle.entry[1].resource" in issue.diagnostics and "Bundle.entry[2].resource" in issue.diagnostics
+
+
+def test_two_results_at_the_same_instant_that_agree_are_not_reported():
+    facts = facts_of(ucum_lab("17861-6", 9.5, "mg/dL", resource_id="x", effective=SAME_INSTANT),
+                     ucum_lab("17861-6", 9.50, "mg/dL", resource_id="y", effective=SAME_INSTANT))
+    assert facts.issues == ()
+
+
+# --- results inside other results -------------------------------------------------------------------
+
+def test_calcium_sent_as_a_component_of_a_panel_is_reported_not_used():
+    bmp = lab("51990-0", component=[
+        {"code": {"coding": [{"system": LOINC, "code": "2345-7"}]},
+         "valueQuantity": {"value": 95, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}},
+        {"code": {"coding": [{"system": LOINC, "code": "17861-6"}]},
+         "valueQuantity": {"value": 13.0, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}])
+    facts = facts_of(bmp)
+    assert all(record.get("analyte") != "calcium" for record in facts.records("Observation"))
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("warning", "Bundle.entry[1].resource.component[1]")
+    assert "sent as a component of a panel is not used: send it as its own Observation" in issue.diagnostics

@@ -29,6 +29,10 @@ SAMPLE_FILES = sorted(SAMPLES.glob("*.json")) if SAMPLES.is_dir() else []
 CKD_SAMPLES = [path for path in SAMPLE_FILES if path.name.startswith(("Coleman_Ortiz", "Dirk_Kuhlman"))]
 
 
+def in_bundle_count(bundle, resource_type):
+    return sum(1 for entry in bundle["entry"] if entry["resource"]["resourceType"] == resource_type)
+
+
 @lru_cache(maxsize=None)
 def _facts(path: Path):
     bundle = json.loads(path.read_text(encoding="utf-8"))
@@ -45,7 +49,11 @@ def test_all_four_samples_are_present():
 def test_every_kept_resource_validates_as_r4b_and_nothing_is_lost(path):
     bundle, ingested, facts = _facts(path)
     assert ingested.bundle_type == "transaction"
-    assert ingested.issues == () and ingested.patients[0].issues == ()
+    assert ingested.patients[0].issues == ()
+    (summary,) = ingested.issues  # claims, encounters ... are counted, not silently dropped
+    assert (summary.severity, summary.location) == ("information", "Bundle.entry")
+    assert summary.diagnostics.startswith("not assessed (not read by the rules): ")
+    assert f"Claim {in_bundle_count(bundle, 'Claim')}" in summary.diagnostics
     group = ingested.patients[0]
     assert group.patient is not None
     in_bundle = Counter(entry["resource"]["resourceType"] for entry in bundle["entry"])
@@ -81,5 +89,21 @@ def test_egfr_reported_in_plain_ml_per_min_is_reported_not_used(path):
     _, _, facts = _facts(path)
     egfr = [record for record in facts.records("Observation") if record.get("analyte") == "egfr"]
     assert egfr and all(record.get("value").unit == "mL/min/{1.73_m2}" for record in egfr)
-    assert facts.issues and all(issue.severity == "warning" and "mL/min" in issue.diagnostics
-                                for issue in facts.issues)
+    unit_issues = [issue for issue in facts.issues if issue.code == "code-invalid"]
+    assert unit_issues and all(issue.severity == "warning" and "eGFR" in issue.diagnostics
+                               and "unit 'mL/min'" in issue.diagnostics for issue in unit_issues)
+    assert {issue.code for issue in facts.issues} <= {"code-invalid", "conflict"}
+
+
+def test_two_panels_at_the_same_instant_that_disagree_are_both_kept_and_reported():
+    # Dirk's record holds two metabolic panels filed at the same second with different values.
+    (path,) = [path for path in CKD_SAMPLES if path.name.startswith("Dirk")]
+    _, _, facts = _facts(path)
+    conflicts = [issue for issue in facts.issues if issue.code == "conflict"]
+    calcium = next(issue for issue in conflicts if issue.diagnostics.startswith("calcium:"))
+    assert calcium.severity == "warning"
+    assert calcium.location == "Bundle.entry[153].resource"
+    assert "Bundle.entry[153].resource" in calcium.diagnostics and "Bundle.entry[169].resource" in calcium.diagnostics
+    same_instant = [record for record in facts.records("Observation") if record.get("analyte") == "calcium"
+                    and record.get("effective") == datetime(2019, 11, 12, 20, 32, 26, tzinfo=timezone.utc)]
+    assert len(same_instant) == 2

@@ -223,3 +223,46 @@ def test_a_malformed_table_directory_is_reported_as_a_data_error(tmp_path):
     (tmp_path / "analytes.json").write_text('{"analytes": {}, "codes": [{"code": "1"}]}', encoding="utf-8")
     with pytest.raises(TerminologyDataError):
         load_terminology(tmp_path)
+
+
+# --- converted measurements and reference range restrictions ------------------------------------------
+
+@pytest.mark.parametrize("analyte, value, unit, expected", [
+    ("calcium", "2.55", "mmol/L", "10.2"),
+    ("calcium", "2.12", "mmol/L", "8.50"),
+    ("calcium", "2.5", "mmol/L", "10.0"),  # two digits sent: still three kept
+    ("calcium", "2.3745", "mmol/L", "9.517"),  # five digits sent: five kept
+    ("creatinine", "120", "umol/L", "1.36"),
+    ("calcium", "1000", "mmol/L", "4008"),
+    ("calcium", "10000", "mmol/L", "40080"),  # written out, not 4.0080E+4
+])
+def test_a_converted_measurement_keeps_the_precision_it_was_sent_with(analyte, value, unit, expected):
+    converted = TERMINOLOGY.convert_measurement(analyte, Decimal(value), unit)
+    assert converted == Decimal(expected)
+    assert "E" not in str(converted)
+
+
+@pytest.mark.parametrize("analyte, value, unit", [
+    ("calcium", "9.123456", "mg/dL"), ("pth", "70.25", "ng/L"), ("bicarbonate", "24.123", "meq/L")])
+def test_a_measurement_in_a_unit_with_factor_one_is_not_rounded(analyte, value, unit):
+    assert TERMINOLOGY.convert_measurement(analyte, Decimal(value), unit) == Decimal(value)
+
+
+@pytest.mark.parametrize("concept, sex", [
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "248153007"}]}, "male"),
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "248152002"}]}, "female"),
+    ({"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": "female"}]}, "female"),
+    ({"text": " Male "}, "male"),
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}, None),  # pregnancy
+    ({"coding": [{"system": "http://example.org", "code": "248153007"}]}, None),
+    ({"text": "adult men"}, None),
+    ("male", None),
+])
+def test_range_restrictions_naming_a_sex_are_recognised(concept, sex):
+    assert TERMINOLOGY.sex_of_range_concept(concept) == sex
+
+
+@pytest.mark.parametrize("unit, meaning", [("a", "years"), ("mo", "months"), ("wk", "weeks"), ("d", "days"),
+                                           ("years", None), ("h", None), (None, None)])
+def test_age_units_of_reference_ranges(unit, meaning):
+    assert TERMINOLOGY.age_unit(unit) == meaning

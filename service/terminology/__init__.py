@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +23,9 @@ UCUM = "http://unitsofmeasure.org"
 DATA_DIRECTORY = Path(__file__).resolve().parent
 
 QUANTITATIVE, QUALITATIVE, PANEL = "quantitative", "qualitative", "panel"
+# Significant digits a converted value keeps at least (a 2-digit measurement still reads to 3).
+MIN_CONVERTED_DIGITS = 3
+MAX_CONVERTED_DIGITS = 80  # room for any accepted value (below 10^28) times any factor, written out in full
 
 
 class TerminologyDataError(ValueError):
@@ -107,7 +110,10 @@ class Terminology:
     def __init__(self, analytes: Mapping[str, Analyte], codes: Mapping[tuple[str, str], AnalyteCode],
                  aliases: Mapping[str, str], ranges: Mapping[str, tuple[DefaultRange, ...]],
                  interpretation_system: str, interpretation_legacy_systems: frozenset[str],
-                 interpretation_codes: Mapping[str, str]) -> None:
+                 interpretation_codes: Mapping[str, str],
+                 range_sexes: Mapping[tuple[str, str], str] | None = None,
+                 range_sex_texts: Mapping[str, str] | None = None,
+                 age_units: Mapping[str, str] | None = None) -> None:
         self._analytes = MappingProxyType(dict(analytes))
         self._codes = MappingProxyType(dict(codes))
         self._aliases = MappingProxyType(dict(aliases))
@@ -115,6 +121,9 @@ class Terminology:
         self._interpretation_system = interpretation_system
         self._interpretation_legacy = interpretation_legacy_systems
         self._interpretation_codes = MappingProxyType(dict(interpretation_codes))
+        self._range_sexes = MappingProxyType(dict(range_sexes or {}))
+        self._range_sex_texts = MappingProxyType(dict(range_sex_texts or {}))
+        self._age_units = MappingProxyType(dict(age_units or {}))
 
     # --- codes and analytes -------------------------------------------------------------------
     def analyte_for(self, system: str | None, code: str | None) -> AnalyteCode | None:
@@ -155,6 +164,20 @@ class Terminology:
                 f"{shown} cannot be converted to {analyte.canonical_unit} for {analyte.label}")
         return value * factor.factor
 
+    def convert_measurement(self, analyte_key: str, value: Decimal, unit: str | None) -> Decimal:
+        """Like `convert`, but a value converted by a factor other than 1 is rounded to
+        max(3, significant digits of `value`) significant digits: a converted value is no more
+        precise than the measurement (2.12 mmol/L calcium -> 8.50 mg/dL, not 8.49696)."""
+        converted = self.convert(analyte_key, value, unit)
+        factor = self.unit_factor(self._analytes[analyte_key], unit)
+        if factor is None or factor.factor == 1 or not converted.is_finite() or converted == 0:
+            return converted
+        digits = max(MIN_CONVERTED_DIGITS, _significant_digits(value))
+        rounded = Context(prec=digits, rounding=ROUND_HALF_UP).plus(converted)
+        if rounded.as_tuple().exponent > 0:  # type: ignore[operator]
+            return rounded.quantize(Decimal(1), context=Context(prec=MAX_CONVERTED_DIGITS))  # 4.01E+4 -> 40100
+        return rounded
+
     def unit_factor(self, analyte: Analyte, unit: str | None) -> UnitFactor | None:
         """The conversion row for `unit` (as given, or through the aliases), or None."""
         if unit is None or not unit.strip():
@@ -186,6 +209,30 @@ class Terminology:
         if system is not None and system != self._interpretation_system and system not in self._interpretation_legacy:
             return None
         return self._interpretation_codes.get(code.strip().upper())
+
+
+    # --- reference range applicability ----------------------------------------------------------
+    def sex_of_range_concept(self, codeable: Any) -> str | None:
+        """'male' / 'female' when a referenceRange.appliesTo concept names a sex, else None."""
+        if not isinstance(codeable, dict):
+            return None
+        codings = codeable.get("coding")
+        for item in codings if isinstance(codings, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("system"), str) and isinstance(item.get("code"), str):
+                sex = self._range_sexes.get((item["system"], item["code"].strip()))
+                if sex is not None:
+                    return sex
+        text = codeable.get("text")
+        return self._range_sex_texts.get(text.strip().lower()) if isinstance(text, str) else None
+
+    def age_unit(self, ucum_code: str | None) -> str | None:
+        """'years', 'months', 'weeks' or 'days' for a UCUM age unit ('a', 'mo', 'wk', 'd'), else None."""
+        return self._age_units.get(ucum_code) if isinstance(ucum_code, str) else None
+
+
+def _significant_digits(value: Decimal) -> int:
+    """Significant digits of a value as sent: 2.12 -> 3, 0.05 -> 1, 120 -> 3, 2.50 -> 3."""
+    return len(value.as_tuple().digits)
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -258,12 +305,17 @@ def _load(directory: Path) -> Terminology:
         aliases = {key.lower(): value for key, value in _read_json(directory / "unit_aliases.json")["aliases"].items()}
         ranges = _load_ranges(directory / "reference_ranges.json", analytes)
         interpretations = _read_json(directory / "interpretation_codes.json")
+        applicability = _read_json(directory / "range_applicability.json")
+        range_sexes = {(row["system"], row["code"]): row["sex"] for row in applicability["sexes"]}
+        range_sex_texts = {text.lower(): sex for text, sex in applicability["sex_texts"].items()}
+        age_units = dict(applicability["age_units"])
     except (KeyError, TypeError, AttributeError) as error:
         raise TerminologyDataError(f"{directory}: malformed terminology table ({error!r})") from error
     return Terminology(
         analytes, codes, aliases, ranges,
         interpretations["system"], frozenset(interpretations.get("legacy_systems", ())),
-        {code.upper(): code for code in interpretations["codes"]})
+        {code.upper(): code for code in interpretations["codes"]},
+        range_sexes, range_sex_texts, age_units)
 
 
 @lru_cache(maxsize=8)
