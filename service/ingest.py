@@ -55,6 +55,12 @@ class KeptResource:
     location: str  # "Bundle.entry[3].resource"
     reference: str | None  # "Observation/123" or the entry's "urn:uuid:..." fullUrl
 
+    @property
+    def source(self) -> str:
+        """How outputs cite this resource: its reference, or its location when it has neither
+        id nor fullUrl (a basis must not lose an input just because it cannot be referenced)."""
+        return self.reference or self.location
+
 
 @dataclass(frozen=True)
 class PatientResources:

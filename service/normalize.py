@@ -132,7 +132,7 @@ class _Normalizer:
             "onset": onset,
             "abatement": abatement,
             "recorded": parse_datetime(resource.get("recordedDate")),
-        }, kept.reference)
+        }, kept.source)
 
     def _medication_request(self, kept: KeptResource) -> Record:
         resource = kept.resource
@@ -145,7 +145,7 @@ class _Normalizer:
             "authoredOn": parse_datetime(resource.get("authoredOn")),
             "name": name,
             "route": _first_route(resource.get("dosageInstruction")),
-        }, kept.reference)
+        }, kept.source)
 
     def _medication_administration(self, kept: KeptResource) -> Record:
         resource = kept.resource
@@ -159,7 +159,7 @@ class _Normalizer:
             "effective": effective,
             "name": name,
             "route": concept(dosage.get("route")) if isinstance(dosage, dict) else None,
-        }, kept.reference)
+        }, kept.source)
 
     def _medication_statement(self, kept: KeptResource) -> Record:
         resource = kept.resource
@@ -172,7 +172,7 @@ class _Normalizer:
             "effective": effective,
             "name": name,
             "route": _first_route(resource.get("dosage")),
-        }, kept.reference)
+        }, kept.source)
 
     def _procedure(self, kept: KeptResource) -> Record:
         resource = kept.resource
@@ -182,7 +182,7 @@ class _Normalizer:
             "code": concept(resource.get("code")),
             "status": text_or_none(resource.get("status")),
             "performed": performed,
-        }, kept.reference)
+        }, kept.source)
 
     def _service_request(self, kept: KeptResource) -> Record:
         resource = kept.resource
@@ -192,7 +192,7 @@ class _Normalizer:
             "status": text_or_none(resource.get("status")),
             "intent": text_or_none(resource.get("intent")),
             "authoredOn": parse_datetime(resource.get("authoredOn")),
-        }, kept.reference)
+        }, kept.source)
 
     # --- medications ----------------------------------------------------------------------------
     @staticmethod

@@ -119,7 +119,7 @@ class ObservationNormalizer:
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
         self._fill_lab_interpretation(resource, fields)
-        return Record("Observation", fields, kept.reference)
+        return Record("Observation", fields, kept.source)
 
     # --- analyte and value ----------------------------------------------------------------------
     def _analyte_code(self, resource: dict[str, Any]) -> AnalyteCode | None:

@@ -30,3 +30,23 @@ def test_a_rule_failing_on_one_patient_is_reported_and_the_others_are_assessed(m
     assert calls[1] in failure.diagnostics
     assert 'rule "Metastatic"' in failure.diagnostics
     assert "/srv/app" not in failure.diagnostics and ".cql" not in failure.diagnostics
+
+
+def test_resources_sent_without_id_or_full_url_are_cited_by_location_not_lost():
+    from service.assess import assess_bundle
+    from service.fhir_outputs.result_bundle import build_result_bundle
+
+    calcium = {"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "17861-6"}]},
+               "effectiveDateTime": "2026-10-01T08:00:00Z",
+               "valueQuantity": {"value": 12.0, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                                 "code": "mg/dL"}}
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "gender": "female"}}, {"resource": calcium}]}
+    run = assess_bundle(bundle, now=FIXTURE_NOW)
+    result = build_result_bundle(run.patients, run.issues)
+    risk = next(e["resource"] for e in result["entry"] if e["resource"]["resourceType"] == "RiskAssessment")
+    assert "reference" not in risk["subject"]
+    assert risk["subject"]["display"].startswith("Bundle.entry[0].resource")
+    assert {"display": "Bundle.entry[1].resource (sent without id or fullUrl)"} in risk["basis"]
+    assert "12" in " ".join(p["rationale"] for p in risk["prediction"])
