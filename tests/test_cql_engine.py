@@ -163,3 +163,52 @@ def test_parameter_defaults_are_evaluated_at_the_evaluation_instant():
                               "define \"Result\": \"Since\"", model=MODEL)
     result = library.evaluate_define("Result", FactsProvider({}), now=datetime(2030, 3, 1, tzinfo=timezone.utc))
     assert result.value == date(2029, 3, 1)
+
+
+# ---- deep expressions and implicit conversions -----------------------------------------------
+
+DEEP_HEADER = "library Deep version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+
+
+def _evaluate_one(body: str, **kwargs):
+    library = compile_library(DEEP_HEADER + body, model=MODEL)
+    return library.evaluate(FactsProvider({}), now=NOW, **kwargs)
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("1" + " + 1" * 2000, 2001),
+    ("Abs(" * 500 + "-7" + ")" * 500, 7),
+    ("Count(" + "First(" * 249 + "{" * 250 + "1" + "}" * 250 + ")" * 249 + ")", 1),
+    ("true" + " and true" * 2000, True),
+    ("- " * 1000 + "1", 1),
+])
+def test_deeply_nested_expressions_compile_and_evaluate(expression, expected):
+    import sys
+    limit = sys.getrecursionlimit()
+    assert _evaluate_one(f'define "A": {expression}')["A"].value == expected
+    assert sys.getrecursionlimit() == limit
+
+
+def test_a_deeply_nested_list_value_can_be_formatted():
+    value = _evaluate_one('define "A": ' + "{" * 500 + "1" + "}" * 500)["A"].value
+    text = format_value(value)
+    assert text.startswith("{ { {") and text.count("1") == 1
+
+
+def test_an_integer_override_of_a_decimal_parameter_is_a_decimal():
+    library = compile_library("library P version '1'\nparameter \"Limit\" Decimal default 1.5\ncontext Patient\n"
+                              "define \"Next\": \"Limit\" + 1", model=MODEL)
+    result = library.evaluate(FactsProvider({}), now=NOW, parameters={"Limit": 2147483647})["Next"].value
+    assert result == Decimal("2147483648") and isinstance(result, Decimal)
+
+
+def test_an_integer_default_of_a_decimal_parameter_is_a_decimal():
+    library = compile_library("library P version '1'\nparameter \"Limit\" Decimal default 2147483647\ncontext Patient\n"
+                              "define \"Next\": \"Limit\" + 1", model=MODEL)
+    result = library.evaluate(FactsProvider({}), now=NOW)["Next"].value
+    assert result == Decimal("2147483648") and isinstance(result, Decimal)
+
+
+def test_a_long_chain_of_defines_referring_to_later_defines_evaluates():
+    body = "".join(f'define "A{i}": "A{i + 1}" + 1\n' for i in range(599)) + 'define "A599": 1\n'
+    assert _evaluate_one(body)["A0"].value == 600

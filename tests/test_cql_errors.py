@@ -161,3 +161,90 @@ def test_a_missing_operand_is_reported_at_the_next_define():
 def test_one_mistake_is_reported_once_not_as_a_cascade():
     errors = compile_errors("define \"A\": Frist({1}) + 1 > 2 and Upper(Frist({'a'})) = 'A'")
     assert [(e.kind, e.column) for e in errors] == [("name", 13), ("name", 42)]
+
+
+# ---- load-time checks and messages found in review ------------------------------------------
+
+def test_a_bad_escape_is_a_syntax_error_at_the_backslash():
+    (error,) = compile_errors("define \"A\": 'ok \\q'")
+    assert isinstance(error, CqlSyntaxError)
+    assert (error.line, error.column) == (4, 17)
+    assert "unknown escape \\q" in error.message
+    assert "define \"A\": 'ok \\q'" in str(error)
+
+
+def test_a_short_unicode_escape_is_a_syntax_error():
+    (error,) = compile_errors("define \"A\": '\\u12'")
+    assert isinstance(error, CqlSyntaxError)
+    assert "exactly four hex digits" in error.message
+    assert error.column == 14
+
+
+def test_a_latin1_file_is_reported_as_not_utf8_with_its_line(tmp_path):
+    path = tmp_path / "latin1.cql"
+    path.write_bytes((HEADER + "define \"A\": 'caf\xe9'\n").encode("latin-1"))
+    (error,) = check_library(path, model=MODEL)
+    assert isinstance(error, CqlSyntaxError)
+    assert "not UTF-8" in error.message and "byte offset" in error.message
+    assert error.filename == str(path) and error.line == 4 and error.column == 17
+
+
+def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.cql"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "define \"A\": 1\n").encode("utf-8"))
+    assert check_library(path, model=MODEL) == []
+
+
+def test_the_source_line_shown_counts_only_newlines():
+    source = HEADER + "// note\u2028more\ndefine \"A\": 1\ndefine \"B\": \"Aa\" + 1\n"
+    with pytest.raises(CqlCompilationError) as info:
+        compile_library(source, filename="rules/t.cql", model=MODEL)
+    (error,) = info.value.errors
+    assert error.line == 6
+    assert error.source_line == 'define "B": "Aa" + 1'
+
+
+def test_a_recursive_function_is_a_name_error_naming_the_cycle():
+    errors = compile_errors('define function F(x Integer) returns Integer: G(x)\n'
+                            'define function G(x Integer) returns Integer: F(x)\n'
+                            'define "A": F(1)')
+    assert any(isinstance(e, CqlNameError) and "F -> G -> F" in e.message for e in errors)
+
+
+def test_an_ambiguous_call_names_both_overloads():
+    (error,) = compile_errors("define function F(x Decimal, y Integer) returns Integer: 1\n"
+                              "define function F(x Integer, y Decimal) returns Integer: 2\n"
+                              "define \"A\": F(1, 1)")
+    assert isinstance(error, CqlTypeError)
+    assert "ambiguous" in error.message and "F(Decimal, Integer)" in error.message
+
+
+def test_an_integer_default_for_a_quantity_parameter_is_a_type_error():
+    with pytest.raises(CqlCompilationError) as info:
+        compile_library("library T version '1'\nparameter \"Lookback\" Quantity default 365\ncontext Patient\n"
+                        "define \"A\": Today() - \"Lookback\"", filename="rules/t.cql", model=MODEL)
+    (error,) = info.value.errors
+    assert isinstance(error, CqlTypeError) and (error.line, error.column) == (2, 39)
+
+
+def test_an_expression_nested_beyond_the_limit_is_a_syntax_error_with_position():
+    from service.cql_like.ast import MAX_NESTING
+    depth = MAX_NESTING + 10
+    (error,) = compile_errors('define "A": ' + "- " * depth + "1")
+    assert isinstance(error, CqlSyntaxError)
+    assert "nested too deeply" in error.message
+    assert error.line == 4 and error.column is not None
+
+
+@pytest.mark.parametrize("expression, words", [
+    ("DateTime(2026, 1, 1, 0, 0, 0, 2000)", "millisecond 2000 is not between 0 and 999"),
+    ("Round(1.2345, 100000)", "Round precision 100000 is not between 0 and 8"),
+    ("Matches('" + "a" * 10_001 + "', 'a*')", "at most 10000 are matched"),
+])
+def test_evaluation_messages_speak_cql_not_python(expression, words):
+    library = compile_library(HEADER + f'define "A": {expression}', filename="rules/t.cql", model=MODEL)
+    with pytest.raises(CqlEvaluationError) as info:
+        library.evaluate(EmptyProvider(), now=NOW)
+    message = info.value.message
+    assert words in message
+    assert not any(name in message for name in ("microsecond", "Error", "InvalidOperation", "decimal."))

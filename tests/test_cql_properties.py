@@ -132,3 +132,90 @@ def test_formatted_decimal_reads_back_as_the_same_value(x):
     text = format_value(x)
     library = compile_library(f"library F version '1'\ncontext Patient\ndefine \"V\": {text}", model=MODEL)
     assert library.evaluate_define("V", NoData(), now=NOW).value == x
+
+
+# ---- robustness: nothing but CqlError escapes -------------------------------------------------
+
+from service.cql_like import CqlError, load_library  # noqa: E402
+from service.cql_like.values import Code, Concept, Record  # noqa: E402
+
+ROBUST_HEADER = "library Fuzz version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+
+_ATOMS = st.sampled_from([
+    "null", "true", "false", "0", "1", "-1", "2147483647", "2.5", "0.0", "99999999999999999999.0", "'a'", "''",
+    "'(a+)+$'", "10 'mg/dL'", "2.5 'mmol/L'", "1 'm'", "3 days", "@2026-01-01", "@2026-01-01T10:00:00Z",
+    "Interval[1, 5]", "Interval[@2026-01-01, @2026-02-01)", "{1, 2, 3}", "{ }", "{null}", "{1 'mg', 1 'm'}",
+    "Tuple { a: 1 }", "[Observation]", "[Condition]", "Patient", "Today()", "Now()", "AgeInYears()",
+    "First([Observation]).value", "First([Observation]).effective", "First([Observation]).status",
+])
+_UNARY = ["-{}", "not {}", "exists {}", "{} is null", "distinct {}", "flatten {}", "start of {}", "year from {}",
+          "day from {}", "date from {}", "First({})", "Count({})", "Sum({})", "Max({})", "Length({})",
+          "ToString({})", "ToInteger({})", "ToDecimal({})", "Abs({})", "Round({})", "Floor({})", "Exp({})",
+          "convert {} to 'mg'", "({}).value", "({})[0]", "({}) X where X is not null return X"]
+_BINARY = ["{} + {}", "{} - {}", "{} * {}", "{} / {}", "{} div {}", "{} mod {}", "{} ^ {}", "{} & {}",
+           "{} = {}", "{} != {}", "{} ~ {}", "{} < {}", "{} >= {}", "{} and {}", "{} or {}", "{} implies {}",
+           "{} in {}", "{} contains {}", "{} during {}", "{} overlaps {}", "{} before {}", "{} includes {}",
+           "Coalesce({}, {})", "Power({}, {})", "Round({}, {})", "Matches({}, {})", "Interval[{}, {}]",
+           "{{{}, {}}}", "if {} then {} else {}", "days between {} and {}"]
+
+
+def _expressions():
+    def extend(inner):
+        unary = st.tuples(st.sampled_from(_UNARY), inner).map(lambda t: t[0].format("(" + t[1] + ")"))
+        binary = st.tuples(st.sampled_from(_BINARY), inner, inner, inner).map(
+            lambda t: t[0].format(*("(" + x + ")" for x in t[1:1 + t[0].count("{}")])))
+        return unary | binary
+    return st.recursive(_ATOMS, extend, max_leaves=6)
+
+
+_FACT_VALUES = st.sampled_from([None, "final", Decimal("9.5"), Quantity(Decimal("11.2"), "mg/dL"),
+                                Quantity(Decimal("2.5"), "mmol/L"), date(2026, 1, 1),
+                                datetime(2026, 1, 1, 10, tzinfo=timezone.utc), [1, 2], True])
+
+
+class _RandomFacts:
+    def __init__(self, rows):
+        self._rows = rows
+
+    def patient(self):
+        return Record("Patient", {"birthDate": date(1970, 3, 10)}, "Patient/p")
+
+    def retrieve(self, type_name, codes):
+        return [Record(type_name, dict(fields), f"{type_name}/{i}") for i, fields in enumerate(self._rows)]
+
+
+_ROWS = st.lists(st.fixed_dictionaries({"status": _FACT_VALUES, "value": _FACT_VALUES, "effective": _FACT_VALUES,
+                                        "code": st.just(Concept((Code("17861-6", "http://loinc.org"),)))}),
+                 max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_as_a_library_raises_only_cql_errors(text):
+    for source in (text, ROBUST_HEADER + text, ROBUST_HEADER + 'define "A": ' + text):
+        try:
+            compile_library(source, model=MODEL).evaluate(_RandomFacts([]), now=NOW)
+        except CqlError:
+            pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_as_a_library_file_raise_only_cql_errors(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "fuzz.cql"
+    path.write_bytes(ROBUST_HEADER.encode() + data)
+    try:
+        load_library(path, model=MODEL)
+    except CqlError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(_expressions(), _ROWS)
+def test_random_expressions_over_random_facts_raise_only_cql_errors(expression, rows):
+    try:
+        library = compile_library(ROBUST_HEADER + f'define "A": {expression}', model=MODEL)
+        value = library.evaluate(_RandomFacts(rows), now=NOW)["A"].value
+        format_value(value)
+    except CqlError:
+        pass

@@ -251,6 +251,31 @@ class LibraryNode(Node):
     statements: list[Node] = field(default_factory=list)
 
 
+# Deepest expression nesting a library may have: more is a syntax error ("expression nested too deeply").
+# 2,000 chained binary terms or 500 nested calls fit; the checker and evaluator of libraries nested
+# deeper than SHALLOW_NESTING run on a worker thread with a large stack (see deep.py).
+MAX_NESTING = 3000
+SHALLOW_NESTING = 80
+
+
+def nesting_depth(root: Node) -> tuple[int, Node]:
+    """(deepest nesting of nodes below `root`, the node at that depth), walked without recursion."""
+    best, deepest = 0, root
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Node):
+            if depth > best:
+                best, deepest = depth, value
+            for f in fields(value):
+                child = getattr(value, f.name)
+                if isinstance(child, (Node, list, tuple)):
+                    stack.append((child, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth) for item in value if isinstance(item, (Node, list, tuple)))
+    return best, deepest
+
+
 def dump(node: Any, indent: int = 0) -> str:
     """Stable, indented text rendering of a tree (positions as @line:col)."""
     pad = "  " * indent

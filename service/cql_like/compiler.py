@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from . import ast
 from . import functions as fn
 from . import operators as ops
+from . import regex_guard
 from . import types as T
 from .errors import CqlError, CqlNameError, CqlTypeError
 from .model import ModelInfo
@@ -73,19 +74,69 @@ def _guard(closure: Closure, node: ast.Node) -> Closure:
             raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
         except ZeroDivisionError:
             return None
-        except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
-            raise EvaluationFailure(f"{type(exc).__name__}: {exc}", line, column) from None
+        except (ArithmeticError, ValueError, TypeError, OverflowError):
+            raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
     return guarded
 
 
-def _coerce(closure: Closure, actual: T.CqlType, target: T.CqlType) -> Closure:
-    """Apply CQL's implicit Integer -> Decimal conversion where a branch or element is promoted."""
+def value_converter(actual: T.CqlType, target: T.CqlType) -> Callable[[Any], Any] | None:
+    """The runtime form of CQL's implicit Integer -> Decimal promotion from `actual` to `target`
+    (also inside lists, interval bounds and tuple elements), or None when values need no change."""
     if actual == T.INTEGER and target == T.DECIMAL:
-        def promoted(ctx):
-            value = closure(ctx)
-            return None if value is None else Decimal(value)
-        return promoted
-    return closure
+        return lambda value: Decimal(value) if type(value) is int else value
+    if isinstance(actual, T.ListType) and isinstance(target, T.ListType):
+        inner = value_converter(actual.element, target.element)
+        if inner is not None:
+            return lambda value: [inner(v) for v in value] if isinstance(value, list) else value
+    if isinstance(actual, T.IntervalType) and isinstance(target, T.IntervalType):
+        point = value_converter(actual.point, target.point)
+        if point is not None:
+            return lambda value: (Interval(point(value.low), point(value.high), value.low_closed, value.high_closed)
+                                  if isinstance(value, Interval) else value)
+    if isinstance(actual, T.TupleType) and isinstance(target, T.TupleType):
+        parts = {name: value_converter(actual.element(name) or T.ANY, wanted) for name, wanted in target.elements}
+        parts = {name: conv for name, conv in parts.items() if conv is not None}
+        if parts:
+            return lambda value: (CqlTuple({k: parts[k](v) if k in parts else v for k, v in value.items()})
+                                  if isinstance(value, CqlTuple) else value)
+    return None
+
+
+def promote_value(value: Any, declared: T.CqlType) -> Any:
+    """A caller-supplied value (e.g. a parameter override) in its declared type: Integers become Decimals."""
+    if value is None:
+        return None
+    if declared == T.DECIMAL and type(value) is int:
+        return Decimal(value)
+    if isinstance(declared, T.ListType) and isinstance(value, list):
+        return [promote_value(v, declared.element) for v in value]
+    if isinstance(declared, T.IntervalType) and isinstance(value, Interval):
+        return Interval(promote_value(value.low, declared.point), promote_value(value.high, declared.point),
+                        value.low_closed, value.high_closed)
+    return value
+
+
+def _coerce(closure: Closure, actual: T.CqlType, target: T.CqlType) -> Closure:
+    """Apply CQL's implicit Integer -> Decimal conversion where the static type says Decimal."""
+    convert = value_converter(actual, target)
+    if convert is None:
+        return closure
+
+    def promoted(ctx):
+        value = closure(ctx)
+        return None if value is None else convert(value)
+    return promoted
+
+
+def _consuming(closure: Closure) -> Closure:
+    """The operand's records become evidence: an operator read the whole value (=, is null, Length, ...)."""
+    def consumed(ctx):
+        value = closure(ctx)
+        kind = type(value)
+        if kind is list or kind is Record or kind is CqlTuple:
+            collect_record_sources(value, ctx.ev)
+        return value
+    return consumed
 
 
 class Compiler:
@@ -105,7 +156,9 @@ class Compiler:
         self.defines: dict[str, CompiledDefine] = {}
         self.function_nodes: dict[str, list[ast.FunctionDef]] = {}
         self.functions: dict[int, CompiledFunction] = {}
+        self._signatures: dict[int, tuple[list[str], list[T.CqlType]]] = {}
         self._compiling: list[str] = []
+        self._compiling_functions: list[ast.FunctionDef] = []
 
     # ---- errors -----------------------------------------------------------
     def error(self, cls: type[CqlError], message: str, node: ast.Node | None = None, *, line: int | None = None,
@@ -150,6 +203,7 @@ class Compiler:
                 self.define_nodes[statement.name] = statement
             elif isinstance(statement, ast.FunctionDef):
                 self.function_nodes.setdefault(statement.name, []).append(statement)
+        self._check_function_declarations()
         for param in lib.parameters:
             self._compile_parameter(param)
         for name, node in self.define_nodes.items():
@@ -162,6 +216,28 @@ class Compiler:
             for node in overloads:
                 self._function(node)
         self.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
+
+    def _check_function_declarations(self) -> None:
+        """Each operand name once per function, each signature once per name (else calls are ambiguous)."""
+        for name, overloads in self.function_nodes.items():
+            seen: dict[tuple[T.CqlType, ...], ast.FunctionDef] = {}
+            for node in overloads:
+                names, types = self._signature(node)
+                for i, operand in enumerate(names):
+                    if operand in names[:i]:
+                        self.error(CqlNameError, f"function {name} has two operands named {operand}", node)
+                key = tuple(types)
+                if key in seen:
+                    self.error(CqlNameError, f"function {name}(" + ", ".join(str(t) for t in types)
+                               + f") is defined twice (first at line {seen[key].line})", node)
+                seen.setdefault(key, node)
+
+    def _signature(self, node: ast.FunctionDef) -> tuple[list[str], list[T.CqlType]]:
+        done = self._signatures.get(id(node))
+        if done is None:
+            done = self._signatures[id(node)] = ([n for n, _ in node.operands],
+                                                 [self.type_of_spec(t) for _, t in node.operands])
+        return done
 
     def _declare(self, node, table: dict, value) -> None:
         if node.name in table:
@@ -176,6 +252,8 @@ class Compiler:
             if declared is not None and not T.assignable(default_type, declared):
                 self.error(CqlTypeError, f"default of parameter \"{node.name}\" is {default_type}, declared {declared}",
                            node.default)
+            elif declared is not None:
+                default = _coerce(default, default_type, declared)
         self.parameters[node.name] = CompiledParameter(node.name, declared or default_type, default, node)
 
     def compile_define(self, name: str) -> CompiledDefine:
@@ -200,15 +278,20 @@ class Compiler:
         done = self.functions.get(id(node))
         if done is not None:
             return done
-        names = [n for n, _ in node.operands]
-        types = [self.type_of_spec(t) for _, t in node.operands]
+        names, types = self._signature(node)
         declared = self.type_of_spec(node.returns) if node.returns is not None else None
         compiled = CompiledFunction(node.name, names, types, declared or T.ANY, None, node)
-        self.functions[id(node)] = compiled   # visible while compiling the body (recursion)
-        body, body_type = self.expr(node.body, dict(zip(names, types)))
+        self.functions[id(node)] = compiled
+        self._compiling_functions.append(node)
+        try:
+            body, body_type = self.expr(node.body, dict(zip(names, types)))
+        finally:
+            self._compiling_functions.pop()
         if declared is not None and not T.assignable(body_type, declared):
             self.error(CqlTypeError, f"function {node.name} is declared to return {declared} but its body is {body_type}",
                        node.body)
+        elif declared is not None:
+            body = _coerce(body, body_type, declared)
         compiled.body = body
         compiled.returns = declared or body_type
         return compiled
@@ -366,7 +449,7 @@ class Compiler:
         element_type, is_list = target_type, False
         if isinstance(target_type, T.ListType):
             element_type, is_list = target_type.element, True
-        result_type = T.ANY
+        result_type = T.list_of(T.ANY) if is_list else T.ANY
         if element_type != T.ANY:
             field_type = self._field_type(element_type, name)
             if field_type is None:
@@ -423,6 +506,16 @@ class Compiler:
             result_type = spec.resolve(arg_types)
         except fn.SignatureMismatch as exc:
             return self.error(CqlTypeError, f"{node.name} {exc} (signature: {spec.signature})", node)
+        if node.name == "Coalesce":   # the picked argument takes the common type (Integer -> Decimal)
+            targets = [result_type] * len(arg_types) if len(arg_types) > 1 else [T.list_of(result_type)]
+            closures = [_coerce(c, a, t) for c, a, t in zip(closures, arg_types, targets)]
+        if node.name == "Matches" and len(node.args) == 2 and isinstance(node.args[1], ast.Literal) \
+                and node.args[1].kind == "String":
+            problem = regex_guard.pattern_problem(node.args[1].value)
+            if problem is not None:
+                return self.error(CqlTypeError, f"Matches pattern {node.args[1].value!r}: {problem}", node.args[1])
+        if spec.evidence == "none":
+            closures = [_consuming(c) for c in closures]
         return _guard(self._builtin_call(spec, closures), node), result_type
 
     def _call_name_error(self, node: ast.Call):
@@ -485,26 +578,44 @@ class Compiler:
         return many
 
     def _user_call(self, node: ast.Call, closures, arg_types):
+        """CQL function resolution: the overload needing the fewest implicit conversions; a tie is ambiguous."""
         overloads = self.function_nodes[node.name]
+        ranked = []
         for candidate in overloads:
-            compiled = self._function(candidate)
-            if len(compiled.operand_types) == len(arg_types) and all(
-                    T.assignable(a, p) for a, p in zip(arg_types, compiled.operand_types)):
-                names = compiled.operand_names
+            _, types = self._signature(candidate)
+            if len(types) == len(arg_types) and all(T.assignable(a, p) for a, p in zip(arg_types, types)):
+                ranked.append((sum(a != p for a, p in zip(arg_types, types)), candidate))
+        if not ranked:
+            wanted = "; ".join(f"{node.name}(" + ", ".join(str(t) for t in self._signature(c)[1]) + ")"
+                               for c in overloads)
+            got = ", ".join(str(t) for t in arg_types)
+            return self.error(CqlTypeError, f"no overload of {node.name} accepts ({got}); declared: {wanted}", node)
+        best = min(cost for cost, _ in ranked)
+        chosen = [c for cost, c in ranked if cost == best]
+        if len(chosen) > 1:
+            options = "; ".join(f"{node.name}(" + ", ".join(str(t) for t in self._signature(c)[1]) + ")" for c in chosen)
+            got = ", ".join(str(t) for t in arg_types)
+            return self.error(CqlTypeError, f"call {node.name}({got}) is ambiguous between {options}", node)
+        candidate = chosen[0]
+        stack_ids = [id(f) for f in self._compiling_functions]
+        if id(candidate) in stack_ids:
+            path = self._compiling_functions[stack_ids.index(id(candidate)):]
+            cycle = " -> ".join([f.name for f in path] + [candidate.name])
+            return self.error(CqlNameError, f"function {candidate.name} calls itself ({cycle}); "
+                                            "recursive functions are not supported", node)
+        compiled = self._function(candidate)
+        names = compiled.operand_names
+        args = [_coerce(c, a, p) for c, a, p in zip(closures, arg_types, compiled.operand_types)]
 
-                def call(ctx, compiled=compiled):
-                    values = [c(ctx) for c in closures]
-                    saved = ctx.scope
-                    ctx.scope = dict(zip(names, values))
-                    try:
-                        return compiled.body(ctx)
-                    finally:
-                        ctx.scope = saved
-                return call, compiled.returns
-        wanted = "; ".join(f"{node.name}(" + ", ".join(str(t) for t in self._function(c).operand_types) + ")"
-                           for c in overloads)
-        got = ", ".join(str(t) for t in arg_types)
-        return self.error(CqlTypeError, f"no overload of {node.name} accepts ({got}); declared: {wanted}", node)
+        def call(ctx):
+            values = [a(ctx) for a in args]
+            saved = ctx.scope
+            ctx.scope = dict(zip(names, values))
+            try:
+                return compiled.body(ctx)
+            finally:
+                ctx.scope = saved
+        return call, compiled.returns
 
     # operators --------------------------------------------------------------------------
     def _Unary(self, node: ast.Unary, env):
@@ -535,14 +646,19 @@ class Compiler:
         if op in ("distinct", "flatten"):
             if t != T.ANY and not isinstance(t, T.ListType):
                 return self.error(CqlTypeError, f"{op} needs a List, got {t}", node.operand)
+            if op == "flatten" and isinstance(t, T.ListType) and t.element != T.ANY \
+                    and not isinstance(t.element, T.ListType):
+                return self.error(CqlTypeError, f"flatten needs a List of Lists, got {t}", node.operand)
             impl = ops.distinct if op == "distinct" else ops.flatten
             result = t
             if op == "flatten" and isinstance(t, T.ListType):
                 result = t.element if isinstance(t.element, T.ListType) else t
             return _guard(lambda ctx: impl(operand(ctx)), node), result
         if op == "is null":
+            operand = _consuming(operand)
             return (lambda ctx: operand(ctx) is None), T.BOOLEAN
         if op == "is not null":
+            operand = _consuming(operand)
             return (lambda ctx: operand(ctx) is not None), T.BOOLEAN
         if op.startswith("is "):
             self._require(t, (T.BOOLEAN,), op, node.operand)
@@ -562,14 +678,13 @@ class Compiler:
             if component in ("hour", "minute", "second") and t == T.DATE:
                 return self.error(CqlTypeError, f"a Date has no {component}", node)
             result = T.DATE if component == "date" else T.INTEGER
-            if component == "date":
-                def date_from(ctx):
-                    value = operand(ctx)
-                    if isinstance(value, datetime):   # the date at the evaluation's offset
-                        value = value.astimezone(ctx.now.tzinfo)
-                    return ops.component_of(value, "date")
-                return date_from, result
-            return (lambda ctx: ops.component_of(operand(ctx), component)), result
+
+            def component_from(ctx):
+                value = operand(ctx)
+                if isinstance(value, datetime):   # every component is read at the evaluation's offset
+                    value = value.astimezone(ctx.now.tzinfo)
+                return ops.component_of(value, component)
+            return component_from, result
         return self.error(CqlTypeError, f"unsupported operator {op}", node)
 
     def _require(self, t: T.CqlType, allowed: tuple[T.CqlType, ...], what: str, node: ast.Node) -> bool:
@@ -588,6 +703,8 @@ class Compiler:
         right, rt = self.expr(node.right, env)
         if left is _fail or right is _fail:   # already reported: no cascade of errors
             return _fail, T.ANY
+        if op not in self._LOGIC:
+            left, right = _consuming(left), _consuming(right)
         if op in ("and", "or"):
             self._require(lt, (T.BOOLEAN,), op, node.left)
             self._require(rt, (T.BOOLEAN,), op, node.right)
@@ -634,6 +751,8 @@ class Compiler:
                 return self.error(CqlTypeError, f"operator '{op}' cannot be applied to {lt} and {rt}", node)
             impl = {"+": ops.add, "-": ops.subtract, "*": ops.multiply, "/": ops.divide, "div": ops.truncated_divide,
                     "mod": ops.modulo, "^": ops.power, "&": ops.concatenate_ampersand}[op]
+            if result == T.DECIMAL:   # Integer operands of Decimal arithmetic are Decimals (no 32-bit overflow)
+                left, right = _coerce(left, lt, T.DECIMAL), _coerce(right, rt, T.DECIMAL)
             return _guard(lambda ctx: impl(left(ctx), right(ctx)), node), result
         if op in ("in", "contains", "during", "includes", "included in", "overlaps", "before", "after"):
             return self._membership(node, op, left, lt, right, rt)
@@ -679,6 +798,13 @@ class Compiler:
             op, left, lt, right, rt = "included in", right, rt, left, lt
         elif op == "during":
             op = "included in" if isinstance(lt, T.IntervalType) else "in"
+        if op in ("included in", "overlaps", "before", "after"):
+            left_point = lt.point if isinstance(lt, T.IntervalType) else lt
+            right_point = rt.point if isinstance(rt, T.IntervalType) else rt
+            common = T.common_type(left_point, right_point)
+            if common is None or (common != T.ANY and common not in T.ORDERED):
+                return self.error(CqlTypeError, f"'{node.op}' cannot relate {lt} and {rt}: "
+                                                "their points are of different types", node)
         if op == "in":
             if rt == T.VALUESET:
                 if lt not in (T.CODE, T.CONCEPT, T.ANY, T.STRING):
@@ -913,6 +1039,8 @@ class Compiler:
     def _with_clause(self, clause: ast.WithClause, env):
         source, source_type = self.expr(clause.source, env)
         row_type = source_type.element if isinstance(source_type, T.ListType) else source_type
+        if clause.alias in env or clause.alias in self.define_nodes:
+            self.error(CqlNameError, f"alias {clause.alias} hides another name", clause)
         inner_env = dict(env)
         inner_env[clause.alias] = row_type
         cond, ct = self.expr(clause.condition, inner_env)
@@ -927,13 +1055,18 @@ class Compiler:
             scope = ctx.scope
             saved = scope.get(alias, _MISSING)
             found = False
+            outer_ev = ctx.ev
             try:
                 for row in rows:
                     scope[alias] = row
+                    trial_ev = ctx.ev = set()
                     if cond(ctx) is True:
                         found = True
+                        if wanted:   # `with`: the matching row is evidence; `without`: nothing matched is
+                            outer_ev.update(trial_ev)
                         break
             finally:
+                ctx.ev = outer_ev
                 if saved is _MISSING:
                     scope.pop(alias, None)
                 else:
@@ -994,6 +1127,7 @@ class Compiler:
         if point is None or (point != T.ANY and point not in T.ORDERED):
             return self.error(CqlTypeError, f"interval bounds must be one ordered type, got {lt} and {ht}", node)
         low_closed, high_closed = node.low_closed, node.high_closed
+        low, high = _coerce(low, lt, point), _coerce(high, ht, point)
 
         def interval(ctx):
             lo, hi = low(ctx), high(ctx)

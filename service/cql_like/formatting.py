@@ -6,6 +6,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .deep import run_deep
 from .quantity import Quantity
 from .valuesets import ValueSet
 from .values import Code, Concept, CqlTuple, Interval, Record
@@ -39,6 +40,14 @@ def _format_datetime(value: datetime) -> str:
 
 
 def format_value(value: Any) -> str:
+    """CQL-literal-like text of a runtime value; values nested very deeply are rendered on a large stack."""
+    try:
+        return _format(value)
+    except RecursionError:
+        return run_deep(_format, value)
+
+
+def _format(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -56,19 +65,19 @@ def format_value(value: Any) -> str:
     if isinstance(value, date):
         return "@" + value.isoformat()
     if isinstance(value, list):
-        return "{ " + ", ".join(format_value(v) for v in value) + " }" if value else "{ }"
+        return "{ " + ", ".join(_format(v) for v in value) + " }" if value else "{ }"
     if isinstance(value, CqlTuple):
         if not value:
             return "Tuple { : }"
-        return "Tuple { " + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + " }"
+        return "Tuple { " + ", ".join(f"{k}: {_format(v)}" for k, v in value.items()) + " }"
     if isinstance(value, Interval):
-        return ("Interval" + ("[" if value.low_closed else "(") + format_value(value.low) + ", "
-                + format_value(value.high) + ("]" if value.high_closed else ")"))
+        return ("Interval" + ("[" if value.low_closed else "(") + _format(value.low) + ", "
+                + _format(value.high) + ("]" if value.high_closed else ")"))
     if isinstance(value, Code):
         display = f" display {_string_literal(value.display)}" if value.display else ""
         return f"Code {_string_literal(value.code)} from {_string_literal(value.system or '')}{display}"
     if isinstance(value, Concept):
-        return "Concept { " + ", ".join(format_value(c) for c in value.codes) + " }"
+        return "Concept { " + ", ".join(_format(c) for c in value.codes) + " }"
     if isinstance(value, Record):
         return f"{value.type_name}({value.source or '?'})"
     if isinstance(value, ValueSet):
@@ -85,5 +94,5 @@ def to_string(value: Any) -> str | None:
     if isinstance(value, Quantity):
         return f"{_quantity_number(value.value)} '{value.unit}'"
     if isinstance(value, (date, datetime)):
-        return format_value(value)[1:]
-    return format_value(value)
+        return _format(value)[1:]
+    return _format(value)

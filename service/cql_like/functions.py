@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, DecimalException
 from typing import Any, Callable
 
 from . import operators as ops
+from . import regex_guard
 from . import types as T
 from .quantity import IncompatibleUnitsError, Quantity
 from .values import Code, Concept
@@ -306,7 +307,7 @@ def _to_decimal(value):
 @register("ToInteger", "ToInteger(Integer|String) -> Integer", fixed(((T.INTEGER, T.STRING),), T.INTEGER))
 def _to_integer(value):
     if isinstance(value, str):
-        return int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else None
+        return ops.checked_int(int(value)) if re.fullmatch(r"[+-]?\d{1,12}", value.strip()) else None
     return value
 
 
@@ -358,8 +359,8 @@ def _to_concept(value):
 def _date(year, month, day):
     try:
         return date(year, month, day)
-    except ValueError as exc:
-        raise ops.CqlRuntimeError(f"invalid date: {exc}") from None
+    except (ValueError, OverflowError):
+        raise ops.CqlRuntimeError(f"invalid date: Date({year}, {month}, {day}) is not a calendar date") from None
 
 
 @register("DateTime", "DateTime(Integer year, month, day[, hour, minute, second, millisecond][, Decimal offset]) -> DateTime",
@@ -367,11 +368,16 @@ def _date(year, month, day):
 def _datetime(year, month, day, hour=0, minute=0, second=0, millisecond=0, offset=None):
     if year is None or month is None or day is None:
         return None
+    if millisecond is not None and not 0 <= millisecond <= 999:
+        raise ops.CqlRuntimeError(f"invalid datetime: millisecond {millisecond} is not between 0 and 999")
+    if offset is not None and not -14 <= offset <= 14:
+        raise ops.CqlRuntimeError(f"invalid datetime: offset {offset} is not between -14 and 14 hours")
     tz = timezone.utc if offset is None else timezone(timedelta(hours=float(offset)))
     try:
         return datetime(year, month, day, hour or 0, minute or 0, second or 0, (millisecond or 0) * 1000, tzinfo=tz)
-    except ValueError as exc:
-        raise ops.CqlRuntimeError(f"invalid datetime: {exc}") from None
+    except (ValueError, OverflowError):
+        raise ops.CqlRuntimeError(f"invalid datetime: DateTime({year}, {month}, {day}, {hour}, {minute}, {second}) "
+                                  "is not a calendar date and time") from None
 
 
 # ---- arithmetic functions ---------------------------------------------------------------
@@ -379,27 +385,32 @@ def _datetime(year, month, day, hour=0, minute=0, second=0, millisecond=0, offse
 @register("Round", "Round(Decimal[, Integer precision]) -> Decimal",
           fixed(((T.DECIMAL,), (T.INTEGER,)), T.DECIMAL, optional=1))
 def _round(value, precision=0):
-    return ops.to_decimal(value).quantize(Decimal(1).scaleb(-(precision or 0)), rounding=ROUND_HALF_UP)
+    precision = precision or 0
+    if not 0 <= precision <= 8:
+        raise ops.CqlRuntimeError(f"Round precision {precision} is not between 0 and 8 (Decimals keep 8 places)")
+    return ops.round8(ops.to_decimal(value).quantize(Decimal(1).scaleb(-precision), rounding=ROUND_HALF_UP))
 
 
 @register("Abs", "Abs(Integer|Decimal|Quantity) -> same", same_as_first(*NUM_OR_QTY))
 def _abs(value):
-    return Quantity(abs(value.value), value.unit) if isinstance(value, Quantity) else abs(value)
+    if isinstance(value, Quantity):
+        return Quantity(abs(value.value), value.unit)
+    return ops.checked_int(abs(value)) if type(value) is int else abs(value)
 
 
 @register("Floor", "Floor(Decimal) -> Integer", fixed(((T.DECIMAL,),), T.INTEGER))
 def _floor(value):
-    return int(ops.to_decimal(value).to_integral_value(rounding=ROUND_FLOOR))
+    return ops.checked_int(int(ops.to_decimal(value).to_integral_value(rounding=ROUND_FLOOR)))
 
 
 @register("Ceiling", "Ceiling(Decimal) -> Integer", fixed(((T.DECIMAL,),), T.INTEGER))
 def _ceiling(value):
-    return int(ops.to_decimal(value).to_integral_value(rounding=ROUND_CEILING))
+    return ops.checked_int(int(ops.to_decimal(value).to_integral_value(rounding=ROUND_CEILING)))
 
 
 @register("Truncate", "Truncate(Decimal) -> Integer", fixed(((T.DECIMAL,),), T.INTEGER))
 def _truncate(value):
-    return int(ops.to_decimal(value))
+    return ops.checked_int(int(ops.to_decimal(value)))
 
 
 @register("Ln", "Ln(Decimal) -> Decimal", fixed(((T.DECIMAL,),), T.DECIMAL))
@@ -413,7 +424,7 @@ def _ln(value):
 def _exp(value):
     try:
         return ops.round8(ops.to_decimal(value).exp())
-    except (InvalidOperation, OverflowError):
+    except (DecimalException, OverflowError):
         return None
 
 
@@ -472,10 +483,7 @@ def _ends_with(value, suffix):
 
 @register("Matches", "Matches(String, String regex) -> Boolean", fixed(((T.STRING,), (T.STRING,)), T.BOOLEAN))
 def _matches(value, pattern):
-    try:
-        return re.fullmatch(pattern, value, flags=re.DOTALL) is not None
-    except re.error as exc:
-        raise ops.CqlRuntimeError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return regex_guard.matches(value, pattern)
 
 
 @register("PositionOf", "PositionOf(String pattern, String) -> Integer", fixed(((T.STRING,), (T.STRING,)), T.INTEGER))

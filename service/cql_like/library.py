@@ -7,8 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from .compiler import CompiledDefine, Compiler
-from .errors import CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError
+from .ast import SHALLOW_NESTING
+from .compiler import CompiledDefine, Compiler, promote_value
+from .deep import run_deep
+from .errors import CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError, CqlSyntaxError
 from .model import ModelInfo
 from .parser import parse, source_line
 from .runtime import Context, DataProvider, EvaluationFailure, collect_record_sources
@@ -45,7 +47,7 @@ class EvaluationResult(Mapping[str, DefineResult]):
 class Library:
     """A library that compiled cleanly: evaluate it against any data provider, any number of times."""
 
-    def __init__(self, compiler: Compiler) -> None:
+    def __init__(self, compiler: Compiler, *, deep: bool = False) -> None:
         node = compiler.lib
         self.name: str | None = node.name
         self.version: str | None = node.version
@@ -55,6 +57,7 @@ class Library:
         self._parameters = compiler.parameters
         self.define_names: tuple[str, ...] = tuple(compiler.define_nodes)
         self.define_types = {name: compiler.defines[name].type for name in self.define_names}
+        self._deep = deep or getattr(node, "nesting", 0) > SHALLOW_NESTING
         # defaults as evaluated at load (for display); evaluation re-evaluates them with its own `now`
         self.parameters: dict[str, Any] = {}
         for name, param in self._parameters.items():
@@ -70,6 +73,11 @@ class Library:
     # ---- evaluation -----------------------------------------------------------
     def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                  now: datetime) -> EvaluationResult:
+        if self._deep:
+            return run_deep(self._evaluate, provider, parameters, now)
+        return self._evaluate(provider, parameters, now)
+
+    def _evaluate(self, provider, parameters, now: datetime) -> EvaluationResult:
         ctx = self._context(provider, parameters, now)
         return EvaluationResult({name: self._result(ctx, name) for name in self.define_names})
 
@@ -78,6 +86,8 @@ class Library:
         if name not in self._defines:
             raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
                                + CqlNameError.suggestion(name, self.define_names), filename=self.filename)
+        if self._deep:
+            return run_deep(lambda: self._result(self._context(provider, parameters, now), name))
         return self._result(self._context(provider, parameters, now), name)
 
     def _context(self, provider, parameters, now: datetime) -> Context:
@@ -88,7 +98,7 @@ class Library:
             if name not in self._parameters:
                 raise CqlNameError(f"no parameter \"{name}\" in library {self.name or self.filename}"
                                    + CqlNameError.suggestion(name, self._parameters), filename=self.filename)
-            values[name] = value
+            values[name] = promote_value(value, self._parameters[name].type)
         return Context(self, provider, now, values)
 
     def _result(self, ctx: Context, name: str) -> DefineResult:
@@ -109,6 +119,9 @@ class Library:
                 value = self._defines[name].closure(ctx)
             except EvaluationFailure as exc:
                 raise self._failure(exc, name) from None
+            except RecursionError:
+                raise CqlEvaluationError("defines and functions call each other too deeply to evaluate", define=name,
+                                         filename=self.filename) from None
             finally:
                 ctx.ev, ctx.scope = outer_ev, outer_scope
             cached = ctx.define_cache[name] = (value, own_ev)
@@ -162,12 +175,23 @@ def _resolve_valuesets(valueset_dir, valuesets) -> dict[str, ValueSet]:
     return found
 
 
-def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuesets) -> Compiler:
+def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuesets) -> Library:
     tree = parse(source, filename)
-    compiler = Compiler(tree, source=source, filename=filename, model=model,
-                        valuesets=_resolve_valuesets(valueset_dir, valuesets))
-    compiler.compile()
-    return compiler
+    available = _resolve_valuesets(valueset_dir, valuesets)
+
+    def build(deep: bool) -> Library:
+        compiler = Compiler(tree, source=source, filename=filename, model=model, valuesets=available)
+        compiler.compile()
+        if compiler.errors:
+            raise CqlCompilationError(compiler.errors)
+        library = Library(compiler, deep=deep)
+        return library
+    if tree.nesting > SHALLOW_NESTING:
+        return run_deep(build, True)
+    try:
+        return build(False)
+    except RecursionError:   # long chains of defines referring to later defines: retry on a large stack
+        return run_deep(build, True)
 
 
 def compile_library(source: str, *, filename: str = "<string>", model: ModelInfo,
@@ -175,20 +199,37 @@ def compile_library(source: str, *, filename: str = "<string>", model: ModelInfo
                     valuesets: Mapping[str, Iterable] | None = None) -> Library:
     """Parse, resolve and type-check a library; raises CqlCompilationError listing every error."""
     try:
-        compiler = _compile(source, filename, model, valueset_dir, valuesets)
+        return _compile(source, filename, model, valueset_dir, valuesets)
     except CqlCompilationError:
         raise
     except CqlError as exc:
         raise CqlCompilationError([exc]) from None
-    if compiler.errors:
-        raise CqlCompilationError(compiler.errors)
-    return Library(compiler)
+    except RecursionError:
+        raise CqlCompilationError([CqlSyntaxError("defines and functions refer to each other too deeply",
+                                                  filename=filename)]) from None
+
+
+def read_source(path: str | Path) -> str:
+    """A library file's text; bytes that are not UTF-8 are a syntax error at their line and byte offset."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise CqlSyntaxError(f"the file is not UTF-8 (byte offset {exc.start}, byte 0x{data[exc.start]:02x})",
+                             filename=str(path), line=line, column=column) from None
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def load_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Path | None = None) -> Library:
     path = Path(path)
-    return compile_library(path.read_text(encoding="utf-8"), filename=str(path), model=model,
-                           valueset_dir=valueset_dir)
+    try:
+        source = read_source(path)
+    except CqlSyntaxError as exc:
+        raise CqlCompilationError([exc]) from None
+    return compile_library(source, filename=str(path), model=model, valueset_dir=valueset_dir)
 
 
 def check_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Path | None = None) -> list[CqlError]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
 from functools import cmp_to_key
 from typing import Any, Callable, Iterable
 
@@ -19,6 +19,8 @@ from .quantity import Quantity, UnitError
 from .values import Code, Concept, CqlTuple, Interval, Record
 
 EIGHT_PLACES = Decimal("1e-8")
+DECIMAL_LIMIT = Decimal(10) ** 28   # CQL Decimal: |x| < 10^28 with at most 8 decimal places
+_WIDE = Context(prec=80)
 
 # duration unit spelling (CQL keyword or UCUM) -> canonical calendar unit
 TIME_UNITS = {
@@ -46,10 +48,12 @@ class CqlRuntimeError(ValueError):
     """A value-level failure the evaluator reports as a CqlEvaluationError."""
 
 
-def round8(value: Decimal) -> Decimal:
-    """CQL Decimal keeps at most 8 decimal places."""
+def round8(value: Decimal | None) -> Decimal | None:
+    """CQL Decimal keeps at most 8 decimal places; a result outside its range is null (CQL overflow)."""
+    if value is None or not value.is_finite() or abs(value) >= DECIMAL_LIMIT:
+        return None
     if value.as_tuple().exponent < -8:  # type: ignore[operator]
-        return value.quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP)
+        return value.quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP, context=_WIDE)
     return value
 
 
@@ -348,15 +352,19 @@ def modulo(a, b):
 
 
 def power(a, b):
+    """CQL Power: null when the result is not representable (overflow, 0 to a negative power,
+    an Integer result that is not whole, a complex root)."""
     if a is None or b is None:
         return None
-    if isinstance(a, int) and isinstance(b, int) and b >= 0:
+    if isinstance(a, int) and isinstance(b, int):
+        if b < 0:
+            return a if a in (1, -1) and b % 2 else (1 if a in (1, -1) else None)
         if abs(a) > 1 and b > 64:
             return None
         return checked_int(a ** b)
     try:
         return round8(to_decimal(a) ** to_decimal(b))
-    except (InvalidOperation, ZeroDivisionError):
+    except (DecimalException, ZeroDivisionError, OverflowError):
         return None
 
 
@@ -365,7 +373,7 @@ def negate(a):
         return None
     if isinstance(a, Quantity):
         return Quantity(-a.value, a.unit)
-    return -a
+    return checked_int(-a) if type(a) is int else -a
 
 
 def concatenate_ampersand(a, b):
@@ -589,9 +597,18 @@ def distinct(items: list | None) -> list | None:
         if item is None:
             if not any(k is None for k in kept):
                 kept.append(None)
-        elif not any(k is not None and equal(k, item) is True for k in kept):
+        elif not any(k is not None and _same_element(k, item) for k in kept):
             kept.append(item)
     return kept
+
+
+def _same_element(a: Any, b: Any) -> bool:
+    """Equality for de-duplication: values that cannot be compared (quantities of incompatible
+    units) are simply different elements, never an error."""
+    try:
+        return equal(a, b) is True
+    except (UnitError, CqlRuntimeError):
+        return False
 
 
 def flatten(items: list | None) -> list | None:

@@ -6,16 +6,22 @@ with the file:line:col of the offending token.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Transformer, Tree, v_args
+from lark import Lark, Tree, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
 from .errors import CqlError, CqlSyntaxError
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+
+# CQL DateTimes without seconds are partial (comparisons at a finer precision are uncertain);
+# this engine has no partial values, so a literal must give at least the seconds.
+_FULL_DATETIME = re.compile(r"^@\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 _ESCAPES = {"'": "'", '"': '"', "`": "`", "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "f": "\f"}
 
@@ -26,23 +32,55 @@ def _parser() -> Lark:
                 maybe_placeholders=True)
 
 
+class EscapeError(ValueError):
+    """An escape sequence CQL does not define; `offset` is the backslash's index in the body."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.message, self.offset = message, offset
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def unescape(text: str) -> str:
-    """Body of a CQL string or quoted identifier, escapes resolved (\\', \\n, \\uXXXX...)."""
+    """Body of a CQL string or quoted identifier with its escapes resolved.
+
+    Only CQL's escapes are accepted (\\' \\" \\` \\\\ \\/ \\f \\n \\r \\t and \\u with exactly four
+    hex digits): anything else raises EscapeError, so a typo never silently changes the text.
+    """
     out, i = [], 0
     while i < len(text):
         ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "u" and i + 5 < len(text) + 0:
-                out.append(chr(int(text[i + 2:i + 6], 16)))
-                i += 6
-                continue
-            out.append(_ESCAPES.get(nxt, nxt))
-            i += 2
+        if ch != "\\":
+            out.append(ch)
+            i += 1
             continue
-        out.append(ch)
-        i += 1
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if nxt == "u":
+            digits = text[i + 2:i + 6]
+            if len(digits) != 4 or not set(digits) <= _HEX:
+                raise EscapeError("a \\u escape needs exactly four hex digits", i)
+            out.append(chr(int(digits, 16)))
+            i += 6
+            continue
+        if nxt not in _ESCAPES:
+            raise EscapeError(f"unknown escape \\{nxt}" if nxt else "unfinished escape", i)
+        out.append(_ESCAPES[nxt])
+        i += 2
     return "".join(out)
+
+
+def _body(token) -> str:
+    """Unescaped body of a quoted token; a bad escape is a syntax error at the backslash."""
+    text = str(token)
+    try:
+        return unescape(text[1:-1])
+    except EscapeError as exc:
+        prefix = text[:exc.offset + 1]
+        line = (getattr(token, "line", None) or 1) + prefix.count("\n")
+        column = len(prefix) - prefix.rfind("\n") if "\n" in prefix else (getattr(token, "column", None) or 1) + len(prefix)
+        raise CqlSyntaxError(exc.message, line=line, column=column) from None
 
 
 def _pos(meta_or_token) -> dict:
@@ -56,7 +94,7 @@ def _name(tree_or_token) -> tuple[str, dict]:
     token = tree_or_token.children[0] if isinstance(tree_or_token, Tree) else tree_or_token
     text = str(token)
     if text.startswith('"'):
-        text = unescape(text[1:-1])
+        text = _body(token)
     return text, _pos(token)
 
 
@@ -65,8 +103,8 @@ def _keyword(tree: Tree) -> str:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """lark tree -> ast nodes (bottom-up)."""
+class _ToAst(Transformer_NonRecursive):
+    """lark tree -> ast nodes (bottom-up, without recursion, so long operator chains do not exhaust the stack)."""
 
     def __init__(self, source: str, filename: str) -> None:
         super().__init__()
@@ -105,32 +143,32 @@ class _ToAst(Transformer):
 
     def library_def(self, meta, children):
         name, _ = _name(children[0])
-        version = unescape(children[1][1:-1]) if len(children) > 1 and children[1] is not None else None
+        version = _body(children[1]) if len(children) > 1 and children[1] is not None else None
         return ("library", name, version)
 
     def using_def(self, meta, children):
         name, _ = _name(children[0])
-        version = unescape(children[1][1:-1]) if len(children) > 1 and children[1] is not None else None
+        version = _body(children[1]) if len(children) > 1 and children[1] is not None else None
         return ast.UsingDef(name, version, **_pos(meta))
 
     def codesystem_def(self, meta, children):
         name, _ = _name(children[0])
-        version = unescape(children[2][1:-1]) if len(children) > 2 and children[2] is not None else None
-        return ast.CodeSystemDef(name, unescape(children[1][1:-1]), version, **_pos(meta))
+        version = _body(children[2]) if len(children) > 2 and children[2] is not None else None
+        return ast.CodeSystemDef(name, _body(children[1]), version, **_pos(meta))
 
     def valueset_def(self, meta, children):
         name, _ = _name(children[0])
-        version = unescape(children[2][1:-1]) if len(children) > 2 and children[2] is not None else None
-        return ast.ValueSetDef(name, unescape(children[1][1:-1]), version, **_pos(meta))
+        version = _body(children[2]) if len(children) > 2 and children[2] is not None else None
+        return ast.ValueSetDef(name, _body(children[1]), version, **_pos(meta))
 
     def code_def(self, meta, children):
         name, _ = _name(children[0])
         system, _ = _name(children[2])
         display = children[3] if len(children) > 3 else None
-        return ast.CodeDef(name, unescape(children[1][1:-1]), system, display, **_pos(meta))
+        return ast.CodeDef(name, _body(children[1]), system, display, **_pos(meta))
 
     def display_clause(self, meta, children):
-        return unescape(children[0][1:-1])
+        return _body(children[0])
 
     def parameter_def(self, meta, children):
         name, _ = _name(children[0])
@@ -246,7 +284,7 @@ class _ToAst(Transformer):
         return ast.Unary(f"{_keyword(children[0])} from", children[1], **_pos(meta))
 
     def convert(self, meta, children):
-        return ast.Convert(children[0], unescape(children[1][1:-1]), **_pos(meta))
+        return ast.Convert(children[0], _body(children[1]), **_pos(meta))
 
     def polarity(self, meta, children):
         op = "negate" if _keyword(children[0]) == "-" else "plus"
@@ -342,7 +380,7 @@ class _ToAst(Transformer):
         return ast.Literal("Null", None, **_pos(meta))
 
     def string_literal(self, meta, children):
-        return ast.Literal("String", unescape(children[0][1:-1]), **_pos(meta))
+        return ast.Literal("String", _body(children[0]), **_pos(meta))
 
     def number_literal(self, meta, children):
         text = str(children[0])
@@ -350,14 +388,18 @@ class _ToAst(Transformer):
 
     def quantity_literal(self, meta, children):
         number, unit = children
-        unit_text = _keyword(unit) if isinstance(unit, Tree) else unescape(str(unit)[1:-1])
+        unit_text = _keyword(unit) if isinstance(unit, Tree) else _body(unit)
         return ast.Literal("Quantity", (str(number), unit_text), **_pos(meta))
 
     def date_literal(self, meta, children):
         return ast.Literal("Date", str(children[0])[1:], **_pos(meta))
 
     def datetime_literal(self, meta, children):
-        return ast.Literal("DateTime", str(children[0])[1:], **_pos(meta))
+        text = str(children[0])
+        if not _FULL_DATETIME.match(text):
+            raise CqlSyntaxError(f"{text} has partial precision; DateTime literals need hours, minutes and seconds "
+                                 "(e.g. @2026-01-01T10:30:00)", **_pos(meta))
+        return ast.Literal("DateTime", text[1:], **_pos(meta))
 
 
 def _is_type_spec(node: ast.Node) -> bool:
@@ -365,30 +407,49 @@ def _is_type_spec(node: ast.Node) -> bool:
 
 
 def parse(source: str, filename: str = "<string>") -> ast.LibraryNode:
-    """Parse a whole library; raises CqlSyntaxError with the position of the problem."""
+    """Parse a whole library; raises CqlSyntaxError with the position of the problem.
+
+    Expressions nested deeper than ast.MAX_NESTING levels are a syntax error ("expression nested too
+    deeply"): the checker and the evaluator walk trees recursively, and this bound keeps them finite.
+    """
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source, filename) from None
     try:
-        return _ToAst(source, filename).transform(tree)
+        library = _ToAst(source, filename).transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, CqlError):
-            raise exc.orig_exc from None
+            raise _located(exc.orig_exc, source, filename) from None
         raise
+    depth, deepest = ast.nesting_depth(library)
+    if depth > ast.MAX_NESTING:
+        raise CqlSyntaxError(f"expression nested too deeply (more than {ast.MAX_NESTING} levels)", filename=filename,
+                             line=deepest.line, column=deepest.column, source_line=source_line(source, deepest.line))
+    library.nesting = depth
+    return library
+
+
+def _located(error: CqlError, source: str, filename: str) -> CqlError:
+    """The same error with the file name and source line filled in (raised before they were known)."""
+    if error.filename is not None and error.source_line is not None:
+        return error
+    return type(error)(error.message, filename=filename, line=error.line, column=error.column,
+                       source_line=source_line(source, error.line))
 
 
 def source_line(source: str, line: int | None) -> str | None:
+    """Line `line` (1-based) of the text, counted on '\\n' only, as the lexer counts them."""
     if not line:
         return None
-    lines = source.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else None
+    lines = source.split("\n")
+    return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 
 def _syntax_error(exc: UnexpectedInput, source: str, filename: str) -> CqlSyntaxError:
     line, column = getattr(exc, "line", None), getattr(exc, "column", None)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = source.splitlines() or [""]
+        lines = source.split("\n")
         line, column = len(lines), len(lines[-1]) + 1
         message = "unexpected end of text" + _expected(exc)
     elif isinstance(exc, UnexpectedToken):

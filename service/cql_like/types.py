@@ -94,12 +94,14 @@ def is_interval(t: CqlType) -> bool:
 
 
 def assignable(actual: CqlType, expected: CqlType) -> bool:
-    """Can a value of `actual` be passed where `expected` is declared (with CQL's implicit conversions)?"""
+    """Can a value of `actual` be passed where `expected` is declared (with CQL's implicit conversions)?
+
+    Integer/Decimal are not Quantities here: CQL converts them only inside Quantity `*` and `/`,
+    which the arithmetic check handles, never for parameters, operands or list elements.
+    """
     if actual == ANY or expected == ANY or actual == expected:
         return True
     if expected == DECIMAL and actual == INTEGER:
-        return True
-    if expected == QUANTITY and actual in NUMERIC:
         return True
     if expected == DATETIME and actual == DATE:
         return True
