@@ -14,14 +14,14 @@ import re
 from typing import Any, Mapping
 
 from ..assessment_model import InputIssue
+from .bundle_checks import readable_entries, request_issue
 from .order_codes import normalize_system
 
 _BASE = "context.draftOrders"
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-def _issue(diagnostics: str, location: str, code: str = "invalid") -> InputIssue:
-    return InputIssue("error", code, diagnostics, location)
+_issue = request_issue
 
 
 def _subject_patient_id(subject: Any) -> str | None:
@@ -65,25 +65,7 @@ def check_draft_orders(draft_orders: Any, patient_id: str | None, issues: list[I
     if draft_orders.get("resourceType") != "Bundle":
         issues.append(_issue("context.draftOrders must be a FHIR Bundle", f"{_BASE}.resourceType"))
         return
-    entries = draft_orders.get("entry")
-    if entries is None:
-        return
-    if not isinstance(entries, list):
-        issues.append(_issue("Bundle.entry must be an array", f"{_BASE}.entry"))
-        return
-    for index, entry in enumerate(entries):
-        where = f"{_BASE}.entry[{index}]"
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            issues.append(_issue("each draft order entry needs a resource (a JSON object)", f"{where}.resource"))
-            continue
-        if not isinstance(resource.get("resourceType"), str) or not resource["resourceType"]:
-            issues.append(_issue("the draft order has no resourceType", f"{where}.resource.resourceType", "required"))
-            continue
-        if resource.get("id") is not None and not isinstance(resource["id"], str):
-            issues.append(_issue("id must be a string", f"{where}.resource.id"))
-        if entry.get("fullUrl") is not None and not isinstance(entry["fullUrl"], str):
-            issues.append(_issue("fullUrl must be a string", f"{where}.fullUrl"))
+    for where, _entry, resource in readable_entries(draft_orders, _BASE, issues, noun="draft order entry"):
         subject = resource.get("subject")
         if subject is not None and patient_id is not None and _subject_patient_id(subject) != patient_id:
             issues.append(_issue("the draft order's subject is not the patient in context.patientId; draft orders "

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from ..assessment_model import InputIssue
 from ..errors import InputError
+from .bundle_checks import readable_entries, request_issue
 from .draft_orders import check_draft_orders, check_selections
 from .safe_urls import parse_safe_url
 
@@ -51,8 +52,7 @@ def load_hook_contexts(path: Path = _HOOK_CONTEXTS_FILE) -> dict[str, dict[str, 
 _HOOK_CONTEXTS = load_hook_contexts()
 
 
-def _issue(diagnostics: str, location: str, code: str = "invalid") -> InputIssue:
-    return InputIssue("error", code, diagnostics, location)
+_issue = request_issue
 
 
 def _is_uuid(value: str) -> bool:
@@ -133,22 +133,7 @@ def _check_fhir_access(body: Mapping[str, Any], issues: list[InputIssue]) -> tup
 
 def _check_prefetch_bundle(bundle: Mapping[str, Any], where: str, issues: list[InputIssue]) -> None:
     """Each entry must hold a FHIR resource: the core is never handed half-read data."""
-    entries = bundle.get("entry")
-    if entries is None:
-        return
-    if not isinstance(entries, list):
-        issues.append(_issue("Bundle.entry must be an array", f"{where}.entry"))
-        return
-    for index, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            issues.append(_issue("each Bundle entry needs a resource (a JSON object)",
-                                 f"{where}.entry[{index}].resource"))
-        elif not isinstance(resource.get("resourceType"), str) or not resource["resourceType"]:
-            issues.append(_issue("the resource has no resourceType string",
-                                 f"{where}.entry[{index}].resource.resourceType", "required"))
-        elif resource.get("id") is not None and not isinstance(resource["id"], str):
-            issues.append(_issue("id must be a string", f"{where}.entry[{index}].resource.id"))
+    readable_entries(bundle, where, issues)
     total = bundle.get("total")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
         issues.append(_issue("Bundle.total must be a non-negative integer", f"{where}.total"))
