@@ -9,6 +9,7 @@ Two limits keep one patient's request from hanging the service:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 import re._constants as sre_constants  # type: ignore[import-not-found]
 import re._parser as sre_parse  # type: ignore[import-not-found]
 
@@ -23,8 +24,12 @@ class RegexRejected(CqlRuntimeError):
     """A pattern or text `Matches` refuses to run (message says why)."""
 
 
+@lru_cache(maxsize=1024)
 def pattern_problem(pattern: str) -> str | None:
-    """Why the pattern cannot be used (invalid, or nested quantifiers), or None if it is fine."""
+    """Why the pattern cannot be used (invalid, or nested quantifiers), or None if it is fine.
+
+    Cached: a library applies the same few patterns to every record of every patient.
+    """
     try:
         parsed = sre_parse.parse(pattern)
     except (re.error, OverflowError, RecursionError) as exc:
