@@ -212,3 +212,21 @@ def test_an_integer_default_of_a_decimal_parameter_is_a_decimal():
 def test_a_long_chain_of_defines_referring_to_later_defines_evaluates():
     body = "".join(f'define "A{i}": "A{i + 1}" + 1\n' for i in range(599)) + 'define "A599": 1\n'
     assert _evaluate_one(body)["A0"].value == 600
+
+
+def test_distinct_over_thousands_of_records_keeps_first_occurrences_in_order():
+    from service.cql_like.operators import distinct
+    from service.cql_like.values import Record as FactRecord
+
+    records = [FactRecord("MedicationRequest", {"id": f"m{i % 1500}", "status": "draft"},
+                          f"MedicationRequest/m{i % 1500}") for i in range(3000)]
+    kept = distinct(records)
+    assert [r.source for r in kept] == [f"MedicationRequest/m{i}" for i in range(1500)]
+
+
+def test_distinct_treats_integer_and_equal_decimal_as_one_and_booleans_apart():
+    from decimal import Decimal
+
+    from service.cql_like.operators import distinct
+
+    assert distinct([1, Decimal("1.0"), None, None, "a", "a", True, 2]) == [1, None, "a", True, 2]

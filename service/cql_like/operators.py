@@ -590,16 +590,51 @@ def list_contains(items: list | None, element) -> bool | None:
 
 
 def distinct(items: list | None) -> list | None:
+    """CQL distinct, keeping first occurrences in order.
+
+    Elements are compared only within a bucket of possibly-equal elements (same record id,
+    same scalar value, same kind otherwise), so a query returning thousands of records stays
+    linear instead of comparing every pair.
+    """
     if items is None:
         return None
     kept: list = []
+    buckets: dict[Any, list] = {}
     for item in items:
+        bucket = buckets.setdefault(_bucket_key(item), [])
         if item is None:
-            if not any(k is None for k in kept):
+            if not bucket:
+                bucket.append(None)
                 kept.append(None)
-        elif not any(k is not None and _same_element(k, item) for k in kept):
+        elif not any(_same_element(k, item) for k in bucket):
+            bucket.append(item)
             kept.append(item)
     return kept
+
+
+def _bucket_key(item: Any) -> Any:
+    """A key equal for any two elements CQL equality could call equal (coarser is allowed)."""
+    if item is None:
+        return None
+    if isinstance(item, Record):
+        return ("record", item.type_name, _hashable(item.fields.get("id")))
+    if isinstance(item, bool):
+        return ("boolean", item)
+    if isinstance(item, (int, Decimal)):
+        return ("number", item)  # 1 and 1.0 hash alike, as they compare equal
+    if isinstance(item, str):
+        return ("string", item)
+    if isinstance(item, (date, datetime)):
+        return ("temporal",)
+    return (type(item).__name__,)
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return value
 
 
 def _same_element(a: Any, b: Any) -> bool:
