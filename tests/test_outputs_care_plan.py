@@ -61,7 +61,7 @@ def test_no_labs_and_no_condition_leaves_reason_reference_out_but_keeps_the_reas
 def test_risk_assessment_is_linked_through_supporting_info_on_requests_and_plan():
     bundle, risk, plan, requests = outputs_of(metastatic_high())
     risk_link = {"reference": f"urn:uuid:{risk['id']}", "type": "RiskAssessment"}
-    assert plan["supportingInfo"] == [risk_link]
+    assert plan["supportingInfo"][0] == risk_link
     assert all(r["supportingInfo"] == [risk_link] for r in requests)
     full_urls = {entry["fullUrl"] for entry in bundle["entry"]}
     assert risk_link["reference"] in full_urls
@@ -133,3 +133,20 @@ def test_an_urn_uuid_condition_from_the_caller_is_typed_so_its_target_is_known()
     expected = {"reference": "urn:uuid:6c1f2a9e-0000-4000-8000-0000000000aa", "type": "Condition"}
     assert plan["addresses"] == [expected]
     assert requests[0]["reasonReference"] == [expected]
+
+
+def test_results_the_care_plan_names_as_available_are_cited_in_supporting_info():
+    from dataclasses import replace
+
+    from service.assessment_model import AvailableTest
+    from service.fhir_outputs.care_plan import build_care_plan
+
+    patient = replace(metastatic_high(), available=(
+        AvailableTest("1963-8", "http://loinc.org", "Bicarbonate [Moles/volume] in Serum or Plasma",
+                      "34 mmol/L on 2026-11-09", "Observation/bicarb-1"),
+        AvailableTest("58410-2", "http://loinc.org", "CBC panel", "already ordered (ServiceRequest active, 2026-11-10)",
+                      "ServiceRequest/cbc-order")))
+    plan = build_care_plan(patient, "urn:uuid:00000000-0000-4000-8000-000000000001", [])
+    cited = [item.get("reference") for item in plan["supportingInfo"]]
+    assert "Observation/bicarb-1" in cited and "ServiceRequest/cbc-order" in cited
+    assert "34 mmol/L" in plan["description"]

@@ -77,7 +77,11 @@ def build_care_plan(patient: PatientAssessment, risk_assessment_urn: str,
     }
     if patient.calcinosis_condition:
         plan["addresses"] = [reference(patient.calcinosis_condition, "Condition")]
-    plan["supportingInfo"] = [reference(risk_assessment_urn, "RiskAssessment")]
+    # The results and orders the description names as already available are cited too, so
+    # every value the text mentions can be traced to what the caller sent.
+    cited = unique_sorted(test.source for test in patient.available if test.source)
+    plan["supportingInfo"] = [reference(risk_assessment_urn, "RiskAssessment")] + [
+        reference(source) for source in cited]
     if service_requests:
         plan["activity"] = [
             {"reference": reference(urn(request["id"]), "ServiceRequest", request["code"]["text"])}
