@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import orjson
 
 from .config import load_config
-from .errors import ServiceError
+from .errors import ConfigError, ServiceError
 
 
 def _read_json(source: str) -> Any:
@@ -28,6 +28,16 @@ def _parse_now(text: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
 
 
 def _instant(text: str) -> str:
@@ -53,8 +63,28 @@ def _print_service_error(error: ServiceError) -> None:
         print(f"error{where}: {issue.diagnostics}", file=sys.stderr)
 
 
+def _setup_errors() -> tuple[type[Exception], ...]:
+    from .cql_like import CqlError
+
+    return (ConfigError, CqlError, OSError)
+
+
+def _assessor(args: argparse.Namespace) -> Any:
+    from .assess import get_assessor
+
+    return get_assessor(_config_from_args(args))
+
+
+def _setup_failed(error: Exception) -> int:
+    """A bad configuration or rule library: one readable message, no traceback."""
+    if isinstance(error, OSError):
+        print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
 def cmd_assess(args: argparse.Namespace) -> int:
-    from .assess import assess_bundle
     from .fhir_outputs.result_bundle import build_result_bundle
     from .summary import format_summary
 
@@ -67,7 +97,11 @@ def cmd_assess(args: argparse.Namespace) -> int:
         print(f"error: {args.file} is not valid JSON: {error}", file=sys.stderr)
         return 1
     try:
-        run = assess_bundle(bundle, config=_config_from_args(args), now=_parse_now(args.now))
+        assessor = _assessor(args)
+    except _setup_errors() as error:
+        return _setup_failed(error)
+    try:
+        run = assessor.assess(bundle, now=_parse_now(args.now))
     except ServiceError as error:
         _print_service_error(error)
         return 1
@@ -82,7 +116,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .wsgi_server import serve
 
-    serve(host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
+    serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads, timeout=args.timeout)
     return 0
 
 
@@ -110,14 +144,15 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_eval(args: argparse.Namespace) -> int:
-    from .assess import get_assessor
     from .cql_like import CqlError
     from .cql_like.tooling import render_result
     from .ingest import read_bundle
     from .normalize import build_facts
 
-    config = _config_from_args(args)
-    assessor = get_assessor(config)
+    try:
+        assessor = _assessor(args)
+    except _setup_errors() as error:
+        return _setup_failed(error)
     if args.define not in assessor.library.define_names:
         print(f"error: the library has no define {args.define!r}", file=sys.stderr)
         return 1
@@ -126,6 +161,11 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
         ingested = read_bundle(_read_json(args.bundle))
     except ServiceError as error:
         _print_service_error(error)
+        return 1
+    except OSError as error:
+        return _setup_failed(error)
+    except orjson.JSONDecodeError as error:
+        print(f"error: {args.bundle} is not valid JSON: {error}", file=sys.stderr)
         return 1
     status = 0
     for patient in ingested.patients:
@@ -158,14 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--format", choices=("text", "json"), default="text",
                         help="text: a readable summary (default); json: the result Bundle")
     assess.add_argument("--now", type=_instant, help="evaluation instant, ISO 8601 (default: the current time)")
-    assess.add_argument("--lookback-days", type=int, help="how many days a result stays current")
+    assess.add_argument("--lookback-days", type=_positive, help="how many days a result stays current")
     assess.add_argument("--rules", help="a rule library file to use instead of the shipped one")
     assess.set_defaults(handler=cmd_assess)
 
     serve = commands.add_parser("serve", help="serve the HTTP API with a production WSGI server")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--workers", type=_positive, default=2, help="worker processes (default 2)")
+    serve.add_argument("--threads", type=_positive, default=8,
+                       help="threads per worker (default 8): a slow client holds one thread, not a worker")
     serve.add_argument("--timeout", type=int, default=60, help="worker timeout in seconds")
     serve.set_defaults(handler=cmd_serve)
 
@@ -180,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("bundle", help="a FHIR Bundle file, or - for standard input")
     evaluate.add_argument("--now", type=_instant, help="evaluation instant, ISO 8601")
     evaluate.add_argument("--rules", help="a rule library file to use instead of the shipped one")
-    evaluate.set_defaults(handler=cmd_rules_eval, lookback_days=None)
+    evaluate.add_argument("--lookback-days", type=_positive, help="how many days a result stays current")
+    evaluate.set_defaults(handler=cmd_rules_eval)
 
     feedback = commands.add_parser("feedback", help="CDS Hooks card feedback")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
@@ -191,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code says whether it succeeded (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        return _setup_failed(error)
 
 
 if __name__ == "__main__":  # pragma: no cover

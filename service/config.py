@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
+
+from .errors import ConfigError
 
 ENV_PREFIX = "CALCINOSIS_"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -49,9 +52,70 @@ def _component_defaults() -> dict[str, Any]:
     return dict(hook_defaults)
 
 
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("must be a whole number above 0")
+    return value
+
+
+def _optional_positive_int(value: Any) -> int | None:
+    return None if value in (None, "") else _positive_int(value)
+
+
+def _strict_bool(value: Any) -> bool:
+    """Only an explicit true or false: an empty or mistyped value must not switch a check off."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def _optional_instant(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-15T09:00:00Z")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-15T09:00:00Z") from None
+    return value
+
+
+def _log_level(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return value.upper()
+
+
+# Checked when the configuration is built, so a bad value stops the service at start with the
+# key named, instead of failing (or silently weakening a check) on every request.
+_CHECKS = {
+    "MAX_BODY_BYTES": _positive_int,
+    "LOOKBACK_DAYS": _optional_positive_int,
+    "MAX_PATIENTS_PER_REQUEST": _positive_int,
+    "MAX_ASSESSED_RESOURCES": _positive_int,
+    "EVALUATION_TIME": _optional_instant,
+    "LOG_LEVEL": _log_level,
+    "CDS_REQUIRE_JWT": _strict_bool,
+}
+
+
+def _checked(config: dict[str, Any]) -> dict[str, Any]:
+    for key, check in _CHECKS.items():
+        if key in config:
+            try:
+                config[key] = check(config[key])
+            except ValueError as error:
+                raise ConfigError(f"configuration {key} (environment {ENV_PREFIX}{key}) = {config[key]!r}: "
+                                  f"{error}") from None
+    return config
+
+
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Build the effective configuration: defaults < environment < overrides."""
+    """Build the effective configuration: defaults < environment < overrides. Raises ConfigError."""
     config: dict[str, Any] = {}
     config.update(_component_defaults())
     config.update(CORE_DEFAULTS)
@@ -61,4 +125,4 @@ def load_config(overrides: Mapping[str, Any] | None = None,
             config[key[len(ENV_PREFIX):]] = _decode_env(raw)
     if overrides:
         config.update(overrides)
-    return config
+    return _checked(config)

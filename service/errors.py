@@ -13,7 +13,16 @@ from typing import Iterable
 from .assessment_model import InputIssue
 
 
-class ServiceError(Exception):
+class CalcinosisError(Exception):
+    """Root of the service's errors (the rule engine's own tree, CqlError, is separate because the
+    engine must not depend on the service)."""
+
+
+class ConfigError(CalcinosisError):
+    """A configuration value is unusable: raised at start, naming the key, never per request."""
+
+
+class ServiceError(CalcinosisError):
     """Base of every error the service turns into an OperationOutcome."""
 
     status: int = 500
@@ -42,7 +51,7 @@ class DataUnavailableError(ServiceError):
     status = 412
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(CalcinosisError):
     """A CDS client could not be trusted. Rendered as a bare 401; the reason is only logged."""
 
     def __init__(self, reason: str) -> None:

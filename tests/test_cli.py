@@ -23,9 +23,11 @@ def _fixture(prefix: str) -> str:
 def test_assess_prints_a_readable_assessment(capsys):
     assert main(["assess", _fixture("04"), "--now", NOW]) == 0
     out = capsys.readouterr().out
-    assert "metastatic" in out.lower()
-    assert "mg/dL" in out
-    assert "2777-1" not in out or "phosphate" in out.lower()
+    assert "1. Metastatic calcinosis cutis: high likelihood" in out  # most likely first
+    assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in out  # the numbers used
+    assert "Calcium (total): 10.8 mg/dL, flag H, on 2026-11-09" in out
+    recommended = out.split("Recommended tests")[1].split("Already available")[0]
+    assert "(LOINC 58410-2)" in recommended and "(LOINC 2777-1)" not in recommended
 
 
 def test_assess_json_prints_the_result_bundle(capsys):
@@ -41,7 +43,10 @@ def test_assess_reads_standard_input(capsys, monkeypatch):
     data = Path(_fixture("13")).read_bytes()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     assert main(["assess", "-", "--now", NOW]) == 0
-    assert "recommend" in capsys.readouterr().out.lower()
+    out = capsys.readouterr().out
+    recommended = out.split("Recommended tests")[1]
+    for code in ("58410-2", "24321-2", "17861-6", "2777-1", "2731-8", "62292-8"):  # no labs: whole baseline
+        assert f"(LOINC {code})" in recommended
 
 
 def test_assess_of_a_patient_instead_of_a_bundle_fails_with_a_clear_message(tmp_path, capsys):
@@ -58,7 +63,7 @@ def test_assess_of_a_missing_file_fails_cleanly(tmp_path, capsys):
 
 def test_rules_check_passes_on_the_shipped_library(capsys):
     assert main(["rules", "check"]) == 0
-    assert "ok" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"ok: {load_config()['RULE_LIBRARY']}"
 
 
 def test_rules_check_points_at_the_broken_line_and_column(tmp_path, capsys):
@@ -112,3 +117,39 @@ def test_a_malformed_now_is_a_usage_error_not_a_traceback(capsys):
         main(["assess", _fixture("04"), "--now", "yesterday"])
     assert exit_info.value.code == 2
     assert "ISO 8601" in capsys.readouterr().err
+
+
+def test_assess_with_a_broken_rule_library_says_where_without_a_traceback(tmp_path, capsys):
+    broken = tmp_path / "broken.cql"
+    broken.write_text("library Broken version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+                      "define \"A\": Frist({1})\n", encoding="utf-8")
+    assert main(["assess", _fixture("04"), "--rules", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}:4:13" in err and "Traceback" not in err
+
+
+def test_assess_with_a_missing_rule_library_fails_cleanly(tmp_path, capsys):
+    assert main(["assess", _fixture("04"), "--rules", str(tmp_path / "none.cql")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "Traceback" not in err
+
+
+def test_rules_eval_of_invalid_json_fails_cleanly(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["rules", "eval", "--define", "Metastatic", str(bad)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_a_bad_configuration_value_is_named_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("CALCINOSIS_MAX_BODY_BYTES", "20MB")
+    assert main(["assess", _fixture("04")]) == 1
+    err = capsys.readouterr().err
+    assert "MAX_BODY_BYTES" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_lookback_days_must_be_positive(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["assess", _fixture("04"), "--lookback-days", value])
+    assert exit_info.value.code == 2

@@ -224,11 +224,15 @@ def read_source(path: str | Path) -> str:
 
 
 def load_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Path | None = None) -> Library:
+    """Read, parse, resolve and type-check a library file once; raises CqlCompilationError."""
     path = Path(path)
     try:
         source = read_source(path)
     except CqlSyntaxError as exc:
         raise CqlCompilationError([exc]) from None
+    except OSError as exc:
+        raise CqlCompilationError([CqlError(f"cannot read library: {exc.strerror or exc}",
+                                            filename=str(path))]) from None
     return compile_library(source, filename=str(path), model=model, valueset_dir=valueset_dir)
 
 
@@ -240,6 +244,4 @@ def check_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Pat
         return list(exc.errors)
     except CqlError as exc:
         return [exc]
-    except OSError as exc:
-        return [CqlError(f"cannot read library: {exc.strerror or exc}", filename=str(path))]
     return []

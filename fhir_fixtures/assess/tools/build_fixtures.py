@@ -21,9 +21,9 @@ FIXTURE_DIR = TOOLS_DIR.parent
 README_HEAD = """# $assess fixture bundles
 
 Input bundles for `POST /fhir/$assess`, one scenario per file, with clinical
-expectations in `MANIFEST.json`. Golden outputs are produced by the pipeline
-separately; the expectations here are stated independently, from
-`clinical/KNOWLEDGE.md`, and must hold for those outputs.
+expectations in `MANIFEST.json`. Each input's golden output sits beside it as
+`<name>.expected.json`, compared strictly by the tests; the expectations here are
+stated independently, from the clinical knowledge, and must hold for those outputs.
 
 Evaluation instant for every fixture: **{now}** (pass it as `now`). Results
 dated before 2025-11-15 are outside the default one-year lookback.
@@ -42,7 +42,7 @@ Each patient has `reference` (`Patient/<id>`), `fullUrl` (the entry's fullUrl,
 | `recommended_excludes` | LOINC codes that must not be proposed: a current valid result exists, or the picture does not call for that group. |
 | `issues_include` | each item must match at least one `OperationOutcome.issue` for the patient: one of its `\\|`-separated alternatives occurs, case-insensitively, in the issue's diagnostics, code or expression/location. |
 
-Panel and group codes are those of `DESIGN.md` ("Panel codes"). Equivalent results
+Panel and group codes are those of the service's work-up panel. Equivalent results
 count for a panel code: the SI code of the same analyte (2000-8 for 17861-6,
 14879-1 for 2777-1, 14866-8 for 2731-8) and the Blood calcium code 49765-1. Whether
 25-OH vitamin D3 alone (14635-7, fixtures 02 and 05) satisfies the total 25-OH D
@@ -50,7 +50,7 @@ test (62292-8) is left to the service and not asserted.
 
 ## Coding choices
 
-- Only codes marked V or V2 in `clinical/codes.md`, with its displays. Calcinosis cutis
+- Only codes marked V or V2 in the project's code reference (codes.md), with its displays. Calcinosis cutis
   is ICD-10-CM L94.2 only (no verified SNOMED CT concept). IV calcium gluconate,
   cholecalciferol, calcium carbonate and the calciphylaxis skin lesion have no verified
   code and are named in `text` only. Warfarin uses RxNorm 855288; the intravenous route

@@ -36,7 +36,7 @@ TO_CONVENTIONAL = {
     "14682-9": ("2160-0", 0.01131),
     "14635-7": ("62292-8", 0.4006),
 }
-# Codes the task itself names although codes.md does not list them (vital signs padding,
+# Codes the scenarios need although codes.md does not list them (vital signs padding,
 # the intravenous route), and vocabularies codes.md does not cover.
 CODES_OUTSIDE_REFERENCE = {"29463-7", "8867-4", "47625008"}
 CLINICAL_SYSTEMS = {
