@@ -62,6 +62,14 @@ CITATIONS = {
 }
 
 # (code, display, group, availability key, reason) in the order the library lists them.
+SKIN_GANGRENE_SITES = ("skin", "cutaneous", "digit", "toe", "finger", "foot", "feet", "leg", "limb", "extremit", "heel", "hand",
+                       "retiform")
+SKIN_ULCER_SITES = ("skin", "cutaneous", "leg", "foot", "feet", "toe", "heel", "ankle", "thigh", "calf", "buttock", "abdominal wall",
+                    "flank", "breast", "pressure", "decubitus", "venous", "arterial", "ischemic")
+NOT_SKIN_NECROSIS_WORDS = ("peptic", "gastric", "duodenal", "corneal", "colitis", "tubular", "avascular", "femoral head",
+                           "fat necrosis", "cholecyst", "gallbladder", "append", "bowel", "intestin", "colon", "lung",
+                           "pulmonary", "pneumon")
+
 PANEL: tuple[tuple[str, str, str, str, str], ...] = (
     ("58410-2", "Complete blood count (hemogram) panel - Blood by Automated count", "baseline", "cbc",
      "Complete blood count for lupus erythematosus and malignant neoplasms (seed 002, Evaluation)."),
@@ -100,9 +108,9 @@ PANEL: tuple[tuple[str, str, str, str, str], ...] = (
     ("43119-7", "Extractable nuclear Ab panel - Serum", "autoimmune", "ena",
      "Anti-ENA (Ro, La, Sm, RNP, Scl-70, Jo-1) for lupus and systemic sclerosis (seed 002, Evaluation)."),
     ("1963-8", "Bicarbonate [Moles/volume] in Serum or Plasma", "milk-alkali", "bicarbonate",
-     "Bicarbonate to rule out milk-alkali syndrome (seed 002, Evaluation)."),
+     "Bicarbonate to rule out milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
     ("2744-1", "pH of Arterial blood", "milk-alkali", "arterial-ph",
-     "Arterial pH to rule out milk-alkali syndrome (seed 002, Evaluation)."),
+     "Arterial pH to rule out milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
 )
 
 ORDER_ALERT_MESSAGE = (
@@ -179,10 +187,20 @@ def is_known(flag: str | None) -> bool:
     return is_normal(flag) or is_abnormal(flag)
 
 
-def mentions(text: str | None, pattern: str) -> bool:
+def mentions(text: str | None, terms: Iterable[str]) -> bool:
+    """Plain substring search of the lower-cased text (a name of any length is searched)."""
     if text is None:
         return False
-    return re.fullmatch(".*(" + pattern + ").*", text, flags=re.DOTALL) is not None
+    lowered = text.lower()
+    return any(term in lowered for term in terms)
+
+
+def has_word(text: str | None, pattern: str) -> bool:
+    """A space-separated word of at most 100 characters holding the pattern with no letter next to it."""
+    if text is None:
+        return False
+    return any(len(w) <= 100 and re.fullmatch("(.*[^a-z])?(" + pattern + ")([^a-z].*)?", w, flags=re.DOTALL) is not None
+               for w in text.lower().split(" "))
 
 
 def supersession_rank(status: str | None) -> int:
@@ -192,7 +210,7 @@ def supersession_rank(status: str | None) -> int:
 
 
 def says_intravenous(text: str | None) -> bool:
-    return mentions(text, r"intravenous|(^|[^a-z])(i\.v\.?|iv|ivpb)([^a-z]|$)")
+    return mentions(text, ("intravenous",)) or has_word(text, r"i\.v\.?|iv|ivpb")
 
 
 def concept_text(concept: Concept | None) -> str:
@@ -391,7 +409,7 @@ class HandwrittenCalcinosisRules:
         dm = self.valuesets["dermatomyositis"]
         return [c for c in self.active_conditions
                 if in_valueset(c.get("code"), dm) or has_icd10cm_code(c.get("code"), r"M33.*")
-                or mentions(concept_text(c.get("code")), "myositis")]
+                or mentions(concept_text(c.get("code")), ("myositis",))]
 
     @cached_property
     def autoimmune_conditions(self) -> list[Record]:
@@ -400,8 +418,8 @@ class HandwrittenCalcinosisRules:
         return [c for c in self.active_conditions
                 if any(in_valueset(c.get("code"), vs) for vs in sets)
                 or has_icd10cm_code(c.get("code"), r"(M05|M06|M32|M34|M35\.0|M35\.1).*")
-                or mentions(concept_text(c.get("code")), "lupus erythematosus|lupus panniculitis|scleroderma|systemic sclerosis"
-                            "|crest syndrome|sjogren|mixed connective tissue|rheumatoid arthritis")]
+                or mentions(concept_text(c.get("code")), ("lupus erythematosus", "lupus panniculitis", "scleroderma", "systemic sclerosis",
+                                                       "crest syndrome", "sjogren", "mixed connective tissue", "rheumatoid arthritis"))]
 
     @cached_property
     def tissue_damage(self) -> list[Record]:
@@ -467,10 +485,11 @@ class HandwrittenCalcinosisRules:
         out = []
         for c in self.active_conditions:
             text = concept_text(c.get("code"))
-            if mentions(text, "gangren|eschar|retiform purpura") or (
-                    mentions(text, "ulcer|necros|necrotic")
-                    and mentions(text, "skin|cutaneous|leg|foot|feet|toe|heel|ankle|thigh|calf|buttock|abdominal wall|flank|breast|pressure|decubitus|venous|arterial|ischemic")
-                    and not mentions(text, "peptic|gastric|duodenal|corneal|colitis|tubular|avascular|femoral head")):
+            if mentions(text, NOT_SKIN_NECROSIS_WORDS):
+                continue
+            if (mentions(text, ("eschar", "retiform purpura"))
+                    or (mentions(text, ("gangren",)) and mentions(text, SKIN_GANGRENE_SITES))
+                    or (mentions(text, ("ulcer", "necros", "necrotic")) and mentions(text, SKIN_ULCER_SITES))):
                 out.append(c)
         return out
 
@@ -478,13 +497,13 @@ class HandwrittenCalcinosisRules:
     def calciphylaxis_conditions(self) -> list[Record]:
         vs = self.valuesets["calciphylaxis"]
         return [c for c in self.active_conditions
-                if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), "calciphylaxis")]
+                if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), ("calciphylaxis",))]
 
     @cached_property
     def diabetes_conditions(self) -> list[Record]:
         vs = self.valuesets["diabetes"]
         return [c for c in self.active_conditions
-                if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), "diabetes mellitus")]
+                if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), ("diabetes mellitus",))]
 
     @cached_property
     def on_warfarin(self) -> bool:
@@ -492,7 +511,7 @@ class HandwrittenCalcinosisRules:
         for type_name in ("MedicationRequest", "MedicationStatement"):
             for m in self._retrieve(type_name):
                 if m.get("status") in ("active", "completed") and (
-                        in_valueset(m.get("code"), vs) or mentions(m.get("name"), "warfarin")):
+                        in_valueset(m.get("code"), vs) or mentions(m.get("name"), ("warfarin",))):
                     return True
         return False
 
@@ -500,18 +519,18 @@ class HandwrittenCalcinosisRules:
         return in_valueset(route, self.valuesets["intravenous-route"]) or says_intravenous(concept_text(route))
 
     def is_calcium_or_phosphate_infusion(self, name: str | None, route: Concept | None) -> bool:
-        if mentions(name, "calcium chloride"):
+        if mentions(name, ("calcium chloride",)):
             return True
-        drug = mentions(name, "calcium gluconate") or (
-            mentions(name, "(potassium|sodium) (glycero)?phosphate")
-            and not mentions(name, "methasone|solone|cortisone|clindamycin|oseltamivir|codeine|chloroquine|primaquine|fosphenytoin|sitagliptin|estramustine|fludarabine"))
-        intravenous = (mentions(name, "inject|infusion|(^|[^a-z])inj([^a-z]|$)") or says_intravenous(name)
+        drug = mentions(name, ("calcium gluconate",)) or (
+            mentions(name, ("potassium phosphate", "sodium phosphate", "potassium glycerophosphate", "sodium glycerophosphate"))
+            and not mentions(name, ("methasone", "solone", "cortisone", "clindamycin", "oseltamivir", "codeine", "chloroquine", "primaquine", "fosphenytoin", "sitagliptin", "estramustine", "fludarabine")))
+        intravenous = (mentions(name, ("inject", "infusion")) or has_word(name, "inj") or says_intravenous(name)
                        or self.is_intravenous_route(route))
         return drug and intravenous
 
     @staticmethod
     def is_pas(name: str | None) -> bool:
-        return mentions(name, "aminosalicyl") and not mentions(name, "5-aminosalicyl")
+        return mentions(name, ("aminosalicyl",)) and not mentions(name, ("5-aminosalicyl",))
 
     def is_iatrogenic_drug(self, name: str | None, route: Concept | None) -> bool:
         return self.is_calcium_or_phosphate_infusion(name, route) or self.is_pas(name)
@@ -542,7 +561,7 @@ class HandwrittenCalcinosisRules:
         conditions = [c for c in self.active_conditions
                       if in_valueset(c.get("code"), vs) or has_icd10cm_code(c.get("code"), r"Z94.*")]
         procedures = [p for p in self._retrieve("Procedure")
-                      if p.get("status") == "completed" and mentions(concept_text(p.get("code")), "transplant")]
+                      if p.get("status") == "completed" and mentions(concept_text(p.get("code")), ("transplant",))]
         return distinct(self.names(conditions) + [concept_name(p.get("code")) for p in procedures])
 
     @cached_property
@@ -550,7 +569,7 @@ class HandwrittenCalcinosisRules:
         out: list[str | None] = []
         for type_name in ("MedicationStatement", "MedicationRequest"):
             out.extend(distinct(m.get("name") for m in self._retrieve(type_name) if m.get("status") in ("active", "completed")
-                                and mentions(m.get("name"), "calcium carbonate|calcium citrate|calcium acetate|antacid|sodium bicarbonate|tums")))
+                                and mentions(m.get("name"), ("calcium carbonate", "calcium citrate", "calcium acetate", "antacid", "sodium bicarbonate", "tums"))))
         return out
 
     @cached_property
@@ -625,8 +644,18 @@ class HandwrittenCalcinosisRules:
         return "N"
 
     @cached_property
+    def ionized_calcium_decides(self) -> bool:
+        if self.ionized_calcium is None:
+            return False
+        return self.calcium is None or day(self.ionized_calcium.get("effective")) >= day(self.calcium.get("effective"))
+
+    @property
+    def ionized_calcium_older_than_total(self) -> bool:
+        return self.ionized_calcium is not None and not self.ionized_calcium_decides
+
+    @cached_property
     def calcium_flag(self) -> str | None:
-        if self.ionized_calcium is not None and self.ionized_calcium.get("interpretation") is not None:
+        if self.ionized_calcium_decides and self.ionized_calcium.get("interpretation") is not None:
             return self.ionized_calcium.get("interpretation")
         if self.corrected_calcium_flag is not None:
             return self.corrected_calcium_flag
@@ -645,6 +674,19 @@ class HandwrittenCalcinosisRules:
         if calcium.unit != "mg/dL" or self.phosphate.get("value").unit != "mg/dL":
             return None
         return calcium * self.phosphate.get("value")
+
+    @cached_property
+    def caxp_text(self) -> str | None:
+        """One decimal, two within 0.5 of the threshold, every digit when two still read the threshold."""
+        if self.caxp is None:
+            return None
+        value, limit = self.caxp.value, CAXP_THRESHOLD.value
+        if abs(value - limit) >= Decimal("0.5"):
+            return show_rounded(self.caxp)
+        two = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        if two == limit and value != limit:
+            return show(self.caxp)
+        return f"{number_text(two)} {self.caxp.unit}"
 
     @cached_property
     def caxp_above_threshold(self) -> bool:
@@ -691,7 +733,11 @@ class HandwrittenCalcinosisRules:
             calcium_phrase = f"no calcium on file within {self.lookback_text}"
         else:
             parts = []
-            if self.ionized_calcium is not None:
+            if self.ionized_calcium_older_than_total:
+                ion, total = self.ionized_calcium, self.calcium
+                parts.append(f"ionized Ca {show(ion.get('value'))} on {day(ion.get('effective'))} is older than total Ca "
+                             f"{show(total.get('value'))} on {day(total.get('effective'))}: total used")
+            elif self.ionized_calcium is not None:
                 parts.append(self._obs_phrase("ionized Ca", self.ionized_calcium))
             if self.calcium is not None:
                 parts.append(self._obs_phrase("Ca", self.calcium))
@@ -710,9 +756,9 @@ class HandwrittenCalcinosisRules:
         if self.caxp is None:
             caxp_phrase = "Ca x P cannot be computed"
         elif self.caxp_above_threshold:
-            caxp_phrase = f"Ca x P {show_rounded(self.caxp)} exceeds {show(CAXP_THRESHOLD)}"
+            caxp_phrase = f"Ca x P {self.caxp_text} exceeds {show(CAXP_THRESHOLD)}"
         else:
-            caxp_phrase = f"Ca x P {show_rounded(self.caxp)} does not exceed {show(CAXP_THRESHOLD)}"
+            caxp_phrase = f"Ca x P {self.caxp_text} does not exceed {show(CAXP_THRESHOLD)}"
         if self.no_labs:
             ending = ": calcium and phosphate are unknown, not normal."
         elif not self.calcium_known or not self.phosphate_known:
@@ -775,7 +821,44 @@ class HandwrittenCalcinosisRules:
         if self.vitamin_d_high:
             v = self.vitamin_d
             out.append(f"25-OH vitamin D {show(v.get('value'))} on {day(v.get('effective'))} ({v.get('interpretation')})")
+        if self.milk_alkali_intake_picture:
+            out.append(f"milk-alkali picture: {self.milk_alkali_intake_phrase}{self.bicarbonate_phrase}")
         return distinct(out)
+
+    @cached_property
+    def calcium_decided_phrase(self) -> str:
+        if self.ionized_calcium_decides and self.ionized_calcium.get("interpretation") is not None:
+            text = f"ionized calcium {show(self.ionized_calcium.get('value'))}"
+        elif self.corrected_calcium_flag is not None:
+            text = f"albumin-corrected calcium {show_rounded(self.corrected_calcium)}"
+        else:
+            text = f"calcium {show(self.calcium.get('value'))}"
+        return text + flag_suffix(self.calcium_flag)
+
+    @cached_property
+    def milk_alkali_intake_picture(self) -> bool:
+        return (is_high(self.calcium_flag) or bool(self.active_in("hypercalcemia"))) and count(self.alkali_intake) > 0
+
+    @cached_property
+    def milk_alkali_intake_phrase(self) -> str | None:
+        if not self.milk_alkali_intake_picture:
+            return None
+        lead = (self.calcium_decided_phrase if is_high(self.calcium_flag)
+                else combine(self.names(self.active_in("hypercalcemia")), ", ") + " on file")
+        return f"{lead} with {combine(self.alkali_intake, ', ')} intake"
+
+    @cached_property
+    def bicarbonate_phrase(self) -> str:
+        b = self.latest("bicarbonate")
+        if b is None:
+            return ""
+        return f", bicarbonate {show(b.get('value'))} on {day(b.get('effective'))}{flag_suffix(b.get('interpretation'))}"
+
+    @cached_property
+    def milk_alkali_reason(self) -> str:
+        if self.milk_alkali_intake_phrase is not None:
+            return self.milk_alkali_intake_phrase
+        return combine(self.names(self.milk_alkali_conditions), ", ") + " on file"
 
     @property
     def has_metastatic_cause(self) -> bool:
@@ -897,28 +980,46 @@ class HandwrittenCalcinosisRules:
             groups.append("myositis")
         if self.autoimmune_conditions or self.dystrophic["risk"] in ("moderate", "high"):
             groups.append("autoimmune")
-        hypercalcemia = is_high(self.calcium_flag) or bool(self.active_in("hypercalcemia"))
-        if self.milk_alkali_conditions or (hypercalcemia and count(self.alkali_intake) > 0):
+        if self.milk_alkali_conditions or self.milk_alkali_intake_picture:
             groups.append("milk-alkali")
         return groups
 
     @cached_property
-    def ordered_test_codes(self) -> list[str]:
-        codes: list[str] = []
-        for s in self._retrieve("ServiceRequest"):
-            if s.get("status") in OPEN_ORDER_STATUSES and s.get("code") is not None:
-                codes.extend(x.code for x in s.get("code").codes if x.system == LOINC)
-        return distinct(codes)
+    def orders(self) -> dict[str, Record | None]:
+        """The first open order of each panel test, through the value sets a result is matched by."""
+        open_orders = [s for s in self._retrieve("ServiceRequest")
+                       if s.get("status") in OPEN_ORDER_STATUSES and s.get("code") is not None]
 
-    def _suggested_panel(self) -> list[tuple[str, str, str, Record | None, str]]:
-        return [(code, display, group, self.availability[key], reason)
+        def first(*slugs: str, cmp: bool = False) -> Record | None:
+            for s in open_orders:
+                concept = s.get("code")
+                if any(in_valueset(concept, self.valuesets[slug]) for slug in slugs) or (
+                        cmp and any(x.system == LOINC and x.code == "24323-8" for x in concept.codes)):
+                    return s
+            return None
+
+        return {
+            "cbc": first("complete-blood-count"), "metabolic": first("metabolic-panel", "creatinine"),
+            "calcium": first("calcium-total", cmp=True), "phosphate": first("phosphate"),
+            "total-protein": first("total-protein", cmp=True), "albumin": first("albumin", cmp=True),
+            "pth": first("pth-intact"), "vitamin-d": first("vitamin-d-25oh"),
+            "urine-calcium": first("urine-calcium-24h"), "urine-phosphate": first("urine-phosphate-24h"),
+            "ck": first("creatine-kinase"), "ldh": first("lactate-dehydrogenase"), "ast": first("aspartate-aminotransferase"),
+            "alt": first("alanine-aminotransferase"), "aldolase": first("aldolase"), "ana": first("antinuclear-antibody"),
+            "anti-dsdna": first("anti-dsdna"), "ena": first("ena-panel"), "bicarbonate": first("bicarbonate"),
+            "arterial-ph": first("arterial-ph"),
+        }
+
+    def _suggested_panel(self) -> list[tuple[str, str, str, Record | None, Record | None, str]]:
+        return [(code, display, group, self.availability[key], self.orders[key],
+                 reason.format(milk_alkali=self.milk_alkali_reason) if group == "milk-alkali" else reason)
                 for code, display, group, key, reason in PANEL if group in self.groups_suggested]
 
     @cached_property
     def recommended_tests(self) -> list[CqlTuple]:
         return [_tuple(code=code, system=LOINC, display=display, group=group, reason=reason)
-                for code, display, group, available, reason in self._suggested_panel()
-                if available is None and code not in self.ordered_test_codes]
+                for code, display, group, available, ordered, reason in self._suggested_panel()
+                if available is None and ordered is None]
 
     @staticmethod
     def result_summary(o: Record) -> str:
@@ -935,10 +1036,20 @@ class HandwrittenCalcinosisRules:
             return cls.result_summary(o)
         return f"{concept_name(concept)}: {cls.result_summary(o)}"
 
+    @staticmethod
+    def ordered_summary(s: Record) -> str:
+        authored = s.get("authoredOn")
+        return f"already ordered (ServiceRequest {s.get('status')}{'' if authored is None else ', ' + day(authored)})"
+
     @cached_property
     def available_tests(self) -> list[CqlTuple]:
-        return [_tuple(code=code, system=LOINC, display=display, summary=self.available_summary(code, available), result=available)
-                for code, display, group, available, reason in self._suggested_panel() if available is not None]
+        panel = self._suggested_panel()
+        with_result = [_tuple(code=code, system=LOINC, display=display, summary=self.available_summary(code, available),
+                              result=available)
+                       for code, display, group, available, ordered, reason in panel if available is not None]
+        ordered_only = [_tuple(code=code, system=LOINC, display=display, summary=self.ordered_summary(ordered), result=ordered)
+                        for code, display, group, available, ordered, reason in panel if available is None and ordered is not None]
+        return with_result + ordered_only
 
     # -- values used, alerts, condition, notes ---------------------------------------------
     @staticmethod
@@ -1001,7 +1112,7 @@ class HandwrittenCalcinosisRules:
     def calcinosis_condition(self) -> Record | None:
         vs = self.valuesets["calcinosis-cutis"]
         for c in self.active_conditions:
-            if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), "calcinosis cutis"):
+            if in_valueset(c.get("code"), vs) or mentions(concept_text(c.get("code")), ("calcinosis cutis",)):
                 return c
         return None
 

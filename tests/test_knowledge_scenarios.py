@@ -490,7 +490,10 @@ def test_panel_leaves_out_tests_with_a_current_result_of_any_code_of_the_analyte
         assert available not in recommended
     assert "2731-8" not in recommended  # a draft order exists
     assert "62292-8" in recommended  # its order was revoked
-    assert [t["code"] for t in out["Available Tests"]] == ["58410-2", "24321-2", "17861-6", "2777-1"]
+    assert [t["code"] for t in out["Available Tests"]] == ["58410-2", "24321-2", "17861-6", "2777-1", "2731-8"]
+    pth_entry = out["Available Tests"][-1]
+    assert pth_entry["summary"] == "already ordered (ServiceRequest draft, 2026-11-14)"
+    assert pth_entry["result"].type_name == "ServiceRequest"
     calcium_entry = next(t for t in out["Available Tests"] if t["code"] == "17861-6")
     assert calcium_entry["summary"] == "Calcium [Mass/volume] in Blood: 9.4 mg/dL on 2026-10-02"
     phosphate_entry = next(t for t in out["Available Tests"] if t["code"] == "2777-1")

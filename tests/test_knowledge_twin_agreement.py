@@ -50,13 +50,17 @@ CONDITIONS = [
     (None, None, "Calcinosis cutis of fingers"), (SNOMED, "125666000", "Burn"),
     (ICD10CM, "M32.14", "Glomerular disease in systemic lupus erythematosus"), (None, None, "Scleroderma"),
     (ICD10CM, "M33.20", "Polymyositis, organ involvement unspecified"), (None, None, "Lupus anticoagulant positive"),
+    (None, None, "Gangrenous cholecystitis"), (None, None, "Dry gangrene of toe"), (None, None, "Fat necrosis of breast"),
+    (None, None, "Retiform purpura with central eschar"),
 ]
 MEDICATIONS = [
     "calcium gluconate 100 mg/ml injectable solution", "calcium chloride 100 mg/ml injection",
     "potassium phosphate 3 mmol/ml injectable solution", "dexamethasone sodium phosphate 4 mg/ml injection",
     "aminosalicylic acid 4000 mg oral granules", "warfarin sodium 5 mg oral tablet", "calcium carbonate 500 mg chewable tablet",
-    "ibuprofen 200 mg oral tablet", "calcium gluconate", "potassium phosphate",
+    "ibuprofen 200 mg oral tablet", "calcium gluconate", "potassium phosphate", "calcium gluconate (iv) 10 %",
+    "sodium glycerophosphate inj", "antacid " + "x" * 12_000,
 ]
+ORDER_CODES = ["2731-8", "2000-8", "14879-1", "24323-8", "51990-0", "1989-3", "2744-1"]
 FLAGS = st.sampled_from(["N", "H", "L", "HH", "A", None, "POS"])
 
 
@@ -136,9 +140,13 @@ def facts(draw) -> Facts:
     for n in range(draw(st.integers(0, 3))):
         records.append(draw(medication(n)))
     if draw(st.booleans()):
-        records.append(Record("ServiceRequest", {"id": "s1", "code": Concept((Code("2731-8", LOINC),), None),
-                                                 "status": draw(st.sampled_from(["draft", "revoked"]))},
-                              source="ServiceRequest/s1"))
+        for n in range(draw(st.integers(1, 2))):
+            authored = draw(st.one_of(st.none(), st.integers(0, 30)))
+            records.append(Record("ServiceRequest", {
+                "id": f"s{n}", "code": Concept((Code(draw(st.sampled_from(ORDER_CODES)), LOINC),), None),
+                "status": draw(st.sampled_from(["draft", "active", "revoked"])),
+                "authoredOn": None if authored is None else NOW - timedelta(days=authored)},
+                source=f"ServiceRequest/s{n}"))
     return Facts(records, patient())
 
 
