@@ -14,39 +14,60 @@ from typing import Iterable, Sequence
 from .assessment_model import InputIssue
 from .cql_like.values import Code, Concept, Record
 
-# Among results filed at the same instant, the one that supersedes comes later: a preliminary result is
-# replaced by the final one, and a final one by its amendment or correction.
+# Among results filed at the same instant, the one that supersedes counts: a preliminary result is
+# replaced by the final one, and a final one by its amendment or correction (the library's
+# "Supersession Rank").
 _STATUS_SUPERSEDES = {"preliminary": 0, "final": 1, "amended": 2, "corrected": 2}
+# Among results equal on date, issued time and status, the more abnormal one counts (clinically
+# conservative): critical flags, then other abnormal flags, then normal, then no flag.
+_FLAG_WEIGHT = {"HH": 0, "LL": 0, "H": 1, "L": 1, "A": 1, "AA": 0, "N": 3}
+_OTHER_FLAG_WEIGHT, _NO_FLAG_WEIGHT = 2, 4
+# For these flags the lower value is the more abnormal one; for all others the higher one.
+_LOW_FLAGS = frozenset({"L", "LL"})
 
 
 def in_superseding_order(records: Sequence[Record]) -> tuple[Record, ...]:
-    """`records` in bundle order, except that results with the same `effective` are ordered so the one
-    that supersedes comes last (later `issued`, then amended/corrected after final after preliminary),
-    whatever order the bundle sent them in.
+    """`records` in bundle order, except that results of one analyte with the same `effective` are
+    ordered so the one that counts comes first, whatever order the bundle sent them in.
 
-    This is the tie-break for a rule that sorts by effective alone (the shipped library also sorts on
-    issued and status itself); records with different dates keep their places.
+    The library sorts by effective desc, issued desc, "Supersession Rank"(status) desc with a stable
+    sort and takes First, so among results equal on all three the first in this order is used; the
+    same order is the one a rule sorting by effective alone would get (see `counting_order_key`).
+    Records with different dates or analytes keep their places.
     """
-    positions: dict[object, list[int]] = defaultdict(list)
+    positions: dict[tuple[object, object], list[int]] = defaultdict(list)
     for position, record in enumerate(records):
-        effective = record.get("effective")
-        if effective is not None:
-            positions[effective].append(position)
+        effective, analyte = record.get("effective"), record.get("analyte")
+        if effective is not None and analyte is not None:
+            positions[(effective, analyte)].append(position)
     ordered = list(records)
     for same_instant in positions.values():
         if len(same_instant) < 2:
             continue
-        tied = sorted((records[position] for position in same_instant), key=_supersession_key)
+        tied = sorted((records[position] for position in same_instant), key=counting_order_key)
         for position, record in zip(same_instant, tied):
             ordered[position] = record
     return tuple(ordered)
 
 
-def _supersession_key(record: Record) -> tuple[float, int]:
+def counting_order_key(record: Record) -> tuple:
+    """Sort key (ascending) putting the result that counts first among results at the same instant:
+    later issued (a result with an issued time before one without), then the superseding status, then
+    the more abnormal flag, then the value farther out (lower for L/LL, else higher), then the source."""
     issued = record.get("issued")
     status = record.get("status")
     rank = _STATUS_SUPERSEDES.get(status, 1) if isinstance(status, str) else 1
-    return issued.timestamp() if isinstance(issued, datetime) else float("-inf"), rank
+    flag = record.get("interpretation")
+    weight = (_FLAG_WEIGHT.get(flag, _OTHER_FLAG_WEIGHT) if isinstance(flag, str) else _NO_FLAG_WEIGHT)
+    value = record.get("value")
+    magnitude = getattr(value, "value", None)
+    if magnitude is None:
+        value_key: tuple = (1, 0)
+    else:
+        value_key = (0, magnitude if flag in _LOW_FLAGS else -magnitude)
+    text = record.get("valueText")
+    return (issued is None, -issued.timestamp() if isinstance(issued, datetime) else 0.0, -rank, weight,
+            str(getattr(value, "unit", "")), value_key, str(text or ""), record.source or "")
 
 
 class PatientFacts:
@@ -78,7 +99,7 @@ class PatientFacts:
         return self._patient
 
     def records(self, type_name: str) -> tuple[Record, ...]:
-        """Every record of `type_name`, in bundle order (results at the same instant: superseding one last)."""
+        """Every record of `type_name`, in bundle order (results at the same instant: the one that counts first)."""
         if type_name == "Patient":
             return (self._patient,) if self._patient is not None else ()
         return self._by_type.get(type_name, ())

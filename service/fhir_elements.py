@@ -16,9 +16,39 @@ from .fhir_dates import parse_datetime
 
 _WHITESPACE = re.compile(r"\s+")
 
+# Text put into a record is read up to this many characters: a name or display this long is a data
+# error, and unbounded text must not make matching or rationales arbitrarily costly.
+MAX_TEXT_LENGTH = 1000
+# Elements holding text the records read; a longer value is reported by `long_text_paths`.
+_TEXT_ELEMENTS = frozenset({"text", "display", "valueString"})
+# Subtrees whose text no record reads.
+_UNREAD_ELEMENTS = frozenset({"note", "extension", "modifierExtension", "identifier", "meta"})
+
 
 def text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+    """A non-blank string, cut to MAX_TEXT_LENGTH characters; None otherwise."""
+    return value[:MAX_TEXT_LENGTH] if isinstance(value, str) and value.strip() else None
+
+
+def long_text_paths(resource: Any) -> list[str]:
+    """Paths ('code.coding[0].display') of the text elements longer than MAX_TEXT_LENGTH, which the
+    readers cut (codes inside codings included)."""
+    found: list[str] = []
+    stack: list[tuple[Any, str, str]] = [(resource, "", "")]
+    while stack:
+        current, path, name = stack.pop()
+        if isinstance(current, dict):
+            for key, child in current.items():
+                if key not in _UNREAD_ELEMENTS:
+                    stack.append((child, f"{path}.{key}" if path else key, key))
+        elif isinstance(current, list):
+            for position, child in enumerate(current):
+                stack.append((child, f"{path}[{position}]", name))
+        elif isinstance(current, str) and len(current) > MAX_TEXT_LENGTH:
+            in_coding = name == "code" and ".coding[" in path
+            if name in _TEXT_ELEMENTS or in_coding:
+                found.append(path)
+    return sorted(found)
 
 
 def codings(codeable: Any) -> list[dict[str, Any]]:
@@ -32,7 +62,7 @@ def codings(codeable: Any) -> list[dict[str, Any]]:
 def concept(codeable: Any) -> Concept | None:
     """A CodeableConcept as a Concept; None when it has neither codings nor text."""
     codes = tuple(
-        Code(code.strip(), text_or_none(item.get("system")), text_or_none(item.get("display")),
+        Code(code.strip()[:MAX_TEXT_LENGTH], text_or_none(item.get("system")), text_or_none(item.get("display")),
              text_or_none(item.get("version")))
         for item in codings(codeable)
         if isinstance(code := item.get("code"), str) and code.strip()

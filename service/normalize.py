@@ -9,7 +9,9 @@ those choices need and drops only what can never be used (see
 service.observations for lab values).
 
 Dates: FHIR dateTimes of partial precision ('2026-10') become the start of
-the period, in UTC; a time without an offset is read as UTC.
+the period, in UTC (for a lab result an information issue says so); a time
+without an offset is read as UTC. Text is read up to 1,000 characters per
+element, and an issue names each element that was cut.
 
 Age: default ranges are chosen by the age at the date the sample was taken.
 A partial birthDate ('1980', '1980-05') is read as the earliest day it allows
@@ -27,9 +29,10 @@ from typing import Any, Callable
 from .assessment_model import InputIssue
 from .cql_like.quantity import Quantity
 from .cql_like.values import Concept, Record
-from .facts import PatientFacts
+from .facts import PatientFacts, counting_order_key
 from .fhir_dates import parse_datetime, parse_partial_date
-from .fhir_elements import choice_datetime, concept, display_text, first_code, normalized_name, reference_of, text_or_none
+from .fhir_elements import (MAX_TEXT_LENGTH, choice_datetime, concept, display_text, first_code, long_text_paths,
+                            normalized_name, reference_of, text_or_none)
 from .ingest import KeptResource, PatientResources
 from .issue_lists import capped
 from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location
@@ -79,6 +82,7 @@ class _Normalizer:
         records: list[Record] = []
         results: list[tuple[Record, KeptResource]] = []
         for kept in self.patient.resources:
+            self._note_long_texts(kept)
             builder = builders.get(kept.resource_type)
             if builder is None:
                 continue
@@ -95,6 +99,14 @@ class _Normalizer:
                 self.patient.patient_location or "Bundle.entry"))
         return PatientFacts(self.patient.patient_id, self.patient.patient_reference, patient_record, records,
                             capped(self.issues))
+
+    def _note_long_texts(self, kept: KeptResource) -> None:
+        """Text is read up to MAX_TEXT_LENGTH characters (fhir_elements.text_or_none); say where it was cut."""
+        for path in long_text_paths(kept.resource):
+            self.issues.append(InputIssue(
+                "information", "informational",
+                f"text longer than {MAX_TEXT_LENGTH:,} characters: only the first {MAX_TEXT_LENGTH:,} are read",
+                f"{kept.location}.{path}"))
 
     # --- Patient --------------------------------------------------------------------------------
     def _patient_record(self) -> tuple[Record, PatientAgeContext]:
@@ -246,23 +258,40 @@ class _Normalizer:
                 where))
 
     def _check_same_instant_results(self, results: list[tuple[Record, KeptResource]]) -> None:
-        """Warn when results of one analyte filed at the same instant disagree: both are kept (the rules
-        take the superseding one, see facts.in_superseding_order), but the clinician should know."""
-        first_at: dict[tuple[str, object], tuple[Record, KeptResource]] = {}
+        """Warn when results of one analyte filed at the same instant disagree: all are kept, the rules
+        use the one that counts (see facts.counting_order_key), and the warning says which and why."""
+        groups: dict[tuple[str, object], list[tuple[Record, KeptResource]]] = {}
         for record, kept in results:
             analyte, effective = record.get("analyte"), record.get("effective")
-            if analyte is None or effective is None:
+            if analyte is not None and effective is not None:
+                groups.setdefault((analyte, effective), []).append((record, kept))
+        for (analyte, effective), members in groups.items():
+            ordered = sorted(members, key=lambda member: counting_order_key(member[0]))
+            used = ordered[0][0]
+            runner_up = next((record for record, _ in ordered[1:] if not _same_result(used, record)), None)
+            if runner_up is None:
                 continue
-            key = (analyte, effective)
-            earlier = first_at.setdefault(key, (record, kept))
-            if earlier[0] is record or _same_result(earlier[0], record):
-                continue
+            listed = " and ".join(f"{kept.location} ({_result_text(record)})" for record, kept in members)
             self.issues.append(InputIssue(
                 "warning", "conflict",
-                f"{analyte}: {earlier[1].location} ({_result_text(earlier[0])}) and {kept.location} "
-                f"({_result_text(record)}) are filed at the same instant {effective.isoformat()} but disagree; "
-                "both are kept and the later issued one (else an amended or corrected one) counts as the latest",
-                earlier[1].location))
+                f"{analyte}: conflicting results at the same time: the {_why_used(used, runner_up)} "
+                f"({_result_text(used)}) is used; {listed} are filed at the same instant {effective.isoformat()}",
+                members[0][1].location))
+
+
+def _why_used(used: Record, other: Record) -> str:
+    """Which tie-break of counting_order_key chose `used` over `other`, in words."""
+    used_key, other_key = counting_order_key(used), counting_order_key(other)
+    if used_key[:2] != other_key[:2]:
+        return "later issued one"
+    if used_key[2] != other_key[2]:
+        return f"{used.get('status')} one (it supersedes the {other.get('status')} one)"
+    if used_key[3] != other_key[3]:
+        flag = used.get("interpretation")
+        return "critical one" if flag in ("HH", "LL", "AA") else ("abnormal one" if flag != "N" else "flagged one")
+    if used_key[4:6] != other_key[4:6]:  # the same flag: the value farther out (lower for L/LL, else higher)
+        return "lower one" if used.get("interpretation") in ("L", "LL") else "higher one"
+    return "first one by source"
 
 
 def _same_result(first: Record, second: Record) -> bool:
@@ -273,11 +302,13 @@ def _same_result(first: Record, second: Record) -> bool:
 
 
 def _result_text(record: Record) -> str:
+    """'11.5 mg/dL, H': the value and the flag the rules read (no flag part when there is none)."""
     value = record.get("value")
-    if isinstance(value, Quantity):
-        return f"{value.value} {value.unit}"
     text = record.get("valueText")
-    return str(text) if text is not None else "no value"
+    shown = f"{value.value} {value.unit}" if isinstance(value, Quantity) else (
+        str(text) if text is not None else "no value")
+    flag = record.get("interpretation")
+    return f"{shown}, {flag}" if isinstance(flag, str) else shown
 
 
 def _first_route(dosages: Any) -> Concept | None:

@@ -8,7 +8,11 @@ built-in defaults, and the record says which range was applied; a lab range
 restricted to an age or sex is used only when that restriction is known to
 hold for the patient. A value converted from another unit keeps the precision
 it was sent with (max(3, its significant digits)). A result sent without an
-effective time is dated by `issued`, and an issue says so.
+effective time is dated by `issued`, and an issue says so. A flag comes only
+from a bound that was given: beyond a one-sided range's missing bound the
+value gets no flag (unknown), never 'N'. A Quantity whose `unit` and UCUM
+`code` name different units, or a lab range whose low is above its high, is
+not used.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from typing import Any
 from .ages import Age, age_on
 from .assessment_model import InputIssue
 from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
-from .cql_like.values import Interval, Record
-from .fhir_dates import PartialDate, parse_datetime
+from .cql_like.values import Code, Concept, Interval, Record
+from .fhir_dates import PartialDate, parse_datetime, parse_partial_date
 from .fhir_elements import choice_datetime, codings, concept, display_text, first_code, text_or_none
 from .ingest import KeptResource
 from .terminology import PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology, UnitConversionError
@@ -74,7 +78,10 @@ class ObservationNormalizer:
             return None
         effective, effective_element = choice_datetime(resource, "effective")
         issued = parse_datetime(resource.get("issued"))
+        self._note_code_systems(kept, analyte_code)
         if analyte_code is not None:
+            if effective is not None and effective_element is not None:
+                self._note_partial_date(resource, f"{loc}.{effective_element}", effective_element)
             if effective is None and effective_element is not None:
                 self._warn("value", f"{loc}.{effective_element}",
                            f"{self._what(analyte_code)}: date '{_shown(_raw_at(resource, effective_element))}' "
@@ -96,7 +103,7 @@ class ObservationNormalizer:
                                           f"{self._what(analyte_code)}: preliminary result used", f"{loc}.status"))
         fields: dict[str, Any] = {
             "id": text_or_none(resource.get("id")),
-            "code": concept(resource.get("code")),
+            "code": self._observation_concept(resource.get("code")),
             "status": status,
             "category": self._category(resource),
             "analyte": analyte_code.analyte if analyte_code is not None else None,
@@ -121,6 +128,48 @@ class ObservationNormalizer:
         self._fill_lab_interpretation(resource, fields)
         return Record("Observation", fields, kept.source)
 
+    # --- code ---------------------------------------------------------------------------------------
+    def _observation_concept(self, codeable: Any) -> Concept | None:
+        """Observation.code as a Concept, codings sent with a system alias (the LOINC OID) under the
+        canonical URI, so the rules' retrieves (which match system + code) find them."""
+        found = concept(codeable)
+        if found is None:
+            return None
+        codes = tuple(Code(code.code, alias[0], code.display, code.version)
+                      if (alias := self.terminology.system_alias(code.system)) is not None else code
+                      for code in found.codes)
+        return Concept(codes, found.display)
+
+    def _note_code_systems(self, kept: KeptResource, analyte_code: AnalyteCode | None) -> None:
+        """Say when a result was matched through a system alias, and when its code cannot be read at all
+        (no coding of a known system): such a result is silently irrelevant otherwise."""
+        raw = kept.resource.get("code")
+        items = raw.get("coding") if isinstance(raw, dict) else None
+        items = items if isinstance(items, list) else []
+        if analyte_code is not None:
+            for position, item in enumerate(items):
+                if not isinstance(item, dict):
+                    continue
+                alias = self.terminology.system_alias(item.get("system"))
+                if alias is not None and self.terminology.analyte_for(item.get("system"), item.get("code")):
+                    self._note(f"{kept.location}.code.coding[{position}]",
+                               f"{self._what(analyte_code)}: {alias[1]} identified by its OID; "
+                               f"R4 expects {alias[0]}")
+            return
+        if not any(isinstance(item, dict) and self.terminology.is_recognised_system(item.get("system"))
+                   for item in items):
+            self._note(f"{kept.location}.code", "code not recognised: not used by the rules")
+
+    def _note_partial_date(self, resource: dict[str, Any], where: str, element: str) -> None:
+        """A month- or year-precision date is ordered as the first day of its period; the clinician is
+        told, because the day shown in a rationale was then not measured."""
+        raw = _raw_at(resource, element)
+        partial = parse_partial_date(raw)
+        if partial is None or partial.is_exact:
+            return
+        self._note(where, f"date '{raw}' has {partial.precision} precision: treated as "
+                          f"{partial.earliest.isoformat()} for ordering")
+
     # --- analyte and value ----------------------------------------------------------------------
     def _analyte_code(self, resource: dict[str, Any]) -> AnalyteCode | None:
         for item in codings(resource.get("code")):
@@ -144,7 +193,7 @@ class ObservationNormalizer:
                 because = f" (dataAbsentReason: {reason})" if reason else ""
                 self._warn("required", loc, f"{what} not used: no value{because}")
             return False
-        number = self._exact_number(resource["valueQuantity"], f"{loc}.valueQuantity", what)
+        number = self._exact_number(resource["valueQuantity"], f"{loc}.valueQuantity", what, analyte_code.analyte)
         if number is None:
             return False
         try:
@@ -190,7 +239,7 @@ class ObservationNormalizer:
         elif isinstance(resource.get("valueRatio"), dict):
             fields["valueText"] = _ratio_text(resource["valueRatio"])
 
-    def _exact_number(self, quantity: Any, where: str, what: str) -> _Number | None:
+    def _exact_number(self, quantity: Any, where: str, what: str, analyte_key: str) -> _Number | None:
         if not isinstance(quantity, dict):
             self._warn("structure", where, f"{what} not used: valueQuantity is not an object")
             return None
@@ -208,6 +257,10 @@ class ObservationNormalizer:
             self._warn("value", f"{where}.comparator",
                        f"{what} not used: '{_shown(comparator)}{value}' is not an exact number")
             return None
+        conflict = self._unit_conflict(analyte_key, quantity)
+        if conflict is not None:
+            self._warn("value", where, f"{what} not used: {conflict}")
+            return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
             return _Number(value, code.strip(), f"{where}.code")
@@ -216,6 +269,36 @@ class ObservationNormalizer:
         if isinstance(code, str) and code.strip() and system is None:
             return _Number(value, code.strip(), f"{where}.code")
         return _Number(value, None, f"{where}.unit")
+
+    def _unit_conflict(self, analyte_key: str, quantity: dict[str, Any]) -> str | None:
+        """Why a Quantity's `unit` and UCUM `code` contradict each other, or None.
+
+        They contradict when both name a unit this service reads (after alias normalisation) and the
+        two are not the same unit for the analyte: which of them the sender meant cannot be told.
+        """
+        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+        if system != UCUM or not isinstance(code, str) or not isinstance(unit_text, str):
+            return None
+        from_code, from_text = self._known_unit(code), self._known_unit(unit_text)
+        if from_code is None or from_text is None or from_code == from_text:
+            return None
+        analyte = self.terminology.analyte(analyte_key)
+        by_code = self.terminology.unit_factor(analyte, from_code) if analyte.is_quantitative else None
+        by_text = self.terminology.unit_factor(analyte, from_text) if analyte.is_quantitative else None
+        if by_code is not None and by_text is not None and by_code.factor == by_text.factor:
+            return None
+        return (f"unit '{_shown(unit_text)}' and UCUM code '{_shown(code)}' name different units "
+                "(which one was meant cannot be told)")
+
+    def _known_unit(self, spelling: str) -> str | None:
+        """The UCUM unit a spelling names (through the aliases, else as valid UCUM), or None."""
+        text = spelling.strip()
+        if not text:
+            return None
+        aliased = self.terminology.ucum_unit(text)
+        if aliased is not None:
+            return aliased
+        return text if is_valid_unit(text) else None
 
     # --- ranges and flags -----------------------------------------------------------------------
     def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
@@ -233,8 +316,9 @@ class ObservationNormalizer:
                 fields["referenceRangeSource"] = band.source_label
         value, interval = fields["value"], fields["referenceRange"]
         if interval is not None:
-            fields["interpretation"] = _flag(value.value, interval)
-            fields["interpretationSource"] = "range"
+            flag = _flag(value.value, interval)
+            if flag is not None:
+                fields["interpretation"], fields["interpretationSource"] = flag, "range"
 
     def _lab_range(self, kept: KeptResource, analyte_code: AnalyteCode, when: datetime | None) -> Interval | None:
         """The first of the lab's normal ranges that applies to this patient (age, sex), in the canonical unit.
@@ -266,7 +350,13 @@ class ObservationNormalizer:
                 if converted is None:
                     return None
                 bounds.append(converted)
-            return Interval(bounds[0], bounds[1])
+            low, high = bounds
+            if low is not None and high is not None and low.value > high.value:
+                self._warn("value", where,
+                           f"{self._what(analyte_code)}: lab reference range not used: low {low.value} {low.unit} "
+                           f"is above high {high.value} {high.unit}; default range used instead")
+                return None
+            return Interval(low, high)
         if offered:
             self._note(f"{kept.location}.referenceRange",
                        f"{self._what(analyte_code)}: the lab's reference ranges do not apply to this patient "
@@ -336,6 +426,10 @@ class ObservationNormalizer:
         value = _json_decimal(quantity.get("value")) if isinstance(quantity, dict) else None
         if value is None:
             self._note(where, f"{what}: lab reference range bound has no usable value; default range used instead")
+            return None
+        conflict = self._unit_conflict(analyte_code.analyte, quantity)
+        if conflict is not None:
+            self._warn("value", where, f"{what}: lab reference range not used: {conflict}; default range used instead")
             return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         unit = code if system == UCUM and isinstance(code, str) and code.strip() else unit_text
@@ -440,12 +534,16 @@ def _is_normal_range(item: dict[str, Any]) -> bool:
     return any(text_or_none(coding.get("code")) == "normal" for coding in codings(kind))
 
 
-def _flag(value: Decimal, interval: Interval) -> str:
+def _flag(value: Decimal, interval: Interval) -> str | None:
+    """'L' below the low bound, 'H' above the high bound, 'N' only between two known bounds; None
+    (no flag) on the side of a missing bound: a bound nobody gave cannot make a value normal."""
     low, high = interval.low, interval.high
     if low is not None and value < low.value:
         return "L"
     if high is not None and value > high.value:
         return "H"
+    if low is None or high is None:
+        return None
     return "N"
 
 

@@ -50,3 +50,126 @@ def test_resources_sent_without_id_or_full_url_are_cited_by_location_not_lost():
     assert risk["subject"]["display"].startswith("Bundle.entry[0].resource")
     assert {"display": "Bundle.entry[1].resource (sent without id or fullUrl)"} in risk["basis"]
     assert "12" in " ".join(p["rationale"] for p in risk["prediction"])
+
+
+# --- ingest and normalization seen through the whole assessment ---------------------------------------
+
+def _lab_bundle(*observations, extra=()):
+    from service.assess import assess_bundle
+
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01", "gender": "female"}
+    resources = [patient, *observations, *extra]
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:{r['resourceType']}-{r['id']}", "resource": r} for r in resources]}
+    return assess_bundle(bundle, now=FIXTURE_NOW)
+
+
+def _lab(resource_id, code, value, unit="mg/dL", system="http://loinc.org", **extra):
+    resource = {"resourceType": "Observation", "id": resource_id, "status": "final",
+                "code": {"coding": [{"system": system, "code": code}]}, "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2026-11-01",
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+    resource.update(extra)
+    return resource
+
+
+def _grades(run):
+    (patient,) = run.patients
+    return [(grade.type, grade.risk, grade.rationale) for grade in patient.grades]
+
+
+def test_conflicting_calcium_results_at_the_same_instant_give_the_same_assessment_in_either_entry_order():
+    normal, high, phosphate = _lab("ca-n", "17861-6", 9.0), _lab("ca-h", "17861-6", 11.5), _lab("p", "2777-1", 3.5)
+    first, second = _lab_bundle(normal, high, phosphate), _lab_bundle(high, normal, phosphate)
+    assert _grades(first) == _grades(second)
+    metastatic = next(grade for grade in first.patients[0].grades if grade.type == "metastatic")
+    assert "Ca 11.5 mg/dL" in metastatic.rationale
+    (conflict,) = [issue for issue in first.patients[0].issues if issue.code == "conflict"]
+    assert "the abnormal one (11.5 mg/dL, H) is used" in conflict.diagnostics
+
+
+def test_calcium_coded_with_the_loinc_oid_drives_the_assessment():
+    run = _lab_bundle(_lab("ca", "17861-6", 11.5, system="urn:oid:2.16.840.1.113883.6.1"), _lab("p", "2777-1", 3.5))
+    metastatic = next(grade for grade in run.patients[0].grades if grade.type == "metastatic")
+    assert "Ca 11.5 mg/dL" in metastatic.rationale
+    assert any(issue.location == "Bundle.entry[1].resource.code.coding[0]" for issue in run.patients[0].issues)
+
+
+def test_vitamin_d_far_above_its_lower_limit_is_shown_without_a_flag_not_as_normal():
+    run = _lab_bundle(_lab("ca", "17861-6", 9.0), _lab("d", "62292-8", 180, unit="ng/mL"))
+    rationale = " ".join(grade.rationale for grade in run.patients[0].grades)
+    assert "25-OH vitamin D 180 ng/mL on 2026-11-01 (no flag)" in rationale
+
+
+def test_a_patient_with_very_long_names_and_displays_is_still_assessed():
+    calcium = _lab("ca", "17861-6", 11.5)
+    calcium["code"]["text"] = "Calcium " * 50_000
+    statement = {"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+                 "medicationCodeableConcept": {"text": "calcium gluconate " + "q" * 300_000},
+                 "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-01"}
+    run = _lab_bundle(calcium, extra=(statement,))
+    (patient,) = run.patients
+    assert "Ca 11.5 mg/dL" in next(grade.rationale for grade in patient.grades if grade.type == "metastatic")
+    cut = [issue.location for issue in patient.issues if issue.diagnostics.startswith("text longer than 1,000")]
+    assert cut == ["Bundle.entry[1].resource.code.text", "Bundle.entry[2].resource.medicationCodeableConcept.text"]
+
+
+# --- rule library behaviour seen through the whole assessment -----------------------------------------
+
+def _statement(resource_id, name):
+    return {"resourceType": "MedicationStatement", "id": resource_id, "status": "active",
+            "medicationCodeableConcept": {"text": name}, "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-10-01"}
+
+
+def _named_condition(resource_id, text):
+    return {"resourceType": "Condition", "id": resource_id, "code": {"text": text},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "subject": {"reference": "Patient/p1"}}
+
+
+def _grade(run, type_code):
+    return next(grade for grade in run.patients[0].grades if grade.type == type_code)
+
+
+def test_a_twelve_thousand_character_medication_name_and_condition_text_are_searched_and_the_patient_assessed():
+    run = _lab_bundle(_lab("ca", "17861-6", 9.4, interpretation=[{"coding": [{"code": "N"}]}]),
+                      extra=(_statement("m1", "calcium gluconate injection " + "x" * 12_000),
+                             _named_condition("c1", "Scleroderma " + "y" * 12_000)))
+    assert len(run.patients) == 1
+    assert _grade(run, "iatrogenic").risk == "high"
+    assert "Scleroderma" in _grade(run, "dystrophic").rationale
+
+
+def test_an_older_ionized_calcium_does_not_make_a_newer_high_total_calcium_normal():
+    run = _lab_bundle(_lab("ion", "1995-0", 1.2, unit="mmol/L", effectiveDateTime="2026-01-10"),
+                      _lab("ca", "17861-6", 13, effectiveDateTime="2026-11-10",
+                           referenceRange=[{"low": {"value": 8.5, "unit": "mg/dL"}, "high": {"value": 10.2, "unit": "mg/dL"}}]),
+                      extra=(_named_condition("c1", "Systemic sclerosis"),))
+    dystrophic = _grade(run, "dystrophic")
+    assert dystrophic.risk != "high"
+    assert "is older than total Ca 13 mg/dL on 2026-11-10: total used" in dystrophic.rationale
+    assert "within the applied ranges" not in _grade(run, "metastatic").rationale
+
+
+def test_a_calcium_order_in_moles_is_not_proposed_again_and_the_care_plan_says_it_is_ordered():
+    order = {"resourceType": "ServiceRequest", "id": "s1", "status": "active", "intent": "order",
+             "code": {"coding": [{"system": "http://loinc.org", "code": "2000-8"}]},
+             "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-11-12"}
+    run = _lab_bundle(extra=(order,))
+    (patient,) = run.patients
+    assert "17861-6" not in [test.code for test in patient.recommended]
+    ordered = next(test for test in patient.available if test.code == "17861-6")
+    assert ordered.summary == "already ordered (ServiceRequest active, 2026-11-12)"
+    assert ordered.source.endswith("ServiceRequest-s1") or ordered.source.endswith("ServiceRequest/s1")
+
+
+def test_the_milk_alkali_picture_is_named_and_its_medication_and_bicarbonate_are_evidence():
+    high = [{"coding": [{"code": "H"}]}]
+    run = _lab_bundle(_lab("ca", "17861-6", 11.8, interpretation=high), _lab("bic", "1963-8", 31, unit="mmol/L", interpretation=high),
+                      extra=(_statement("m1", "Calcium carbonate 500 MG Chewable Tablet"),))
+    metastatic = _grade(run, "metastatic")
+    assert "milk-alkali picture: calcium 11.8 mg/dL (H) with calcium carbonate 500 mg chewable tablet intake" in metastatic.rationale
+    evidence = " ".join(metastatic.evidence)
+    assert "MedicationStatement" in evidence and "bic" in evidence

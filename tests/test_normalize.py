@@ -495,7 +495,7 @@ def test_medication_statements_procedures_and_service_requests():
 def test_retrieve_by_codes_returns_matching_records_in_bundle_order():
     facts = facts_of(ucum_lab("17861-6", 9.1, "mg/dL", resource_id="a"),
                      ucum_lab("2777-1", 3.9, "mg/dL", resource_id="b"),
-                     ucum_lab("2000-8", 2.3, "mmol/L", resource_id="c"))
+                     ucum_lab("2000-8", 2.3, "mmol/L", resource_id="c", effective="2026-10-03T08:30:00Z"))
     calcium_codes = frozenset({Code("17861-6", LOINC), Code("2000-8", LOINC), Code("49765-1", LOINC)})
     assert [r.get("id") for r in facts.retrieve("Observation", calcium_codes)] == ["a", "c"]
     assert [r.get("id") for r in facts.retrieve("Observation", None)] == ["a", "b", "c"]
@@ -802,27 +802,27 @@ def test_a_value_of_the_wrong_kind_is_reported_at_the_element_sent(element, valu
 SAME_INSTANT = "2026-11-01T10:00:00Z"
 
 
-def test_an_amended_result_is_ordered_after_the_final_one_at_the_same_instant_whatever_the_bundle_order():
+def test_an_amended_result_is_ordered_before_the_final_one_at_the_same_instant_whatever_the_bundle_order():
     final = ucum_lab("17861-6", 12.5, "mg/dL", resource_id="final", effective=SAME_INSTANT,
                      issued="2026-11-01T12:00:00Z")
     amended = ucum_lab("17861-6", 9.5, "mg/dL", resource_id="amended", status="amended", effective=SAME_INSTANT,
                        issued="2026-11-03T12:00:00Z")
     for order in ((final, amended), (amended, final)):
         facts = facts_of(*order)
-        assert [record.get("id") for record in facts.records("Observation")] == ["final", "amended"]
+        assert [record.get("id") for record in facts.records("Observation")] == ["amended", "final"]
         codes = frozenset({Code("17861-6", LOINC)})
-        assert [record.get("id") for record in facts.retrieve("Observation", codes)] == ["final", "amended"]
+        assert [record.get("id") for record in facts.retrieve("Observation", codes)] == ["amended", "final"]
 
 
-def test_the_later_issued_of_two_final_results_at_the_same_instant_comes_last():
+def test_the_later_issued_of_two_final_results_at_the_same_instant_comes_first():
     early = ucum_lab("17861-6", 9.5, "mg/dL", resource_id="early", effective=SAME_INSTANT,
                      issued="2026-11-01T11:00:00Z")
     late = ucum_lab("17861-6", 9.9, "mg/dL", resource_id="late", effective=SAME_INSTANT,
-                    issued="2026-11-01T13:00:00+02:00")  # the same instant as early's: bundle order kept
+                    issued="2026-11-01T13:00:00+02:00")  # the same instant as early's: the higher value first
     later = ucum_lab("17861-6", 9.7, "mg/dL", resource_id="later", effective=SAME_INSTANT,
                      issued="2026-11-01T12:00:00Z")
     facts = facts_of(later, early, late)
-    assert [record.get("id") for record in facts.records("Observation")] == ["early", "late", "later"]
+    assert [record.get("id") for record in facts.records("Observation")] == ["later", "late", "early"]
 
 
 def test_results_at_different_instants_keep_bundle_order():
@@ -859,3 +859,172 @@ def test_calcium_sent_as_a_component_of_a_panel_is_reported_not_used():
     (issue,) = facts.issues
     assert (issue.severity, issue.location) == ("warning", "Bundle.entry[1].resource.component[1]")
     assert "sent as a component of a panel is not used: send it as its own Observation" in issue.diagnostics
+
+
+# --- one-sided and inverted reference ranges --------------------------------------------------------
+
+def _bound(value, unit="mg/dL"):
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def test_a_lab_range_with_only_a_low_bound_flags_a_value_below_it_as_low():
+    record = only_observation(facts_of(ucum_lab("17861-6", 8.0, "mg/dL", referenceRange=[{"low": _bound(8.5)}])))
+    assert (record.get("interpretation"), record.get("interpretationSource")) == ("L", "range")
+
+
+def test_a_lab_range_with_only_a_low_bound_gives_no_flag_above_it_rather_than_normal():
+    record = only_observation(facts_of(ucum_lab("17861-6", 14.0, "mg/dL", referenceRange=[{"low": _bound(8.5)}])))
+    assert record.get("referenceRangeSource") == "lab"
+    assert record.get("referenceRange") == Interval(Quantity(Decimal("8.5"), "mg/dL"), None)
+    assert (record.get("interpretation"), record.get("interpretationSource")) == (None, None)
+
+
+def test_a_lab_range_with_only_a_high_bound_flags_above_it_and_gives_no_flag_below_it():
+    high = only_observation(facts_of(ucum_lab("17861-6", 11.0, "mg/dL", referenceRange=[{"high": _bound(10.2)}])))
+    low = only_observation(facts_of(ucum_lab("17861-6", 5.0, "mg/dL", referenceRange=[{"high": _bound(10.2)}])))
+    assert high.get("interpretation") == "H"
+    assert low.get("interpretation") is None
+
+
+def test_vitamin_d_far_above_the_default_low_bound_gets_no_flag_because_the_default_has_no_upper_limit():
+    record = only_observation(facts_of(ucum_lab("62292-8", 180, "ng/mL")))
+    assert record.get("referenceRange").high is None
+    assert record.get("interpretation") is None
+
+
+def test_vitamin_d_below_the_default_low_bound_is_flagged_low():
+    assert only_observation(facts_of(ucum_lab("62292-8", 12, "ng/mL"))).get("interpretation") == "L"
+
+
+def test_an_inverted_lab_range_is_not_used_the_default_band_applies_and_a_warning_points_at_it():
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", referenceRange=[{"low": _bound(10.2), "high": _bound(8.5)}]))
+    record = only_observation(facts)
+    assert record.get("referenceRangeSource") == "default adult"
+    assert record.get("interpretation") == "N"
+    (issue,) = warnings(facts)
+    assert issue.location == "Bundle.entry[1].resource.referenceRange[0]"
+    assert "above high" in issue.diagnostics
+
+
+# --- results at the same instant that disagree: the conservative one counts --------------------------------
+
+def test_at_the_same_instant_the_abnormal_of_two_conflicting_calcium_results_counts_whatever_the_bundle_order():
+    for first, second in ((9.0, 11.5), (11.5, 9.0)):
+        facts = facts_of(ucum_lab("17861-6", first, "mg/dL", resource_id=f"r{first}".replace(".", "-"),
+                                  effective=SAME_INSTANT),
+                         ucum_lab("17861-6", second, "mg/dL", resource_id=f"r{second}".replace(".", "-"),
+                                  effective=SAME_INSTANT))
+        records = facts.retrieve("Observation", frozenset({Code("17861-6", LOINC)}))
+        assert [r.get("value").value for r in records] == [Decimal("11.5"), Decimal("9.0")]
+        (issue,) = facts.issues
+        assert issue.code == "conflict"
+        assert "conflicting results at the same time: the abnormal one (11.5 mg/dL, H) is used" in issue.diagnostics
+        assert "issued" not in issue.diagnostics and "amended" not in issue.diagnostics
+
+
+def test_at_the_same_instant_the_lower_of_two_low_calcium_results_counts():
+    facts = facts_of(ucum_lab("17861-6", 7.9, "mg/dL", resource_id="a", effective=SAME_INSTANT),
+                     ucum_lab("17861-6", 7.1, "mg/dL", resource_id="b", effective=SAME_INSTANT))
+    assert [r.get("id") for r in facts.records("Observation")] == ["b", "a"]
+    (issue,) = facts.issues
+    assert "the lower one (7.1 mg/dL, L) is used" in issue.diagnostics
+
+
+def test_a_later_issued_result_at_the_same_instant_counts_even_when_normal_and_the_warning_says_so():
+    facts = facts_of(ucum_lab("17861-6", 11.5, "mg/dL", resource_id="a", effective=SAME_INSTANT,
+                              issued="2026-11-01T11:00:00Z"),
+                     ucum_lab("17861-6", 9.0, "mg/dL", resource_id="b", effective=SAME_INSTANT,
+                              issued="2026-11-01T12:00:00Z"))
+    assert [r.get("id") for r in facts.records("Observation")] == ["b", "a"]
+    (issue,) = facts.issues
+    assert "the later issued one (9 mg/dL, N) is used" in issue.diagnostics
+
+
+# --- unit and UCUM code that contradict each other -------------------------------------------------
+
+def test_a_value_whose_unit_and_ucum_code_name_different_units_is_not_used_and_both_are_named():
+    facts = facts_of(lab("17861-6", 2.4, "mmol/L", ucum_code="mg/dL"))
+    assert facts.records("Observation") == ()
+    (issue,) = warnings(facts)
+    assert issue.location == "Bundle.entry[1].resource.valueQuantity"
+    assert "'mmol/L'" in issue.diagnostics and "'mg/dL'" in issue.diagnostics
+
+
+def test_a_unit_spelled_differently_from_its_ucum_code_but_meaning_the_same_is_used():
+    record = only_observation(facts_of(lab("17861-6", 9.4, "mg/dl", ucum_code="mg/dL")))
+    assert record.get("value") == Quantity(Decimal("9.4"), "mg/dL")
+
+
+def test_a_range_bound_whose_unit_and_ucum_code_disagree_is_not_used_and_the_default_applies():
+    bound = {"value": 2.6, "unit": "mmol/L", "system": UCUM, "code": "mg/dL"}
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", referenceRange=[{"low": bound, "high": _bound(10.2)}]))
+    assert only_observation(facts).get("referenceRangeSource") == "default adult"
+    (issue,) = warnings(facts)
+    assert issue.location == "Bundle.entry[1].resource.referenceRange[0].low"
+    assert "'mmol/L'" in issue.diagnostics and "'mg/dL'" in issue.diagnostics
+
+
+# --- partial dates ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("sent", "precision", "day"), [("2026-10", "month", "2026-10-01"),
+                                                        ("2026", "year", "2026-01-01")])
+def test_a_result_dated_to_a_month_or_year_is_ordered_at_its_start_and_the_precision_is_reported(sent, precision, day):
+    facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective=sent))
+    assert only_observation(facts).get("effective") == datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource.effectiveDateTime")
+    assert issue.diagnostics == f"date '{sent}' has {precision} precision: treated as {day} for ordering"
+
+
+# --- code systems -------------------------------------------------------------------------------------
+
+def test_calcium_coded_with_the_loinc_oid_is_used_as_loinc_and_the_oid_is_reported():
+    observation = ucum_lab("17861-6", 11.0, "mg/dL")
+    observation["code"]["coding"][0]["system"] = "urn:oid:2.16.840.1.113883.6.1"
+    facts = facts_of(observation)
+    (record,) = facts.retrieve("Observation", frozenset({Code("17861-6", LOINC)}))
+    assert record.get("analyte") == "calcium"
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource.code.coding[0]")
+    assert "LOINC identified by its OID; R4 expects http://loinc.org" in issue.diagnostics
+
+
+def test_an_observation_coded_only_in_an_unknown_local_system_is_reported_as_not_recognised():
+    observation = ucum_lab("17861-6", 11.0, "mg/dL")
+    observation["code"]["coding"][0]["system"] = "http://lab.example.org/codes"
+    facts = facts_of(observation)
+    assert only_observation(facts).get("analyte") is None
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource.code")
+    assert issue.diagnostics == "code not recognised: not used by the rules"
+
+
+def test_an_unrelated_loinc_observation_is_not_reported():
+    assert facts_of(ucum_lab("29463-7", 70, "kg")).issues == ()
+
+
+# --- very long text -----------------------------------------------------------------------------------
+
+def test_a_very_long_code_text_is_cut_to_1000_characters_and_reported_at_the_element():
+    observation = ucum_lab("17861-6", 9.0, "mg/dL")
+    observation["code"]["text"] = "Calcium " * 20_000
+    observation["code"]["coding"][0]["display"] = "x" * 5_000
+    facts = facts_of(observation)
+    record = only_observation(facts)
+    assert len(record.get("code").display) == 1000
+    assert len(record.get("code").codes[0].display) == 1000
+    locations = sorted(issue.location for issue in facts.issues)
+    assert locations == ["Bundle.entry[1].resource.code.coding[0].display", "Bundle.entry[1].resource.code.text"]
+    assert all(issue.diagnostics == "text longer than 1,000 characters: only the first 1,000 are read"
+               for issue in facts.issues)
+
+
+def test_a_very_long_medication_name_is_cut_to_1000_characters():
+    statement = {"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+                 "medicationCodeableConcept": {"text": "calcium gluconate " + "y" * 50_000},
+                 "subject": {"reference": PATIENT_UUID}, "effectiveDateTime": "2026-10-01"}
+    facts = facts_of(statement)
+    (record,) = facts.records("MedicationStatement")
+    assert len(record.get("name")) == 1000 and record.get("name").startswith("calcium gluconate")
+    (issue,) = facts.issues
+    assert issue.location == "Bundle.entry[1].resource.medicationCodeableConcept.text"

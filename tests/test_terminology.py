@@ -266,3 +266,23 @@ def test_range_restrictions_naming_a_sex_are_recognised(concept, sex):
                                            ("years", None), ("h", None), (None, None)])
 def test_age_units_of_reference_ranges(unit, meaning):
     assert TERMINOLOGY.age_unit(unit) == meaning
+
+
+# --- code systems -------------------------------------------------------------------------------------
+
+def test_the_loinc_oid_is_an_alias_of_loinc_and_finds_the_same_analyte():
+    assert TERMINOLOGY.system_alias("urn:oid:2.16.840.1.113883.6.1") == (LOINC, "LOINC")
+    assert TERMINOLOGY.analyte_for("urn:oid:2.16.840.1.113883.6.1", "17861-6").analyte == "calcium"
+
+
+def test_loinc_and_snomed_are_recognised_systems_and_a_local_system_is_not():
+    assert TERMINOLOGY.is_recognised_system(LOINC)
+    assert TERMINOLOGY.is_recognised_system("http://snomed.info/sct")
+    assert TERMINOLOGY.is_recognised_system("urn:oid:2.16.840.1.113883.6.1")
+    assert not TERMINOLOGY.is_recognised_system("http://lab.example.org/codes")
+    assert TERMINOLOGY.system_alias(LOINC) is None
+
+
+def test_the_vitamin_d_default_band_has_no_upper_limit():
+    band = TERMINOLOGY.default_range("vitamin-d-25oh", None)
+    assert band is not None and band.low == Decimal("20") and band.high is None

@@ -113,7 +113,9 @@ class Terminology:
                  interpretation_codes: Mapping[str, str],
                  range_sexes: Mapping[tuple[str, str], str] | None = None,
                  range_sex_texts: Mapping[str, str] | None = None,
-                 age_units: Mapping[str, str] | None = None) -> None:
+                 age_units: Mapping[str, str] | None = None,
+                 system_aliases: Mapping[str, tuple[str, str]] | None = None,
+                 recognised_systems: frozenset[str] = frozenset()) -> None:
         self._analytes = MappingProxyType(dict(analytes))
         self._codes = MappingProxyType(dict(codes))
         self._aliases = MappingProxyType(dict(aliases))
@@ -124,13 +126,28 @@ class Terminology:
         self._range_sexes = MappingProxyType(dict(range_sexes or {}))
         self._range_sex_texts = MappingProxyType(dict(range_sex_texts or {}))
         self._age_units = MappingProxyType(dict(age_units or {}))
+        self._system_aliases = MappingProxyType(dict(system_aliases or {}))
+        self._recognised_systems = recognised_systems | frozenset(
+            system for system, _ in self._system_aliases.values())
+
+    # --- code systems -------------------------------------------------------------------------
+    def system_alias(self, system: str | None) -> tuple[str, str] | None:
+        """(canonical URI, name) when `system` is another identifier of a code system ('urn:oid:...'), else None."""
+        return self._system_aliases.get(system) if isinstance(system, str) else None
+
+    def is_recognised_system(self, system: str | None) -> bool:
+        """True for a code system whose codes are known here (its canonical URI or an alias of it)."""
+        return isinstance(system, str) and (system in self._recognised_systems or system in self._system_aliases)
 
     # --- codes and analytes -------------------------------------------------------------------
     def analyte_for(self, system: str | None, code: str | None) -> AnalyteCode | None:
-        """The analytes.json row for a coding, or None when the code is not one the rules read."""
+        """The analytes.json row for a coding, or None when the code is not one the rules read.
+
+        A system alias (the LOINC OID) is read as its canonical URI; callers report the alias."""
         if not isinstance(system, str) or not isinstance(code, str):
             return None
-        return self._codes.get((system, code.strip()))
+        alias = self.system_alias(system)
+        return self._codes.get((alias[0] if alias is not None else system, code.strip()))
 
     def analyte(self, key: str) -> Analyte:
         """The analyte definition; KeyError for an unknown key."""
@@ -309,13 +326,16 @@ def _load(directory: Path) -> Terminology:
         range_sexes = {(row["system"], row["code"]): row["sex"] for row in applicability["sexes"]}
         range_sex_texts = {text.lower(): sex for text, sex in applicability["sex_texts"].items()}
         age_units = dict(applicability["age_units"])
+        systems = _read_json(directory / "code_systems.json")
+        system_aliases = {alias: (row["system"], row["name"]) for alias, row in systems["aliases"].items()}
+        recognised_systems = frozenset(systems["recognised"])
     except (KeyError, TypeError, AttributeError) as error:
         raise TerminologyDataError(f"{directory}: malformed terminology table ({error!r})") from error
     return Terminology(
         analytes, codes, aliases, ranges,
         interpretations["system"], frozenset(interpretations.get("legacy_systems", ())),
         {code.upper(): code for code in interpretations["codes"]},
-        range_sexes, range_sex_texts, age_units)
+        range_sexes, range_sex_texts, age_units, system_aliases, recognised_systems)
 
 
 @lru_cache(maxsize=8)
