@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from .errors import InputError
 from .hooks import hook_call
 from .hooks.components import HookComponents, build_components
+from .hooks.feedback_checks import check_against_issued_cards
 from .hooks.request_validation import validate_feedback
 from .http_io import json_response, read_json_body
 
@@ -80,6 +81,18 @@ def _service_or_404(service_id: str) -> Mapping[str, Any]:
     return service
 
 
+def _read_body(what: str) -> Any:
+    """The JSON body; an empty one is refused in CDS Hooks terms (the shared reader speaks of FHIR Bundles)."""
+    max_bytes = int(_settings(current_app).get("MAX_BODY_BYTES", 20 * 1024 * 1024))
+    try:
+        return read_json_body(request, max_bytes=max_bytes)
+    except InputError as error:
+        if any(issue.diagnostics.startswith("request body is empty") for issue in error.issues):
+            raise InputError.single(f"{what} must be a JSON object; the request body is empty", location="$",
+                                    code="required", status=400) from None
+        raise
+
+
 @blueprint.get("")
 def discovery() -> Response:
     return json_response(hook_call.discovery_document())
@@ -89,19 +102,20 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     service = _service_or_404(service_id)
     settings = _settings(current_app)
-    body = read_json_body(request, max_bytes=int(settings.get("MAX_BODY_BYTES", 20 * 1024 * 1024)))
+    body = _read_body("a CDS Hooks request")
     components = _components()
     answer = hook_call.answer_hook_call(service, body, fetcher=components.fetcher, base_url=_base_url(),
                                         config=settings, assess=hook_call.core_assess)
-    components.feedback.record_cards(service_id, answer.hook_instance, ((c.uuid, c.card_type) for c in answer.cards))
+    components.feedback.record_cards(service_id, answer.hook_instance, (card.record() for card in answer.cards))
     return json_response(answer.body)
 
 
 @blueprint.post("/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     _service_or_404(service_id)
-    settings = _settings(current_app)
-    body = read_json_body(request, max_bytes=int(settings.get("MAX_BODY_BYTES", 20 * 1024 * 1024)))
+    body = _read_body("a CDS Hooks feedback request")
     entries = validate_feedback(body)
-    _components().feedback.record_feedback(service_id, entries)
+    store = _components().feedback
+    check_against_issued_cards(entries, lambda card_uuid: store.issued_card(service_id, card_uuid))
+    store.record_feedback(service_id, entries)
     return Response(status=200)

@@ -20,6 +20,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from ..assessment_model import RISK_ORDER, OrderAlert, PanelTest, PatientAssessment, ValueUsed
 from .draft_orders import reference_key
+from .feedback_store import CardRecord
 from .order_codes import LabTestGrouping
 
 _CARD_DATA_FILE = Path(__file__).with_name("cards.json")
@@ -43,7 +44,8 @@ class CardContext:
     patient_reference: str  # "Patient/<context.patientId>"
     selections: tuple[str, ...] | None = None  # order-select: alert only on these orders
     draft_order_codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) already in draftOrders
-    gathering_notes: tuple[str, ...] = field(default=())  # how the data was gathered: shown as "Data notes"
+    # What was incomplete, skipped or doubtful in the data (see `data_notes`): shown as "Data notes".
+    gathering_notes: tuple[str, ...] = field(default=())
     test_grouping: LabTestGrouping = field(default_factory=LabTestGrouping)  # which codes are the same test
 
 
@@ -58,6 +60,12 @@ class IssuedCard:
     def uuid(self) -> str:
         return str(self.card["uuid"])
 
+    def record(self) -> CardRecord:
+        """What feedback on this card may name: its suggestions' uuids and its override reasons."""
+        suggestions = tuple(str(s["uuid"]) for s in self.card.get("suggestions", ()) if s.get("uuid"))
+        reasons = tuple((str(r["system"]), str(r["code"])) for r in self.card.get("overrideReasons", ()))
+        return CardRecord(self.uuid, self.card_type, suggestions, reasons)
+
 
 def build_cards(assessment: PatientAssessment, context: CardContext,
                 data: Mapping[str, Any] = CARD_DATA) -> list[IssuedCard]:
@@ -66,7 +74,8 @@ def build_cards(assessment: PatientAssessment, context: CardContext,
     When the data was incomplete (see `gathering_notes`) and nothing else would be shown, an info
     card says so: an empty answer would read as "nothing found" on complete data.
     """
-    cards = [_order_alert_card(alert, context, data) for alert in _alerts_to_show(assessment, context)]
+    alert_groups = _alerts_by_medication(_alerts_to_show(assessment, context))
+    cards = [_order_alert_card(group, context, data) for group in alert_groups]
     assessment_card = _assessment_card(assessment, context, data)
     if assessment_card is not None:
         cards.append(assessment_card)
@@ -92,9 +101,20 @@ def _alerts_to_show(assessment: PatientAssessment, context: CardContext) -> list
     return [a for a in assessment.order_alerts if reference_key(a.order_reference) in selected]
 
 
-def _order_alert_card(alert: OrderAlert, context: CardContext, data: Mapping[str, Any]) -> IssuedCard:
+def _alerts_by_medication(alerts: list[OrderAlert]) -> list[list[OrderAlert]]:
+    """Alerts grouped by what was ordered (in first-seen order): ten orders of one drug are one warning, not ten."""
+    groups: dict[str, list[OrderAlert]] = {}
+    for alert in alerts:
+        groups.setdefault(" ".join(alert.display.split()).casefold(), []).append(alert)
+    return list(groups.values())
+
+
+def _order_alert_card(alerts: list[OrderAlert], context: CardContext, data: Mapping[str, Any]) -> IssuedCard:
+    alert = alerts[0]
     summary = truncate_summary(data["order_alert_summary"].format(display=alert.display))
     lines = [f"**{alert.display}**", "", alert.message]
+    lines += ["", "**Orders concerned**"]
+    lines += [f"- {reference}" for reference in dict.fromkeys(a.order_reference for a in alerts)]
     if alert.citation:
         lines += ["", f"_Source: {alert.citation}_"]
     card = {
@@ -232,13 +252,10 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     if assessment.available:
         lines += ["", "**Already available**"]
         lines += [f"- {t.display}: {t.summary}" for t in assessment.available]
-    remarks = list(assessment.notes) + [
-        f"{i.diagnostics}" + (f" ({i.location})" if i.location else "")
-        for i in assessment.issues if i.severity in ("fatal", "error", "warning")
-    ]
-    if remarks:
+    # Input issues are not repeated here: they are data notes, located in the caller's request.
+    if assessment.notes:
         lines += ["", "**Notes**"]
-        lines += [f"- {r}" for r in remarks]
+        lines += [f"- {r}" for r in assessment.notes]
     lines += _data_notes(context)
     lines += ["", f"Rule library {assessment.library} {assessment.library_version}."]
     return "\n".join(lines)

@@ -25,10 +25,16 @@ _issue = request_issue
 
 
 def _subject_patient_id(subject: Any) -> str | None:
-    """The patient id a Reference names ('Patient/x', '.../Patient/x', '.../Patient/x/_history/1'), else None."""
+    """The patient id a Reference names ('Patient/x', '.../Patient/x', '.../Patient/x/_history/1'), else None.
+
+    'urn:uuid:x' gives 'x': exports such as Synthea's name the patient by the urn of its own id, so
+    it matches the context patient only when context.patientId is that same uuid.
+    """
     reference = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(reference, str):
         return None
+    if reference.startswith("urn:uuid:"):
+        return reference[len("urn:uuid:"):] or None
     parts = [part for part in reference.split("?")[0].split("/") if part]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
@@ -58,12 +64,22 @@ def _check_codeable_concept(value: Any, where: str, issues: list[InputIssue]) ->
                 issues.append(_issue(f"coding.{name} must be a string", f"{where}.coding[{index}].{name}"))
 
 
-def check_draft_orders(draft_orders: Any, patient_id: str | None, issues: list[InputIssue]) -> None:
-    """Append an issue (with its location) for every draft order the service cannot read safely."""
+def check_draft_orders(draft_orders: Any, patient_id: str | None, issues: list[InputIssue], *,
+                       max_orders: int = 200) -> None:
+    """Append an issue (with its location) for every draft order the service cannot read safely.
+
+    More than `max_orders` entries is refused outright: one signing session holds a handful of
+    orders, and every order costs assessment time and card text.
+    """
     if not isinstance(draft_orders, dict):
         return  # absence and wrong type are reported with the other context fields
     if draft_orders.get("resourceType") != "Bundle":
         issues.append(_issue("context.draftOrders must be a FHIR Bundle", f"{_BASE}.resourceType"))
+        return
+    entries = draft_orders.get("entry")
+    if isinstance(entries, list) and len(entries) > max_orders:
+        issues.append(_issue(f"context.draftOrders holds {len(entries)} entries; at most {max_orders} are accepted "
+                             "per call (CDS_MAX_DRAFT_ORDERS)", f"{_BASE}.entry", "too-costly"))
         return
     for where, _entry, resource in readable_entries(draft_orders, _BASE, issues, noun="draft order entry"):
         subject = resource.get("subject")
@@ -91,14 +107,24 @@ def _logical_id(entry: Mapping[str, Any], resource: Mapping[str, Any]) -> str | 
     return candidate if candidate and _FHIR_ID.fullmatch(candidate) else None
 
 
+def subject_patient_id(subject: Any) -> str | None:
+    """The patient id a Reference names, else None (shared with the prefetch checks)."""
+    return _subject_patient_id(subject)
+
+
 def draft_resources(draft_orders: Any, patient_id: str) -> list[dict[str, Any]]:
     """Copies of the context patient's draft orders, each with `subject` and (when known) `id` set.
 
     Call after `check_draft_orders`; orders naming another patient are left out all the same.
     """
+    return [resource for _index, resource in indexed_draft_resources(draft_orders, patient_id)]
+
+
+def indexed_draft_resources(draft_orders: Any, patient_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """`draft_resources` with each order's index in context.draftOrders.entry."""
     entries = draft_orders.get("entry") if isinstance(draft_orders, dict) else None
     resources = []
-    for entry in entries if isinstance(entries, list) else ():
+    for index, entry in enumerate(entries if isinstance(entries, list) else ()):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             continue
@@ -112,7 +138,7 @@ def draft_resources(draft_orders: Any, patient_id: str) -> list[dict[str, Any]]:
         logical_id = _logical_id(entry, resource)
         if logical_id is not None:
             draft["id"] = logical_id
-        resources.append(draft)
+        resources.append((index, draft))
     return resources
 
 

@@ -1,8 +1,10 @@
 """Durable record of the cards issued and of what clinicians did with them.
 
 Feedback only names a card by its uuid, so the service also records each card it issues with its
-type; the report can then say, per card type, how often cards were accepted or overridden and
-why. SQLite with one short transaction per write keeps every committed row across restarts.
+type, the uuids of its suggestions and the override reasons it offered; feedback is then checked
+against what the card really offered, and the report can say, per card type, how often cards
+were accepted or overridden and why. SQLite with one short transaction per write keeps every
+committed row across restarts; a database from before the suggestion columns is migrated in place.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -22,7 +25,9 @@ CREATE TABLE IF NOT EXISTS issued_card (
     service_id TEXT NOT NULL,
     card_type TEXT NOT NULL,
     hook_instance TEXT NOT NULL,
-    issued_at TEXT NOT NULL
+    issued_at TEXT NOT NULL,
+    suggestion_uuids TEXT NOT NULL DEFAULT '[]',
+    override_codes TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,6 +46,28 @@ CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card_uuid);
 """
 
 
+# Columns added after the first release: (name, declaration) added to older databases when missing.
+_ADDED_COLUMNS = (("issued_card", "suggestion_uuids", "TEXT NOT NULL DEFAULT '[]'"),
+                  ("issued_card", "override_codes", "TEXT NOT NULL DEFAULT '[]'"))
+
+
+@dataclass(frozen=True, slots=True)
+class CardRecord:
+    """What a card offered, as feedback on it must match: its suggestions and its override reasons (system, code)."""
+
+    uuid: str
+    card_type: str
+    suggestion_uuids: tuple[str, ...] = ()
+    override_codes: tuple[tuple[str, str], ...] = ()
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -53,6 +80,7 @@ class FeedbackStore:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as connection, connection:
             connection.executescript(_SCHEMA)
+            _migrate(connection)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.db_path, timeout=10)
@@ -60,13 +88,27 @@ class FeedbackStore:
         connection.execute("PRAGMA synchronous=FULL")
         return connection
 
-    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[tuple[str, str]]) -> None:
-        """Remember issued cards as (uuid, card type) pairs."""
-        rows = [(card_uuid, service_id, card_type, hook_instance, _now()) for card_uuid, card_type in cards]
+    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[CardRecord]) -> None:
+        """Remember issued cards with what they offered."""
+        issued = _now()
+        rows = [(card.uuid, service_id, card.card_type, hook_instance, issued, json.dumps(list(card.suggestion_uuids)),
+                 json.dumps([list(code) for code in card.override_codes])) for card in cards]
         if not rows:
             return
         with closing(self._connect()) as connection, connection:
-            connection.executemany("INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?)", rows)
+            connection.executemany(
+                "INSERT OR IGNORE INTO issued_card (uuid, service_id, card_type, hook_instance, issued_at,"
+                " suggestion_uuids, override_codes) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def issued_card(self, service_id: str, card_uuid: str) -> CardRecord | None:
+        """The card `service_id` issued under `card_uuid`, or None (never issued, or by another service)."""
+        with closing(self._connect()) as connection:
+            row = connection.execute(
+                "SELECT uuid, card_type, suggestion_uuids, override_codes FROM issued_card"
+                " WHERE uuid = ? AND service_id = ?", (card_uuid, service_id)).fetchone()
+        if row is None:
+            return None
+        return CardRecord(row[0], row[1], tuple(json.loads(row[2])), tuple(tuple(code) for code in json.loads(row[3])))
 
     def record_feedback(self, service_id: str, entries: Iterable[FeedbackEntry]) -> int:
         """Store every entry in one transaction; returns how many were stored."""

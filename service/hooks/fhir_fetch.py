@@ -3,17 +3,23 @@
 The client's access token is a credential for patient data, so it is only ever sent to a server
 on the configured allowlist, compared in canonical form (see `safe_urls`), and paging links are
 only followed under that same server and allowlist. Redirects are never followed, since the token
-would travel with them. Timeouts bound how long a clinician's screen waits; a page cap bounds how
-much is read. Nothing here logs a token, an id, a query string or a response body.
+would travel with them. A total deadline per hook call (besides the per-read timeouts, which a
+server trickling bytes never trips) bounds how long a clinician's screen waits; a page cap and a
+size cap per page, enforced while streaming, bound how much is read. Nothing here logs a token,
+an id, a query string or a response body.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+import orjson
 import requests
+import urllib3
 
 from .safe_urls import SafeUrl, is_under_any, parse_safe_url
 
@@ -25,6 +31,10 @@ PAGE_CAP_NOTE = ("only the first {pages} pages of {what} were read (CDS_FHIR_MAX
 
 class FetchError(Exception):
     """The FHIR server could not give the data: the reason is safe to show (no token, no id, no body)."""
+
+
+class FetchLimitExceeded(FetchError):
+    """The call's total time or a page's size cap was exceeded: the data cannot be had within bounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +63,16 @@ def match_entries(bundle: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
     An entry that is not a FHIR resource makes the page unusable (FetchError): dropping it would
     present partial data as complete.
     """
+    return [resource for _index, resource in indexed_match_entries(bundle, what)]
+
+
+def indexed_match_entries(bundle: Mapping[str, Any], what: str) -> list[tuple[int, dict[str, Any]]]:
+    """`match_entries` with each resource's index in Bundle.entry (to say where an issue lies)."""
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise FetchError(f"the FHIR server's searchset for {what} has an entry list that is not an array")
     resources = []
-    for entry in entries:
+    for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise FetchError(f"the FHIR server's searchset for {what} has an entry that is not a FHIR resource")
@@ -65,7 +80,7 @@ def match_entries(bundle: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
         mode = search.get("mode", "match") if isinstance(search, dict) else "match"
         if mode != "match" or resource["resourceType"] == "OperationOutcome":
             continue
-        resources.append(resource)
+        resources.append((index, resource))
     return resources
 
 
@@ -103,14 +118,22 @@ def next_link(bundle: Mapping[str, Any]) -> str | None:
 
 
 class FhirFetcher:
-    """A small FHIR REST reader bound to one allowlist and one set of limits."""
+    """A small FHIR REST reader bound to one allowlist and one set of limits.
+
+    The app holds one; each hook call reads through `for_one_call()`, whose total deadline starts then.
+    """
 
     def __init__(self, *, allowlist: Iterable[str], connect_timeout: float, read_timeout: float, max_pages: int,
-                 session: requests.Session | None = None) -> None:
+                 total_timeout: float = 20.0, max_response_bytes: int = 10 * 1024 * 1024,
+                 session: requests.Session | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.allowlist = tuple(allowlist)
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.max_pages = max(1, int(max_pages))
+        self.total_timeout = float(total_timeout)
+        self.max_response_bytes = max(1, int(max_response_bytes))
         self.session = session or requests.Session()
+        self._clock = clock
+        self._deadline: float | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FhirFetcher":
@@ -120,7 +143,25 @@ class FhirFetcher:
             connect_timeout=config.get("CDS_FHIR_CONNECT_TIMEOUT_SECONDS", 3.05),
             read_timeout=config.get("CDS_FHIR_READ_TIMEOUT_SECONDS", 10.0),
             max_pages=config.get("CDS_FHIR_MAX_PAGES", 10),
+            total_timeout=config.get("CDS_FHIR_TOTAL_TIMEOUT_SECONDS", 20.0),
+            max_response_bytes=config.get("CDS_FHIR_MAX_RESPONSE_BYTES", 10 * 1024 * 1024),
         )
+
+    def for_one_call(self) -> "FhirFetcher":
+        """A reader sharing this one's session and limits, whose total deadline starts now."""
+        reader = copy.copy(self)
+        reader._deadline = self._clock() + self.total_timeout
+        return reader
+
+    def _time_left(self, what: str) -> float | None:
+        """Seconds left before the call's deadline (None without one), or FetchLimitExceeded once it has passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise FetchLimitExceeded(f"reading {what} from the FHIR server took longer than the "
+                                     f"{self.total_timeout:g} s allowed per call (CDS_FHIR_TOTAL_TIMEOUT_SECONDS)")
+        return left
 
     def may_contact(self, fhir_server: str) -> bool:
         return is_allowlisted(fhir_server, self.allowlist)
@@ -185,25 +226,60 @@ class FhirFetcher:
         headers = {"Accept": "application/fhir+json"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
+        left = self._time_left(what)
+        timeout = self.timeout if left is None else (min(self.timeout[0], left), min(self.timeout[1], left))
         try:
             # Never follow a redirect: the token would go wherever the Location header says.
-            response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+            response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         except requests.Timeout:
+            self._time_left(what)
             raise FetchError(f"the FHIR server did not answer {what} in time") from None
         except requests.RequestException as error:
             raise FetchError(f"the FHIR server could not be reached for {what} ({type(error).__name__})") from None
-        log.info("FHIR fetch %s -> %s", what, response.status_code)
-        if response.status_code in (401, 403):
-            raise FetchError(f"the FHIR server refused access to {what} (HTTP {response.status_code})")
-        if 300 <= response.status_code < 400:
-            raise FetchError(f"the FHIR server redirected the {what} request (HTTP {response.status_code}); "
-                             "redirects are not followed with the access token")
-        if response.status_code != 200:
-            raise FetchError(f"the FHIR server answered {what} with HTTP {response.status_code}")
+        with response:
+            log.info("FHIR fetch %s -> %s", what, response.status_code)
+            if response.status_code in (401, 403):
+                raise FetchError(f"the FHIR server refused access to {what} (HTTP {response.status_code})")
+            if 300 <= response.status_code < 400:
+                raise FetchError(f"the FHIR server redirected the {what} request (HTTP {response.status_code}); "
+                                 "redirects are not followed with the access token")
+            if response.status_code != 200:
+                raise FetchError(f"the FHIR server answered {what} with HTTP {response.status_code}")
+            body = self._read_capped(response, what)
         try:
-            data = response.json()
-        except ValueError:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
             raise FetchError(f"the FHIR server's answer to {what} is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FetchError(f"the FHIR server's answer to {what} is not a FHIR resource")
         return data
+
+    def _too_large(self, what: str) -> FetchLimitExceeded:
+        return FetchLimitExceeded(f"the FHIR server's answer to {what} is larger than the "
+                                  f"{self.max_response_bytes} bytes allowed per page (CDS_FHIR_MAX_RESPONSE_BYTES)")
+
+    def _read_capped(self, response: requests.Response, what: str) -> bytes:
+        """The (decoded) body, read in pieces so the size cap and the deadline hold while it arrives.
+
+        `read1` returns whatever has arrived instead of waiting for a full chunk (as iter_content
+        does), so a server sending a byte at a time still meets the deadline between pieces.
+        """
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise self._too_large(what)
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                self._time_left(what)
+                piece = response.raw.read1(64 * 1024, decode_content=True)
+                if not piece:
+                    break
+                size += len(piece)
+                if size > self.max_response_bytes:
+                    raise self._too_large(what)
+                pieces.append(piece)
+        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException):
+            self._time_left(what)
+            raise FetchError(f"the FHIR server's answer to {what} could not be read completely") from None
+        return b"".join(pieces)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ..assessment_model import PatientAssessment
 from .cards import CardContext, IssuedCard, build_cards
+from .data_notes import data_note_lines
 from .draft_orders import draft_test_codes
 from .fhir_fetch import FhirFetcher
 from .order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
@@ -76,7 +77,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
                      config: Mapping[str, Any], assess: AssessFunction = core_assess,
                      now: datetime | None = None) -> HookAnswer:
     """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors."""
-    call = validate_hook_call(service, body)
+    call = validate_hook_call(service, body, max_draft_orders=int(config.get("CDS_MAX_DRAFT_ORDERS", 200)))
     gathered = gather_bundle(service, call, fetcher)
     run = assess(gathered.bundle, config=config, now=now)
     assessment = _patient_of(run, call.patient_id)
@@ -89,7 +90,8 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
         patient_reference=f"Patient/{call.patient_id}",
         selections=tuple(selections) if isinstance(selections, list) else None,
         draft_order_codes=_draft_order_codes(call),
-        gathering_notes=gathered.notes,
+        gathering_notes=data_note_lines(gathered.notes, getattr(run, "issues", ()) or (), assessment.issues,
+                                        gathered.entry_locations, patient_provided=gathered.patient_provided),
         test_grouping=LabTestGrouping(config.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR),
     )
     cards = tuple(build_cards(assessment, context))

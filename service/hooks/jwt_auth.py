@@ -3,7 +3,11 @@
 The token must be signed with an asymmetric key of an issuer on the allowlist, found in that
 issuer's JWKS (given inline, or fetched from its configured URL or a `jku` listed for that same
 issuer: one trusted issuer can never name another's keys), be meant for the endpoint called
-(`aud`), be fresh (`exp`, `iat`) and be used once (`jti`). JWKS fetches never follow redirects, and
+(`aud`: the spec allows a string or an array of strings; an array is accepted when one of its
+members is exactly the endpoint URL, never a prefix or look-alike), be fresh (`exp`, `iat`, `nbf`)
+and be used once (`jti`). RSA keys under 2048 bits and EC keys on another curve than the `alg`
+names are refused. Per issuer, `sub` and `jku` are lists of exact strings (a single string is a
+one-element list). JWKS fetches never follow redirects, and
 an unknown `kid` refetches an issuer's keys at most once per CDS_JWKS_MIN_REFETCH_SECONDS, so
 random kids cannot make the service hammer the issuer. Every failure is an AuthenticationError,
 which the HTTP layer turns into a bare 401; the reason is only logged.
@@ -22,11 +26,15 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import jwt
 import requests
 
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from ..errors import AuthenticationError
 
 # `sub` is not required: the public CDS Hooks sandbox omits it. An issuer configured with "sub": [...]
 # has it checked against that list.
 _REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+MIN_RSA_BITS = 2048
+_CURVE_OF_ALGORITHM = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
 class TokenIdStore(Protocol):
@@ -136,11 +144,36 @@ class RefetchLimiter:
 
 
 def _string_list(value: Any) -> tuple[str, ...]:
+    """A configured list of exact strings; a single string is a one-element list (never matched as a substring)."""
+    if value is None:
+        return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, (list, tuple)):
-        return tuple(item for item in value if isinstance(item, str))
-    return ()
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ValueError("must be a string or a list of strings")
+
+
+def _issuer_spec(issuer: str, spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The issuer's settings with `sub` and `jku` as tuples of strings; ValueError (at start) when they are not."""
+    checked = dict(spec or {})
+    for name in ("sub", "jku"):
+        try:
+            checked[name] = _string_list(checked.get(name))
+        except ValueError:
+            raise ValueError(f"CDS_TRUSTED_ISSUERS[{issuer!r}].{name} must be a string or a list of strings") from None
+    return checked
+
+
+def acceptable_key(key: Any, algorithm: str) -> str | None:
+    """Why `key` may not verify `algorithm` tokens (weak RSA, wrong EC curve), or None when it may."""
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        return f"RSA key of {key.key_size} bits (at least {MIN_RSA_BITS} are required)"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        expected = _CURVE_OF_ALGORITHM.get(algorithm)
+        if expected is None or key.curve.name != expected:
+            return f"EC key on curve {key.curve.name} cannot verify {algorithm}"
+    return None
 
 
 class ClientVerifier:
@@ -150,7 +183,7 @@ class ClientVerifier:
                  leeway_seconds: float, max_age_seconds: float, jwks_cache: JwksCache | None = None,
                  replay_store: TokenIdStore | None = None, min_refetch_seconds: float = 60,
                  clock: Callable[[], float] = time.time) -> None:
-        self.trusted_issuers = {iss: dict(spec or {}) for iss, spec in (trusted_issuers or {}).items()}
+        self.trusted_issuers = {iss: _issuer_spec(iss, spec) for iss, spec in (trusted_issuers or {}).items()}
         self.algorithms = _asymmetric(algorithms)
         self.leeway = float(leeway_seconds)
         self.max_age = float(max_age_seconds)
@@ -203,9 +236,12 @@ class ClientVerifier:
         except jwt.PyJWTError as error:
             raise AuthenticationError(f"JWT rejected: {type(error).__name__}: {error}") from None
         self._check_times(claims)
-        subjects = self.trusted_issuers[issuer].get("sub")
-        if subjects and claims.get("sub") not in subjects:
-            raise AuthenticationError(f"subject {claims.get('sub')!r} is not allowlisted for issuer {issuer!r}")
+        subjects = self.trusted_issuers[issuer]["sub"]
+        subject = claims.get("sub")
+        if subjects and (not isinstance(subject, str) or subject not in subjects):
+            raise AuthenticationError(f"subject {subject!r} is not allowlisted for issuer {issuer!r}")
+        if "tenant" in claims and not isinstance(claims["tenant"], str):
+            raise AuthenticationError("JWT tenant is not a string")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthenticationError("JWT jti is not a non-empty string")
@@ -228,7 +264,7 @@ class ClientVerifier:
         jku = header.get("jku")
         if jku is not None:
             # Only URLs configured for this issuer: a URL trusted for one issuer says nothing about another.
-            allowed = set(_string_list(spec.get("jku"))) | set(_string_list(spec.get("jwks_url")))
+            allowed = set(spec["jku"]) | ({spec["jwks_url"]} if isinstance(spec.get("jwks_url"), str) else set())
             if jku not in allowed:
                 raise AuthenticationError(f"jku {jku!r} is not allowlisted for issuer {issuer!r}")
             jwks_source: Callable[[bool], Mapping[str, Any]] = lambda refresh: self.jwks_cache.get(jku, refresh=refresh)
@@ -245,6 +281,9 @@ class ClientVerifier:
             key = _find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
         if key is None:
             raise AuthenticationError(f"no key with kid {kid!r} for issuer {issuer!r}")
+        refusal = acceptable_key(key, algorithm)
+        if refusal is not None:
+            raise AuthenticationError(f"key {kid!r} of issuer {issuer!r} refused: {refusal}")
         return key
 
 

@@ -11,14 +11,18 @@ card's data notes, never passed off as complete.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..assessment_model import InputIssue
 from ..errors import DataUnavailableError, InputError
-from .draft_orders import draft_resources
-from .fhir_fetch import FetchError, FhirFetcher, match_entries, next_link, outcome_diagnostics, resource_type_of
+from .draft_orders import indexed_draft_resources, subject_patient_id
+from .fhir_fetch import (FetchError, FetchLimitExceeded, FhirFetcher, indexed_match_entries, next_link,
+                         outcome_diagnostics, resource_type_of)
 from .request_validation import HookCall
 
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
@@ -26,11 +30,27 @@ _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
 
 @dataclass(frozen=True, slots=True)
 class GatheredData:
-    """The collection Bundle handed to the core, and remarks about how it was gathered."""
+    """The collection Bundle handed to the core, remarks about how it was gathered, and where each entry came from.
+
+    `entry_locations[i]` is (entry, resource) location in the caller's request of Bundle.entry[i]:
+    "prefetch.labs.entry[0]" / "prefetch.labs.entry[0].resource", "prefetch.patient" for a single
+    resource, "context.draftOrders.entry[2]" / "...resource". Data read from fhirServer is numbered
+    after the prefetched entries of its key ("prefetch.labs.entry[5]").
+    """
 
     bundle: dict[str, Any]
     notes: tuple[str, ...] = field(default=())
     fetched_keys: tuple[str, ...] = field(default=())
+    entry_locations: tuple[tuple[str, str], ...] = field(default=())
+    patient_provided: bool = True
+
+
+# A resource gathered for the core, with its (entry, resource) location in the caller's request.
+Located = tuple[dict[str, Any], str, str]
+
+_PATIENT_ELEMENTS = json.loads(Path(__file__).with_name("patient_elements.json").read_text(encoding="utf-8"))
+_ELEMENT_OF_TYPE = {resource_type: element for element in ("subject", "patient")
+                    for resource_type in _PATIENT_ELEMENTS[element]}
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -50,45 +70,97 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
 
 
 class _PatientMismatch(Exception):
-    """A Patient resource that is not the context patient, at `location` (the ids are never put in text)."""
+    """A resource that is not, or names another patient than, the context patient, at `location`.
+
+    The ids are never put in text.
+    """
 
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
 
 
-def _check_patient(resources: list[dict[str, Any]], patient_id: str, location: str, *, in_bundle: bool) -> None:
-    for index, resource in enumerate(resources):
-        if resource.get("resourceType") == "Patient" and resource.get("id") not in (None, patient_id):
-            where = f"{location}.entry[{index}].resource.id" if in_bundle else f"{location}.id"
-            raise _PatientMismatch(where)
+def _foreign_element(resource: Mapping[str, Any], patient_id: str) -> str | None:
+    """The element that ties `resource` to another patient than `patient_id` ("id", "subject", "patient"), else None.
+
+    A subject that cannot be read as the context patient (a Group, an identifier only, a urn) counts
+    as another patient's, as for draft orders: a card built on someone else's data is worse than none.
+    """
+    if resource.get("resourceType") == "Patient":
+        return "id" if resource.get("id") not in (None, patient_id) else None
+    for element in ("subject", "patient"):
+        value = resource.get(element)
+        if value is not None and subject_patient_id(value) != patient_id:
+            return element
+    return None
+
+
+def _as_context_patients(resource: dict[str, Any], patient_id: str) -> dict[str, Any]:
+    """A Patient without id, or a resource without subject, is the context patient's: say so explicitly.
+
+    A subject naming the context patient in another form (an absolute URL, the urn of its id) is
+    written as "Patient/<id>", the form the core links on. Call after `_foreign_element`.
+    """
+    if resource.get("resourceType") == "Patient":
+        if resource.get("id") is None:
+            return dict(resource, id=patient_id)
+        return resource
+    reference = {"reference": f"Patient/{patient_id}"}
+    present = [name for name in ("subject", "patient") if resource.get(name) is not None]
+    if present:
+        stated = resource[present[0]]
+        if stated.get("reference") == reference["reference"]:
+            return resource
+        adopted = copy.copy(resource)
+        adopted[present[0]] = dict(stated, **reference)
+        return adopted
+    element = _ELEMENT_OF_TYPE.get(str(resource.get("resourceType")))
+    if element is None:
+        return resource
+    adopted = copy.copy(resource)
+    adopted[element] = reference
+    return adopted
+
+
+def _check_owner(located: list[Located], patient_id: str) -> list[Located]:
+    """The resources made explicitly the context patient's, or _PatientMismatch at the first foreign one."""
+    checked = []
+    for resource, entry_location, resource_location in located:
+        element = _foreign_element(resource, patient_id)
+        if element is not None:
+            raise _PatientMismatch(f"{resource_location}.{element}")
+        checked.append((_as_context_patients(resource, patient_id), entry_location, resource_location))
+    return checked
+
+
+def _in_bundle(key: str, indexed: list[tuple[int, dict[str, Any]]], first_index: int = 0) -> list[Located]:
+    return [(resource, f"prefetch.{key}.entry[{first_index + index}]",
+             f"prefetch.{key}.entry[{first_index + index}].resource") for index, resource in indexed]
 
 
 def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCall, fetcher: FhirFetcher,
-                notes: list[str]) -> list[dict[str, Any]]:
+                notes: list[str]) -> list[Located]:
     """The resources the client prefetched, completed or annotated when the searchset says it is partial."""
     if value.get("resourceType") != "Bundle":
-        resources = [dict(value)]
-        _check_patient_or_400(resources, call.patient_id, f"prefetch.{key}", in_bundle=False)
-        return resources
+        return _check_owner_or_400([(dict(value), f"prefetch.{key}", f"prefetch.{key}")], call.patient_id)
     entries = value.get("entry") or []
-    all_resources = [e["resource"] for e in entries]  # shapes were checked in request_validation
-    _check_patient_or_400(all_resources, call.patient_id, f"prefetch.{key}", in_bundle=True)
+    # shapes were checked in request_validation: every entry holds a resource
+    _check_owner_or_400(_in_bundle(key, list(enumerate(e["resource"] for e in entries))), call.patient_id)
     what = f"prefetch '{key}'"
-    resources = match_entries(value, what)
+    located = _check_owner_or_400(_in_bundle(key, indexed_match_entries(value, what)), call.patient_id)
     notes.extend(f"{what}: the EHR noted: {text}" for text in outcome_diagnostics(value))
     if next_link(value) is not None:
-        resources += _follow_prefetch_pages(key, resource_type_of(template), value, call, fetcher, notes)
+        located += _follow_prefetch_pages(key, resource_type_of(template), value, call, fetcher, notes)
     else:
         total = value.get("total")
-        if isinstance(total, int) and not isinstance(total, bool) and total > len(resources):
-            notes.append(f"{what} holds {len(resources)} of the {total} matching resources the EHR reported; "
+        if isinstance(total, int) and not isinstance(total, bool) and total > len(located):
+            notes.append(f"{what} holds {len(located)} of the {total} matching resources the EHR reported; "
                          "the others were not sent and were not considered")
-    return resources
+    return located
 
 
 def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any], call: HookCall,
-                           fetcher: FhirFetcher, notes: list[str]) -> list[dict[str, Any]]:
+                           fetcher: FhirFetcher, notes: list[str]) -> list[Located]:
     """Later pages of a prefetched searchset, read with the same allowlist, paging cap and checks as the fallback."""
     what = f"prefetch '{key}'"
     if not call.fhir_server or not fetcher.may_contact(call.fhir_server):
@@ -97,47 +169,55 @@ def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any
         return []
     try:
         result = fetcher.read_further_pages(call.fhir_server, value, call.access_token, resource_type, pages_read=1)
+    except FetchLimitExceeded as error:
+        raise _limit_412(key, error) from None
     except FetchError as error:
         notes.append(f"{what} is only the first page of its search; the rest could not be read ({error}) "
                      "and was not considered")
         return []
-    found = list(result.resources)
+    first_page = len(value.get("entry") or [])
     try:
-        _check_patient(found, call.patient_id, f"prefetch.{key}", in_bundle=True)
+        found = _check_owner(_in_bundle(key, list(enumerate(result.resources)), first_page), call.patient_id)
     except _PatientMismatch as mismatch:
         raise _foreign_patient_412(key, mismatch.location) from None
     notes.extend(result.notes)
     return found
 
 
-def _check_patient_or_400(resources: list[dict[str, Any]], patient_id: str, location: str, *, in_bundle: bool) -> None:
+def _check_owner_or_400(located: list[Located], patient_id: str) -> list[Located]:
     try:
-        _check_patient(resources, patient_id, location, in_bundle=in_bundle)
+        return _check_owner(located, patient_id)
     except _PatientMismatch as mismatch:
-        raise InputError.single("the prefetched Patient is not the patient in context.patientId",
-                                location=mismatch.location, status=400) from None
+        raise InputError.single("the prefetched resource is not, or does not belong to, the patient in "
+                                "context.patientId", location=mismatch.location, status=400) from None
 
 
 def _foreign_patient_412(key: str, location: str) -> DataUnavailableError:
     return DataUnavailableError([InputIssue(
         "error", "conflict",
-        f"the FHIR server returned a Patient other than the one in context.patientId for prefetch {key!r}; "
-        "its data was not used", location)], status=412)
+        f"the FHIR server returned data of a patient other than the one in context.patientId for prefetch "
+        f"{key!r}; it was not used", location)], status=412)
+
+
+def _limit_412(key: str, error: FetchLimitExceeded) -> DataUnavailableError:
+    return DataUnavailableError([InputIssue("error", "too-costly", f"prefetch {key!r}: {error}",
+                                            f"prefetch.{key}")], status=412)
 
 
 def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetcher) -> GatheredData:
     """The Bundle for the core, or DataUnavailableError (412) naming each key that could not be had."""
     provided = call.prefetch or {}
-    resources: list[dict[str, Any]] = []
+    located: list[Located] = []
     unavailable: list[InputIssue] = []
     notes: list[str] = []
     fetched: list[str] = []
+    fetcher = fetcher.for_one_call()  # one total deadline for every read of this call
     for key, template in service.get("prefetch", {}).items():
         value = provided.get(key, ...)
         if value is None:
             continue  # the client says there is no data: not fetched
         if value is not ... and value.get("resourceType") != "OperationOutcome":
-            resources.extend(_prefetched(key, template, value, call, fetcher, notes))
+            located.extend(_prefetched(key, template, value, call, fetcher, notes))
             continue
         query = render_template(template, call.context)
         if query is None:
@@ -152,30 +232,39 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
             continue
         try:
             result = fetcher.fetch(call.fhir_server, query, call.access_token)
+        except FetchLimitExceeded as error:
+            unavailable.append(_limit_412(key, error).issues[0])
+            continue
         except FetchError as error:
             unavailable.append(InputIssue("error", "transient", f"prefetch {key!r} is missing and {error}",
                                           f"prefetch.{key}"))
             continue
-        found = list(result.resources)
+        if "?" in query:
+            found = _in_bundle(key, list(enumerate(result.resources)))
+        else:
+            found = [(resource, f"prefetch.{key}", f"prefetch.{key}") for resource in result.resources]
         try:
-            _check_patient(found, call.patient_id, f"prefetch.{key}", in_bundle="?" in query)
+            located.extend(_check_owner(found, call.patient_id))
         except _PatientMismatch as mismatch:
             raise _foreign_patient_412(key, mismatch.location) from None
-        resources.extend(found)
         notes.extend(result.notes)
         fetched.append(key)
     if unavailable:
         raise DataUnavailableError(unavailable, status=412)
-    drafts = draft_resources(call.context.get("draftOrders"), call.patient_id)
+    drafts = [(resource, f"context.draftOrders.entry[{index}]", f"context.draftOrders.entry[{index}].resource")
+              for index, resource in indexed_draft_resources(call.context.get("draftOrders"), call.patient_id)]
     # Draft orders first: the EHR's in-progress version of an order wins over a stored copy.
-    return GatheredData(_collection(drafts + resources, call.fhir_server), tuple(notes), tuple(fetched))
+    bundle, entry_locations = _collection(drafts + located, call.fhir_server)
+    patient_provided = any(entry["resource"].get("resourceType") == "Patient" for entry in bundle["entry"])
+    return GatheredData(bundle, tuple(notes), tuple(fetched), entry_locations, patient_provided)
 
 
-def _collection(resources: list[dict[str, Any]], fhir_server: str | None) -> dict[str, Any]:
-    """A collection Bundle without duplicates; fullUrl only when the resource's server is known."""
+def _collection(located: list[Located], fhir_server: str | None) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """A collection Bundle without duplicates (fullUrl only when the resource's server is known), and its locations."""
     entries: list[dict[str, Any]] = []
+    locations: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for resource in resources:
+    for resource, entry_location, resource_location in located:
         resource_type, resource_id = resource.get("resourceType"), resource.get("id")
         if not isinstance(resource_type, str):
             continue  # never reached: request_validation and fhir_fetch refuse such entries
@@ -187,4 +276,5 @@ def _collection(resources: list[dict[str, Any]], fhir_server: str | None) -> dic
         if fhir_server and isinstance(resource_id, str) and resource_id:
             entry["fullUrl"] = f"{fhir_server}/{resource_type}/{resource_id}"
         entries.append(entry)
-    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        locations.append((entry_location, resource_location))
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}, tuple(locations)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,16 +55,16 @@ _HOOK_CONTEXTS = load_hook_contexts()
 _issue = request_issue
 
 
-def _is_uuid(value: str) -> bool:
-    text = value[len("urn:uuid:"):] if value.startswith("urn:uuid:") else value
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+# The spec's hookInstance is a UUID: its canonical 8-4-4-4-12 hexadecimal form, nothing looser
+# (no urn:uuid: prefix, braces or bare 32 digits, which `uuid.UUID` would all accept).
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def _check_context(hook: str, context: Any, issues: list[InputIssue]) -> None:
+def is_canonical_uuid(value: str) -> bool:
+    return _CANONICAL_UUID.fullmatch(value) is not None
+
+
+def _check_context(hook: str, context: Any, issues: list[InputIssue], max_draft_orders: int) -> None:
     if not isinstance(context, dict):
         issues.append(_issue("context is required and must be a JSON object", "context", "required"))
         return
@@ -94,7 +94,7 @@ def _check_context(hook: str, context: Any, issues: list[InputIssue]) -> None:
     if not isinstance(patient_id, str) or not _FHIR_ID.fullmatch(patient_id):
         return  # already reported; orders cannot be tied to a patient without one
     before = len(issues)
-    check_draft_orders(context.get("draftOrders"), patient_id, issues)
+    check_draft_orders(context.get("draftOrders"), patient_id, issues, max_orders=max_draft_orders)
     if hook == "order-select" and len(issues) == before:
         check_selections(selections, context.get("draftOrders"), patient_id, issues)
 
@@ -139,7 +139,7 @@ def _check_prefetch_bundle(bundle: Mapping[str, Any], where: str, issues: list[I
         issues.append(_issue("Bundle.total must be a non-negative integer", f"{where}.total"))
 
 
-def validate_hook_call(service: Mapping[str, Any], body: Any) -> HookCall:
+def validate_hook_call(service: Mapping[str, Any], body: Any, *, max_draft_orders: int = 200) -> HookCall:
     """The validated call, or InputError (400) listing every problem found with its location."""
     if not isinstance(body, dict):
         raise InputError.single("a CDS Hooks request must be a JSON object", location="$", code="structure",
@@ -154,9 +154,10 @@ def validate_hook_call(service: Mapping[str, Any], body: Any) -> HookCall:
     hook_instance = body.get("hookInstance")
     if not isinstance(hook_instance, str) or not hook_instance:
         issues.append(_issue("hookInstance is required", "hookInstance", "required"))
-    elif not _is_uuid(hook_instance):
-        issues.append(_issue("hookInstance must be a UUID", "hookInstance"))
-    _check_context(service["hook"], body.get("context"), issues)
+    elif not is_canonical_uuid(hook_instance):
+        issues.append(_issue("hookInstance must be a UUID in its canonical hyphenated form "
+                             "(8-4-4-4-12 hexadecimal digits)", "hookInstance"))
+    _check_context(service["hook"], body.get("context"), issues, max_draft_orders)
     fhir_server, token = _check_fhir_access(body, issues)
     prefetch = body.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, dict):
@@ -193,20 +194,24 @@ class FeedbackEntry:
     user_comment: str | None = None
 
 
-def _is_timestamp(value: Any) -> bool:
-    """An ISO 8601 date-time with its offset: without one the instant is ambiguous."""
-    from datetime import datetime
+# An outcome cannot lie in the future; this much clock difference between EHR and service is allowed.
+FEEDBACK_CLOCK_SKEW = timedelta(minutes=5)
+# Longest userComment stored (characters): a comment, not a document.
+MAX_USER_COMMENT = 2000
 
+
+def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 date-time with its offset (without one the instant is ambiguous), else None."""
     if not isinstance(value, str) or "T" not in value:
-        return False
+        return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return False
-    return parsed.tzinfo is not None
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
-def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> FeedbackEntry | None:
+def _check_feedback_item(item: Any, where: str, issues: list[InputIssue], now: datetime) -> FeedbackEntry | None:
     if not isinstance(item, dict):
         issues.append(_issue("each feedback must be a JSON object", where, "structure"))
         return None
@@ -216,10 +221,14 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> Fee
         issues.append(_issue("card (the card's uuid) is required", f"{where}.card", "required"))
     if outcome not in ("accepted", "overridden"):
         issues.append(_issue("outcome must be 'accepted' or 'overridden'", f"{where}.outcome", "code-invalid"))
-    if not _is_timestamp(timestamp):
+    parsed_timestamp = _timestamp(timestamp)
+    if parsed_timestamp is None:
         issues.append(_issue("outcomeTimestamp must be an ISO 8601 date-time with a time zone (e.g. Z or +01:00)",
                              f"{where}.outcomeTimestamp",
                              "required" if timestamp is None else "value"))
+    elif parsed_timestamp > now + FEEDBACK_CLOCK_SKEW:
+        issues.append(_issue("outcomeTimestamp lies in the future (more than 5 minutes after this service's clock)",
+                             f"{where}.outcomeTimestamp", "value"))
     accepted: list[str] = []
     suggestions = item.get("acceptedSuggestions")
     if suggestions is None and outcome == "accepted":
@@ -266,19 +275,24 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue]) -> Fee
             if comment is not None and not isinstance(comment, str):
                 issues.append(_issue("userComment must be a string", f"{where}.overrideReason.userComment"))
                 comment = None
+            elif isinstance(comment, str) and len(comment) > MAX_USER_COMMENT:
+                issues.append(_issue(f"userComment must be at most {MAX_USER_COMMENT} characters",
+                                     f"{where}.overrideReason.userComment", "too-long"))
     if len(issues) > before:
         return None
     return FeedbackEntry(card, outcome, timestamp, tuple(accepted), system if isinstance(system, str) else None,
                          code, display if isinstance(display, str) else None, comment)
 
 
-def validate_feedback(body: Any) -> tuple[FeedbackEntry, ...]:
+def validate_feedback(body: Any, *, now: datetime | None = None) -> tuple[FeedbackEntry, ...]:
     """The feedback entries of a feedback call, or InputError (400) listing what is wrong and where."""
+    now = now or datetime.now(timezone.utc)
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise InputError.single("a feedback request must be an object with a non-empty 'feedback' array",
                                 location="feedback", code="structure", status=400)
     issues: list[InputIssue] = []
-    entries = [_check_feedback_item(item, f"feedback[{index}]", issues) for index, item in enumerate(body["feedback"])]
+    entries = [_check_feedback_item(item, f"feedback[{index}]", issues, now)
+               for index, item in enumerate(body["feedback"])]
     if issues:
         raise InputError(issues, status=400)
     return tuple(entry for entry in entries if entry is not None)

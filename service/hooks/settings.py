@@ -23,7 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "CDS_REQUIRE_JWT": True,
     # Trusted client issuers: {"<iss>": {"jwks": {"keys": [...]}}} or {"<iss>": {"jwks_url": "https://..."}};
     # optional per issuer: "jku": ["https://..."] (JWKS URLs its tokens may name in the `jku` header, besides
-    # its own jwks_url; never another issuer's) and "sub": ["<client id>", ...] (the client ids accepted from it).
+    # its own jwks_url; never another issuer's) and "sub": ["<client id>", ...] (the client ids accepted from it);
+    # both are lists of exact strings, a single string being a one-element list.
     "CDS_TRUSTED_ISSUERS": {},
     # Signing algorithms accepted; asymmetric only ("none" and HS* are refused whatever is listed here).
     "CDS_JWT_ALGORITHMS": ["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256", "PS512"],
@@ -45,6 +46,13 @@ DEFAULTS: dict[str, Any] = {
     "CDS_FHIR_READ_TIMEOUT_SECONDS": 10.0,
     # Searchset pages followed per prefetch query; what lies beyond is reported as not read.
     "CDS_FHIR_MAX_PAGES": 10,
+    # All FHIR reads of one hook call together must end within this many seconds (the per-read timeouts
+    # above do not bound a server that trickles bytes); beyond it the call gets 412 naming the key.
+    "CDS_FHIR_TOTAL_TIMEOUT_SECONDS": 20.0,
+    # Largest FHIR response page read (bytes, after decoding); a larger one gives 412 naming the key.
+    "CDS_FHIR_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
+    # Most entries accepted in context.draftOrders; more is refused with 400.
+    "CDS_MAX_DRAFT_ORDERS": 200,
     # SQLite file for card feedback and the cards issued (created with its folder on first use).
     "CDS_FEEDBACK_DB": default_feedback_db(),
     # Browser origins allowed by CORS (the public CDS Hooks sandbox by default).

@@ -23,14 +23,17 @@ class ClientKey:
 
     algorithm: str = "ES384"
     kid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    rsa_bits: int = 2048  # below 2048 only to test that weak keys are refused
+    curve: str | None = None  # "P-256", "P-384", "P-521": a curve other than the alg's, to test that it is refused
 
     def __post_init__(self) -> None:
         if self.algorithm.startswith("ES"):
-            curve = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}[self.algorithm]
-            self.private_key = ec.generate_private_key(curve)
+            curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+            default = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[self.algorithm]
+            self.private_key = ec.generate_private_key(curves[self.curve or default])
             public_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.private_key.public_key()))
         else:
-            self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=self.rsa_bits)
             public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key()))
         public_jwk.update({"kid": self.kid, "alg": self.algorithm, "use": "sig"})
         self.public_jwk = public_jwk
@@ -59,6 +62,22 @@ class ClientKey:
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
         algorithm = jwt.algorithms.get_default_algorithms()[self.algorithm]
         return f"{signing_input}.{_b64(algorithm.sign(signing_input.encode(), self.private_key))}"
+
+
+    def sign_on_own_curve(self, audience: str) -> str:
+        """An ES token signed with this key whatever its curve (PyJWT refuses to sign on a mismatched curve)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        now = int(time.time())
+        header = {"alg": self.algorithm, "kid": self.kid, "typ": "JWT"}
+        payload = {"iss": EHR_ISSUER, "sub": "ehr-client-id", "aud": audience, "iat": now, "exp": now + 300,
+                   "jti": uuid.uuid4().hex}
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
+        digest = {"ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}[self.algorithm]
+        r, s = decode_dss_signature(self.private_key.sign(signing_input.encode(), ec.ECDSA(digest)))
+        size = (self.private_key.curve.key_size + 7) // 8
+        return f"{signing_input}.{_b64(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
 
 
 def _b64(data: bytes) -> str:
