@@ -22,6 +22,7 @@ from .assessment_model import (
     ValueUsed,
 )
 from .cql_like.values import Record
+from .errors import CalcinosisError
 
 GRADE_DEFINES: dict[str, str] = {
     "dystrophic": "Dystrophic",
@@ -31,11 +32,9 @@ GRADE_DEFINES: dict[str, str] = {
     "calciphylaxis": "Calciphylaxis",
 }
 
-# Ties in risk are broken towards the type that most needs action first.
-TIE_BREAK: tuple[str, ...] = ("calciphylaxis", "metastatic", "iatrogenic", "dystrophic", "idiopathic")
 
 
-class RuleContractError(Exception):
+class RuleContractError(CalcinosisError):
     """The rule library's output does not have the shape the service expects (a library bug)."""
 
 
@@ -66,7 +65,11 @@ def _grades(result: Mapping[str, Any]) -> tuple[TypeGrade, ...]:
             evidence=tuple(outcome.evidence),
             citation=_field(row, "citation", define) or "",
         ))
-    grades.sort(key=lambda g: (-RISK_ORDER[g.risk], TIE_BREAK.index(g.type)))
+    # Equal grades follow the library's "Type Order" (clinical presentation order, kept with the rules).
+    order = list(result["Type Order"].value or ())
+    if sorted(order) != sorted(CALCINOSIS_TYPES):
+        raise RuleContractError(f'define "Type Order" must list each of {list(CALCINOSIS_TYPES)} once, not {order}')
+    grades.sort(key=lambda g: (-RISK_ORDER[g.risk], order.index(g.type)))
     return tuple(grades)
 
 

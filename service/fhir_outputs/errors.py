@@ -5,9 +5,10 @@ caller's input, so it is kept apart from `service.errors.ServiceError` (which ma
 """
 
 from __future__ import annotations
+from ..errors import CalcinosisError
 
 
-class OutputValidationError(Exception):
+class OutputValidationError(CalcinosisError):
     """An output resource failed FHIR R4 validation or an internal consistency check.
 
     `location` names the resource and element, e.g. ``ServiceRequest/<id>.reasonReference[0]``.

@@ -135,7 +135,7 @@ def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | 
     leading = assessment.leading
     if leading.risk == "high" and leading.type in data["critical_types_when_high"]:
         return "critical"
-    if RISK_ORDER.get(leading.risk, 0) >= RISK_ORDER["moderate"]:
+    if RISK_ORDER.get(leading.risk, 0) >= RISK_ORDER[data["warning_from_risk"]]:
         return "warning"
     return None
 

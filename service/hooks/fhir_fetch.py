@@ -21,6 +21,7 @@ import orjson
 import requests
 import urllib3
 
+from ..errors import CalcinosisError
 from .safe_urls import SafeUrl, is_under_any, parse_safe_url
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ PAGE_CAP_NOTE = ("only the first {pages} pages of {what} were read (CDS_FHIR_MAX
                  "further pages were not read; they may hold more recent results")
 
 
-class FetchError(Exception):
+class FetchError(CalcinosisError):
     """The FHIR server could not give the data: the reason is safe to show (no token, no id, no body)."""
 
 

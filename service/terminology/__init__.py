@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..ages import Age, AgeBound
+from ..errors import CalcinosisError
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -28,11 +29,11 @@ MIN_CONVERTED_DIGITS = 3
 MAX_CONVERTED_DIGITS = 80  # room for any accepted value (below 10^28) times any factor, written out in full
 
 
-class TerminologyDataError(ValueError):
+class TerminologyDataError(CalcinosisError, ValueError):
     """A terminology data file is malformed (a packaging error, never the caller's input)."""
 
 
-class UnitConversionError(ValueError):
+class UnitConversionError(CalcinosisError, ValueError):
     """A value's unit is unknown or cannot be converted to the analyte's canonical unit."""
 
 
