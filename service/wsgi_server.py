@@ -44,4 +44,7 @@ def serve(*, host: str, port: int, workers: int, threads: int, timeout: int) -> 
         # Headers and request lines beyond these are refused with 4xx by gunicorn itself.
         "limit_request_line": 8190,
         "limit_request_fields": 100,
+        # gunicorn's control socket lives at one path per user: two instances would fight over it,
+        # and the service needs no runtime control beyond signals.
+        "control_socket_disable": True,
     }).run()
