@@ -13,6 +13,7 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class Node:
+    """Base of every tree node: carries the 1-based position of its first token for error messages."""
     line: int = 0
     column: int = 0
 
@@ -21,22 +22,26 @@ class Node:
 
 @dataclass
 class NamedTypeSpec(Node):
+    """A named type such as `Decimal` or `FHIR.Observation` (namespace is the model prefix, if any)."""
     name: str
     namespace: str | None = None
 
 
 @dataclass
 class ListTypeSpec(Node):
+    """`List<T>` in a type specifier."""
     element: Node
 
 
 @dataclass
 class IntervalTypeSpec(Node):
+    """`Interval<T>` in a type specifier."""
     point: Node
 
 
 @dataclass
 class TupleTypeSpec(Node):
+    """`Tuple { name Type, ... }` in a type specifier, elements in source order."""
     elements: list[tuple[str, Node]]
 
 
@@ -56,23 +61,27 @@ class Literal(Node):
 
 @dataclass
 class NameRef(Node):
+    """An identifier: a define, parameter, operand, query alias, code or value set, resolved by the compiler."""
     name: str
 
 
 @dataclass
 class Call(Node):
+    """A function call by name; the compiler resolves it to a user function or a built-in."""
     name: str
     args: list[Node]
 
 
 @dataclass
 class Member(Node):
+    """Property access `target.name`."""
     target: Node
     name: str
 
 
 @dataclass
 class Indexer(Node):
+    """List or string indexing `target[index]`."""
     target: Node
     index: Node
 
@@ -88,6 +97,7 @@ class Unary(Node):
 
 @dataclass
 class Binary(Node):
+    """A binary operator; op is the CQL spelling (e.g. `and`, `<=`, `included in`)."""
     op: str
     left: Node
     right: Node
@@ -95,6 +105,7 @@ class Binary(Node):
 
 @dataclass
 class Between(Node):
+    """`operand between low and high` (inclusive on both ends, as in CQL)."""
     operand: Node
     low: Node
     high: Node
@@ -112,12 +123,14 @@ class DurationBetween(Node):
 
 @dataclass
 class Convert(Node):
+    """`convert operand to 'unit'`: UCUM unit conversion of a quantity."""
     operand: Node
     unit: str
 
 
 @dataclass
 class If(Node):
+    """`if condition then then else otherwise`."""
     condition: Node
     then: Node
     otherwise: Node
@@ -125,6 +138,7 @@ class If(Node):
 
 @dataclass
 class Case(Node):
+    """`case [comparand] when ... then ... else otherwise end`; comparand is None for the boolean form."""
     comparand: Node | None
     items: list[tuple[Node, Node]]
     otherwise: Node
@@ -132,6 +146,7 @@ class Case(Node):
 
 @dataclass
 class Retrieve(Node):
+    """`[Type: terminology]` retrieve; terminology names a value set or code, with its own position for errors."""
     type_name: str
     terminology: str | None = None
     terminology_line: int = 0
@@ -140,6 +155,7 @@ class Retrieve(Node):
 
 @dataclass
 class WithClause(Node):
+    """A `with`/`without` clause of a query: a semi-join on `condition` over `source` bound as `alias`."""
     kind: str  # with | without
     source: Node
     alias: str
@@ -148,12 +164,14 @@ class WithClause(Node):
 
 @dataclass
 class SortItem(Node):
+    """One `sort by` item; expression is None for `sort asc|desc` over the query result itself."""
     expression: Node | None
     descending: bool = False
 
 
 @dataclass
 class Query(Node):
+    """A single-source query; return_all keeps duplicates (`return all`), sort None means unsorted."""
     source: Node
     alias: str
     withs: list[WithClause] = field(default_factory=list)
@@ -165,6 +183,7 @@ class Query(Node):
 
 @dataclass
 class IntervalSelector(Node):
+    """`Interval[low, high]` with its open/closed ends."""
     low: Node
     high: Node
     low_closed: bool
@@ -173,11 +192,13 @@ class IntervalSelector(Node):
 
 @dataclass
 class TupleSelector(Node):
+    """`Tuple { name: value, ... }` selector, elements in source order."""
     elements: list[tuple[str, Node]]
 
 
 @dataclass
 class ListSelector(Node):
+    """`List<T> { ... }` or `{ ... }`; element_type is None when not declared."""
     element_type: Node | None
     items: list[Node]
 
@@ -186,12 +207,14 @@ class ListSelector(Node):
 
 @dataclass
 class UsingDef(Node):
+    """`using FHIR version '4.0.1'` declaration."""
     model: str
     version: str | None = None
 
 
 @dataclass
 class CodeSystemDef(Node):
+    """`codesystem Name: 'url'` declaration."""
     name: str
     url: str
     version: str | None = None
@@ -199,6 +222,7 @@ class CodeSystemDef(Node):
 
 @dataclass
 class ValueSetDef(Node):
+    """`valueset Name: 'url'` declaration."""
     name: str
     url: str
     version: str | None = None
@@ -206,6 +230,7 @@ class ValueSetDef(Node):
 
 @dataclass
 class CodeDef(Node):
+    """`code Name: 'code' from System display '...'` declaration; system is the codesystem name."""
     name: str
     code: str
     system: str
@@ -214,6 +239,7 @@ class CodeDef(Node):
 
 @dataclass
 class ParameterDef(Node):
+    """`parameter Name [Type] [default expr]`; a value supplied at evaluation overrides the default."""
     name: str
     type_spec: Node | None
     default: Node | None
@@ -221,17 +247,20 @@ class ParameterDef(Node):
 
 @dataclass
 class ContextDef(Node):
+    """`context Patient` declaration."""
     name: str
 
 
 @dataclass
 class ExpressionDef(Node):
+    """`define Name: expression` statement."""
     name: str
     expression: Node
 
 
 @dataclass
 class FunctionDef(Node):
+    """`define function Name(operand Type, ...) returns Type: body` statement."""
     name: str
     operands: list[tuple[str, Node]]
     returns: Node | None
@@ -240,6 +269,7 @@ class FunctionDef(Node):
 
 @dataclass
 class LibraryNode(Node):
+    """Root of a parsed library: header, declarations and statements in source order."""
     name: str | None = None
     version: str | None = None
     usings: list[UsingDef] = field(default_factory=list)

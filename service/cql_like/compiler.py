@@ -33,6 +33,7 @@ _ROW = "\x00row"   # scope slot of the row a sort item reads
 
 @dataclass
 class CompiledDefine:
+    """A compiled `define`: its closure, static type and node (for positions in evaluation errors)."""
     name: str
     closure: Closure
     type: T.CqlType
@@ -41,6 +42,7 @@ class CompiledDefine:
 
 @dataclass
 class CompiledParameter:
+    """A compiled `parameter`; default is None when the library gives none (the value is then null unless supplied)."""
     name: str
     type: T.CqlType
     default: Closure | None
@@ -49,6 +51,7 @@ class CompiledParameter:
 
 @dataclass
 class CompiledFunction:
+    """A compiled user function; body is None only while its own body is being compiled."""
     name: str
     operand_names: list[str]
     operand_types: list[T.CqlType]
@@ -65,7 +68,8 @@ def _guard(closure: Closure, node: ast.Node) -> Closure:
     """Turn value-level failures (units, dates, regex) into EvaluationFailure at this node's position."""
     line, column = node.line, node.column
 
-    def guarded(ctx):
+    def guarded(ctx: Context) -> Any:
+        """The closure with value-level failures raised at this node's position; division by zero is null, as in CQL."""
         try:
             return closure(ctx)
         except EvaluationFailure:
@@ -122,7 +126,8 @@ def _coerce(closure: Closure, actual: T.CqlType, target: T.CqlType) -> Closure:
     if convert is None:
         return closure
 
-    def promoted(ctx):
+    def promoted(ctx: Context) -> Any:
+        """The closure's non-null value converted to the target type."""
         value = closure(ctx)
         return None if value is None else convert(value)
     return promoted
@@ -130,7 +135,8 @@ def _coerce(closure: Closure, actual: T.CqlType, target: T.CqlType) -> Closure:
 
 def _consuming(closure: Closure) -> Closure:
     """The operand's records become evidence: an operator read the whole value (=, is null, Length, ...)."""
-    def consumed(ctx):
+    def consumed(ctx: Context) -> Any:
+        """The closure's value, with its records recorded as evidence."""
         value = closure(ctx)
         kind = type(value)
         if kind is list or kind is Record or kind is CqlTuple:
@@ -140,6 +146,7 @@ def _consuming(closure: Closure) -> Closure:
 
 
 class Compiler:
+    """Checks a parsed library and turns it into closures, collecting every error rather than stopping at the first."""
     def __init__(self, library: ast.LibraryNode, *, source: str, filename: str, model: ModelInfo,
                  valuesets: Mapping[str, ValueSet]) -> None:
         self.lib = library
@@ -163,6 +170,7 @@ class Compiler:
     # ---- errors -----------------------------------------------------------
     def error(self, cls: type[CqlError], message: str, node: ast.Node | None = None, *, line: int | None = None,
               column: int | None = None) -> tuple[Closure, T.CqlType]:
+        """Record an error at the node (or explicit line/column); returns a placeholder so compilation goes on."""
         line = line if line is not None else (node.line if node is not None else None)
         column = column if column is not None else (node.column if node is not None else None)
         self.errors.append(cls(message, filename=self.filename, line=line, column=column,
@@ -171,6 +179,7 @@ class Compiler:
 
     # ---- declarations -------------------------------------------------------
     def compile(self) -> None:
+        """Compile every declaration and statement; problems land in `self.errors`, sorted by position."""
         lib = self.lib
         for using in lib.usings:
             if using.model != "System" and using.model != self.model.model:
@@ -257,6 +266,7 @@ class Compiler:
         self.parameters[node.name] = CompiledParameter(node.name, declared or default_type, default, node)
 
     def compile_define(self, name: str) -> CompiledDefine:
+        """The compiled define, compiling it on first use (so defines may refer forward) and reporting cycles."""
         done = self.defines.get(name)
         if done is not None:
             return done
@@ -298,6 +308,7 @@ class Compiler:
 
     # ---- types ---------------------------------------------------------------
     def type_of_spec(self, spec: ast.Node) -> T.CqlType:
+        """The static type a type specifier names; unknown names are reported and checked as Any."""
         if isinstance(spec, ast.NamedTypeSpec):
             if spec.namespace not in (None, "System", self.model.model):
                 self.error(CqlNameError, f"unknown model '{spec.namespace}'", spec)
@@ -319,6 +330,7 @@ class Compiler:
 
     # ---- expressions -----------------------------------------------------------
     def expr(self, node: ast.Node, env: dict[str, T.CqlType]) -> tuple[Closure, T.CqlType]:
+        """Compile one expression in an environment of operand/alias types; dispatches on the node class."""
         method = getattr(self, "_" + type(node).__name__)
         return method(node, env)
 
@@ -416,7 +428,9 @@ class Compiler:
     def _member_getter(name: str, track: bool = True):
         attr = {"lowClosed": "low_closed", "highClosed": "high_closed"}.get(name, name)
 
-        def get(ctx, value):
+        def get(ctx: Context | None, value: Any) -> Any:
+            """Field `name` of a record, tuple, interval or concept, mapped and flattened over lists;
+            reading a record makes it evidence."""
             if value is None:
                 return None
             if type(value) is Record:
@@ -481,7 +495,8 @@ class Compiler:
         else:
             return self.error(CqlTypeError, f"cannot index into {target_type}", node)
 
-        def run(ctx):
+        def run(ctx: Context) -> Any:
+            """The element at a 0-based index, or null when the index is out of range (CQL)."""
             value, i = target(ctx), index(ctx)
             if value is None or i is None or i < 0 or i >= len(value):
                 return None
@@ -530,7 +545,8 @@ class Compiler:
             if not args:
                 return lambda ctx: impl(ctx)
             if spec.propagates_null:
-                def ctx_call(ctx):
+                def ctx_call(ctx: Context) -> Any:
+                    """Call a context-aware built-in; a null argument gives null without calling it."""
                     values = [a(ctx) for a in args]
                     return None if None in values else impl(ctx, *values)
                 return ctx_call
@@ -538,7 +554,8 @@ class Compiler:
         if spec.evidence == "reads":
             (arg,) = args
 
-            def reads(ctx):
+            def reads(ctx: Context) -> Any:
+                """Call a built-in that reads its whole argument: the argument's records become evidence."""
                 value = arg(ctx)
                 if value is None:
                     return None if spec.propagates_null else impl(None)
@@ -546,7 +563,8 @@ class Compiler:
                 return impl(value)
             return reads
         if spec.evidence == "picks":
-            def picks(ctx):
+            def picks(ctx: Context) -> Any:
+                """Call a built-in that picks one element: only the picked record becomes evidence."""
                 values = [a(ctx) for a in args]
                 if spec.propagates_null and any(v is None for v in values):
                     return None
@@ -558,19 +576,22 @@ class Compiler:
         if len(args) == 1 and spec.propagates_null:
             (a0,) = args
 
-            def one(ctx):
+            def one(ctx: Context) -> Any:
+                """Call a one-argument built-in, with null in giving null out."""
                 v = a0(ctx)
                 return None if v is None else impl(v)
             return one
         if len(args) == 2 and spec.propagates_null:
             a0, a1 = args
 
-            def two(ctx):
+            def two(ctx: Context) -> Any:
+                """Call a two-argument built-in, with a null argument giving null."""
                 v0, v1 = a0(ctx), a1(ctx)
                 return None if v0 is None or v1 is None else impl(v0, v1)
             return two
 
-        def many(ctx):
+        def many(ctx: Context) -> Any:
+            """Call a built-in with any number of arguments."""
             values = [a(ctx) for a in args]
             if spec.propagates_null and any(v is None for v in values):
                 return None
@@ -607,7 +628,8 @@ class Compiler:
         names = compiled.operand_names
         args = [_coerce(c, a, p) for c, a, p in zip(closures, arg_types, compiled.operand_types)]
 
-        def call(ctx):
+        def call(ctx: Context) -> Any:
+            """Evaluate the function body with its operands bound, restoring the caller's scope after."""
             values = [a(ctx) for a in args]
             saved = ctx.scope
             ctx.scope = dict(zip(names, values))
@@ -630,7 +652,8 @@ class Compiler:
             if t != T.ANY and not isinstance(t, T.ListType):
                 return self.error(CqlTypeError, f"exists needs a List, got {t}", node.operand)
 
-            def exists(ctx):
+            def exists(ctx: Context) -> bool:
+                """True when the list has a non-null element; those elements become evidence."""
                 value = operand(ctx)
                 if not value:
                     return False
@@ -679,7 +702,8 @@ class Compiler:
                 return self.error(CqlTypeError, f"a Date has no {component}", node)
             result = T.DATE if component == "date" else T.INTEGER
 
-            def component_from(ctx):
+            def component_from(ctx: Context) -> Any:
+                """A date/time component read at the offset of ctx.now, so it does not depend on the input's zone."""
                 value = operand(ctx)
                 if isinstance(value, datetime):   # every component is read at the evaluation's offset
                     value = value.astimezone(ctx.now.tzinfo)
@@ -709,7 +733,8 @@ class Compiler:
             self._require(lt, (T.BOOLEAN,), op, node.left)
             self._require(rt, (T.BOOLEAN,), op, node.right)
             if op == "and":
-                def and_(ctx):
+                def and_(ctx: Context) -> bool | None:
+                    """Three-valued `and`: false wins over null, and the right side is not evaluated after a false."""
                     a = left(ctx)
                     if a is False:
                         return False
@@ -719,7 +744,8 @@ class Compiler:
                     return None if a is None or b is None else True
                 return and_, T.BOOLEAN
 
-            def or_(ctx):
+            def or_(ctx: Context) -> bool | None:
+                """Three-valued `or`: true wins over null, and the right side is not evaluated after a true."""
                 a = left(ctx)
                 if a is True:
                     return True
@@ -810,7 +836,9 @@ class Compiler:
                 if lt not in (T.CODE, T.CONCEPT, T.ANY, T.STRING):
                     return self.error(CqlTypeError, f"only a Code or Concept can be in a value set, got {lt}", node)
 
-                def in_valueset(ctx):
+                def in_valueset(ctx: Context) -> bool:
+                    """Value set membership by code and system (a bare string by code only);
+                    null is not a member."""
                     value, vs = left(ctx), right(ctx)
                     if value is None:
                         return False
@@ -828,7 +856,8 @@ class Compiler:
                     return self.error(CqlTypeError, f"{lt} cannot be a point of {rt}", node)
                 return _guard(lambda ctx: ops.point_in_interval(left(ctx), right(ctx)), node), T.BOOLEAN
             if rt == T.ANY:
-                def in_any(ctx):
+                def in_any(ctx: Context) -> bool | None:
+                    """`in` on an operand whose type is known only at run time: interval, value set or list."""
                     container = right(ctx)
                     if isinstance(container, Interval):
                         return ops.point_in_interval(left(ctx), container)
@@ -843,7 +872,8 @@ class Compiler:
             if not (isinstance(rt, T.IntervalType) or rt == T.ANY):
                 return self.error(CqlTypeError, f"'{node.op}' needs an Interval, got {rt}", node)
             if isinstance(lt, T.IntervalType) or lt == T.ANY:
-                def included(ctx):
+                def included(ctx: Context) -> bool | None:
+                    """`included in` for an interval or a point, decided by the run-time value."""
                     inner = left(ctx)
                     if isinstance(inner, Interval) or inner is None:
                         return ops.interval_included_in(inner, right(ctx))
@@ -869,7 +899,8 @@ class Compiler:
             if common is None or (common != T.ANY and common not in T.ORDERED):
                 return self.error(CqlTypeError, f"between cannot order {t} against {bound}", node)
 
-        def between(ctx):
+        def between(ctx: Context) -> bool | None:
+            """Inclusive `between`, with CQL's null propagation."""
             value = operand(ctx)
             return ops.logical_and(ops.greater_equal(value, low(ctx)), ops.less_equal(value, high(ctx)))
         return _guard(between, node), T.BOOLEAN
@@ -890,7 +921,8 @@ class Compiler:
             return self.error(CqlTypeError, f"'{node.unit}' is not a valid UCUM unit", node)
         unit = node.unit
 
-        def convert(ctx):
+        def convert(ctx: Context) -> Any:
+            """The quantity in the requested UCUM unit; null stays null."""
             value = operand(ctx)
             return None if value is None else fn.REGISTRY["ConvertQuantity"].impl(ops.as_quantity(value), unit)
         return _guard(convert, node), T.QUANTITY
@@ -933,14 +965,16 @@ class Compiler:
         items = [(w, _coerce(t_closure, t, result)) for (w, t_closure), t in zip(items, types)]
         other = _coerce(other, ot, result)
         if comparand is None:
-            def case(ctx):
+            def case(ctx: Context) -> Any:
+                """The first branch whose condition is true (null counts as not true), else the else branch."""
                 for w, t in items:
                     if w(ctx) is True:
                         return t(ctx)
                 return other(ctx)
             return case, result
 
-        def case_of(ctx):
+        def case_of(ctx: Context) -> Any:
+            """The first branch whose value equals the comparand, else the else branch."""
             value = comparand(ctx)
             for w, t in items:
                 if ops.equal(value, w(ctx)) is True:
@@ -995,7 +1029,8 @@ class Compiler:
         sorter = self._sort(node.sort, out_type, env) if node.sort else None
         filters = withs + ([where] if where is not None else [])
 
-        def run(ctx):
+        def run(ctx: Context) -> Any:
+            """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result."""
             value = source(ctx)
             if value is None:
                 return None
@@ -1048,7 +1083,9 @@ class Compiler:
         alias = clause.alias
         wanted = clause.kind == "with"
 
-        def check(ctx):
+        def check(ctx: Context) -> bool:
+            """True when some row satisfies the condition (`with`) or none does (`without`);
+            only `with` matches are evidence."""
             rows = source(ctx) or []
             if not isinstance(rows, list):
                 rows = [rows]
@@ -1092,7 +1129,8 @@ class Compiler:
                 self.error(CqlTypeError, f"cannot sort by a {key_type}", item)
             keys.append((closure, item.descending))
 
-        def sort(ctx, rows):
+        def sort(ctx: Context, rows: list[Any]) -> list[Any]:
+            """Stable sort by the items (last item first, so the first item decides); reading keys is not evidence."""
             if not rows:
                 return rows
             outer_ev = ctx.ev
@@ -1104,7 +1142,8 @@ class Compiler:
                         rows = ops.sort_values(rows, lambda r: r, descending)
                         continue
 
-                    def key(row, closure=closure):
+                    def key(row: Any, closure: Closure = closure) -> Any:
+                        """The sort key of one row, read with the row in the sort scope slot."""
                         ctx.scope[_ROW] = row
                         return closure(ctx)
                     decorated = [(key(r), r) for r in rows]
@@ -1129,7 +1168,8 @@ class Compiler:
         low_closed, high_closed = node.low_closed, node.high_closed
         low, high = _coerce(low, lt, point), _coerce(high, ht, point)
 
-        def interval(ctx):
+        def interval(ctx: Context) -> Interval:
+            """The interval, rejecting low > high and an open end on a one-point interval at run time."""
             lo, hi = low(ctx), high(ctx)
             if lo is not None and hi is not None:
                 order = ops.compare(lo, hi)

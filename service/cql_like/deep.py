@@ -31,6 +31,7 @@ def run_deep(function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     outcome: dict[str, Any] = {}
 
     def target() -> None:
+        """Run on the worker thread, keeping the result or exception for the caller's thread."""
         try:
             outcome["value"] = function(*args, **kwargs)
         except BaseException as exc:  # handed to the caller's thread below

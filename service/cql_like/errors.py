@@ -36,6 +36,7 @@ class CqlError(Exception):
         return ":".join(parts)
 
     def render(self) -> str:
+        """The message as file:line:col, followed by the source line and a caret under the column when known."""
         text = f"{self.location}: {self.kind} error: {self.message}"
         if self.source_line is not None and self.column is not None:
             line = self.source_line.rstrip("\n")
@@ -99,6 +100,7 @@ class CqlCompilationError(CqlError):
         )
 
     def render(self) -> str:
+        """Every collected error rendered, one after another."""
         if not getattr(self, "errors", None):
             return super().render()
         return "\n".join(e.render() for e in self.errors)

@@ -31,6 +31,7 @@ Resolver = Callable[[list[T.CqlType]], T.CqlType]
 
 @dataclass(frozen=True)
 class FunctionSpec:
+    """One built-in: how its call is type-checked, evaluated and how evidence is gathered from it."""
     name: str
     signature: str            # human-readable, for docs and error messages
     resolve: Resolver         # argument types -> result type, or raises SignatureMismatch
@@ -44,8 +45,10 @@ REGISTRY: dict[str, FunctionSpec] = {}
 
 
 def register(name: str, signature: str, resolve: Resolver, *, propagates_null: bool = True,
-             evidence: str = "none", needs_context: bool = False):
-    def wrap(impl):
+             evidence: str = "none", needs_context: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding a built-in to REGISTRY under `name`; the decorated function is returned unchanged."""
+    def wrap(impl: Callable[..., Any]) -> Callable[..., Any]:
+        """Store the implementation in REGISTRY and hand it back."""
         REGISTRY[name] = FunctionSpec(name, signature, resolve, impl, propagates_null, evidence, needs_context)
         return impl
     return wrap
@@ -76,7 +79,8 @@ def _expect(t: T.CqlType, allowed: tuple[T.CqlType, ...], position: int) -> None
 
 def fixed(params: tuple[tuple[T.CqlType, ...], ...], result: T.CqlType, optional: int = 0) -> Resolver:
     """Positional parameters, each allowing one of several types; the last `optional` may be omitted."""
-    def resolve(args):
+    def resolve(args: list[T.CqlType]) -> T.CqlType:
+        """Result type for these argument types; raises SignatureMismatch naming the wrong argument."""
         _arity(args, len(params) - optional, len(params))
         for i, (arg, allowed) in enumerate(zip(args, params), start=1):
             _expect(arg, allowed, i)
@@ -85,7 +89,9 @@ def fixed(params: tuple[tuple[T.CqlType, ...], ...], result: T.CqlType, optional
 
 
 def list_to_element(*allowed: T.CqlType) -> Resolver:
-    def resolve(args):
+    """One list argument (elements of the allowed types, if any given); the result is the element type."""
+    def resolve(args: list[T.CqlType]) -> T.CqlType:
+        """The list's element type, after checking arity and element type."""
         _arity(args, 1)
         element = _element(args[0])
         if allowed and element != T.ANY:
@@ -95,7 +101,9 @@ def list_to_element(*allowed: T.CqlType) -> Resolver:
 
 
 def list_to(result: T.CqlType, *allowed: T.CqlType) -> Resolver:
-    def resolve(args):
+    """One list argument (elements of the allowed types, if any given); the result is always `result`."""
+    def resolve(args: list[T.CqlType]) -> T.CqlType:
+        """`result`, after checking arity and element type."""
         _arity(args, 1)
         element = _element(args[0])
         if allowed and element != T.ANY:
@@ -105,7 +113,9 @@ def list_to(result: T.CqlType, *allowed: T.CqlType) -> Resolver:
 
 
 def same_as_first(*allowed: T.CqlType, arity: tuple[int, int] = (1, 1)) -> Resolver:
-    def resolve(args):
+    """First argument of one of the allowed types; the result has that argument's type (e.g. Abs)."""
+    def resolve(args: list[T.CqlType]) -> T.CqlType:
+        """The first argument's type, after checking arity and that type."""
         _arity(args, *arity)
         _expect(args[0], allowed, 1)
         return args[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .ast import SHALLOW_NESTING
 from .compiler import CompiledDefine, Compiler, promote_value
@@ -15,6 +15,9 @@ from .model import ModelInfo
 from .parser import parse, source_line
 from .runtime import Context, DataProvider, EvaluationFailure, collect_record_sources
 from .valuesets import ValueSet, from_mapping, load_valueset_dir
+
+if TYPE_CHECKING:
+    from .values import Code, Record
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class EvaluationResult(Mapping[str, DefineResult]):
         return len(self._results)
 
     def values_only(self) -> dict[str, Any]:
+        """Plain define values without evidence (for tests and tools that only need the answers)."""
         return {name: result.value for name, result in self._results.items()}
 
 
@@ -73,6 +77,7 @@ class Library:
     # ---- evaluation -----------------------------------------------------------
     def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                  now: datetime) -> EvaluationResult:
+        """Evaluate every define for one patient at the given `now`; parameters override defaults by name."""
         if self._deep:
             return run_deep(self._evaluate, provider, parameters, now)
         return self._evaluate(provider, parameters, now)
@@ -83,6 +88,7 @@ class Library:
 
     def evaluate_define(self, name: str, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                         now: datetime) -> DefineResult:
+        """Evaluate one define (and what it needs) only; unknown define or parameter names raise CqlNameError."""
         if name not in self._defines:
             raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
                                + CqlNameError.suggestion(name, self.define_names), filename=self.filename)
@@ -159,10 +165,12 @@ class Library:
 class _NoData:
     """Provider for parameter defaults, which cannot read patient data."""
 
-    def patient(self):
+    def patient(self) -> Record | None:
+        """No patient: defaults cannot refer to patient data."""
         return None
 
-    def retrieve(self, type_name, codes):
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> list[Record]:
+        """No records: defaults cannot retrieve."""
         return []
 
 
@@ -180,6 +188,7 @@ def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuese
     available = _resolve_valuesets(valueset_dir, valuesets)
 
     def build(deep: bool) -> Library:
+        """Compile the tree into a Library; `deep` marks it to evaluate on a large-stack thread."""
         compiler = Compiler(tree, source=source, filename=filename, model=model, valuesets=available)
         compiler.compile()
         if compiler.errors:

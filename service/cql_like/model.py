@@ -17,6 +17,7 @@ from . import types as T
 
 @dataclass(frozen=True)
 class ModelType:
+    """A retrievable record type: its fields with their types, and the field a retrieve filters codes on."""
     name: str
     fields: Mapping[str, T.CqlType]
     primary_code_path: str | None = None
@@ -24,6 +25,7 @@ class ModelType:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What `using <Model> version` provides: model name and version, the patient type and the record types."""
     model: str
     version: str
     patient_type: str
@@ -31,6 +33,7 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelInfo":
+        """Build from the JSON form (field types as text such as 'List<Code>'); a missing version is ''."""
         types = {}
         for name, spec in data["types"].items():
             fields = {field: parse_type_name(text) for field, text in spec.get("fields", {}).items()}
@@ -38,6 +41,7 @@ class ModelInfo:
         return cls(data["model"], data.get("version", ""), data.get("patientType", "Patient"), types)
 
     def record_type(self, name: str) -> T.CqlType:
+        """The CQL type of a model record type name."""
         return T.CqlType(name)
 
 

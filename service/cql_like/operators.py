@@ -58,18 +58,22 @@ def round8(value: Decimal | None) -> Decimal | None:
 
 
 def is_number(value: Any) -> bool:
+    """True for CQL Integer/Decimal values; bool is excluded although Python treats it as an int."""
     return isinstance(value, (int, Decimal)) and not isinstance(value, bool)
 
 
 def to_decimal(value: Any) -> Decimal:
+    """The value as a Decimal (an int converts exactly)."""
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
 def as_quantity(value: Any) -> Quantity:
+    """The value as a Quantity; a plain number gets unit '1' so it can mix with quantities."""
     return value if isinstance(value, Quantity) else Quantity(to_decimal(value), "1")
 
 
 def as_datetime(value: date | datetime) -> datetime:
+    """An aware datetime for comparing Dates with DateTimes: a Date is midnight UTC, a naive value is UTC."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
@@ -96,22 +100,26 @@ def compare(a: Any, b: Any) -> int | None:
     raise CqlRuntimeError(f"cannot compare {type_label(a)} with {type_label(b)}")
 
 
-def less(a, b):
+def less(a: Any, b: Any) -> bool | None:
+    """CQL `<`: null when either side is null."""
     c = compare(a, b)
     return None if c is None else c < 0
 
 
-def less_equal(a, b):
+def less_equal(a: Any, b: Any) -> bool | None:
+    """CQL `<=`: null when either side is null."""
     c = compare(a, b)
     return None if c is None else c <= 0
 
 
-def greater(a, b):
+def greater(a: Any, b: Any) -> bool | None:
+    """CQL `>`: null when either side is null."""
     c = compare(a, b)
     return None if c is None else c > 0
 
 
-def greater_equal(a, b):
+def greater_equal(a: Any, b: Any) -> bool | None:
+    """CQL `>=`: null when either side is null."""
     c = compare(a, b)
     return None if c is None else c >= 0
 
@@ -181,7 +189,8 @@ def _all_equal(pairs: Iterable[tuple[Any, Any]], test: Callable[[Any, Any], bool
     return None if unknown else True
 
 
-def not_equal(a, b):
+def not_equal(a: Any, b: Any) -> bool | None:
+    """CQL `!=`: the negation of `=`, null when `=` is null."""
     result = equal(a, b)
     return None if result is None else not result
 
@@ -234,7 +243,8 @@ def _codes(value: Code | Concept) -> tuple[Code, ...]:
 
 # ---- three-valued logic --------------------------------------------------------
 
-def logical_and(a, b):
+def logical_and(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `and`: false if either side is false, else null if either is null."""
     if a is False or b is False:
         return False
     if a is None or b is None:
@@ -242,7 +252,8 @@ def logical_and(a, b):
     return True
 
 
-def logical_or(a, b):
+def logical_or(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `or`: true if either side is true, else null if either is null."""
     if a is True or b is True:
         return True
     if a is None or b is None:
@@ -250,13 +261,15 @@ def logical_or(a, b):
     return False
 
 
-def logical_xor(a, b):
+def logical_xor(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `xor`: null if either side is null."""
     if a is None or b is None:
         return None
     return a is not b
 
 
-def logical_implies(a, b):
+def logical_implies(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `implies`: true when a is false or b is true, else null if either is null."""
     if a is False or b is True:
         return True
     if a is None or b is None:
@@ -264,7 +277,8 @@ def logical_implies(a, b):
     return False
 
 
-def logical_not(a):
+def logical_not(a: bool | None) -> bool | None:
+    """Three-valued `not`: null stays null."""
     return None if a is None else not a
 
 
@@ -280,7 +294,8 @@ def _common_unit_pair(a: Quantity, b: Quantity) -> tuple[Quantity, Quantity]:
     return a.convert(b.unit), b
 
 
-def add(a, b):
+def add(a: Any, b: Any) -> Any:
+    """CQL `+` for numbers, quantities (in the finer unit), strings and Date + time quantity; overflow is null."""
     if a is None or b is None:
         return None
     if isinstance(a, Quantity) and isinstance(b, Quantity):
@@ -295,7 +310,8 @@ def add(a, b):
     return as_quantity(a) + as_quantity(b)
 
 
-def subtract(a, b):
+def subtract(a: Any, b: Any) -> Any:
+    """CQL `-` for numbers, quantities (in the finer unit) and Date - time quantity; overflow is null."""
     if a is None or b is None:
         return None
     if isinstance(a, Quantity) and isinstance(b, Quantity):
@@ -308,7 +324,8 @@ def subtract(a, b):
     return as_quantity(a) - as_quantity(b)
 
 
-def multiply(a, b):
+def multiply(a: Any, b: Any) -> Any:
+    """CQL `*` for numbers and quantities (units multiply); overflow is null."""
     if a is None or b is None:
         return None
     if is_number(a) and is_number(b):
@@ -316,7 +333,8 @@ def multiply(a, b):
     return as_quantity(a) * as_quantity(b)
 
 
-def divide(a, b):
+def divide(a: Any, b: Any) -> Any:
+    """CQL `/`: always Decimal (or Quantity); division by zero is null, not an error."""
     if a is None or b is None:
         return None
     if is_number(a) and is_number(b):
@@ -330,7 +348,8 @@ def divide(a, b):
     return result
 
 
-def truncated_divide(a, b):
+def truncated_divide(a: Any, b: Any) -> Any:
+    """CQL `div`: quotient truncated toward zero; a zero divisor gives null."""
     if a is None or b is None:
         return None
     if b == 0:
@@ -341,7 +360,8 @@ def truncated_divide(a, b):
     return (to_decimal(a) / to_decimal(b)).to_integral_value(rounding="ROUND_DOWN")
 
 
-def modulo(a, b):
+def modulo(a: Any, b: Any) -> Any:
+    """CQL `mod`: remainder of truncated division (sign of the dividend); a zero divisor gives null."""
     if a is None or b is None:
         return None
     if b == 0:
@@ -351,7 +371,7 @@ def modulo(a, b):
     return round8(to_decimal(a) - to_decimal(b) * truncated_divide(a, b))
 
 
-def power(a, b):
+def power(a: Any, b: Any) -> Any:
     """CQL Power: null when the result is not representable (overflow, 0 to a negative power,
     an Integer result that is not whole, a complex root)."""
     if a is None or b is None:
@@ -368,7 +388,8 @@ def power(a, b):
         return None
 
 
-def negate(a):
+def negate(a: Any) -> Any:
+    """CQL unary `-`; negating the smallest Integer overflows to null."""
     if a is None:
         return None
     if isinstance(a, Quantity):
@@ -376,7 +397,7 @@ def negate(a):
     return checked_int(-a) if type(a) is int else -a
 
 
-def concatenate_ampersand(a, b):
+def concatenate_ampersand(a: str | None, b: str | None) -> str:
     """`&`: null is treated as the empty string."""
     return ("" if a is None else a) + ("" if b is None else b)
 
@@ -384,6 +405,7 @@ def concatenate_ampersand(a, b):
 # ---- dates ------------------------------------------------------------------------
 
 def time_unit(quantity: Quantity) -> str:
+    """The calendar unit a duration quantity is in; any other unit is a runtime error, not a guess."""
     unit = TIME_UNITS.get(quantity.unit)
     if unit is None:
         raise CqlRuntimeError(f"'{quantity.unit}' is not a time unit; date arithmetic needs year, month, week, day, hour, minute, second or millisecond")
@@ -400,7 +422,7 @@ def _add_months(d: date | datetime, months: int):
     return d.replace(year=year, month=month, day=day)
 
 
-def shift_date(value: date | datetime, quantity: Quantity, sign: int):
+def shift_date(value: date | datetime, quantity: Quantity, sign: int) -> date | datetime:
     """Date/DateTime +/- a time quantity with CQL calendar semantics (month ends clamp)."""
     unit = time_unit(quantity)
     amount = quantity.value * sign
@@ -422,7 +444,8 @@ def shift_date(value: date | datetime, quantity: Quantity, sign: int):
         raise CqlRuntimeError("date arithmetic went outside the years 1-9999") from None
 
 
-def whole_periods_between(low, high, precision: str) -> int | None:
+def whole_periods_between(low: date | datetime | None, high: date | datetime | None,
+                          precision: str) -> int | None:
     """`<precision>s between low and high`: whole calendar periods (negative when high < low)."""
     if low is None or high is None:
         return None
@@ -453,7 +476,8 @@ def _rest_of(value):
     return (value.day, 0, 0, 0, 0)
 
 
-def boundaries_between(low, high, precision: str) -> int | None:
+def boundaries_between(low: date | datetime | None, high: date | datetime | None,
+                       precision: str) -> int | None:
     """`difference in <precision>s between low and high`: period boundaries crossed."""
     if low is None or high is None:
         return None
@@ -470,6 +494,7 @@ def boundaries_between(low, high, precision: str) -> int | None:
         return (high_day - low_day).days
     if unit == "week":
         def week_start(d: date) -> date:
+            """The Sunday that starts the week of d (CQL weeks begin on Sunday)."""
             return d - timedelta(days=(d.weekday() + 1) % 7)
         return (week_start(high_day) - week_start(low_day)).days // 7
     truncate = {"hour": dict(minute=0, second=0, microsecond=0), "minute": dict(second=0, microsecond=0),
@@ -479,7 +504,8 @@ def boundaries_between(low, high, precision: str) -> int | None:
     return int(seconds / Decimal(_SUBDAY_SECONDS[unit]))
 
 
-def component_of(value, component: str):
+def component_of(value: date | datetime | None, component: str) -> date | int | None:
+    """`<component> from value`; hour, minute or second of a Date is null (a Date has no time)."""
     if value is None:
         return None
     if component == "date":
@@ -505,13 +531,15 @@ def _before_high(point, interval: Interval) -> bool | None:
     return c <= 0 if interval.high_closed else c < 0
 
 
-def point_in_interval(point, interval: Interval | None) -> bool | None:
+def point_in_interval(point: Any, interval: Interval | None) -> bool | None:
+    """`point in interval`; a null closed bound means unbounded, a null open bound means unknown."""
     if point is None or interval is None:
         return None
     return logical_and(_after_low(point, interval), _before_high(point, interval))
 
 
 def interval_included_in(inner: Interval | None, outer: Interval | None) -> bool | None:
+    """`inner included in outer` for intervals, with the same null-bound rules as point_in_interval."""
     if inner is None or outer is None:
         return None
     return logical_and(_low_inside(inner, outer), _high_inside(inner, outer))
@@ -536,6 +564,7 @@ def _high_inside(inner: Interval, outer: Interval) -> bool | None:
 
 
 def overlaps(a: Interval | None, b: Interval | None) -> bool | None:
+    """`a overlaps b`: the intervals share at least one point; null if either is null."""
     if a is None or b is None:
         return None
     return logical_and(_starts_before_end(a, b), _starts_before_end(b, a))
@@ -551,26 +580,29 @@ def _starts_before_end(a: Interval, b: Interval) -> bool | None:
     return c <= 0 if a.low_closed and b.high_closed else c < 0
 
 
-def start_of(value: Interval | None):
+def start_of(value: Interval | None) -> Any:
+    """`start of`: the low bound, or null for a null interval."""
     if value is None:
         return None
     return value.low
 
 
-def end_of(value: Interval | None):
+def end_of(value: Interval | None) -> Any:
+    """`end of`: the high bound, or null for a null interval."""
     if value is None:
         return None
     return value.high
 
 
-def before(a, b) -> bool | None:
+def before(a: Any, b: Any) -> bool | None:
     """`a before b` for points and intervals: a ends before b starts."""
     end_a = end_of(a) if isinstance(a, Interval) else a
     start_b = start_of(b) if isinstance(b, Interval) else b
     return less(end_a, start_b)
 
 
-def after(a, b) -> bool | None:
+def after(a: Any, b: Any) -> bool | None:
+    """`a after b` for points and intervals: a starts after b ends."""
     start_a = start_of(a) if isinstance(a, Interval) else a
     end_b = end_of(b) if isinstance(b, Interval) else b
     return greater(start_a, end_b)
@@ -578,7 +610,9 @@ def after(a, b) -> bool | None:
 
 # ---- lists ---------------------------------------------------------------------------
 
-def list_contains(items: list | None, element) -> bool | None:
+def list_contains(items: list | None, element: Any) -> bool | None:
+    """`element in list` by CQL equality; a null element is in a list holding null;
+    a null list gives null (false when the element is null too)."""
     if items is None:
         return False if element is None else None
     if element is None:
@@ -647,6 +681,7 @@ def _same_element(a: Any, b: Any) -> bool:
 
 
 def flatten(items: list | None) -> list | None:
+    """CQL flatten: one level of nested lists is spliced in; other elements stay."""
     if items is None:
         return None
     out: list = []
@@ -659,6 +694,7 @@ def flatten(items: list | None) -> list | None:
 
 
 def union(a: list | None, b: list | None) -> list | None:
+    """CQL `union`: both lists without duplicates; null only when both sides are null."""
     if a is None and b is None:
         return None
     return distinct((a or []) + (b or []))
@@ -666,7 +702,8 @@ def union(a: list | None, b: list | None) -> list | None:
 
 def sort_values(items: list, key: Callable[[Any], Any], descending: bool) -> list:
     """Stable sort; nulls first ascending (last descending), as CQL orders them."""
-    def cmp(x, y):
+    def cmp(x: Any, y: Any) -> int:
+        """Order two rows by key with nulls lowest."""
         kx, ky = key(x), key(y)
         if kx is None or ky is None:
             return (kx is not None) - (ky is not None)
@@ -677,6 +714,7 @@ def sort_values(items: list, key: Callable[[Any], Any], descending: bool) -> lis
 # ---- misc -----------------------------------------------------------------------------
 
 def type_label(value: Any) -> str:
+    """The CQL type name of a runtime value, for error messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -708,6 +746,7 @@ _DATETIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\
 
 
 def parse_date(text: str) -> date | None:
+    """'YYYY-MM-DD' text as a date; text with a time part or an impossible date is None."""
     match = _DATETIME_RE.match(text)
     if not match or match.group(4) is not None:
         return None

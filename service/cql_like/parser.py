@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lark import Lark, Tree, v_args
 from lark.visitors import Transformer_NonRecursive
@@ -16,6 +17,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import CqlError, CqlSyntaxError
+
+if TYPE_CHECKING:
+    from lark.tree import Meta
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
@@ -123,12 +127,14 @@ class _ToAst(Transformer_NonRecursive):
             self._paren_nodes: set[int] = set()
         return self._paren_nodes
 
-    def parenthesized(self, meta, children):
+    def parenthesized(self, meta: Meta, children: list[Any]) -> ast.Node:
+        """`( expr )`: remembered so retrieves and queries may be used as terms inside parentheses."""
         self._parenthesized.add(id(children[0]))
         return children[0]
 
     # ---- library ----------------------------------------------------------
-    def start(self, meta, children):
+    def start(self, meta: Meta, children: list[Any]) -> ast.LibraryNode:
+        """The whole library: declarations sorted into their lists, statements kept in order."""
         lib = ast.LibraryNode(line=1, column=1)
         buckets = {ast.UsingDef: lib.usings, ast.CodeSystemDef: lib.codesystems, ast.ValueSetDef: lib.valuesets,
                    ast.CodeDef: lib.codes, ast.ParameterDef: lib.parameters, ast.ContextDef: lib.contexts}
@@ -141,36 +147,43 @@ class _ToAst(Transformer_NonRecursive):
                 lib.statements.append(child)
         return lib
 
-    def library_def(self, meta, children):
+    def library_def(self, meta: Meta, children: list[Any]) -> tuple[str, str, str | None]:
+        """`library Name version 'v'`, tagged for `start`."""
         name, _ = _name(children[0])
         version = _body(children[1]) if len(children) > 1 and children[1] is not None else None
         return ("library", name, version)
 
-    def using_def(self, meta, children):
+    def using_def(self, meta: Meta, children: list[Any]) -> ast.UsingDef:
+        """`using Model version 'v'`."""
         name, _ = _name(children[0])
         version = _body(children[1]) if len(children) > 1 and children[1] is not None else None
         return ast.UsingDef(name, version, **_pos(meta))
 
-    def codesystem_def(self, meta, children):
+    def codesystem_def(self, meta: Meta, children: list[Any]) -> ast.CodeSystemDef:
+        """`codesystem Name: 'url' [version 'v']`."""
         name, _ = _name(children[0])
         version = _body(children[2]) if len(children) > 2 and children[2] is not None else None
         return ast.CodeSystemDef(name, _body(children[1]), version, **_pos(meta))
 
-    def valueset_def(self, meta, children):
+    def valueset_def(self, meta: Meta, children: list[Any]) -> ast.ValueSetDef:
+        """`valueset Name: 'url' [version 'v']`."""
         name, _ = _name(children[0])
         version = _body(children[2]) if len(children) > 2 and children[2] is not None else None
         return ast.ValueSetDef(name, _body(children[1]), version, **_pos(meta))
 
-    def code_def(self, meta, children):
+    def code_def(self, meta: Meta, children: list[Any]) -> ast.CodeDef:
+        """`code Name: 'code' from System [display 'text']`."""
         name, _ = _name(children[0])
         system, _ = _name(children[2])
         display = children[3] if len(children) > 3 else None
         return ast.CodeDef(name, _body(children[1]), system, display, **_pos(meta))
 
-    def display_clause(self, meta, children):
+    def display_clause(self, meta: Meta, children: list[Any]) -> str:
+        """`display 'text'` of a code definition."""
         return _body(children[0])
 
-    def parameter_def(self, meta, children):
+    def parameter_def(self, meta: Meta, children: list[Any]) -> ast.ParameterDef:
+        """`parameter Name [Type] [default expr]`; the default arrives tagged to tell it from the type."""
         name, _ = _name(children[0])
         type_spec = default = None
         for child in children[1:]:
@@ -180,16 +193,20 @@ class _ToAst(Transformer_NonRecursive):
                 type_spec = child
         return ast.ParameterDef(name, type_spec, default, **_pos(meta))
 
-    def default_clause(self, meta, children):
+    def default_clause(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """`default expr`, tagged for parameter_def."""
         return ("default", children[0])
 
-    def context_def(self, meta, children):
+    def context_def(self, meta: Meta, children: list[Any]) -> ast.ContextDef:
+        """`context Name`."""
         return ast.ContextDef(_name(children[0])[0], **_pos(meta))
 
-    def expression_def(self, meta, children):
+    def expression_def(self, meta: Meta, children: list[Any]) -> ast.ExpressionDef:
+        """`define Name: expression`."""
         return ast.ExpressionDef(_name(children[0])[0], children[1], **_pos(meta))
 
-    def function_def(self, meta, children):
+    def function_def(self, meta: Meta, children: list[Any]) -> ast.FunctionDef:
+        """`define function Name(operands) [returns Type]: body`; the return type arrives tagged."""
         name, _ = _name(children[0])
         rest = children[1:]
         body = rest[-1]
@@ -201,121 +218,154 @@ class _ToAst(Transformer_NonRecursive):
         operands = [m for m in middle if m is not None]
         return ast.FunctionDef(name, operands, returns, body, **_pos(meta))
 
-    def operand_def(self, meta, children):
+    def operand_def(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """One `name Type` operand of a function definition."""
         return (_name(children[0])[0], children[1])
 
-    def returns_clause(self, meta, children):
+    def returns_clause(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """`returns Type`, tagged for function_def."""
         return ("returns", children[0])
 
     # ---- types ------------------------------------------------------------
-    def named_type(self, meta, children):
+    def named_type(self, meta: Meta, children: list[Any]) -> ast.NamedTypeSpec:
+        """`Type` or `Model.Type`."""
         parts = [c for c in children if c is not None]
         if len(parts) == 2:
             return ast.NamedTypeSpec(_name(parts[1])[0], _name(parts[0])[0], **_pos(meta))
         return ast.NamedTypeSpec(_name(parts[0])[0], **_pos(meta))
 
-    def list_type(self, meta, children):
+    def list_type(self, meta: Meta, children: list[Any]) -> ast.ListTypeSpec:
+        """`List<Type>`."""
         return ast.ListTypeSpec(children[0], **_pos(meta))
 
-    def interval_type(self, meta, children):
+    def interval_type(self, meta: Meta, children: list[Any]) -> ast.IntervalTypeSpec:
+        """`Interval<Type>`."""
         return ast.IntervalTypeSpec(children[0], **_pos(meta))
 
-    def tuple_type(self, meta, children):
+    def tuple_type(self, meta: Meta, children: list[Any]) -> ast.TupleTypeSpec:
+        """`Tuple { name Type, ... }`."""
         return ast.TupleTypeSpec(list(children), **_pos(meta))
 
-    def tuple_type_element(self, meta, children):
+    def tuple_type_element(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """One `name Type` element of a tuple type."""
         return (_name(children[0])[0], children[1])
 
     # ---- expressions ------------------------------------------------------
-    def implies(self, meta, children):
+    def implies(self, meta: Meta, children: list[Any]) -> ast.Binary:
+        """`a implies b`."""
         return ast.Binary("implies", children[0], children[1], **_pos(meta))
 
-    def binary(self, meta, children):
+    def binary(self, meta: Meta, children: list[Any]) -> ast.Binary:
+        """Any infix operator; multi-word operators (`included in`) are joined with single spaces."""
         left, op, right = children
         return ast.Binary(_keyword(op), left, right, **_pos(meta))
 
-    def between(self, meta, children):
+    def between(self, meta: Meta, children: list[Any]) -> ast.Between:
+        """`x between low and high`."""
         return ast.Between(children[0], children[1], children[2], **_pos(meta))
 
-    def duration_between(self, meta, children):
+    def duration_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
+        """`years between a and b` (whole periods)."""
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], **_pos(meta))
 
-    def difference_between(self, meta, children):
+    def difference_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
+        """`difference in years between a and b` (boundaries crossed)."""
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], True, **_pos(meta))
 
-    def not_expr(self, meta, children):
+    def not_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`not x`."""
         return ast.Unary("not", children[0], **_pos(meta))
 
-    def exists_expr(self, meta, children):
+    def exists_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`exists x`."""
         return ast.Unary("exists", children[0], **_pos(meta))
 
-    def is_null(self, meta, children):
+    def is_null(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`x is null`."""
         return ast.Unary("is null", children[0], **_pos(meta))
 
-    def is_not_null(self, meta, children):
+    def is_not_null(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`x is not null`."""
         return ast.Unary("is not null", children[0], **_pos(meta))
 
-    def is_boolean(self, meta, children):
+    def is_boolean(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`x is true` / `x is false`."""
         return ast.Unary(f"is {_keyword(children[1])}", children[0], **_pos(meta))
 
-    def is_not_boolean(self, meta, children):
+    def is_not_boolean(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`x is not true` / `x is not false`."""
         return ast.Unary(f"is not {_keyword(children[1])}", children[0], **_pos(meta))
 
-    def if_expr(self, meta, children):
+    def if_expr(self, meta: Meta, children: list[Any]) -> ast.If:
+        """`if c then a else b`."""
         return ast.If(*children, **_pos(meta))
 
-    def case_expr(self, meta, children):
+    def case_expr(self, meta: Meta, children: list[Any]) -> ast.Case:
+        """`case [x] when ... then ... else ... end`; the comparand is None in the boolean form."""
         comparand, *items, otherwise = children
         return ast.Case(comparand, list(items), otherwise, **_pos(meta))
 
-    def case_item(self, meta, children):
+    def case_item(self, meta: Meta, children: list[Any]) -> tuple[ast.Node, ast.Node]:
+        """One `when ... then ...` pair."""
         return (children[0], children[1])
 
-    def list_aggregate_expr(self, meta, children):
+    def list_aggregate_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`distinct x` / `flatten x`."""
         return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
 
-    def power(self, meta, children):
+    def power(self, meta: Meta, children: list[Any]) -> ast.Binary:
+        """`a ^ b`."""
         return ast.Binary("^", children[0], children[1], **_pos(meta))
 
-    def boundary_expr(self, meta, children):
+    def boundary_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`start of x` / `end of x`."""
         return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
 
-    def component_from(self, meta, children):
+    def component_from(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """`year from x` (and the other date/time components)."""
         return ast.Unary(f"{_keyword(children[0])} from", children[1], **_pos(meta))
 
-    def convert(self, meta, children):
+    def convert(self, meta: Meta, children: list[Any]) -> ast.Convert:
+        """`convert x to 'unit'`."""
         return ast.Convert(children[0], _body(children[1]), **_pos(meta))
 
-    def polarity(self, meta, children):
+    def polarity(self, meta: Meta, children: list[Any]) -> ast.Unary:
+        """Unary `-x` or `+x`."""
         op = "negate" if _keyword(children[0]) == "-" else "plus"
         return ast.Unary(op, children[1], **_pos(meta))
 
-    def member(self, meta, children):
+    def member(self, meta: Meta, children: list[Any]) -> ast.Member:
+        """`x.name`, positioned at the name; a bare retrieve or query on the left is an error."""
         self._only_parenthesized(children[0], "member access on")
         name, pos = _name(children[1])
         return ast.Member(children[0], name, **pos)
 
-    def indexer(self, meta, children):
+    def indexer(self, meta: Meta, children: list[Any]) -> ast.Indexer:
+        """`x[i]`; a bare retrieve or query on the left is an error."""
         self._only_parenthesized(children[0], "indexing")
         return ast.Indexer(children[0], children[1], **_pos(meta))
 
-    def name_ref(self, meta, children):
+    def name_ref(self, meta: Meta, children: list[Any]) -> ast.NameRef:
+        """An identifier, positioned at its token."""
         name, pos = _name(children[0])
         return ast.NameRef(name, **pos)
 
-    def call(self, meta, children):
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
+        """`Name(args)`, positioned at the name."""
         name, pos = _name(children[0])
         args = [c for c in children[1:] if c is not None]
         return ast.Call(name, args, **pos)
 
-    def retrieve(self, meta, children):
+    def retrieve(self, meta: Meta, children: list[Any]) -> ast.Retrieve:
+        """`[Type]` or `[Type: Terminology]`, keeping the terminology's own position."""
         type_spec = children[0]
         if len(children) > 1 and children[1] is not None:
             term, pos = _name(children[1])
             return ast.Retrieve(type_spec.name, term, pos["line"], pos["column"], **_pos(meta))
         return ast.Retrieve(type_spec.name, **_pos(meta))
 
-    def query(self, meta, children):
+    def query(self, meta: Meta, children: list[Any]) -> ast.Query:
+        """`source alias [with...] [where] [return] [sort]`, clauses arriving tagged by kind."""
         source, alias_tree, *clauses = children
         q = ast.Query(source, _name(alias_tree)[0], **_pos(meta))
         for clause in clauses:
@@ -332,40 +382,50 @@ class _ToAst(Transformer_NonRecursive):
                 q.sort = clause[1]
         return q
 
-    def with_clause(self, meta, children):
+    def with_clause(self, meta: Meta, children: list[Any]) -> tuple[str, ast.WithClause]:
+        """`with|without source alias such that condition`, tagged for query."""
         kind, source, alias, condition = children
         return ("with", ast.WithClause(_keyword(kind), source, _name(alias)[0], condition, **_pos(meta)))
 
-    def where_clause(self, meta, children):
+    def where_clause(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """`where condition`, tagged for query."""
         return ("where", children[0])
 
-    def return_clause(self, meta, children):
+    def return_clause(self, meta: Meta, children: list[Any]) -> tuple[str, bool, ast.Node]:
+        """`return [all] expr`, tagged for query with whether `all` was given."""
         if len(children) == 2:
             return ("return", children[0] is not None, children[1])
         return ("return", False, children[0])
 
-    def sort_clause(self, meta, children):
+    def sort_clause(self, meta: Meta, children: list[Any]) -> tuple[str, list[ast.SortItem]]:
+        """`sort by item, ...`, tagged for query."""
         return ("sort", list(children))
 
-    def sort_direction_only(self, meta, children):
+    def sort_direction_only(self, meta: Meta, children: list[Any]) -> tuple[str, list[ast.SortItem]]:
+        """`sort [asc|desc]`: sort the result values themselves."""
         descending = bool(children) and children[0] is not None and _keyword(children[0]).startswith("desc")
         return ("sort", [ast.SortItem(None, descending, **_pos(meta))])
 
-    def sort_item(self, meta, children):
+    def sort_item(self, meta: Meta, children: list[Any]) -> ast.SortItem:
+        """One `expr [asc|desc]` of a sort clause."""
         descending = len(children) > 1 and children[1] is not None and _keyword(children[1]).startswith("desc")
         return ast.SortItem(children[0], descending, **_pos(meta))
 
-    def interval_selector(self, meta, children):
+    def interval_selector(self, meta: Meta, children: list[Any]) -> ast.IntervalSelector:
+        """`Interval[low, high)` with each end open or closed by its bracket."""
         low_bound, low, high, high_bound = children
         return ast.IntervalSelector(low, high, _keyword(low_bound) == "[", _keyword(high_bound) == "]", **_pos(meta))
 
-    def tuple_selector(self, meta, children):
+    def tuple_selector(self, meta: Meta, children: list[Any]) -> ast.TupleSelector:
+        """`Tuple { name: value, ... }` or `{ name: value, ... }`."""
         return ast.TupleSelector([c for c in children if c is not None], **_pos(meta))
 
-    def tuple_element(self, meta, children):
+    def tuple_element(self, meta: Meta, children: list[Any]) -> tuple[str, ast.Node]:
+        """One `name: value` element of a tuple selector."""
         return (_name(children[0])[0], children[1])
 
-    def list_selector(self, meta, children):
+    def list_selector(self, meta: Meta, children: list[Any]) -> ast.ListSelector:
+        """`{ ... }` or `List<Type> { ... }`."""
         element_type = None
         items = list(children)
         if items and isinstance(items[0], ast.Node) and _is_type_spec(items[0]):
@@ -373,28 +433,35 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ListSelector(element_type, [c for c in items if c is not None], **_pos(meta))
 
     # ---- literals ---------------------------------------------------------
-    def boolean_literal(self, meta, children):
+    def boolean_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """`true` / `false`."""
         return ast.Literal("Boolean", _keyword(children[0]) == "true", **_pos(meta))
 
-    def null_literal(self, meta, children):
+    def null_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """`null`."""
         return ast.Literal("Null", None, **_pos(meta))
 
-    def string_literal(self, meta, children):
+    def string_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """A string literal with its escapes resolved."""
         return ast.Literal("String", _body(children[0]), **_pos(meta))
 
-    def number_literal(self, meta, children):
+    def number_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """A number, Decimal when written with a point, kept as source text."""
         text = str(children[0])
         return ast.Literal("Decimal" if "." in text else "Integer", text, **_pos(meta))
 
-    def quantity_literal(self, meta, children):
+    def quantity_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """`5 'mg/dL'` or `3 months`: value text and unit."""
         number, unit = children
         unit_text = _keyword(unit) if isinstance(unit, Tree) else _body(unit)
         return ast.Literal("Quantity", (str(number), unit_text), **_pos(meta))
 
-    def date_literal(self, meta, children):
+    def date_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """`@2026-01-01`, kept as text without the `@`."""
         return ast.Literal("Date", str(children[0])[1:], **_pos(meta))
 
-    def datetime_literal(self, meta, children):
+    def datetime_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
+        """`@2026-01-01T10:30:00[offset]`; without seconds it is rejected (partial precision)."""
         text = str(children[0])
         if not _FULL_DATETIME.match(text):
             raise CqlSyntaxError(f"{text} has partial precision; DateTime literals need hours, minutes and seconds "

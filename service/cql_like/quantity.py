@@ -162,6 +162,7 @@ class Quantity:
 
     @property
     def parsed_unit(self) -> Unit:
+        """The parsed UCUM unit (cached by text), for conversion and dimension checks."""
         return parse_unit(self.unit)
 
     # -- conversion and comparison -------------------------------------------

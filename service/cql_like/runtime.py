@@ -8,15 +8,24 @@ that rows a `where` rejects leave no trace.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from .values import Code, CqlTuple, Record
 
+if TYPE_CHECKING:
+    from .library import Library
+
 
 class DataProvider(Protocol):
-    def patient(self) -> Record | None: ...
+    """Supplies patient data as model records; Context caches what it returns for one evaluation."""
 
-    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> Sequence[Record]: ...
+    def patient(self) -> Record | None:
+        """The patient record, or None when the input has none."""
+        ...
+
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> Sequence[Record]:
+        """Records of a model type, filtered to those whose primary code is in `codes` (None: all)."""
+        ...
 
 
 class EvaluationFailure(Exception):
@@ -28,10 +37,12 @@ class EvaluationFailure(Exception):
 
 
 class Context:
+    """Evaluation state for one patient and one `now`; compiled closures take it as their only argument."""
     __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "ev", "scope",
                  "_patient", "_patient_loaded", "library")
 
-    def __init__(self, library, provider: DataProvider, now: datetime, parameter_values: Mapping[str, Any]) -> None:
+    def __init__(self, library: Library, provider: DataProvider, now: datetime,
+                 parameter_values: Mapping[str, Any]) -> None:
         self.library = library
         self.provider = provider
         self.now = now
@@ -44,12 +55,15 @@ class Context:
         self._patient_loaded = False
 
     def patient(self) -> Record | None:
+        """The patient record, read from the provider once per evaluation."""
         if not self._patient_loaded:
             self._patient = self.provider.patient()
             self._patient_loaded = True
         return self._patient
 
-    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> list:
+    def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> list[Record]:
+        """Records of a type (optionally filtered by code) without nulls, cached so every retrieve
+        of the same type and codes in one evaluation sees the same list."""
         key = (type_name, codes)
         cached = self.retrieve_cache.get(key)
         if cached is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CqlType:
+    """A named static type (system or model); frozen so types compare and hash by value."""
     name: str
 
     def __str__(self) -> str:
@@ -20,6 +21,7 @@ class CqlType:
 
 @dataclass(frozen=True)
 class ListType(CqlType):
+    """`List<element>`."""
     element: CqlType
 
     def __str__(self) -> str:
@@ -28,6 +30,7 @@ class ListType(CqlType):
 
 @dataclass(frozen=True)
 class IntervalType(CqlType):
+    """`Interval<point>`."""
     point: CqlType
 
     def __str__(self) -> str:
@@ -36,9 +39,11 @@ class IntervalType(CqlType):
 
 @dataclass(frozen=True)
 class TupleType(CqlType):
+    """`Tuple { ... }`, elements kept in declaration order."""
     elements: tuple[tuple[str, CqlType], ...]
 
     def element(self, name: str) -> CqlType | None:
+        """The type of element `name`, or None when the tuple has no such element."""
         for key, value in self.elements:
             if key == name:
                 return value
@@ -65,14 +70,17 @@ SYSTEM_TYPES = {t.name: t for t in (ANY, BOOLEAN, INTEGER, DECIMAL, STRING, QUAN
 
 
 def list_of(element: CqlType) -> ListType:
+    """The type `List<element>`."""
     return ListType("List", element)
 
 
 def interval_of(point: CqlType) -> IntervalType:
+    """The type `Interval<point>`."""
     return IntervalType("Interval", point)
 
 
 def tuple_of(elements: dict[str, CqlType] | tuple[tuple[str, CqlType], ...]) -> TupleType:
+    """The type `Tuple { ... }` from names and types, order kept."""
     items = tuple(elements.items()) if isinstance(elements, dict) else tuple(elements)
     return TupleType("Tuple", items)
 
@@ -82,14 +90,17 @@ ORDERED = (INTEGER, DECIMAL, QUANTITY, STRING, DATE, DATETIME)
 
 
 def is_any(t: CqlType) -> bool:
+    """True when the type is not known until evaluation."""
     return t == ANY
 
 
 def is_list(t: CqlType) -> bool:
+    """True for any `List<...>` type."""
     return isinstance(t, ListType)
 
 
 def is_interval(t: CqlType) -> bool:
+    """True for any `Interval<...>` type."""
     return isinstance(t, IntervalType)
 
 

@@ -109,6 +109,7 @@ class Unit:
 
     @property
     def is_dimensionless(self) -> bool:
+        """True when every base-unit exponent is zero (e.g. '1', '%', '{ratio}')."""
         return not any(self.dimension)
 
     @property
@@ -140,6 +141,7 @@ class _Parsed:
     special_symbol: str | None = None
 
     def combine(self, other: "_Parsed", sign: int) -> "_Parsed":
+        """This unit multiplied (sign 1) or divided (sign -1) by another; terms with exponent 0 drop out."""
         terms = dict(self.terms)
         for key, exponent in other.terms.items():
             terms[key] = terms.get(key, 0) + sign * exponent
@@ -181,6 +183,7 @@ class _UnitTable:
             self.dimension_names.setdefault(dimension, spec["name"])
 
     def atom(self, symbol: str) -> _Atom | None:
+        """The resolved atom for a symbol without prefix, resolving derived units on first use; None if unknown."""
         found = self.atoms.get(symbol)
         if found is not None or symbol not in self._pending:
             return found
@@ -210,18 +213,22 @@ def _table() -> _UnitTable:
 
 
 class _Parser:
+    """Recursive-descent parser for one UCUM unit string; each method reads one production from `pos`."""
     def __init__(self, text: str, table: _UnitTable) -> None:
         self.text = text
         self.table = table
         self.pos = 0
 
     def fail(self, position: int, fragment: str, reason: str) -> UnknownUnitError:
+        """The error to raise for `fragment` at `position`, with the reason shown to the rule author."""
         return UnknownUnitError(self.text, position, fragment, reason)
 
     def unit_one(self) -> _Parsed:
+        """The unit 1: factor 1, no dimension, no terms."""
         return _Parsed(Fraction(1), [0] * len(self.table.dimension_symbols), {})
 
     def parse(self) -> _Parsed:
+        """main = '/' term | term, consuming the whole text."""
         if self.text == "":
             raise self.fail(0, "", "empty unit")
         if self.text.startswith("/"):
@@ -235,6 +242,7 @@ class _Parser:
         return result
 
     def term(self) -> _Parsed:
+        """term = component (('.' | '/') component)*."""
         result = self.component()
         while self.pos < len(self.text) and self.text[self.pos] in "./":
             sign = 1 if self.text[self.pos] == "." else -1
@@ -243,6 +251,7 @@ class _Parser:
         return result
 
     def component(self) -> _Parsed:
+        """component = annotatable annotation? | annotation | factor | '(' term ')'."""
         if self.pos >= len(self.text):
             raise self.fail(self.pos, "", "unit symbol expected after operator")
         char = self.text[self.pos]
@@ -264,6 +273,7 @@ class _Parser:
         return self.annotatable()
 
     def factor(self) -> _Parsed:
+        """A positive integer factor (e.g. the 24 of 'mg/(24.h)'), which must end at an operator or ')'."""
         start = self.pos
         while self.pos < len(self.text) and self.text[self.pos].isdigit():
             self.pos += 1
@@ -279,6 +289,7 @@ class _Parser:
         return result
 
     def annotation(self) -> str:
+        """A `{...}` annotation of printable ASCII; it has no effect on the unit's value."""
         start = self.pos
         end = self.text.find("}", start)
         if end < 0:
@@ -290,6 +301,7 @@ class _Parser:
         return self.text[start:end + 1]
 
     def symbol(self) -> tuple[int, str]:
+        """The next unit symbol (brackets such as [iU] kept whole) and where it starts."""
         start = self.pos
         if self.text.startswith(("10*", "10^"), self.pos):
             self.pos += 3
@@ -319,6 +331,7 @@ class _Parser:
         return start, self.text[start:self.pos]
 
     def exponent(self) -> int:
+        """An optional signed integer exponent after a symbol; 1 when absent."""
         start = self.pos
         if self.pos < len(self.text) and self.text[self.pos] in "+-":
             self.pos += 1
@@ -332,6 +345,7 @@ class _Parser:
         return int(self.text[start:self.pos])
 
     def annotatable(self) -> _Parsed:
+        """A symbol with its exponent and annotation; special units (Cel, [degF]) must stand alone."""
         start, symbol = self.symbol()
         atom = self.lookup(symbol, start)
         exponent = self.exponent()
@@ -350,6 +364,7 @@ class _Parser:
         return result
 
     def lookup(self, symbol: str, start: int) -> _Atom:
+        """The atom for a symbol, trying metric prefixes when it is not a unit itself; raises for unknown units."""
         atom = self.table.atom(symbol)
         if atom is not None:
             return atom
