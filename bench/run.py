@@ -55,10 +55,12 @@ def _inputs() -> list[Path]:
 
 
 def bench_compile(rounds: int) -> float:
+    """Median time to compile the shipped rule library; printed and returned in seconds."""
     config = load_config()
     model = load_model_info(Path(config["MODEL_INFO"]))
 
     def compile_once() -> object:
+        """Compile from the files each round: what a service start pays."""
         return load_library(Path(config["RULE_LIBRARY"]), model=model, valueset_dir=Path(config["VALUESET_DIR"]))
 
     seconds = _median_seconds(compile_once, rounds)
@@ -67,6 +69,7 @@ def bench_compile(rounds: int) -> float:
 
 
 def bench_evaluation(paths: list[Path], rounds: int) -> float:
+    """Engine evaluation time per patient over hand-written Python on the same facts; returns that ratio."""
     import handwritten_rules
 
     assessor = get_assessor(load_config())
@@ -76,10 +79,12 @@ def bench_evaluation(paths: list[Path], rounds: int) -> float:
             facts.append(build_facts(patient, now=NOW, terminology=assessor.terminology))
 
     def engine() -> None:
+        """Evaluate the compiled library for every patient."""
         for provider in facts:
             assessor.library.evaluate(provider, parameters=assessor.parameters, now=NOW)
 
     def handwritten() -> None:
+        """The same logic in plain Python: the floor the engine is measured against."""
         for provider in facts:
             handwritten_rules.evaluate(provider, now=NOW)
 
@@ -94,15 +99,18 @@ def bench_evaluation(paths: list[Path], rounds: int) -> float:
 
 
 def bench_assess(paths: list[Path], rounds: int) -> float:
+    """The whole $assess path over parsing the same JSON alone; returns that ratio."""
     assessor = get_assessor(load_config())
     bodies = [p.read_bytes() for p in paths]
     size = sum(len(b) for b in bodies)
 
     def parse_only() -> None:
+        """JSON parsing alone: the floor of the $assess path."""
         for body in bodies:
             orjson.loads(body)
 
     def full_path() -> None:
+        """Everything $assess does, including building and serializing the result Bundle."""
         for body in bodies:
             run = assessor.assess(orjson.loads(body), now=NOW)
             orjson.dumps(build_result_bundle(run.patients, run.issues))
@@ -117,6 +125,7 @@ def bench_assess(paths: list[Path], rounds: int) -> float:
 
 
 def main() -> int:
+    """Run every benchmark; exit 1 when the engine is over its budget against hand-written Python."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     args = parser.parse_args()

@@ -15,6 +15,8 @@ _BOUND = re.compile(r"^(?P<n>\d{1,3})(?P<unit>[dmy])$")
 
 @dataclass(frozen=True, slots=True)
 class Age:
+    """A completed age in days, months and years at once: each band edge compares in its own unit."""
+
     days: int
     months: int
     years: int
@@ -27,11 +29,14 @@ class Age:
 
 @dataclass(frozen=True, slots=True)
 class AgeBound:
+    """One edge of an age band, such as '28d' or '13y'."""
+
     value: int
     unit: str  # "d", "m" or "y"
 
     @classmethod
     def parse(cls, text: str) -> "AgeBound":
+        """Read '<n>d', '<n>m' or '<n>y'; ValueError otherwise, so a bad range table fails when loaded."""
         match = _BOUND.match(text)
         if match is None:
             raise ValueError(f"age bound {text!r} is not '<n>d', '<n>m' or '<n>y'")

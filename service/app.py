@@ -40,18 +40,21 @@ def _configure_logging(level: str) -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
+        """A caller's error: its issues as an OperationOutcome with the error's 4xx status."""
         log.info("request %s rejected: %s %s", g.get("request_id"), error.status,
                  "; ".join(i.code for i in error.issues))
         return fhir_response(operation_outcome(error.issues), status=error.status)
 
     @app.errorhandler(AuthenticationError)
     def authentication_error(error: AuthenticationError) -> Response:
+        """A bare 401 for a client that failed JWT verification."""
         # The spec asks for a bare 401; the reason goes to the log only (no token in it).
         log.warning("request %s unauthenticated: %s", g.get("request_id"), error.reason)
         return Response(status=401)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
+        """Routing and size errors (404, 405, 413...) as OperationOutcomes, so every error has one shape."""
         status = error.code or 500
         issue = InputIssue("error", _HTTP_ISSUE_CODES.get(status, "processing"),
                            f"{error.name}: {error.description}", None)
@@ -62,6 +65,7 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
+        """Any other failure: a 500 OperationOutcome naming the request id, without internals."""
         # The exception's message can quote the request (validation errors echo input values),
         # so only its type and the code path are logged.
         frames = "".join(traceback.format_tb(error.__traceback__))
@@ -75,11 +79,13 @@ def _register_error_handlers(app: Flask) -> None:
 def _register_request_logging(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
+        """Give each request an id (the caller's X-Request-ID, else a new one) and a start time for its log line."""
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         g.started = time.perf_counter()
 
     @app.after_request
     def log_request(response: Response) -> Response:
+        """One log line per request; the request id is echoed in X-Request-ID so callers can quote it."""
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         # Method, route and status only: never bodies, query strings, tokens or patient data.
         log.info("%s %s %s %.1fms id=%s", request.method, request.path, response.status_code,
@@ -99,6 +105,7 @@ def _register_docs(app: Flask) -> None:
 
     @app.get("/healthz")
     def health() -> Response:
+        """Liveness probe: answers without touching the rules or any patient data."""
         return Response('{"status":"ok"}', mimetype="application/json")
 
 

@@ -113,4 +113,5 @@ class PatientAssessment:
 
     @property
     def leading(self) -> TypeGrade:
+        """The most likely type: grades are kept most likely first."""
         return self.grades[0]

@@ -66,6 +66,7 @@ def _endpoint_url() -> str:
 
 @blueprint.before_request
 def verify_client() -> None:
+    """Require a verified client JWT on every CDS Hooks route (unless CDS_REQUIRE_JWT is off); preflight excepted."""
     if request.method == "OPTIONS":
         return  # CORS preflight carries no credentials
     components = _components()
@@ -95,11 +96,13 @@ def _read_body(what: str) -> Any:
 
 @blueprint.get("")
 def discovery() -> Response:
+    """The discovery document listing this service's CDS services."""
     return json_response(hook_call.discovery_document())
 
 
 @blueprint.post("/<service_id>")
 def call_service(service_id: str) -> Response:
+    """Answer one hook call with cards; the issued cards are recorded so feedback can be checked against them."""
     service = _service_or_404(service_id)
     settings = _settings(current_app)
     body = _read_body("a CDS Hooks request")
@@ -112,6 +115,7 @@ def call_service(service_id: str) -> Response:
 
 @blueprint.post("/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
+    """Store feedback on cards this service issued; feedback naming anything it did not issue is refused."""
     _service_or_404(service_id)
     body = _read_body("a CDS Hooks feedback request")
     entries = validate_feedback(body)

@@ -85,6 +85,7 @@ def _setup_failed(error: Exception) -> int:
 
 
 def cmd_assess(args: argparse.Namespace) -> int:
+    """`assess`: one bundle file to a text summary or the result Bundle; exit 1 on unreadable input or rules."""
     from .fhir_outputs.result_bundle import build_result_bundle
     from .summary import format_summary
 
@@ -114,6 +115,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`serve`: run the HTTP API under gunicorn until interrupted."""
     from .wsgi_server import serve
 
     serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads, timeout=args.timeout)
@@ -126,6 +128,7 @@ def _rule_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
+    """`rules check`: compile rule files and print every error with its position; exit 1 if there is any."""
     from .cql_like import load_model_info
     from .cql_like.tooling import check_paths
 
@@ -144,6 +147,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_eval(args: argparse.Namespace) -> int:
+    """`rules eval`: print one define's value for each patient of a bundle, to see why a rule fired or not."""
     from .cql_like import CqlError
     from .cql_like.tooling import render_result
     from .ingest import read_bundle
@@ -182,6 +186,7 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
+    """`feedback report`: summarize the clinicians' feedback on issued cards."""
     from .hooks.feedback_store import feedback_report
 
     config = load_config()
@@ -190,6 +195,7 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line; each subcommand sets `handler` to its cmd_* function."""
     parser = argparse.ArgumentParser(prog="calcinosis-cds", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -42,6 +42,7 @@ class InputError(ServiceError):
     @classmethod
     def single(cls, diagnostics: str, *, location: str | None = None, code: str = "invalid",
                status: int | None = None) -> "InputError":
+        """The common case: one error issue at one location."""
         return cls(InputIssue("error", code, diagnostics, location), status=status)
 
 

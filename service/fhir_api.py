@@ -5,7 +5,7 @@ Views unpack, delegate and serialize; everything else lives in the core and fhir
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from . import __version__
 from .assess import get_assessor
@@ -21,7 +21,7 @@ blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 
 @blueprint.post("/$assess")
-def assess():
+def assess() -> Response:
     """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient."""
     config = current_app.config["CALCINOSIS"]
     bundle = read_json_body(request, max_bytes=config["MAX_BODY_BYTES"])
@@ -30,7 +30,7 @@ def assess():
 
 
 @blueprint.get("/metadata")
-def metadata():
+def metadata() -> Response:
     """The CapabilityStatement declaring the $assess operation."""
     public = current_app.config["CALCINOSIS"].get("PUBLIC_BASE_URL")
     base_url = f"{public.rstrip('/')}/fhir" if public else None
@@ -38,12 +38,12 @@ def metadata():
 
 
 @blueprint.get("/OperationDefinition/assess")
-def operation_definition():
+def operation_definition() -> Response:
     """The definition of $assess, so the CapabilityStatement's canonical resolves here too."""
     return fhir_response(assess_operation_definition())
 
 
 @blueprint.get("/CodeSystem/calcinosis-type")
-def calcinosis_type():
+def calcinosis_type() -> Response:
     """The CodeSystem of RiskAssessment.prediction.outcome codes."""
     return fhir_response(calcinosis_type_codesystem())

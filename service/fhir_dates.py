@@ -30,6 +30,7 @@ class PartialDate:
 
     @property
     def is_exact(self) -> bool:
+        """True only at day precision, when the date names one day rather than a span."""
         return self.precision == "day"
 
 

@@ -124,4 +124,5 @@ def choice_datetime(resource: dict[str, Any], prefix: str) -> tuple[datetime | N
 
 
 def reference_of(element: Any) -> str | None:
+    """The `reference` string of a Reference element; None when absent or when the element is not an object."""
     return text_or_none(element.get("reference")) if isinstance(element, dict) else None

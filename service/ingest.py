@@ -76,6 +76,8 @@ class PatientResources:
 
 @dataclass(frozen=True)
 class IngestedBundle:
+    """A read Bundle: the resources grouped per patient, and the issues that belong to no one patient."""
+
     patients: tuple[PatientResources, ...]
     issues: tuple[InputIssue, ...]  # bundle-level: not tied to one patient
     bundle_type: str
@@ -131,10 +133,12 @@ class _Entry:
 
     @property
     def location(self) -> str:
+        """Where the entry's resource is, for issues about it."""
         return f"Bundle.entry[{self.index}].resource"
 
     @property
     def reference(self) -> str | None:
+        """How other resources would refer to this entry: Type/id, else derived from its fullUrl."""
         resource_id = self.resource.get("id")
         return preferred_reference(self.resource_type, resource_id if isinstance(resource_id, str) else None,
                                    self.full_url)
@@ -165,6 +169,7 @@ class _BundleReader:
         self.malformed: list[InputIssue] = []
 
     def read(self, raw_entries: list[Any]) -> IngestedBundle:
+        """One pass over the entries (index, validate kept types), then grouping per patient."""
         kept: list[_Entry] = []
         for position, raw in enumerate(raw_entries):
             entry = self._entry(position, raw)

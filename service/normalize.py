@@ -68,6 +68,7 @@ class _Normalizer:
         return f"{where}.birthDate" if "birthDate" in self.patient.patient else where
 
     def facts(self) -> PatientFacts:
+        """The patient's facts for the rules; issues met on the way are collected in `self.issues`."""
         patient_record, age = self._patient_record()
         observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location)
         builders: dict[str, Callable[[KeptResource], Record | None]] = {

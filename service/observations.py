@@ -68,6 +68,7 @@ class ObservationNormalizer:
 
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
+        """One Observation as a Record, or None when unusable (an issue says why, for known analytes)."""
         resource, loc = kept.resource, kept.location
         analyte_code = self._analyte_code(resource)
         status = resource.get("status")

@@ -108,6 +108,7 @@ class Resolution(Generic[T]):
 
     @property
     def ambiguous(self) -> bool:
+        """True when several entries share the spelling, so no single target may be assumed."""
         return len(self.candidates) > 1
 
 

@@ -121,6 +121,7 @@ def format_decimal(value: Decimal) -> str:
 
 
 def format_when(moment: datetime | date | None) -> str:
+    """A date or instant for the text summary; 'date unknown' rather than a guessed date."""
     if moment is None:
         return "date unknown"
     if isinstance(moment, datetime):

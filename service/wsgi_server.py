@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class _GunicornApplication(BaseApplication):
@@ -15,10 +18,12 @@ class _GunicornApplication(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        """Hand our options to gunicorn instead of a config file."""
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> "Flask":
+        """The WSGI app, built once in each worker."""
         from .app import create_app
 
         return create_app()

@@ -91,6 +91,7 @@ class Record:
         self.source = source
 
     def get(self, name: str) -> Any:
+        """The field's value, or None (CQL null) when the record has no such field."""
         return self.fields.get(name)
 
     def __eq__(self, other: object) -> bool:

@@ -22,10 +22,12 @@ CARE_PLAN_KIND = "CarePlan"
 
 
 def service_request_id(patient: PatientAssessment, test: PanelTest) -> str:
+    """Stable id of the ServiceRequest for one recommended test, keyed by its coding."""
     return resource_id(patient, SERVICE_REQUEST_KIND, f"{test.system}|{test.code}")
 
 
 def care_plan_id(patient: PatientAssessment) -> str:
+    """Stable id of the patient's single CarePlan."""
     return resource_id(patient, CARE_PLAN_KIND)
 
 

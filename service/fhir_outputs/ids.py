@@ -26,6 +26,7 @@ def fhir_instant(moment: datetime) -> str:
 
 
 def stable_id(*parts: str) -> str:
+    """UUID v5 over the parts: the same parts always give the same id."""
     return str(uuid.uuid5(ID_NAMESPACE, _SEPARATOR.join(parts)))
 
 
@@ -36,6 +37,7 @@ def resource_id(patient: PatientAssessment, kind: str, key: str = "") -> str:
 
 
 def urn(resource_id_value: str) -> str:
+    """The urn:uuid: form used in Bundle.entry.fullUrl and references between entries."""
     return f"urn:uuid:{resource_id_value}"
 
 

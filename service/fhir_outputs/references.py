@@ -33,4 +33,5 @@ def reference(target: str, resource_type: str | None = None, display: str | None
 
 
 def unique_sorted(references: Iterable[str]) -> list[str]:
+    """Distinct non-empty references in sorted order, so outputs are deterministic."""
     return sorted({ref for ref in references if ref})

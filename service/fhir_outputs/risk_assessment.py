@@ -17,10 +17,12 @@ KIND = "RiskAssessment"
 
 
 def risk_assessment_id(patient: PatientAssessment) -> str:
+    """Stable id of the patient's RiskAssessment."""
     return resource_id(patient, KIND)
 
 
 def method_text(patient: PatientAssessment) -> str:
+    """RiskAssessment.method text: which rule library and version produced the grades."""
     return f"{patient.library} rule library {patient.library_version}"
 
 

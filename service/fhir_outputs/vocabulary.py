@@ -31,6 +31,7 @@ def _vocabulary() -> dict[str, Any]:
 
 
 def calcinosis_type_system() -> str:
+    """The URL of the CodeSystem of calcinosis type outcome codes."""
     return _vocabulary()["calcinosis_type_system"]
 
 
@@ -42,6 +43,7 @@ def calcinosis_type_displays() -> dict[str, str]:
 
 
 def calcinosis_type_coding(calcinosis_type: str) -> dict[str, str]:
+    """The Coding of one calcinosis type; OutputValidationError for a type the CodeSystem lacks."""
     displays = calcinosis_type_displays()
     if calcinosis_type not in displays:
         raise OutputValidationError(f"unknown calcinosis type {calcinosis_type!r} (expected one of {sorted(displays)})")
@@ -49,6 +51,7 @@ def calcinosis_type_coding(calcinosis_type: str) -> dict[str, str]:
 
 
 def risk_probability_coding(risk: str) -> dict[str, str]:
+    """The qualitative probability Coding of a risk grade; OutputValidationError for an unknown grade."""
     table = _vocabulary()["risk_probability"]
     if risk not in table["displays"]:
         raise OutputValidationError(f"unknown risk grade {risk!r} (expected one of {sorted(table['displays'])})")
@@ -61,10 +64,12 @@ def risk_display(risk: str) -> str:
 
 
 def issue_types() -> frozenset[str]:
+    """The R4 IssueType codes; an issue code outside them must not be written as OperationOutcome.issue.code."""
     return frozenset(_vocabulary()["issue_types"])
 
 
 def issue_severities() -> frozenset[str]:
+    """The R4 issue severities OperationOutcome allows."""
     return frozenset(_vocabulary()["issue_severities"])
 
 
@@ -79,6 +84,7 @@ def panel_group_label(group: str) -> str:
 
 
 def panel_group_order() -> tuple[str, ...]:
+    """Panel group keys in the order outputs list them."""
     return tuple(_vocabulary()["panel_groups"])
 
 
@@ -88,10 +94,12 @@ def code_system_name(system: str) -> str:
 
 
 def care_plan_title() -> str:
+    """CarePlan.title, kept in the vocabulary file with the other wording."""
     return _vocabulary()["care_plan_title"]
 
 
 def risk_assessment_code_text() -> str:
+    """RiskAssessment.code.text, kept in the vocabulary file with the other wording."""
     return _vocabulary()["risk_assessment_code_text"]
 
 

@@ -58,6 +58,7 @@ class IssuedCard:
 
     @property
     def uuid(self) -> str:
+        """The card's uuid, by which feedback refers to it."""
         return str(self.card["uuid"])
 
     def record(self) -> CardRecord:

@@ -29,6 +29,7 @@ def as_bool(value: Any) -> bool:
 
 
 def build_components(settings: Mapping[str, Any]) -> HookComponents:
+    """The components from settings; token ids and feedback share one SQLite file, seen by every worker."""
     db_path = settings.get("CDS_FEEDBACK_DB") or default_feedback_db()
     return HookComponents(
         # Token ids live beside the feedback, so every worker process sees a replay.

@@ -138,6 +138,7 @@ class FhirFetcher:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FhirFetcher":
+        """A fetcher with the CDS_FHIR_* allowlist and limits from settings, defaults where unset."""
         allowlist = config.get("CDS_FHIR_SERVER_ALLOWLIST") or ()
         return cls(
             allowlist=[allowlist] if isinstance(allowlist, str) else allowlist,
@@ -165,6 +166,7 @@ class FhirFetcher:
         return left
 
     def may_contact(self, fhir_server: str) -> bool:
+        """True when `fhir_server` is on the allowlist, so it may be queried and sent the access token."""
         return is_allowlisted(fhir_server, self.allowlist)
 
     def check_server(self, fhir_server: str) -> SafeUrl:

@@ -38,7 +38,10 @@ _CURVE_OF_ALGORITHM = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "sec
 
 
 class TokenIdStore(Protocol):
-    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool: ...
+    """Where replayed token ids are caught: in one process's memory or in a file shared by all workers."""
+
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """True the first time (issuer, jti) is seen before `expires_at`; False for a replay."""
 
 
 class ReplayStore:
@@ -73,6 +76,7 @@ class SqliteReplayStore:
                                " expires_at REAL NOT NULL, PRIMARY KEY (issuer, jti))")
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """True the first time any worker sees a token id; False for a replay. Expired ids are purged first."""
         with closing(sqlite3.connect(self.db_path, timeout=10)) as connection, connection:
             connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (self._clock(),))
             try:
@@ -95,6 +99,7 @@ class JwksCache:
         self._lock = threading.Lock()
 
     def get(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The JWKS at `url`, cached for the TTL (`refresh` refetches); AuthenticationError if unreadable."""
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
@@ -134,6 +139,7 @@ class RefetchLimiter:
         self._lock = threading.Lock()
 
     def allow(self, issuer: str) -> bool:
+        """True when the issuer's JWKS may be refetched now (the refetch is then counted); False within the interval."""
         now = self._clock()
         with self._lock:
             last = self._last.get(issuer)
@@ -194,6 +200,7 @@ class ClientVerifier:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, replay_store: TokenIdStore | None = None) -> "ClientVerifier":
+        """A verifier from the CDS_* settings; CDS_TRUSTED_ISSUERS may arrive as a JSON string from the environment."""
         issuers = config.get("CDS_TRUSTED_ISSUERS") or {}
         if isinstance(issuers, str):
             issuers = json.loads(issuers)

@@ -58,6 +58,7 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     missing = False
 
     def replace(match: re.Match[str]) -> str:
+        """The context value for one token; an absent or empty one marks the template as unfillable."""
         nonlocal missing
         value = context.get(match.group(1))
         if not isinstance(value, str) or not value:

@@ -41,6 +41,7 @@ class HookCall:
 
     @property
     def patient_id(self) -> str:
+        """context.patientId, which every supported hook requires and validation has checked."""
         return str(self.context["patientId"])
 
 
@@ -61,6 +62,7 @@ _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 
 
 def is_canonical_uuid(value: str) -> bool:
+    """True only for the 8-4-4-4-12 hexadecimal form the spec requires of hookInstance."""
     return _CANONICAL_UUID.fullmatch(value) is not None
 
 

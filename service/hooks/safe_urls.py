@@ -30,6 +30,7 @@ class SafeUrl:
 
     @property
     def origin(self) -> str:
+        """scheme://host[:port]: the port only when not the scheme's default, an IPv6 host in brackets."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = _DEFAULT_PORTS[self.scheme] == self.port
         return f"{self.scheme}://{host}" + ("" if default else f":{self.port}")
@@ -41,6 +42,7 @@ class SafeUrl:
 
     @property
     def text(self) -> str:
+        """The whole URL as it will be requested: `base` plus the query."""
         return self.base + (f"?{self.query}" if self.query else "")
 
     def is_under(self, other: "SafeUrl") -> bool:

@@ -49,6 +49,8 @@ class UnitFactor:
 
 @dataclass(frozen=True, slots=True)
 class Analyte:
+    """One analyte of analytes.json: its kind, canonical unit and the unit factors that convert to it."""
+
     key: str
     label: str
     kind: str  # quantitative | qualitative | panel
@@ -59,6 +61,7 @@ class Analyte:
 
     @property
     def is_quantitative(self) -> bool:
+        """True when results are numbers converted to the canonical unit."""
         return self.kind == QUANTITATIVE
 
 
@@ -94,6 +97,7 @@ class DefaultRange:
 
     @property
     def unverified(self) -> bool:
+        """True for a range marked U in the code reference: labelled unverified wherever it is applied."""
         return self.mark == "U"
 
     @property
@@ -102,6 +106,7 @@ class DefaultRange:
         return f"default {self.label}" + (" (unverified)" if self.unverified else "")
 
     def covers(self, age: Age) -> bool:
+        """True when `age` falls in this band: min_age reached and max_age (if any) not yet reached."""
         return age.reached(self.min_age) and (self.max_age is None or not age.reached(self.max_age))
 
 
@@ -156,10 +161,12 @@ class Terminology:
 
     @property
     def analytes(self) -> Mapping[str, Analyte]:
+        """Every analyte by key, read-only."""
         return self._analytes
 
     @property
     def codes(self) -> tuple[AnalyteCode, ...]:
+        """Every analytes.json coding row."""
         return tuple(self._codes.values())
 
     # --- units ----------------------------------------------------------------------------------
@@ -210,6 +217,7 @@ class Terminology:
 
     # --- ranges ---------------------------------------------------------------------------------
     def default_ranges(self, analyte_key: str) -> tuple[DefaultRange, ...]:
+        """All age bands of an analyte's built-in range in table order; empty when it has none."""
         return self._ranges.get(analyte_key, ())
 
     def default_range(self, analyte_key: str, age: Age | None) -> DefaultRange | None:
