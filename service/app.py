@@ -115,7 +115,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["CALCINOSIS"] = settings
     app.config.update({k: v for k, v in settings.items() if k.isupper()})
-    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+    # One byte of slack: a chunked body (no Content-Length) is cut at this length by the server,
+    # so reading one byte more than the limit is how an oversized one is seen and refused (413)
+    # instead of being silently truncated.
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"] + 1
     _configure_logging(str(settings.get("LOG_LEVEL", "INFO")))
 
     # Compile the rule library now: a broken library fails at start, not on a patient's request.

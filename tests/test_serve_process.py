@@ -18,6 +18,9 @@ from fhir.resources.R4B.bundle import Bundle
 from conftest import PROJECT_ROOT, assess_fixture
 
 
+MAX_BODY_BYTES = 100_000  # above the fixture posted, below the oversized bodies sent
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -35,6 +38,7 @@ def served(tmp_path):
     env = dict(os.environ,
                CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
                CALCINOSIS_EVALUATION_TIME="2026-11-15T09:00:00Z",
+               CALCINOSIS_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
                PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
         _cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -80,3 +84,25 @@ def test_real_server_assesses_a_posted_fixture_and_stops_cleanly(served):
                         timeout=10)
     assert bad.status_code == 400
     assert bad.json()["resourceType"] == "OperationOutcome"
+
+
+def _chunked(data: bytes, size: int = 4096):
+    """A generator body: requests sends it with Transfer-Encoding: chunked, no Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_not_truncated(served):
+    fixture = assess_fixture("04").read_bytes()
+    oversized = fixture[:-1] + b" " * MAX_BODY_BYTES + b"}"
+    response = requests.post(f"{served}/fhir/$assess", data=_chunked(oversized),
+                             headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_chunked_body_within_the_limit_is_assessed(served):
+    response = requests.post(f"{served}/fhir/$assess", data=_chunked(assess_fixture("04").read_bytes()),
+                             headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    assert response.status_code == 200
+    assert response.json()["resourceType"] == "Bundle"
