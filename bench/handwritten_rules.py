@@ -58,6 +58,7 @@ CITATIONS = {
     "idiopathic": 'seed 002, Pathophysiology: "Idiopathic calcification occurs when there is deposition of calcium salts without underlying tissue damage or abnormal calcium or phosphorus levels."',
     "iatrogenic": 'seed 002, Pathophysiology: "It has been seen with intravenous calcium gluconate, calcium chloride, and para-aminosalicylic acid during the treatment of pulmonary tuberculosis." and "Tumor lysis syndrome and calcinosis cutis after organ transplant fall under this category."',
     "calciphylaxis": 'seed 002, Pearls and Other Issues: "Calciphylaxis is a disease of calcification of small and medium-sized vessels that lead to ischemia and necrosis of the overlying skin. It is seen in patients with chronic renal failure and on dialysis but can also occur in those with normal kidney functions."',
+    "calciphylaxis-risk-factors": 'seed 003, Calciphylaxis: "However, there is suspicion that calcification is associated with the following conditions: • Excess weight • Diabetes • Hyperparathyroidism • Chronic kidney failure"',
     "order-alert": 'seed 002, Iatrogenic Calcification: "Iatrogenic calcification can be prevented by diluting the calcium solution and lowering phosphorus levels before administration."',
 }
 
@@ -108,15 +109,22 @@ PANEL: tuple[tuple[str, str, str, str, str], ...] = (
     ("43119-7", "Extractable nuclear Ab panel - Serum", "autoimmune", "ena",
      "Anti-ENA (Ro, La, Sm, RNP, Scl-70, Jo-1) for lupus and systemic sclerosis (seed 002, Evaluation)."),
     ("1963-8", "Bicarbonate [Moles/volume] in Serum or Plasma", "milk-alkali", "bicarbonate",
-     "Bicarbonate to rule out milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
+     "Bicarbonate {purpose} milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
     ("2744-1", "pH of Arterial blood", "milk-alkali", "arterial-ph",
-     "Arterial pH to rule out milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
+     "Arterial pH {purpose} milk-alkali syndrome: {milk_alkali} (seed 002, Evaluation)."),
 )
 
-ORDER_ALERT_MESSAGE = (
-    "Calcium or phosphate infusions can cause iatrogenic calcinosis cutis at the infusion site: dilute the "
-    "calcium solution, watch the site for extravasation, and check and lower phosphate before administration."
+CALCIUM_SALT_ALERT = (
+    "Intravenous calcium salts can cause iatrogenic calcinosis cutis at the infusion site: dilute the solution and "
+    "watch the infusion site for extravasation. Current calcium: "
 )
+PHOSPHATE_INFUSION_ALERT = (
+    "This phosphate infusion raises phosphate, and a high phosphate or Ca x P can cause calcinosis cutis: check the "
+    "current phosphate and Ca x P before giving it. Current values: "
+)
+WARFARIN_PHRASE = ("Not counted toward the grade: warfarin on file (a calciphylaxis risk factor in the project's clinical notes; the source articles "
+                   "name it as a treatment of calcinosis). ")
+NECROTIC_SKIN_WORDS = ("eschar", "retiform purpura", "necros", "necrotic")
 VALUE_USED_NOTE_ANALYTES = ("calcium", "calcium-ionized", "phosphate", "pth", "vitamin-d-25oh", "creatinine", "egfr", "albumin")
 
 
@@ -151,12 +159,16 @@ def number_text(value: Decimal) -> str:
     return _format_decimal(value)
 
 
+def unit_text(unit: str) -> str:
+    return "mL/min/1.73 m2" if unit == "mL/min/{1.73_m2}" else unit
+
+
 def show(q: Quantity) -> str:
-    return f"{number_text(q.value)} {q.unit}"
+    return f"{number_text(q.value)} {unit_text(q.unit)}"
 
 
 def show_rounded(q: Quantity) -> str:
-    return f"{number_text(q.value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))} {q.unit}"
+    return f"{number_text(q.value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))} {unit_text(q.unit)}"
 
 
 def day(value: datetime) -> str:
@@ -232,6 +244,14 @@ def concept_name(concept: Concept | None) -> str:
     if concept.codes:
         return concept.codes[0].code
     return "unnamed concept"
+
+
+def route_name(route: Concept | None) -> str | None:
+    if route is None:
+        return None
+    if route.display is not None:
+        return route.display
+    return next((c.display for c in route.codes if c.display is not None), None)
 
 
 def has_icd10cm_code(concept: Concept | None, pattern: str) -> bool:
@@ -552,6 +572,21 @@ class HandwrittenCalcinosisRules:
         return distinct(names)
 
     @cached_property
+    def iatrogenic_exposures(self) -> list[str]:
+        texts: list[str] = []
+        for type_name, statuses, date_field in (
+                ("MedicationAdministration", ("completed", "in-progress"), "effective"),
+                ("MedicationStatement", ("active", "completed"), "effective"),
+                ("MedicationRequest", ("active", "completed"), "authoredOn")):
+            for m in self._retrieve(type_name):
+                if (m.get("status") in statuses and self.within_lookback_or_undated(m.get(date_field))
+                        and self.is_iatrogenic_drug(m.get("name"), m.get("route"))):
+                    when = m.get(date_field)
+                    parts = [p for p in (route_name(m.get("route")), "undated" if when is None else day(when)) if p is not None]
+                    texts.append(f"{m.get('name')} ({', '.join(parts)})")
+        return distinct(texts)
+
+    @cached_property
     def tumor_lysis_conditions(self) -> list[Record]:
         return self.active_in("tumor-lysis-syndrome")
 
@@ -728,9 +763,9 @@ class HandwrittenCalcinosisRules:
         return f"{prefix} {show(o.get('value'))} on {day(o.get('effective'))}{flag_suffix(o.get('interpretation'))}"
 
     @cached_property
-    def lab_summary(self) -> str:
+    def calcium_phrase(self) -> str:
         if self.calcium is None and self.ionized_calcium is None:
-            calcium_phrase = f"no calcium on file within {self.lookback_text}"
+            calcium_phrase = f"no usable calcium result within {self.lookback_text}"
         else:
             parts = []
             if self.ionized_calcium_older_than_total:
@@ -748,17 +783,33 @@ class HandwrittenCalcinosisRules:
             if self.albumin_correction_refusal is not None:
                 parts.append(self.albumin_correction_refusal)
             calcium_phrase = ", ".join(parts)
+        return calcium_phrase
+
+    @cached_property
+    def phosphate_phrase(self) -> str:
         if self.phosphate is None:
-            phosphate_phrase = f"no phosphate on file within {self.lookback_text}"
-        else:
-            phosphate_phrase = (f"P {show(self.phosphate.get('value'))} on {day(self.phosphate.get('effective'))}"
-                                f"{flag_suffix(self.phosphate_flag)}")
+            return f"no usable phosphate result within {self.lookback_text}"
+        return (f"P {show(self.phosphate.get('value'))} on {day(self.phosphate.get('effective'))}"
+                f"{flag_suffix(self.phosphate_flag)}")
+
+    @cached_property
+    def caxp_phrase(self) -> str:
         if self.caxp is None:
-            caxp_phrase = "Ca x P cannot be computed"
-        elif self.caxp_above_threshold:
-            caxp_phrase = f"Ca x P {self.caxp_text} exceeds {show(CAXP_THRESHOLD)}"
-        else:
-            caxp_phrase = f"Ca x P {self.caxp_text} does not exceed {show(CAXP_THRESHOLD)}"
+            return "Ca x P cannot be computed"
+        if self.caxp_above_threshold:
+            return f"Ca x P {self.caxp_text} exceeds {show(CAXP_THRESHOLD)}"
+        return f"Ca x P {self.caxp_text} does not exceed {show(CAXP_THRESHOLD)}"
+
+    @cached_property
+    def caxp_dated_phrase(self) -> str:
+        if self.caxp is None:
+            return self.caxp_phrase
+        return (f"{self.caxp_phrase} (calcium of {day(self.calcium.get('effective'))}, "
+                f"phosphate of {day(self.phosphate.get('effective'))})")
+
+    @cached_property
+    def lab_summary(self) -> str:
+        calcium_phrase, phosphate_phrase, caxp_phrase = self.calcium_phrase, self.phosphate_phrase, self.caxp_phrase
         if self.no_labs:
             ending = ": calcium and phosphate are unknown, not normal."
         elif not self.calcium_known or not self.phosphate_known:
@@ -776,9 +827,11 @@ class HandwrittenCalcinosisRules:
         out = self.names(self.active_in("obesity")) + self.names(self.diabetes_conditions) + self.names(self.hyperparathyroidism_conditions)
         if self.pth_high:
             out.append(self._pth_text())
-        if self.on_warfarin:
-            out.append("warfarin")
         return out
+
+    @cached_property
+    def necrotic_skin_conditions(self) -> list[Record]:
+        return [c for c in self.skin_necrosis_conditions if mentions(concept_text(c.get("code")), NECROTIC_SKIN_WORDS)]
 
     @cached_property
     def calciphylaxis(self) -> CqlTuple:
@@ -788,7 +841,9 @@ class HandwrittenCalcinosisRules:
             risk = "high"
         elif self.has_renal_failure and necrosis and count(factors) >= CALCIPHYLAXIS_RISK_FACTORS_FOR_HIGH:
             risk = "high"
-        elif necrosis and (self.has_ckd_or_esrd or count(factors) >= 1):
+        elif necrosis and self.has_ckd_or_esrd:
+            risk = "moderate"
+        elif self.necrotic_skin_conditions and count(factors) >= 1:
             risk = "moderate"
         elif self.has_ckd_or_esrd or necrosis:
             risk = "low"
@@ -809,9 +864,12 @@ class HandwrittenCalcinosisRules:
         text += (f"Skin necrosis or ulceration: {combine(self.names(necrosis), ', ')}. " if necrosis
                  else "No skin necrosis or ulceration on file. ")
         text += (f"Risk factors: {combine(factors, ', ')}. " if count(factors) > 0
-                 else "No risk factors (obesity, diabetes, hyperparathyroidism, warfarin) on file. ")
+                 else "No risk factors (obesity, diabetes, hyperparathyroidism) on file. ")
+        if self.on_warfarin:
+            text += WARFARIN_PHRASE
         text += self.lab_summary
-        return _tuple(type="calciphylaxis", risk=risk, rationale=text, citation=CITATIONS["calciphylaxis"])
+        return _tuple(type="calciphylaxis", risk=risk, rationale=text,
+                      citation=CITATIONS["calciphylaxis"] + " " + CITATIONS["calciphylaxis-risk-factors"])
 
     @cached_property
     def metastatic_causes(self) -> list[str]:
@@ -854,6 +912,10 @@ class HandwrittenCalcinosisRules:
             return ""
         return f", bicarbonate {show(b.get('value'))} on {day(b.get('effective'))}{flag_suffix(b.get('interpretation'))}"
 
+    @property
+    def milk_alkali_purpose(self) -> str:
+        return "to assess" if self.milk_alkali_conditions else "to rule out"
+
     @cached_property
     def milk_alkali_reason(self) -> str:
         if self.milk_alkali_intake_phrase is not None:
@@ -864,11 +926,20 @@ class HandwrittenCalcinosisRules:
     def has_metastatic_cause(self) -> bool:
         return count(self.metastatic_causes) > 0
 
+    @property
+    def vitamin_d_unflagged(self) -> bool:
+        return self.vitamin_d is not None and self.vitamin_d.get("interpretation") is None
+
+    @property
+    def calciphylaxis_picture_below_threshold(self) -> bool:
+        return self.has_renal_failure and bool(self.skin_necrosis_conditions) and not self.caxp_above_threshold
+
     @cached_property
     def metastatic(self) -> CqlTuple:
         both_known = self.calcium_known and self.phosphate_known
         cause = self.has_metastatic_cause
-        if self.ca_or_p_high and (self.caxp_above_threshold or cause):
+        would_be_high = self.ca_or_p_high and (self.caxp_above_threshold or cause)
+        if would_be_high and not self.calciphylaxis_picture_below_threshold:
             risk = "high"
         elif self.ca_or_p_high:
             risk = "moderate"
@@ -888,14 +959,25 @@ class HandwrittenCalcinosisRules:
             lead = "Calcium or phosphate is abnormal but not high. "
         else:
             lead = ""
-        tail = (f" Causes of metastatic calcinosis on file: {combine(self.metastatic_causes, ', ')}." if cause else
-                " No cause of metastatic calcinosis (kidney failure, hypervitaminosis D, hyperparathyroidism, sarcoidosis, "
-                "milk-alkali syndrome, malignancy) on file.")
+        if cause:
+            tail = f" Causes of metastatic calcinosis on file: {combine(self.metastatic_causes, ', ')}."
+        elif self.vitamin_d_unflagged:
+            tail = (" No cause of metastatic calcinosis (kidney failure, hyperparathyroidism, sarcoidosis, "
+                    "milk-alkali syndrome, malignancy) on file.")
+        else:
+            tail = (" No cause of metastatic calcinosis (kidney failure, hypervitaminosis D, hyperparathyroidism, sarcoidosis, "
+                    "milk-alkali syndrome, malignancy) on file.")
+        if self.vitamin_d_unflagged and not self.active_in("hypervitaminosis-d"):
+            tail += (f" 25-OH vitamin D {show(self.vitamin_d.get('value'))}: no upper reference limit known, "
+                     "hypervitaminosis D not excluded.")
+        if self.calciphylaxis_picture_below_threshold and would_be_high:
+            tail += (" Graded at most moderate: kidney failure with skin necrosis or ulceration and a Ca x P not above "
+                     f"{show(CAXP_THRESHOLD)} points to calciphylaxis.")
         labs = [f"{label} {show(o.get('value'))} on {day(o.get('effective'))}{flag_suffix(o.get('interpretation'))}"
                 for label, o in (("creatinine", self.creatinine), ("eGFR", self.egfr), ("PTH", self.pth),
                                  ("25-OH vitamin D", self.vitamin_d)) if o is not None]
         other = (f" Other labs: {', '.join(labs)}." if labs
-                 else f" No creatinine, eGFR, PTH or 25-OH vitamin D on file within {self.lookback_text}.")
+                 else f" No usable creatinine, eGFR, PTH or 25-OH vitamin D result within {self.lookback_text}.")
         return _tuple(type="metastatic", risk=risk, rationale=lead + self.lab_summary + other + tail,
                       citation=CITATIONS["metastatic"])
 
@@ -924,7 +1006,7 @@ class HandwrittenCalcinosisRules:
         else:
             parts = []
             if self.has_iatrogenic_drug:
-                parts.append(f"Calcium/phosphate-containing or para-aminosalicylic acid treatment: {combine(self.iatrogenic_drug_names, ', ')}.")
+                parts.append(f"Calcium/phosphate-containing or para-aminosalicylic acid treatment: {combine(self.iatrogenic_exposures, ', ')}.")
             if self.tumor_lysis_conditions:
                 parts.append(f"Tumor lysis syndrome: {combine(self.names(self.tumor_lysis_conditions), ', ')}.")
             if count(self.transplant_names) > 0:
@@ -965,7 +1047,10 @@ class HandwrittenCalcinosisRules:
         else:
             risk = "low"
         if other:
-            lead = "Another cause is on file (tissue damage, an iatrogenic or a metastatic cause). "
+            names = distinct(distinct(self.names(self.tissue_damage)) + self.iatrogenic_drug_names
+                             + self.names(self.tumor_lysis_conditions) + self.transplant_names + self.metastatic_causes
+                             + self.names(self.calciphylaxis_conditions))
+            lead = f"Another cause is on file: {combine(names, ', ')}. "
         elif self.labs_normal:
             lead = "No tissue damage, iatrogenic or metastatic cause on file and calcium and phosphate are normal. "
         else:
@@ -1012,7 +1097,8 @@ class HandwrittenCalcinosisRules:
 
     def _suggested_panel(self) -> list[tuple[str, str, str, Record | None, Record | None, str]]:
         return [(code, display, group, self.availability[key], self.orders[key],
-                 reason.format(milk_alkali=self.milk_alkali_reason) if group == "milk-alkali" else reason)
+                 reason.format(purpose=self.milk_alkali_purpose, milk_alkali=self.milk_alkali_reason)
+                 if group == "milk-alkali" else reason)
                 for code, display, group, key, reason in PANEL if group in self.groups_suggested]
 
     @cached_property
@@ -1098,14 +1184,17 @@ class HandwrittenCalcinosisRules:
         ]
         return [v for v in items if v is not None]
 
+    def order_alert_message(self, name: str | None) -> str:
+        if mentions(name, ("calcium chloride", "calcium gluconate")):
+            high = self.ca_or_p_high or self.caxp_above_threshold
+            extra = f"; {self.phosphate_phrase}; {self.caxp_dated_phrase}" if high else ""
+            return f"{CALCIUM_SALT_ALERT}{self.calcium_phrase}{extra}."
+        return f"{PHOSPHATE_INFUSION_ALERT}{self.phosphate_phrase}; {self.caxp_dated_phrase}."
+
     @cached_property
     def order_alerts(self) -> list[CqlTuple]:
-        if self.phosphate is None:
-            tail = f" No phosphate on file within {self.lookback_text}."
-        else:
-            tail = (f" Latest phosphate {show(self.phosphate.get('value'))} on {day(self.phosphate.get('effective'))}"
-                    f"{flag_suffix(self.phosphate_flag)}.")
-        return [_tuple(order=m, display=m.get("name"), message=ORDER_ALERT_MESSAGE + tail, citation=CITATIONS["order-alert"])
+        return [_tuple(order=m, display=m.get("name"), message=self.order_alert_message(m.get("name")),
+                       citation=CITATIONS["order-alert"])
                 for m in self.open_calcium_or_phosphate_orders]
 
     @cached_property
@@ -1120,7 +1209,7 @@ class HandwrittenCalcinosisRules:
     def notes(self) -> list[str]:
         notes: list[str] = []
         if self.no_labs:
-            notes.append(f"No current calcium or phosphate results within {self.lookback_text}: labs are unknown, not normal; "
+            notes.append(f"No usable calcium or phosphate result within {self.lookback_text}: labs are unknown, not normal; "
                          "the baseline panel is recommended.")
         if self.has_ckd_or_esrd and self.calcium is not None and self.albumin is not None:
             notes.append("Albumin-corrected calcium is inaccurate in CKD/ESRD, so it was not used; ionized calcium is preferred.")

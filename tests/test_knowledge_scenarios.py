@@ -458,7 +458,7 @@ def test_no_labs_at_all_grades_no_lab_driven_type_high_and_recommends_the_baseli
     assert grades(out)["idiopathic"] != "negligible" or grades(out)["metastatic"] != "negligible"
     assert recommended_codes(out) == BASELINE
     assert out["Available Tests"] == [] and out["Values Used"] == []
-    assert "no calcium on file within 1 year" in out["Metastatic"]["rationale"]
+    assert "no usable calcium result within 1 year" in out["Metastatic"]["rationale"]
     assert "unknown, not normal" in out["Metastatic"]["rationale"]
     assert any("labs are unknown, not normal" in note for note in out["Notes"])
 
@@ -520,7 +520,7 @@ def test_a_draft_iv_calcium_chloride_order_raises_an_alert_but_an_oral_tablet_do
     alerts = out["Order Alerts"]
     assert [a["display"] for a in alerts] == ["calcium chloride 100 mg/ml injectable solution"]
     assert "extravasation" in alerts[0]["message"] and "dilute" in alerts[0]["message"]
-    assert "Latest phosphate 4.9 mg/dL on 2026-11-12 (H)" in alerts[0]["message"]
+    assert "P 4.9 mg/dL on 2026-11-12 (H)" in alerts[0]["message"]
     assert "lowering phosphorus levels before administration" in alerts[0]["citation"]
 
 
@@ -550,10 +550,10 @@ def test_albumin_correction_is_not_used_in_kidney_disease(assess):
     assert any("inaccurate in CKD/ESRD" in note for note in out["Notes"])
 
 
-def test_dialysis_with_skin_necrosis_and_warfarin_by_rxnorm_code_is_calciphylaxis(assess):
+def test_dialysis_with_skin_necrosis_and_warfarin_by_rxnorm_code_is_moderate_calciphylaxis_naming_warfarin(assess):
     out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
-    assert grades(out)["calciphylaxis"] == "high"
-    assert "warfarin" in out["Calciphylaxis"]["rationale"]
+    assert grades(out)["calciphylaxis"] == "moderate"
+    assert "warfarin on file" in out["Calciphylaxis"]["rationale"]
 
 
 def test_ckd_stage_5_alone_is_kidney_failure_with_low_calciphylaxis_and_high_metastatic(assess):
@@ -618,7 +618,7 @@ def test_a_shorter_lookback_makes_an_older_result_stale(evaluator: str):
     short = EVALUATORS[evaluator](facts, Quantity(Decimal(30), "days"))
     assert grades(default)["metastatic"] == "high"
     assert grades(short)["metastatic"] == "moderate"  # CKD on file, labs now unknown
-    assert "no calcium on file within 30 days" in short["Metastatic"]["rationale"]
+    assert "no usable calcium result within 30 days" in short["Metastatic"]["rationale"]
 
 
 def test_every_grade_carries_its_seed_citation(assess):
@@ -785,3 +785,154 @@ def test_a_fhir_medication_administration_with_a_coded_route_and_no_display_is_i
     run = assess_bundle(bundle, now=NOW)
     grades_by_type = {g.type: g.risk for g in run.patients[0].grades}
     assert grades_by_type["iatrogenic"] == "high"
+
+
+# ---- clinician review: wording and grades ----------------------------------------------------
+
+def scenario_unflagged_high_vitamin_d_without_a_cause() -> Facts:
+    return Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", None)], patient())
+
+
+def test_an_unflagged_vitamin_d_does_not_rule_out_hypervitaminosis_d_nor_count_as_its_cause(assess):
+    out = assess(scenario_unflagged_high_vitamin_d_without_a_cause())
+    rationale = out["Metastatic"]["rationale"]
+    assert "25-OH vitamin D 160 ng/mL: no upper reference limit known, hypervitaminosis D not excluded." in rationale
+    assert "hypervitaminosis D, hyperparathyroidism" not in rationale
+    assert "Causes of metastatic calcinosis on file" not in rationale
+    assert grades(out)["metastatic"] == "moderate"
+
+
+def test_a_vitamin_d_flagged_high_is_a_cause_and_not_called_unknown(assess):
+    out = assess(Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", "H")], patient()))
+    rationale = out["Metastatic"]["rationale"]
+    assert "Causes of metastatic calcinosis on file: 25-OH vitamin D 160 ng/mL on 2026-11-05 (H)." in rationale
+    assert "not excluded" not in rationale
+
+
+def scenario_diabetic_foot_ulcer_with_normal_kidneys() -> Facts:
+    """The reviewer's dfu.json picture: a diabetic heel ulcer, type 2 diabetes, normal labs and creatinine."""
+    return Facts([condition(ICD10CM, "E11.9", "Type 2 diabetes mellitus without complications"),
+                  condition(None, None, "Diabetic foot ulcer, right heel"),
+                  calcium("9.4"), phosphate("3.6"), obs("2160-0", "0.8", "mg/dL", "N")], patient())
+
+
+def test_a_diabetic_foot_ulcer_with_diabetes_and_normal_kidneys_keeps_calciphylaxis_low(assess):
+    out = assess(scenario_diabetic_foot_ulcer_with_normal_kidneys())
+    assert grades(out)["calciphylaxis"] == "low"
+    assert "Diabetic foot ulcer, right heel" in out["Calciphylaxis"]["rationale"]
+
+
+def test_retiform_purpura_with_diabetes_and_normal_kidneys_is_still_moderate_calciphylaxis(assess):
+    out = assess(Facts([condition(ICD10CM, "E11.9", "Type 2 diabetes mellitus without complications"),
+                        condition(None, None, "Retiform purpura of thigh"), calcium("9.4"), phosphate("3.6")], patient()))
+    assert grades(out)["calciphylaxis"] == "moderate"
+
+
+def test_a_skin_ulcer_with_chronic_kidney_disease_is_still_moderate_calciphylaxis(assess):
+    out = assess(Facts([condition(SNOMED, "431857002", "Chronic kidney disease stage 4 (disorder)"),
+                        condition(None, None, "Skin ulcer of lower leg"), calcium("9.4"), phosphate("3.6")], patient()))
+    assert grades(out)["calciphylaxis"] == "moderate"
+
+
+def test_warfarin_is_named_but_not_counted_as_a_calciphylaxis_risk_factor(assess):
+    out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
+    assert grades(out)["calciphylaxis"] == "moderate"
+    rationale = out["Calciphylaxis"]["rationale"]
+    assert ("warfarin on file (a calciphylaxis risk factor in the project's clinical notes; the source articles name it "
+            "as a treatment of calcinosis)") in rationale
+    assert "No risk factors (obesity, diabetes, hyperparathyroidism) on file." in rationale
+
+
+def test_the_calciphylaxis_citation_quotes_the_seed_003_risk_factor_list(assess):
+    citation = assess(scenario_no_labs_at_all())["Calciphylaxis"]["citation"]
+    assert citation.startswith('seed 002, Pearls and Other Issues: "Calciphylaxis is a disease')
+    assert ('seed 003, Calciphylaxis: "However, there is suspicion that calcification is associated with the following '
+            'conditions: • Excess weight • Diabetes • Hyperparathyroidism • Chronic kidney failure"') in citation
+
+
+def test_a_calcium_chloride_order_alert_says_dilute_and_watch_the_site_and_gives_the_current_calcium(assess):
+    out = assess(Facts([medication("MedicationRequest", "calcium chloride 100 mg/ml injectable solution", "draft"),
+                        calcium("10.9", "H", days_ago=3), phosphate("4.9", "H", days_ago=4)], patient()))
+    (alert,) = out["Order Alerts"]
+    message = alert["message"]
+    assert "dilute the solution" in message and "extravasation" in message
+    assert "Ca 10.9 mg/dL on 2026-11-12 (H)" in message
+    assert "P 4.9 mg/dL on 2026-11-11 (H)" in message
+    assert "Ca x P 53.4 mg2/dL2 does not exceed 70 mg2/dL2 (calcium of 2026-11-12, phosphate of 2026-11-11)" in message
+    assert "Iatrogenic Calcification" in alert["citation"]
+
+
+def test_a_calcium_gluconate_order_with_normal_calcium_names_calcium_but_not_the_product(assess):
+    out = assess(Facts([medication("MedicationRequest", "calcium gluconate 10% injection", "active"),
+                        calcium("9.1", days_ago=3), phosphate("3.9", days_ago=3)], patient()))
+    message = out["Order Alerts"][0]["message"]
+    assert "Ca 9.1 mg/dL on 2026-11-12 (N)" in message
+    assert "Ca x P" not in message
+
+
+def test_a_phosphate_infusion_alert_says_it_raises_phosphate_and_gives_phosphate_and_the_product(assess):
+    out = assess(Facts([medication("MedicationRequest", "potassium phosphate 3 mmol/ml injection", "draft"),
+                        calcium("9.0", days_ago=2), phosphate("5.1", "H", days_ago=2)], patient()))
+    (alert,) = out["Order Alerts"]
+    message = alert["message"]
+    assert "raises phosphate" in message and "before giving it" in message
+    assert "dilute" not in message
+    assert "P 5.1 mg/dL on 2026-11-13 (H)" in message
+    assert "Ca x P 45.9 mg2/dL2 does not exceed 70 mg2/dL2 (calcium of 2026-11-13, phosphate of 2026-11-13)" in message
+    assert "Iatrogenic Calcification" in alert["citation"]
+
+
+def test_a_phosphate_infusion_without_labs_says_no_usable_phosphate_result(assess):
+    out = assess(Facts([medication("MedicationRequest", "sodium phosphate injection", "draft")], patient()))
+    message = out["Order Alerts"][0]["message"]
+    assert "no usable phosphate result within 1 year" in message and "Ca x P cannot be computed" in message
+
+
+def test_missing_analytes_are_called_no_usable_result_since_a_result_may_have_been_skipped(assess):
+    out = assess(scenario_no_labs_at_all())
+    rationale = out["Metastatic"]["rationale"]
+    assert "no usable calcium result within 1 year" in rationale
+    assert "no usable phosphate result within 1 year" in rationale
+    assert "No usable creatinine, eGFR, PTH or 25-OH vitamin D result within 1 year." in rationale
+    assert "on file within 1 year" not in rationale
+    assert any(note.startswith("No usable calcium or phosphate result within 1 year") for note in out["Notes"])
+
+
+def test_kidney_failure_with_skin_necrosis_below_product_70_caps_metastatic_at_moderate(assess):
+    out = assess(scenario_calciphylaxis_esrd_with_ulcer_and_diabetes())
+    assert grades(out)["calciphylaxis"] == "high"
+    assert grades(out)["metastatic"] == "moderate"
+    assert "points to calciphylaxis" in out["Metastatic"]["rationale"]
+
+
+def test_kidney_failure_with_skin_necrosis_above_product_70_keeps_metastatic_high(assess):
+    facts = scenario_calciphylaxis_esrd_with_ulcer_and_diabetes()
+    facts.records.append(calcium("10.8", "H", days_ago=1))
+    facts.records.append(phosphate("7.6", "H", days_ago=1))
+    out = assess(facts)
+    assert grades(out)["metastatic"] == "high"
+
+
+def test_the_egfr_unit_is_printed_for_readers(assess):
+    out = assess(Facts([calcium("9.4"), phosphate("3.6"), obs("33914-3", "42", "mL/min/{1.73_m2}", "L")], patient()))
+    rationale = out["Metastatic"]["rationale"]
+    assert "eGFR 42 mL/min/1.73 m2 on 2026-11-05 (L)" in rationale
+    assert "{1.73_m2}" not in rationale
+
+
+def test_milk_alkali_tests_are_to_assess_it_when_the_syndrome_is_on_file(assess):
+    out = assess(Facts([condition(SNOMED, "43258006", "Milk alkali syndrome (disorder)"), calcium("9.4"), phosphate("3.6")], patient()))
+    reasons = [t["reason"] for t in out["Recommended Tests"] if t["group"] == "milk-alkali"]
+    assert reasons and all(r.startswith(("Bicarbonate to assess milk-alkali syndrome", "Arterial pH to assess milk-alkali syndrome"))
+                           for r in reasons)
+
+
+def test_the_idiopathic_rationale_names_the_other_cause_found(assess):
+    out = assess(scenario_dystrophic_systemic_sclerosis_normal_labs())
+    assert out["Idiopathic"]["rationale"].startswith("Another cause is on file: CR(E)ST syndrome. ")
+
+
+def test_the_iatrogenic_rationale_gives_the_date_and_route_of_the_exposure(assess):
+    out = assess(Facts([medication("MedicationAdministration", "calcium gluconate 100 mg/ml injection", "completed",
+                                   days_ago=5, route="Intravenous route"), calcium("9.1"), phosphate("3.9")], patient()))
+    assert "calcium gluconate 100 mg/ml injection (Intravenous route, 2026-11-10)" in out["Iatrogenic"]["rationale"]
