@@ -17,8 +17,10 @@ Age: default ranges are chosen by the age at the date the sample was taken.
 A partial birthDate ('1980', '1980-05') is read as the earliest day it allows
 (the oldest possible age): the Patient record's birthDate is that day, and
 when the youngest possible age would fall in another range band an issue
-says so. Older is the conservative side here: it is also what an unknown age
-gets (adult ranges), and adult ranges are the tighter ones for phosphate.
+says so. Older is the conservative side here: adult ranges are the tighter
+ones for phosphate. An unknown age (no or unusable birthDate) gets no band:
+where the bands differ a value is flagged only outside every band (see
+Terminology.default_range), and an information issue lists what was applied.
 """
 
 from __future__ import annotations
@@ -96,10 +98,21 @@ class _Normalizer:
         self._check_same_instant_results(results)
         if age.unknown_age_used:
             self.issues.append(InputIssue(
-                "information", "informational", "age unknown: adult default ranges applied",
+                "information", "informational", self._age_unknown_text(age),
                 self.patient.patient_location or "Bundle.entry"))
         return PatientFacts(self.patient.patient_id, self.patient.patient_reference, patient_record, records,
                             capped(self.issues))
+
+    def _age_unknown_text(self, age: PatientAgeContext) -> str:
+        """'age unknown: ' and, per analyte, the default range applied instead of an age band."""
+        parts = []
+        for analyte, band in age.unknown_age_ranges.items():
+            label = self.terminology.analyte(analyte).label
+            if band.spans_every_age_band:
+                parts.append(f"{label} flagged only outside every age band of its default range ({band.bounds_text})")
+            else:
+                parts.append(f"{label}: {band.source_label} range applied ({band.bounds_text})")
+        return "age unknown: " + "; ".join(parts)
 
     def _note_long_texts(self, kept: KeptResource) -> None:
         """Text is read up to MAX_TEXT_LENGTH characters (fhir_elements.text_or_none); say where it was cut."""

@@ -46,6 +46,8 @@ class PatientAgeContext:
     birth_text: str | None
     gender: str | None = None  # Patient.gender as sent: lab ranges restricted to a sex need it
     unknown_age_used: bool = False
+    # The default range each analyte got because the age was unknown, in the order first applied.
+    unknown_age_ranges: dict[str, DefaultRange] = field(default_factory=dict)
     ambiguous_bands: set[tuple[str, str, str]] = field(default_factory=set)
 
 
@@ -305,6 +307,7 @@ class ObservationNormalizer:
     def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
         when = fields["effective"] or fields["issued"]
         lab_range = self._lab_range(kept, analyte_code, when)
+        band: DefaultRange | None = None
         if lab_range is not None:
             fields["referenceRange"], fields["referenceRangeSource"] = lab_range, "lab"
         else:
@@ -318,6 +321,8 @@ class ObservationNormalizer:
         value, interval = fields["value"], fields["referenceRange"]
         if interval is not None:
             flag = _flag(value.value, interval)
+            if flag == "N" and band is not None and band.spans_every_age_band:
+                flag = None  # inside the span of every age band: normal for some ages, not for others
             if flag is not None:
                 fields["interpretation"], fields["interpretationSource"] = flag, "range"
 
@@ -453,14 +458,17 @@ class ObservationNormalizer:
             band = self.terminology.default_range(analyte, None)
             if band is not None and birth is None:
                 self.age.unknown_age_used = True
+                self.age.unknown_age_ranges.setdefault(analyte, band)
             return band
         oldest = age_on(birth.earliest, on)
         youngest = age_on(birth.latest, on)
         if oldest is None:
+            band = self.terminology.default_range(analyte, None)
+            applied = ("flagged only outside every age band of the default range"
+                       if band is not None and band.spans_every_age_band else "adult default range applied")
             self._warn("value", observation_date_location(kept),
-                       f"{self._what(analyte_code)}: taken before the patient's birthDate; "
-                       "adult default range applied")
-            return self.terminology.default_range(analyte, None)
+                       f"{self._what(analyte_code)}: taken before the patient's birthDate; {applied}")
+            return band
         band = self.terminology.default_range(analyte, oldest)
         other = self.terminology.default_range(analyte, youngest) if youngest is not None else None
         if other is not None and band is not None and other != band:

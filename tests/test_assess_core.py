@@ -173,3 +173,73 @@ def test_the_milk_alkali_picture_is_named_and_its_medication_and_bicarbonate_are
     assert "milk-alkali picture: calcium 11.8 mg/dL (H) with calcium carbonate 500 mg chewable tablet intake" in metastatic.rationale
     evidence = " ".join(metastatic.evidence)
     assert "MedicationStatement" in evidence and "bic" in evidence
+
+
+def test_a_childs_phosphate_without_birth_date_is_not_read_as_high_by_the_adult_range():
+    from service.assess import assess_bundle
+
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}  # the child's birthDate is missing
+    condition = _named_condition("c1", "Juvenile dermatomyositis")
+    resources = [patient, condition, _lab("ca", "17861-6", 9.6), _lab("p", "2777-1", 5.4),
+                 _lab("alb", "1751-7", 4.1, unit="g/dL")]
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:{r['resourceType']}-{r['id']}", "resource": r} for r in resources]}
+    run = assess_bundle(bundle, now=FIXTURE_NOW)
+    metastatic, dystrophic = _grade(run, "metastatic"), _grade(run, "dystrophic")
+    assert "P 5.4 mg/dL on 2026-11-01 (H)" not in metastatic.rationale
+    assert "are high" not in metastatic.rationale
+    assert metastatic.risk in ("low", "negligible")
+    assert dystrophic.risk in ("moderate", "high")
+    (patient_result,) = run.patients
+    assert [grade.type for grade in patient_result.grades][0] == "dystrophic"
+
+
+# --- clinician review: grades and wording through the whole assessment ------------------------------
+
+def test_an_unflagged_vitamin_d_is_said_not_to_exclude_hypervitaminosis_d():
+    run = _lab_bundle(_lab("ca", "17861-6", 9.0), _lab("d", "62292-8", 160, unit="ng/mL"))
+    metastatic = _grade(run, "metastatic")
+    assert "25-OH vitamin D 160 ng/mL: no upper reference limit known, hypervitaminosis D not excluded." in metastatic.rationale
+    assert "hypervitaminosis D, hyperparathyroidism" not in metastatic.rationale
+
+
+def test_a_diabetic_foot_ulcer_with_diabetes_and_normal_labs_keeps_calciphylaxis_low():
+    normal = [{"coding": [{"code": "N"}]}]
+    diabetes = {"resourceType": "Condition", "id": "dm", "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}],
+                         "text": "Type 2 diabetes mellitus without complications"},
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                               "code": "active"}]}}
+    run = _lab_bundle(_lab("ca", "17861-6", 9.4, interpretation=normal), _lab("p", "2777-1", 3.6, interpretation=normal),
+                      _lab("cr", "2160-0", 0.8, interpretation=normal),
+                      extra=(diabetes, _named_condition("dfu", "Diabetic foot ulcer, right heel")))
+    calciphylaxis = _grade(run, "calciphylaxis")
+    assert calciphylaxis.risk == "low"
+    assert "Diabetic foot ulcer, right heel" in calciphylaxis.rationale
+
+
+def test_a_calcium_result_that_was_sent_but_skipped_is_called_no_usable_result():
+    run = _lab_bundle(_lab("ca", "17861-6", 9.4, unit="furlong"), _lab("p", "2777-1", 3.6))
+    metastatic = _grade(run, "metastatic")
+    assert "no usable calcium result within 365 days" in metastatic.rationale
+    assert "on file within" not in metastatic.rationale
+    assert any("Bundle.entry[1]" in (issue.location or "") for issue in run.patients[0].issues)
+
+
+def test_the_egfr_unit_reads_as_ml_per_min_per_1_73_m2_in_the_rationale():
+    run = _lab_bundle(_lab("ca", "17861-6", 9.4), _lab("gfr", "33914-3", 42, unit="mL/min/{1.73_m2}"))
+    rationale = _grade(run, "metastatic").rationale
+    assert "eGFR 42 mL/min/1.73 m2 on 2026-11-01" in rationale
+    assert "{1.73_m2}" not in rationale
+
+
+def test_the_iatrogenic_rationale_gives_the_date_and_route_of_an_administration():
+    administration = {"resourceType": "MedicationAdministration", "id": "ma1", "status": "completed",
+                      "medicationCodeableConcept": {"text": "Calcium gluconate 100 mg/mL injection"},
+                      "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-10T08:00:00Z",
+                      "dosage": {"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008",
+                                                       "display": "Intravenous route"}]}}}
+    run = _lab_bundle(_lab("ca", "17861-6", 9.1), extra=(administration,))
+    iatrogenic = _grade(run, "iatrogenic")
+    assert iatrogenic.risk == "high"
+    assert "calcium gluconate 100 mg/ml injection (Intravenous route, 2026-11-10)" in iatrogenic.rationale

@@ -324,10 +324,57 @@ def test_the_band_is_the_age_when_the_sample_was_taken():
     assert record.get("referenceRangeSource") == "default child 1-12 y (unverified)"
 
 
-def test_unknown_age_uses_adult_ranges_and_says_so():
-    facts = facts_of(ucum_lab("2777-1", 5.5, "mg/dL"), birth=None)
-    assert only_observation(facts).get("referenceRangeSource") == "default adult (unverified)"
-    assert [issue.diagnostics for issue in facts.issues] == ["age unknown: adult default ranges applied"]
+AGE_UNKNOWN_SOURCE = "default (age unknown): flagged only outside every age band"
+
+
+def test_a_childs_phosphate_without_birth_date_is_not_flagged_by_the_adult_band():
+    record = only_observation(facts_of(ucum_lab("2777-1", 5.4, "mg/dL"), birth=None))
+    assert record.get("referenceRangeSource") == AGE_UNKNOWN_SOURCE
+    assert record.get("referenceRange") == Interval(Quantity(Decimal("2.5"), "mg/dL"), Quantity(Decimal("8.2"), "mg/dL"))
+    assert record.get("interpretation") is None and record.get("interpretationSource") is None
+
+
+@pytest.mark.parametrize("code, value, flag", [
+    ("2777-1", 8.3, "H"),    # above the newborn band's upper limit, the highest of all
+    ("2777-1", 2.4, "L"),    # below the adult band's lower limit, the lowest of all
+    ("2777-1", 4.0, None),   # normal for an adult, low for a newborn: unknown, not normal
+    ("17861-6", 10.5, None),  # high for an adult, normal for a child
+    ("17861-6", 8.6, None),   # normal for an adult, low for a child
+    ("17861-6", 9.6, None),   # inside every band, still not called normal without an age
+    ("17861-6", 10.9, "H"),
+    ("17861-6", 8.4, "L"),
+])
+def test_without_birth_date_a_range_that_differs_by_age_flags_only_outside_every_band(code, value, flag):
+    record = only_observation(facts_of(ucum_lab(code, value, "mg/dL"), birth=None))
+    assert record.get("referenceRangeSource") == AGE_UNKNOWN_SOURCE
+    assert record.get("interpretation") == flag
+    assert record.get("interpretationSource") == ("range" if flag else None)
+
+
+def test_without_birth_date_a_default_the_same_for_every_age_is_kept():
+    record = only_observation(facts_of(ucum_lab("2731-8", 80, "pg/mL"), birth=None))
+    assert record.get("referenceRangeSource") == "default adult (unverified)"
+    assert record.get("interpretation") == "H"
+
+
+def test_without_birth_date_a_lab_range_still_wins():
+    observation = ucum_lab("2777-1", 5.4, "mg/dL", referenceRange=[
+        {"low": {"value": 2.5, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+         "high": {"value": 4.5, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}])
+    facts = facts_of(observation, birth=None)
+    record = only_observation(facts)
+    assert (record.get("referenceRangeSource"), record.get("interpretation")) == ("lab", "H")
+    assert not any(issue.diagnostics.startswith("age unknown") for issue in facts.issues)
+
+
+def test_unknown_age_issue_says_which_ranges_were_applied():
+    facts = facts_of(ucum_lab("2777-1", 5.4, "mg/dL", resource_id="p"),
+                     ucum_lab("2731-8", 40, "pg/mL", resource_id="h"),
+                     ucum_lab("2777-1", 5.0, "mg/dL", resource_id="p2", effective="2026-09-02T08:30:00Z"),
+                     birth=None)
+    assert [issue.diagnostics for issue in facts.issues] == [
+        "age unknown: Phosphate (as P) flagged only outside every age band of its default range (2.5-8.2 mg/dL); "
+        "Parathyroid hormone, intact: default adult (unverified) range applied (10-65 pg/mL)"]
 
 
 def test_a_partial_birth_date_is_read_as_the_oldest_possible_age_and_an_ambiguous_band_reported():
@@ -518,7 +565,7 @@ def test_a_patient_known_only_by_reference_has_unknown_birth_date():
     ingested = read_bundle({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": observation}]})
     facts = build_facts(ingested.patients[0], now=NOW)
     assert facts.patient().fields == {"id": "ext", "birthDate": None, "gender": None}
-    assert only_observation(facts).get("referenceRangeSource") == "default adult (unverified)"
+    assert only_observation(facts).get("referenceRangeSource") == AGE_UNKNOWN_SOURCE
     assert any("age unknown" in issue.diagnostics for issue in facts.issues)
 
 
@@ -640,7 +687,7 @@ def test_no_applicable_lab_range_falls_back_to_the_default_band_and_says_so():
 
 def test_an_age_restricted_range_is_not_used_when_the_age_is_unknown():
     facts = facts_of(ucum_lab("2777-1", 6.0, "mg/dL", referenceRange=[CHILD_AND_ADULT_PHOSPHATE[1]]), birth=None)
-    assert only_observation(facts).get("referenceRangeSource") == "default adult (unverified)"
+    assert only_observation(facts).get("referenceRangeSource") == AGE_UNKNOWN_SOURCE
     assert any("do not apply" in issue.diagnostics for issue in facts.issues)
 
 
@@ -772,6 +819,14 @@ def test_a_result_taken_before_birth_is_reported_at_its_date_element():
     facts = facts_of(ucum_lab("17861-6", 9.0, "mg/dL", effective="2001-01-01"), birth="2010-01-01")
     (issue,) = [issue for issue in facts.issues if "before the patient's birthDate" in issue.diagnostics]
     assert issue.location == "Bundle.entry[1].resource.effectiveDateTime"
+
+
+def test_a_result_taken_before_birth_is_flagged_only_outside_every_age_band():
+    facts = facts_of(ucum_lab("2777-1", 5.4, "mg/dL", effective="2001-01-01"), birth="2010-01-01")
+    record = only_observation(facts)
+    assert (record.get("referenceRangeSource"), record.get("interpretation")) == (AGE_UNKNOWN_SOURCE, None)
+    (issue,) = [issue for issue in facts.issues if "before the patient's birthDate" in issue.diagnostics]
+    assert issue.diagnostics.endswith("flagged only outside every age band of the default range")
 
 
 def test_age_unknown_points_at_the_patient_entry_when_it_has_no_birth_date():

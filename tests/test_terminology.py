@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -184,10 +185,32 @@ def test_phosphate_band_edges(birth, on, label):
     assert band.label == label
 
 
-def test_unknown_age_gets_the_adult_band_and_verified_marks_show_no_caveat():
-    band = TERMINOLOGY.default_range("calcium", None)
+def test_verified_marks_show_no_caveat():
+    band = TERMINOLOGY.default_range("calcium", age_on(date(1980, 3, 1), date(2026, 3, 1)))
     assert (band.low, band.high, band.mark, band.source_label) == (Decimal("8.5"), Decimal("10.2"), "V2",
                                                                    "default adult")
+
+
+@pytest.mark.parametrize("analyte, low, high", [
+    ("phosphate", Decimal("2.5"), Decimal("8.2")),  # adult low, newborn high
+    ("calcium", Decimal("8.5"), Decimal("10.8")),  # adult low, child high
+    ("calcium-corrected", Decimal("8.5"), Decimal("10.8")),
+])
+def test_unknown_age_spans_every_age_band_when_the_bands_differ(analyte, low, high):
+    band = TERMINOLOGY.default_range(analyte, None)
+    assert (band.low, band.high) == (low, high)
+    assert band.spans_every_age_band
+    assert band.source_label == "default (age unknown): flagged only outside every age band"
+
+
+@pytest.mark.parametrize("analyte, label", [
+    ("pth", "adult"), ("creatinine", "adult"), ("albumin", "adult"), ("calcium-ionized", "adult"),
+    ("vitamin-d-25oh", "any age"),
+])
+def test_unknown_age_keeps_a_default_that_is_the_same_for_every_age(analyte, label):
+    band = TERMINOLOGY.default_range(analyte, None)
+    assert band.label == label
+    assert not band.spans_every_age_band
 
 
 def test_analytes_without_a_known_default_have_none():

@@ -24,6 +24,7 @@ UCUM = "http://unitsofmeasure.org"
 DATA_DIRECTORY = Path(__file__).resolve().parent
 
 QUANTITATIVE, QUALITATIVE, PANEL = "quantitative", "qualitative", "panel"
+AGE_UNKNOWN_SOURCE_LABEL = "default (age unknown): flagged only outside every age band"
 # Significant digits a converted value keeps at least (a 2-digit measurement still reads to 3).
 MIN_CONVERTED_DIGITS = 3
 MAX_CONVERTED_DIGITS = 80  # room for any accepted value (below 10^28) times any factor, written out in full
@@ -94,6 +95,9 @@ class DefaultRange:
     adult: bool
     mark: str
     source: str
+    # True for the range applied when the age is unknown and the bands differ: from the lowest low to
+    # the highest high of all bands, so a value inside it may be normal or not depending on the age.
+    spans_every_age_band: bool = False
 
     @property
     def unverified(self) -> bool:
@@ -103,7 +107,20 @@ class DefaultRange:
     @property
     def source_label(self) -> str:
         """What the facts say about the range applied: 'default adult', 'default child 1-12 y (unverified)'."""
+        if self.spans_every_age_band:
+            return AGE_UNKNOWN_SOURCE_LABEL
         return f"default {self.label}" + (" (unverified)" if self.unverified else "")
+
+    @property
+    def bounds_text(self) -> str:
+        """'2.5-4.5 mg/dL', '>= 20 ng/mL' or '<= 5 mg/dL': the bounds as a clinician reads them."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low}-{self.high} {self.unit}"
+        if self.low is not None:
+            return f">= {self.low} {self.unit}"
+        if self.high is not None:
+            return f"<= {self.high} {self.unit}"
+        return "no bounds"
 
     def covers(self, age: Age) -> bool:
         """True when `age` falls in this band: min_age reached and max_age (if any) not yet reached."""
@@ -126,6 +143,8 @@ class Terminology:
         self._codes = MappingProxyType(dict(codes))
         self._aliases = MappingProxyType(dict(aliases))
         self._ranges = MappingProxyType(dict(ranges))
+        self._age_unknown_ranges = MappingProxyType(
+            {key: band for key, bands in self._ranges.items() if (band := _age_unknown_range(bands)) is not None})
         self._interpretation_system = interpretation_system
         self._interpretation_legacy = interpretation_legacy_systems
         self._interpretation_codes = MappingProxyType(dict(interpretation_codes))
@@ -221,11 +240,15 @@ class Terminology:
         return self._ranges.get(analyte_key, ())
 
     def default_range(self, analyte_key: str, age: Age | None) -> DefaultRange | None:
-        """The band covering `age`; the adult band when the age is unknown; None if there is none."""
-        for band in self._ranges.get(analyte_key, ()):
-            if (age is None and band.adult) or (age is not None and band.covers(age)):
-                return band
-        return None
+        """The band covering `age`; None if there is none.
+
+        When the age is unknown: the band marked adult if every band has the same bounds (or there is
+        only one); else a range spanning every band (`spans_every_age_band`), because applying one
+        age's band to a patient of another age flags a normal value (a child's phosphate against the
+        adult range) or misses an abnormal one."""
+        if age is None:
+            return self._age_unknown_ranges.get(analyte_key)
+        return next((band for band in self._ranges.get(analyte_key, ()) if band.covers(age)), None)
 
     # --- interpretation -------------------------------------------------------------------------
     def interpretation_code(self, system: str | None, code: str | None) -> str | None:
@@ -254,6 +277,28 @@ class Terminology:
     def age_unit(self, ucum_code: str | None) -> str | None:
         """'years', 'months', 'weeks' or 'days' for a UCUM age unit ('a', 'mo', 'wk', 'd'), else None."""
         return self._age_units.get(ucum_code) if isinstance(ucum_code, str) else None
+
+
+def _age_unknown_range(bands: tuple[DefaultRange, ...]) -> DefaultRange | None:
+    """What an unknown age gets: the adult band when every band has the same bounds, else the span."""
+    if len({(band.low, band.high) for band in bands}) > 1:
+        return _spanning_every_band(bands)
+    return next((band for band in bands if band.adult), None)
+
+
+def _spanning_every_band(bands: tuple[DefaultRange, ...]) -> DefaultRange:
+    """The range from the lowest low to the highest high of `bands`; a side stays open when any band
+    leaves it open (nothing is below or above every band there)."""
+    lows, highs = [band.low for band in bands], [band.high for band in bands]
+    first = bands[0]
+    return DefaultRange(
+        analyte=first.analyte, label="age unknown (every age band)",
+        low=None if None in lows else min(low for low in lows if low is not None),
+        high=None if None in highs else max(high for high in highs if high is not None),
+        unit=first.unit, min_age=AgeBound.parse("0d"), max_age=None, adult=False,
+        mark="U" if any(band.unverified for band in bands) else first.mark,
+        source="every age band of reference_ranges.json: the lowest low and the highest high",
+        spans_every_age_band=True)
 
 
 def _significant_digits(value: Decimal) -> int:
@@ -358,6 +403,6 @@ def load_terminology(directory: str | Path | None = None) -> Terminology:
 
 
 __all__ = [
-    "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
+    "AGE_UNKNOWN_SOURCE_LABEL", "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
     "UnitConversionError", "UnitFactor", "load_terminology",
 ]
