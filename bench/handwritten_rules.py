@@ -676,6 +676,8 @@ class HandwrittenCalcinosisRules:
             return "L"
         if rng.high is not None and self.corrected_calcium > rng.high:
             return "H"
+        if rng.low is None or rng.high is None or self.calcium.get("interpretation") is None:
+            return None  # inside a range that cannot judge the total calcium: unknown, not normal
         return "N"
 
     @cached_property

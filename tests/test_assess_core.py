@@ -243,3 +243,23 @@ def test_the_iatrogenic_rationale_gives_the_date_and_route_of_an_administration(
     iatrogenic = _grade(run, "iatrogenic")
     assert iatrogenic.risk == "high"
     assert "calcium gluconate 100 mg/ml injection (Intravenous route, 2026-11-10)" in iatrogenic.rationale
+
+
+def test_corrected_calcium_is_not_called_normal_when_the_age_is_unknown():
+    from service.assess import assess_bundle
+
+    def lab(code, value, unit):
+        return {"resource": {"resourceType": "Observation", "id": f"o-{code}", "status": "final",
+                             "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                             "subject": {"reference": "Patient/p-noage"}, "effectiveDateTime": "2026-11-01T08:00:00Z",
+                             "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
+                                               "code": unit}}}
+
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-noage", "gender": "male"}},
+        lab("17861-6", 10.5, "mg/dL"), lab("1751-7", 4.0, "g/dL"), lab("2777-1", 3.6, "mg/dL")]}
+    (patient,) = assess_bundle(bundle, now=FIXTURE_NOW).patients
+    rationale = " ".join(g.rationale for g in patient.grades)
+    assert "albumin-corrected Ca 10.5 mg/dL" in rationale
+    assert "albumin-corrected Ca 10.5 mg/dL (albumin 4 g/dL on 2026-11-01) (N)" not in rationale
+    assert "within the applied ranges" not in rationale
