@@ -25,11 +25,20 @@ def _body(cards) -> dict:
     return {"cards": [c.card for c in cards]}
 
 
-def test_high_grade_metastatic_is_critical_and_names_the_ca_x_p_product():
-    (card,) = build_cards(metastatic_assessment(), _context())
+def test_high_grade_metastatic_with_calcinosis_on_file_is_critical_and_names_the_ca_x_p_product():
+    assessment = metastatic_assessment(calcinosis_condition="Condition/calcinosis-1")
+    (card,) = build_cards(assessment, _context())
     assert card.card["indicator"] == "critical"
     assert card.card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
     assert card.card_type == "assessment:metastatic"
+    assert "No calcinosis cutis is on file" not in card.card["detail"]
+    assert card_violations(_body([card])) == []
+
+
+def test_high_grade_metastatic_without_calcinosis_on_file_is_a_warning_that_says_so():
+    (card,) = build_cards(metastatic_assessment(calcinosis_condition=None), _context())
+    assert card.card["indicator"] == "warning"
+    assert "No calcinosis cutis is on file: the grades say which type it would most likely be" in card.card["detail"]
     assert card_violations(_body([card])) == []
 
 

@@ -39,9 +39,10 @@ def _suggested_codes(card: dict) -> list[str]:
     return [a["resource"]["code"]["coding"][0]["code"] for s in card.get("suggestions", []) for a in s["actions"]]
 
 
-def test_esrd_with_a_high_product_is_a_critical_metastatic_card_proposing_pth_and_vitamin_d(client):
+def test_esrd_with_a_high_product_and_no_calcinosis_on_file_warns_proposing_pth_and_vitamin_d(client):
     (card,) = _cards(client, "patient-view", request_for("patient-view"))
-    assert card["indicator"] == "critical"
+    assert card["indicator"] == "warning"  # a risk, not a finding: no calcinosis cutis on file
+    assert "No calcinosis cutis is on file" in card["detail"]
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
     assert "- Phosphate: 7.3 mg/dL (H) on 2026-11-01" in card["detail"]
     assert {"2731-8", "62292-8"} <= set(_suggested_codes(card))

@@ -92,7 +92,8 @@ def test_without_a_patient_the_data_notes_say_adult_default_ranges_were_applied(
     for entry in body["prefetch"]["labs"]["entry"]:
         entry["resource"].pop("referenceRange", None)
     notes = _data_notes(_detail(client, body))
-    assert "- patient demographics not provided: adult default reference ranges applied" in notes
+    assert ("- patient demographics not provided: the age is unknown, so calcium and phosphate are flagged only "
+            "outside every age band of their default ranges") in notes
 
 
 def test_labs_without_subject_and_no_patient_still_belong_to_the_context_patient(client):

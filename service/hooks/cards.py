@@ -135,7 +135,10 @@ def _order_alert_card(alerts: list[OrderAlert], context: CardContext, data: Mapp
 def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | None:
     leading = assessment.leading
     if leading.risk == "high" and leading.type in data["critical_types_when_high"]:
-        return "critical"
+        # A high metastatic grade without calcinosis on file is a risk, not a finding: a warning.
+        if assessment.calcinosis_condition or leading.type not in data["critical_needs_calcinosis_on_file"]:
+            return "critical"
+        return "warning"
     if RISK_ORDER.get(leading.risk, 0) >= RISK_ORDER[data["warning_from_risk"]]:
         return "warning"
     return None
@@ -169,7 +172,7 @@ def _assessment_card(assessment: PatientAssessment, context: CardContext,
         "uuid": str(uuid.uuid4()),
         "summary": truncate_summary(summary),
         "indicator": indicator,
-        "detail": _assessment_detail(assessment, missing, context),
+        "detail": _assessment_detail(assessment, missing, context, data),
         "source": _source(context, data),
         "overrideReasons": _override_reasons(data, "assessment"),
         "links": _links(context, data),
@@ -228,9 +231,12 @@ def _when(effective: datetime | date | None) -> str:
     return effective.isoformat()
 
 
-def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], context: CardContext) -> str:
+def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], context: CardContext,
+                       data: Mapping[str, Any]) -> str:
     leading = assessment.leading
     lines = [f"**Most likely: {leading.type}** ({leading.risk})", "", leading.rationale or "No rationale given."]
+    if not assessment.calcinosis_condition:
+        lines[1:1] = ["", data["no_calcinosis_on_file"]]
     if leading.citation:
         lines += ["", f"_Source: {leading.citation}_"]
     others = assessment.grades[1:]
