@@ -970,8 +970,8 @@ class HandwrittenCalcinosisRules:
             tail = (" No cause of metastatic calcinosis (kidney failure, hypervitaminosis D, hyperparathyroidism, sarcoidosis, "
                     "milk-alkali syndrome, malignancy) on file.")
         if self.vitamin_d_unflagged and not self.active_in("hypervitaminosis-d"):
-            tail += (f" 25-OH vitamin D {show(self.vitamin_d.get('value'))}: no upper reference limit known, "
-                     "hypervitaminosis D not excluded.")
+            tail += (f" 25-OH vitamin D {show(self.vitamin_d.get('value'))}: no upper reference limit is known, "
+                     "so a high level cannot be flagged (hypervitaminosis D not excluded).")
         if self.calciphylaxis_picture_below_threshold and would_be_high:
             tail += (" Graded at most moderate: kidney failure with skin necrosis or ulceration and a Ca x P not above "
                      f"{show(CAXP_THRESHOLD)} points to calciphylaxis.")

@@ -199,7 +199,7 @@ def test_a_childs_phosphate_without_birth_date_is_not_read_as_high_by_the_adult_
 def test_an_unflagged_vitamin_d_is_said_not_to_exclude_hypervitaminosis_d():
     run = _lab_bundle(_lab("ca", "17861-6", 9.0), _lab("d", "62292-8", 160, unit="ng/mL"))
     metastatic = _grade(run, "metastatic")
-    assert "25-OH vitamin D 160 ng/mL: no upper reference limit known, hypervitaminosis D not excluded." in metastatic.rationale
+    assert "25-OH vitamin D 160 ng/mL: " + "no upper reference limit is known, so a high level cannot be flagged (hypervitaminosis D not excluded)." in metastatic.rationale
     assert "hypervitaminosis D, hyperparathyroidism" not in metastatic.rationale
 
 

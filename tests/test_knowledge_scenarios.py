@@ -796,7 +796,7 @@ def scenario_unflagged_high_vitamin_d_without_a_cause() -> Facts:
 def test_an_unflagged_vitamin_d_does_not_rule_out_hypervitaminosis_d_nor_count_as_its_cause(assess):
     out = assess(scenario_unflagged_high_vitamin_d_without_a_cause())
     rationale = out["Metastatic"]["rationale"]
-    assert "25-OH vitamin D 160 ng/mL: no upper reference limit known, hypervitaminosis D not excluded." in rationale
+    assert "25-OH vitamin D 160 ng/mL: " + "no upper reference limit is known, so a high level cannot be flagged (hypervitaminosis D not excluded)." in rationale
     assert "hypervitaminosis D, hyperparathyroidism" not in rationale
     assert "Causes of metastatic calcinosis on file" not in rationale
     assert grades(out)["metastatic"] == "moderate"
