@@ -6,26 +6,15 @@ import json
 
 import pytest
 
-from service.hooks import hook_call
-from tests.conftest import FIXTURE_NOW, shared_dir
-from tests.support.cds_fixtures import fixture_app, request_for
+from tests.conftest import shared_dir
+from tests.support.cds_fixtures import core_at_fixture_time, fixture_app, request_for
 from tests.support.cds_spec import card_violations
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    try:
-        from service.assess import get_assessor
-
-        get_assessor()
-    except Exception as error:  # the rule library is built elsewhere in the project
-        pytest.skip(f"the assessment core cannot be built in this checkout: {type(error).__name__}")
-    original = hook_call.core_assess
-    hook_call.core_assess = lambda bundle, *, config, **_: original(bundle, config=config, now=FIXTURE_NOW)
-    try:
+    with core_at_fixture_time():
         yield fixture_app(tmp_path_factory.mktemp("cds-e2e")).test_client()
-    finally:
-        hook_call.core_assess = original
 
 
 def _cards(client, hook: str, body: dict) -> list[dict]:

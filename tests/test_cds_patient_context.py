@@ -10,29 +10,17 @@ import copy
 
 import pytest
 
-from service.hooks import hook_call
 from service.hooks.data_notes import caller_location, data_note_lines
 from service.assessment_model import InputIssue
-from tests.conftest import FIXTURE_NOW
-from tests.support.cds_fixtures import fixture_app, request_for
+from tests.support.cds_fixtures import core_at_fixture_time, fixture_app, request_for
 
 PATIENT_ID = "esrd-7301"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    try:
-        from service.assess import get_assessor
-
-        get_assessor()
-    except Exception as error:  # the rule library is built elsewhere in the project
-        pytest.skip(f"the assessment core cannot be built in this checkout: {type(error).__name__}")
-    original = hook_call.core_assess
-    hook_call.core_assess = lambda bundle, *, config, **_: original(bundle, config=config, now=FIXTURE_NOW)
-    try:
+    with core_at_fixture_time():
         yield fixture_app(tmp_path_factory.mktemp("cds-patient")).test_client()
-    finally:
-        hook_call.core_assess = original
 
 
 def _post(client, body, hook="patient-view"):

@@ -8,10 +8,11 @@ change with:  python -m tests.support.cds_fixtures --write
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fhir_fixtures" / "cds-hooks"
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -51,8 +52,9 @@ def fixture_now():
     return FIXTURE_NOW
 
 
-def responses_through_the_core(tmp_dir: Path) -> dict[str, dict[str, Any]]:
-    """Each example request answered by the real assessment core at the fixtures' instant."""
+@contextmanager
+def core_at_fixture_time() -> Iterator[None]:
+    """Hook calls assessed by the real core at the fixtures' instant, so answers compare over time."""
     from service.hooks import hook_call
 
     now = fixture_now()
@@ -63,14 +65,20 @@ def responses_through_the_core(tmp_dir: Path) -> dict[str, dict[str, Any]]:
 
     hook_call.core_assess = at_fixture_time
     try:
+        yield
+    finally:
+        hook_call.core_assess = original
+
+
+def responses_through_the_core(tmp_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each example request answered by the real assessment core at the fixtures' instant."""
+    with core_at_fixture_time():
         client = fixture_app(tmp_dir).test_client()
         answers = {}
         for hook in HOOKS:
             response = client.post(f"/cds-services/calcinosis-{hook}", json=request_for(hook))
             answers[hook] = {"status": response.status_code, "body": response.get_json()}
         return answers
-    finally:
-        hook_call.core_assess = original
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
