@@ -83,15 +83,10 @@ def _service_or_404(service_id: str) -> Mapping[str, Any]:
 
 
 def _read_body(what: str) -> Any:
-    """The JSON body; an empty one is refused in CDS Hooks terms (the shared reader speaks of FHIR Bundles)."""
-    max_bytes = int(_settings(current_app).get("MAX_BODY_BYTES", 20 * 1024 * 1024))
-    try:
-        return read_json_body(request, max_bytes=max_bytes)
-    except InputError as error:
-        if any(issue.diagnostics.startswith("request body is empty") for issue in error.issues):
-            raise InputError.single(f"{what} must be a JSON object; the request body is empty", location="$",
-                                    code="required", status=400) from None
-        raise
+    """The JSON body; an empty one is refused in CDS Hooks terms, not as a missing FHIR Bundle."""
+    empty = InputError.single(f"{what} must be a JSON object; the request body is empty", location="$",
+                              code="required", status=400)
+    return read_json_body(request, max_bytes=int(_settings(current_app)["MAX_BODY_BYTES"]), when_empty=empty)
 
 
 @blueprint.get("")

@@ -34,8 +34,12 @@ def require_json_media_type(request: Request) -> None:
     )
 
 
-def read_json_body(request: Request, *, max_bytes: int) -> Any:
-    """The decoded JSON body, or an InputError (400 bad JSON, 413 too large, 415 not JSON)."""
+def read_json_body(request: Request, *, max_bytes: int, when_empty: InputError | None = None) -> Any:
+    """The decoded JSON body, or an InputError (400 bad JSON, 413 too large, 415 not JSON).
+
+    `when_empty` is the error for an empty body in the caller's own terms (a surface that does
+    not expect a FHIR Bundle says what it does expect).
+    """
     require_json_media_type(request)
     length = request.content_length
     if length is not None and length > max_bytes:
@@ -46,8 +50,8 @@ def read_json_body(request: Request, *, max_bytes: int) -> Any:
         raise InputError.single(f"request body exceeds the limit of {max_bytes} bytes",
                                 code="too-costly", status=413)
     if not body.strip():
-        raise InputError.single("request body is empty: expected a FHIR Bundle in JSON", code="required",
-                                status=400)
+        raise when_empty or InputError.single("request body is empty: expected a FHIR Bundle in JSON",
+                                              code="required", status=400)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:

@@ -249,3 +249,17 @@ def test_no_single_field_replacement_in_feedback_gives_a_server_error(fuzz_clien
     body = _set(copy.deepcopy(_FEEDBACK), path, value)
     response = fuzz_client.post("/cds-services/calcinosis-order-select/feedback", json=body)
     assert response.status_code < 500, (path, value, response.get_data(as_text=True)[:300])
+
+
+@pytest.mark.parametrize("path, what", [("/cds-services/calcinosis-patient-view", "a CDS Hooks request"),
+                                        ("/cds-services/calcinosis-patient-view/feedback",
+                                         "a CDS Hooks feedback request")])
+def test_an_empty_body_is_refused_in_cds_hooks_terms(tmp_path, path, what):
+    from tests.support.cds_app import make_app
+
+    client = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3")}).test_client()
+    response = client.post(path, data=b"", content_type="application/json")
+    assert response.status_code == 400
+    (issue,) = response.get_json()["issue"]
+    assert issue["diagnostics"] == f"{what} must be a JSON object; the request body is empty"
+    assert "FHIR Bundle" not in issue["diagnostics"]
