@@ -1,7 +1,7 @@
 """Edge cases of the CalcinosisCutis library: which calcium decides, long names, skin necrosis
 look-alikes, tests already ordered, the milk-alkali picture and Ca x P next to 70.
 
-Each runs through the engine and the hand-written twin (the `assess` fixture).
+Each runs through the compiled rule library (the `assess` fixture).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from test_knowledge_scenarios import (
     ICD10CM, SNOMED, Facts, assess, calcium, condition, engine_evidence, grades, medication, obs, patient, phosphate,
     recommended_codes, service_request,
-)  # noqa: F401  (assess is the engine-and-twin fixture)
+)  # noqa: F401  (assess is the rule-library fixture)
 
 
 def _day(year: int, month: int, day: int) -> datetime:
