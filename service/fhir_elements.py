@@ -126,3 +126,19 @@ def choice_datetime(resource: dict[str, Any], prefix: str) -> tuple[datetime | N
 def reference_of(element: Any) -> str | None:
     """The `reference` string of a Reference element; None when absent or when the element is not an object."""
     return text_or_none(element.get("reference")) if isinstance(element, dict) else None
+
+
+def categories_text(categories: Any) -> str | None:
+    """Every text, code and display of a list of CodeableConcepts (Condition.category), lower case,
+    separated by ' | ': the rules look for words such as "family history" in it."""
+    if not isinstance(categories, list):
+        return None
+    parts: list[str] = []
+    for codeable in categories:
+        if not isinstance(codeable, dict):
+            continue
+        parts.extend(part for part in (text_or_none(codeable.get("text")),) if part)
+        for item in codings(codeable):
+            parts.extend(part for part in (text_or_none(item.get("code")), text_or_none(item.get("display"))) if part)
+    return normalized_name(" | ".join(parts)) if parts else None
+

@@ -33,8 +33,8 @@ from .cql_like.quantity import Quantity
 from .cql_like.values import Concept, Record
 from .facts import PatientFacts, counting_order_key
 from .fhir_dates import parse_datetime, parse_partial_date
-from .fhir_elements import (MAX_TEXT_LENGTH, choice_datetime, concept, display_text, first_code, long_text_paths,
-                            normalized_name, reference_of, text_or_none)
+from .fhir_elements import (MAX_TEXT_LENGTH, categories_text, choice_datetime, concept, display_text, first_code,
+                            long_text_paths, normalized_name, reference_of, text_or_none)
 from .ingest import KeptResource, PatientResources
 from .issue_lists import capped
 from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location
@@ -155,6 +155,7 @@ class _Normalizer:
             "code": concept(resource.get("code")),
             "clinicalStatus": first_code(resource.get("clinicalStatus")),
             "verificationStatus": first_code(resource.get("verificationStatus")),
+            "category": categories_text(resource.get("category")),
             "onset": onset,
             "abatement": abatement,
             "recorded": parse_datetime(resource.get("recordedDate")),

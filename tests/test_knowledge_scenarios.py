@@ -81,11 +81,11 @@ def obs(code: str, value: str | None, unit: str, flag: str | None = "N", *, days
     }, source=f"Observation/obs{n}")
 
 
-def condition(system: str | None, code: str | None, display: str, clinical: str = "active",
-              verification: str = "confirmed") -> Record:
+def condition(system: str | None, code: str | None, display: str, clinical: str | None = "active",
+              verification: str | None = "confirmed", category: str | None = None) -> Record:
     n = next(_counter)
     return Record("Condition", {"id": f"cond{n}", "code": _concept(system, code, display),
-                                "clinicalStatus": clinical, "verificationStatus": verification},
+                                "clinicalStatus": clinical, "verificationStatus": verification, "category": category},
                   source=f"Condition/cond{n}")
 
 
@@ -411,7 +411,8 @@ def test_ckd_with_high_calcium_and_phosphate_is_metastatic_with_the_product_name
     rationale = out["Metastatic"]["rationale"]
     assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in rationale
     assert "Ca 10.8 mg/dL on 2026-10-02 (H)" in rationale and "P 7.6 mg/dL on 2026-10-02 (H)" in rationale
-    assert "Chronic kidney disease stage 4 (disorder)" in rationale
+    # CKD stage 4 is not the "chronic kidney failure" the source names as a cause: the product decides.
+    assert "Causes of metastatic calcinosis: Chronic kidney disease stage 4" not in rationale
     assert grades(out)["dystrophic"] == "negligible"
     assert grades(out)["idiopathic"] == "negligible"
     caxp = next(v for v in out["Values Used"] if v["analyte"] == "ca-x-p")
@@ -578,8 +579,10 @@ def test_tumor_lysis_is_iatrogenic_high_and_a_site_coded_malignancy_is_a_metasta
     out = assess(scenario_tumor_lysis_and_transplant())
     assert grades(out)["iatrogenic"] == "high"
     assert "Organ transplant: Liver transplant status." in out["Iatrogenic"]["rationale"]
-    assert grades(out)["metastatic"] == "high"
+    # A malignancy with a high phosphate but Ca x P 54.9 (below the source's 70): moderate, not high.
+    assert grades(out)["metastatic"] == "moderate"
     assert "Acute lymphoblastic leukemia" in out["Metastatic"]["rationale"]
+    assert "Graded moderate, not high: Ca x P does not exceed 70 mg2/dL2" in out["Metastatic"]["rationale"]
 
 
 def test_organ_transplant_alone_makes_iatrogenic_moderate(assess):
@@ -615,7 +618,7 @@ def test_a_shorter_lookback_makes_an_older_result_stale(evaluator: str):
     default = EVALUATORS[evaluator](facts)
     short = EVALUATORS[evaluator](facts, Quantity(Decimal(30), "days"))
     assert grades(default)["metastatic"] == "high"
-    assert grades(short)["metastatic"] == "moderate"  # CKD on file, labs now unknown
+    assert grades(short)["metastatic"] == "low"  # labs now unknown; CKD stage 4 is context, not a cause
     assert "no usable calcium result within 30 days" in short["Metastatic"]["rationale"]
 
 
@@ -748,7 +751,7 @@ def test_albumin_at_the_edge_of_the_plausible_window_is_still_used(assess):
 
 
 def test_a_grade_s_evidence_is_the_records_it_used():
-    facts = scenario_metastatic_ckd_high_product()
+    facts = scenario_esrd_high_product_without_necrosis()
     evidence = engine_evidence(facts)["Metastatic"]
     assert set(evidence) == {r.source for r in facts.records}
     unrelated = scenario_dystrophic_systemic_sclerosis_normal_labs()
@@ -795,7 +798,7 @@ def test_an_unflagged_vitamin_d_does_not_rule_out_hypervitaminosis_d_nor_count_a
 def test_a_vitamin_d_flagged_high_is_a_cause_and_not_called_unknown(assess):
     out = assess(Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", "H")], patient()))
     rationale = out["Metastatic"]["rationale"]
-    assert "Causes of metastatic calcinosis on file: 25-OH vitamin D 160 ng/mL on 2026-11-05 (H)." in rationale
+    assert "Causes of metastatic calcinosis: 25-OH vitamin D 160 ng/mL on 2026-11-05 (H)." in rationale
     assert "not excluded" not in rationale
 
 
@@ -830,7 +833,7 @@ def test_warfarin_is_named_but_not_counted_as_a_calciphylaxis_risk_factor(assess
     rationale = out["Calciphylaxis"]["rationale"]
     assert ("warfarin on file (a calciphylaxis risk factor in the project's clinical notes; the source articles name it "
             "as a treatment of calcinosis)") in rationale
-    assert "No risk factors (obesity, diabetes, hyperparathyroidism) on file." in rationale
+    assert "No risk factor (obesity, diabetes, hyperparathyroidism, high PTH) found among the conditions and results read." in rationale
 
 
 def test_the_calciphylaxis_citation_quotes_the_seed_003_risk_factor_list(assess):
@@ -919,7 +922,7 @@ def test_milk_alkali_tests_are_to_assess_it_when_the_syndrome_is_on_file(assess)
 
 def test_the_idiopathic_rationale_names_the_other_cause_found(assess):
     out = assess(scenario_dystrophic_systemic_sclerosis_normal_labs())
-    assert out["Idiopathic"]["rationale"].startswith("Another cause is on file: CR(E)ST syndrome. ")
+    assert out["Idiopathic"]["rationale"].startswith("Another cause is recorded: CR(E)ST syndrome. ")
 
 
 def test_the_iatrogenic_rationale_gives_the_date_and_route_of_the_exposure(assess):

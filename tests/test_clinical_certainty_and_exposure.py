@@ -1,0 +1,231 @@
+"""What the record supports: how certain a diagnosis is, how strong a drug exposure is, and the
+metastatic threshold of the source.
+
+Each test is a clinical story run through the rule library: a rule-out is not a diagnosis, a
+family history is not the patient's disease, an order never given is not an exposure, and
+metastatic calcification is graded high only when the product exceeds 70 mg2/dL2 or kidney
+failure accompanies abnormal minerals.
+"""
+
+from __future__ import annotations
+
+from test_knowledge_scenarios import (
+    ICD10CM, SNOMED, Facts, assess, calcium, condition, grades, leading, medication, patient, phosphate,
+)  # noqa: F401  (assess is the rule-library fixture)
+
+IV_ROUTE_TEXT = "Intravenous route"
+
+
+# ---- certainty of a diagnosis ---------------------------------------------------------------
+
+def test_a_rule_out_of_calciphylaxis_is_a_suspicion_graded_at_most_moderate(assess):
+    out = assess(Facts([
+        condition(SNOMED, "237900002", "Calciphylaxis", verification="differential"),
+        calcium("9.2"), phosphate("4.1"),
+    ], patient()))
+    assert grades(out)["calciphylaxis"] == "moderate"
+    rationale = out["Calciphylaxis"]["rationale"]
+    assert "Calciphylaxis (suspected, not confirmed)" in rationale
+    assert "Calciphylaxis is on file" not in rationale
+
+
+def test_a_confirmed_calciphylaxis_is_still_high(assess):
+    out = assess(Facts([condition(SNOMED, "237900002", "Calciphylaxis"), calcium("9.2"), phosphate("4.1")], patient()))
+    assert grades(out)["calciphylaxis"] == "high"
+    assert "suspected" not in out["Calciphylaxis"]["rationale"]
+
+
+def test_a_provisional_dermatomyositis_with_normal_minerals_is_dystrophic_moderate_not_high(assess):
+    out = assess(Facts([
+        condition(SNOMED, "396230008", "Dermatomyositis (disorder)", verification="provisional"),
+        calcium("9.3", low="8.5", high="10.2"), phosphate("3.6", low="2.5", high="4.5"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "moderate"
+    assert "Dermatomyositis (disorder) (suspected, not confirmed)" in out["Dystrophic"]["rationale"]
+
+
+def test_an_unconfirmed_connective_tissue_disease_keeps_idiopathic_from_being_high(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "L94.2", "Calcinosis cutis"),
+        condition(SNOMED, "89155008", "Systemic sclerosis (disorder)", verification="unconfirmed"),
+        calcium("9.3"), phosphate("3.6"),
+    ], patient()))
+    assert grades(out)["idiopathic"] in ("low", "negligible")
+    assert "suspected, not confirmed" in out["Idiopathic"]["rationale"]
+
+
+def test_an_entered_in_error_diagnosis_never_counts(assess):
+    out = assess(Facts([
+        condition(SNOMED, "237900002", "Calciphylaxis", verification="entered-in-error"),
+        calcium("9.2"), phosphate("4.1"),
+    ], patient()))
+    assert grades(out)["calciphylaxis"] == "negligible"
+    assert "Calciphylaxis" not in out["Calciphylaxis"]["rationale"].split(".")[0]
+
+
+def test_a_resolved_systemic_sclerosis_is_not_active_tissue_damage(assess):
+    out = assess(Facts([
+        condition(SNOMED, "89155008", "Systemic sclerosis (disorder)", clinical="resolved"),
+        calcium("9.3"), phosphate("3.6"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "low"
+
+
+def test_a_family_history_of_lupus_is_not_the_patients_lupus(assess):
+    out = assess(Facts([
+        condition(None, None, "Family history of systemic lupus erythematosus"),
+        calcium("9.3"), phosphate("3.6"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "low"
+    assert "lupus" not in out["Dystrophic"]["rationale"].lower()
+
+
+def test_a_condition_in_the_family_history_category_is_not_the_patients_disease(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "M34.9", "Systemic sclerosis, unspecified", category="family history"),
+        calcium("9.3"), phosphate("3.6"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "low"
+
+
+def test_a_family_history_code_z83_3_is_not_diabetes(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "N18.6", "End stage renal disease"),
+        condition(None, None, "Necrosis of skin of abdominal wall"),
+        condition(ICD10CM, "Z83.3", "Family history of diabetes mellitus"),
+        calcium("9.0"), phosphate("4.4"),
+    ], patient()))
+    # ESRD with skin necrosis but no risk factor: moderate, not the high a diabetic patient gets.
+    assert grades(out)["calciphylaxis"] == "moderate"
+    assert "Family history of diabetes mellitus" not in out["Calciphylaxis"]["rationale"]
+
+
+def test_a_diagnosis_without_verification_status_counts_and_a_note_says_so(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "M34.1", "CR(E)ST syndrome", verification=None),
+        calcium("9.3", low="8.5", high="10.2"), phosphate("3.6", low="2.5", high="4.5"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "high"
+    assert any("CR(E)ST syndrome" in note and "no verification status" in note for note in out["Notes"])
+
+
+# ---- exposure, graded by evidence -----------------------------------------------------------
+
+def test_an_iv_calcium_order_never_given_is_a_weak_exposure_graded_low(assess):
+    out = assess(Facts([
+        medication("MedicationRequest", "calcium gluconate 100 mg/ml injection", "active", route=IV_ROUTE_TEXT),
+        calcium("9.1"), phosphate("3.9"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "low"
+    assert "ordered, no administration recorded" in out["Iatrogenic"]["rationale"]
+
+
+def test_an_iv_calcium_dose_given_last_week_is_a_strong_exposure_graded_high(assess):
+    out = assess(Facts([
+        medication("MedicationAdministration", "calcium gluconate 100 mg/ml injection", "completed", days_ago=7,
+                   route=IV_ROUTE_TEXT),
+        calcium("9.1"), phosphate("3.9"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "high"
+    assert "given within 90 days" in out["Iatrogenic"]["rationale"]
+
+
+def test_a_single_dose_eleven_months_ago_does_not_outrank_a_textbook_dystrophic_picture(assess):
+    out = assess(Facts([
+        medication("MedicationAdministration", "calcium gluconate 100 mg/ml injection", "completed", days_ago=330,
+                   route=IV_ROUTE_TEXT),
+        condition(ICD10CM, "M34.1", "CR(E)ST syndrome"),
+        calcium("9.3", low="8.5", high="10.2"), phosphate("3.6", low="2.5", high="4.5"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "low"
+    assert leading(out) == "dystrophic"
+    assert "more than 90 days ago" in out["Iatrogenic"]["rationale"]
+
+
+def test_calcium_gluconate_given_with_no_route_recorded_is_possible_iv_exposure(assess):
+    out = assess(Facts([
+        medication("MedicationAdministration", "calcium gluconate", "completed", days_ago=3),
+        calcium("9.1"), phosphate("3.9"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "moderate"
+    rationale = out["Iatrogenic"]["rationale"]
+    assert "route not recorded" in rationale
+    assert "No intravenous calcium" not in rationale
+
+
+def test_oral_calcium_gluconate_tablets_are_still_not_an_iv_exposure(assess):
+    out = assess(Facts([
+        medication("MedicationAdministration", "calcium gluconate 650 mg oral tablet", "completed", days_ago=3),
+        calcium("9.1"), phosphate("3.9"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "negligible"
+
+
+def test_para_aminosalicylic_acid_being_taken_is_a_strong_exposure(assess):
+    out = assess(Facts([
+        medication("MedicationStatement", "aminosalicylic acid 4000 mg delayed release oral granules", "active",
+                   days_ago=200),
+        calcium("9.4"), phosphate("3.4"),
+    ], patient()))
+    assert grades(out)["iatrogenic"] == "high"
+
+
+def test_tumor_lysis_does_not_outrank_a_confirmed_connective_tissue_disease_with_normal_minerals(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "E88.3", "Tumor lysis syndrome"),
+        condition(ICD10CM, "M34.1", "CR(E)ST syndrome"),
+        calcium("9.3", low="8.5", high="10.2"), phosphate("3.6", low="2.5", high="4.5"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "high"
+    assert grades(out)["iatrogenic"] == "moderate"
+    assert leading(out) == "dystrophic"
+
+
+def test_tumor_lysis_alone_keeps_its_high_grade(assess):
+    out = assess(Facts([condition(ICD10CM, "E88.3", "Tumor lysis syndrome"), calcium("9.0"), phosphate("6.1", "H")],
+                       patient()))
+    assert grades(out)["iatrogenic"] == "high"
+
+
+# ---- metastatic by the source's threshold ---------------------------------------------------
+
+def test_ckd_stage_3_with_a_high_phosphate_below_70_is_moderate_not_high(assess):
+    out = assess(Facts([
+        condition(SNOMED, "433144002", "Chronic kidney disease stage 3 (disorder)"),
+        calcium("9.0"), phosphate("5.2", "H"),
+    ], patient()))
+    assert grades(out)["metastatic"] == "moderate"
+    assert "Ca x P 46.8 mg2/dL2 does not exceed 70 mg2/dL2" in out["Metastatic"]["rationale"]
+
+
+def test_hyperparathyroidism_with_a_high_calcium_below_70_is_moderate(assess):
+    out = assess(Facts([
+        condition(SNOMED, "36348003", "Primary hyperparathyroidism (disorder)"),
+        calcium("11.2", "H"), phosphate("2.9"),
+    ], patient()))
+    assert grades(out)["metastatic"] == "moderate"
+    assert "Primary hyperparathyroidism" in out["Metastatic"]["rationale"]
+
+
+def test_a_product_above_70_with_a_high_phosphate_is_high_without_a_listed_cause(assess):
+    out = assess(Facts([calcium("10.1"), phosphate("7.4", "H")], patient()))
+    assert grades(out)["metastatic"] == "high"
+    assert "Ca x P 74.7 mg2/dL2 exceeds 70 mg2/dL2" in out["Metastatic"]["rationale"]
+
+
+def test_kidney_failure_with_a_high_phosphate_is_high_below_70(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "N18.6", "End stage renal disease"),
+        calcium("8.9"), phosphate("6.0", "H"),
+    ], patient()))
+    assert grades(out)["metastatic"] == "high"
+
+
+def test_ckd_stage_3_is_named_as_context_not_as_a_cause(assess):
+    out = assess(Facts([
+        condition(SNOMED, "433144002", "Chronic kidney disease stage 3 (disorder)"),
+        calcium("9.0"), phosphate("3.5"),
+    ], patient()))
+    rationale = out["Metastatic"]["rationale"]
+    assert grades(out)["metastatic"] == "negligible"
+    assert "Causes of metastatic calcinosis" not in rationale
