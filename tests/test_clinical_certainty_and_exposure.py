@@ -229,3 +229,17 @@ def test_ckd_stage_3_is_named_as_context_not_as_a_cause(assess):
     rationale = out["Metastatic"]["rationale"]
     assert grades(out)["metastatic"] == "negligible"
     assert "Causes of metastatic calcinosis" not in rationale
+
+
+def test_a_suspected_calcinosis_cutis_keeps_idiopathic_at_moderate(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "L94.2", "Calcinosis cutis", verification="provisional"),
+        calcium("9.6"), phosphate("3.8"),
+    ], patient()))
+    assert grades(out)["idiopathic"] == "moderate"
+    assert "Calcinosis cutis (suspected, not confirmed)" in out["Idiopathic"]["rationale"]
+
+
+def test_a_confirmed_calcinosis_cutis_with_normal_labs_and_no_cause_is_idiopathic_high(assess):
+    out = assess(Facts([condition(ICD10CM, "L94.2", "Calcinosis cutis"), calcium("9.6"), phosphate("3.8")], patient()))
+    assert grades(out)["idiopathic"] == "high"
