@@ -243,3 +243,49 @@ def test_a_suspected_calcinosis_cutis_keeps_idiopathic_at_moderate(assess):
 def test_a_confirmed_calcinosis_cutis_with_normal_labs_and_no_cause_is_idiopathic_high(assess):
     out = assess(Facts([condition(ICD10CM, "L94.2", "Calcinosis cutis"), calcium("9.6"), phosphate("3.8")], patient()))
     assert grades(out)["idiopathic"] == "high"
+
+
+# ---- from FHIR JSON: statuses and categories reach the rules ---------------------------------
+
+def test_a_fhir_rule_out_and_a_family_history_condition_are_read_as_such_end_to_end():
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    from service.assess import assess_bundle
+    from service.fhir_outputs.result_bundle import build_result_bundle
+    from test_knowledge_scenarios import NOW
+
+    def entry(resource: dict) -> dict:
+        return {"fullUrl": f"http://example.org/fhir/{resource['resourceType']}/{resource['id']}", "resource": resource}
+
+    def coded(system: str, code: str, display: str) -> dict:
+        return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+    status = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+    rule_out = {
+        "resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {"coding": [{"system": clinical, "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": status, "code": "differential"}]},
+        "code": coded("http://snomed.info/sct", "237900002", "Calciphylaxis"),
+    }
+    family = {
+        "resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {"coding": [{"system": clinical, "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": status, "code": "confirmed"}]},
+        "category": [{"text": "Family history"}],
+        "code": coded("http://snomed.info/sct", "89155008", "Systemic sclerosis"),
+    }
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        entry({"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01", "gender": "female"}),
+        entry(rule_out), entry(family)]}
+    run = assess_bundle(bundle, now=NOW)
+    patient_result = run.patients[0]
+    by_type = {g.type: g for g in patient_result.grades}
+    assert by_type["calciphylaxis"].risk == "moderate"
+    assert "suspected, not confirmed" in by_type["calciphylaxis"].rationale
+    assert "Systemic sclerosis" not in by_type["dystrophic"].rationale
+    risk = next(e["resource"] for e in build_result_bundle(run.patients, run.issues)["entry"]
+                if e["resource"]["resourceType"] == "RiskAssessment")
+    RiskAssessment.model_validate(risk)
+    calciphylaxis = next(p for p in risk["prediction"] if p["outcome"]["coding"][0]["code"] == "calciphylaxis")
+    assert calciphylaxis["qualitativeRisk"]["coding"][0]["code"] == "moderate"
