@@ -289,3 +289,15 @@ def test_a_fhir_rule_out_and_a_family_history_condition_are_read_as_such_end_to_
     RiskAssessment.model_validate(risk)
     calciphylaxis = next(p for p in risk["prediction"] if p["outcome"]["coding"][0]["code"] == "calciphylaxis")
     assert calciphylaxis["qualitativeRisk"]["coding"][0]["code"] == "moderate"
+
+
+def test_an_active_order_is_named_once_and_a_draft_order_as_not_yet_signed(assess):
+    out = assess(Facts([
+        medication("MedicationRequest", "calcium gluconate 100 mg/ml injection", "active", route=IV_ROUTE_TEXT),
+        medication("MedicationRequest", "calcium chloride 100 mg/ml injectable solution", "draft"),
+        calcium("9.1"), phosphate("3.9"),
+    ], patient()))
+    rationale = out["Iatrogenic"]["rationale"]
+    assert rationale.count("calcium gluconate 100 mg/ml injection") == 1
+    assert "Draft order, not yet signed: calcium chloride 100 mg/ml injectable solution." in rationale
+    assert grades(out)["iatrogenic"] == "low"
