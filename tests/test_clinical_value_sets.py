@@ -270,7 +270,8 @@ def test_porphyria_cutanea_tarda_is_tissue_damage_by_its_exact_name():
 @pytest.mark.parametrize("name", [
     "Werner syndrome", "Panniculitis", "Pancreatic panniculitis", "Trichilemmal cyst", "Basal cell carcinoma", "Trichoepithelioma", "Onchocerciasis", "Cysticercosis",
     "Histoplasmosis", "Cryptococcosis", "Varicose veins", "Acne vulgaris",
-    "Werner syndrome (disorder)", "  PORPHYRIA  CUTANEA TARDA. ",
+    "Werner syndrome (disorder)", "  PORPHYRIA  CUTANEA TARDA. ", "Histoplasmosis, unspecified", "Panniculitis NOS",
+    "Werner\u2019s syndrome",
 ])
 def test_each_tissue_damage_cause_the_sources_name_counts(name: str):
     """codes.md verifies no code for these, so the whole normalized name is matched."""
