@@ -432,3 +432,15 @@ def test_tests_listed_in_a_compose_definition_group_as_the_same_test(tmp_path: P
     grouping = LabTestGrouping(tmp_path)
     assert grouping.is_ordered(loinc, "2731-8", [(loinc, "14866-8")])
     assert not grouping.is_ordered(loinc, "2731-8", [(loinc, "17861-6")])
+
+
+@pytest.mark.parametrize("name,family_history", [
+    ("Family history of diabetes mellitus", True), ("FAMILY HISTORY OF  lupus (situation)", True),
+    ("Family history", True), ("Diabetes mellitus", False), ("History of family therapy", False),
+])
+def test_a_family_history_is_recognized_by_the_start_of_its_name(name: str, family_history: bool):
+    source = (KNOWLEDGE_DIR / "CalcinosisCutis.cql").read_text(encoding="utf-8")
+    library = compile_library(source + '\ndefine "First Is Family History": "Named Family History"(First([Condition]).code)\n',
+                              model=MODEL, valueset_dir=VALUESET_DIR)
+    result = library.evaluate_define("First Is Family History", Facts([condition(None, None, name)], patient()), now=NOW)
+    assert result.value is family_history
