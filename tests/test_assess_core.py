@@ -133,13 +133,14 @@ def _grade(run, type_code):
     return next(grade for grade in run.patients[0].grades if grade.type == type_code)
 
 
-def test_a_twelve_thousand_character_medication_name_and_condition_text_are_searched_and_the_patient_assessed():
+def test_a_twelve_thousand_character_medication_name_and_condition_text_are_read_and_the_patient_assessed():
+    # The medication name is searched; the condition text is compared whole (no accepted name is that long).
     run = _lab_bundle(_lab("ca", "17861-6", 9.4, interpretation=[{"coding": [{"code": "N"}]}]),
                       extra=(_statement("m1", "calcium gluconate injection " + "x" * 12_000),
                              _named_condition("c1", "Scleroderma " + "y" * 12_000)))
     assert len(run.patients) == 1
     assert _grade(run, "iatrogenic").risk == "high"
-    assert "Scleroderma" in _grade(run, "dystrophic").rationale
+    assert "No connective tissue disease or other tissue damage found among the conditions read." in _grade(run, "dystrophic").rationale
 
 
 def test_an_older_ionized_calcium_does_not_make_a_newer_high_total_calcium_normal():
@@ -180,6 +181,7 @@ def test_a_childs_phosphate_without_birth_date_is_not_read_as_high_by_the_adult_
 
     patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}  # the child's birthDate is missing
     condition = _named_condition("c1", "Juvenile dermatomyositis")
+    condition["code"]["coding"] = [{"system": "http://snomed.info/sct", "code": "1212005", "display": "Juvenile dermatomyositis"}]
     resources = [patient, condition, _lab("ca", "17861-6", 9.6), _lab("p", "2777-1", 5.4),
                  _lab("alb", "1751-7", 4.1, unit="g/dL")]
     bundle = {"resourceType": "Bundle", "type": "collection",

@@ -301,3 +301,33 @@ def test_an_active_order_is_named_once_and_a_draft_order_as_not_yet_signed(asses
     assert rationale.count("calcium gluconate 100 mg/ml injection") == 1
     assert "Draft order, not yet signed: calcium chloride 100 mg/ml injectable solution." in rationale
     assert grades(out)["iatrogenic"] == "low"
+
+
+# ---- a diagnosis recorded as text only -------------------------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize(("name", "type_code", "expected"), [
+    ("Systemic lupus erythematosus", "dystrophic", "high"),
+    ("Systemic sclerosis", "dystrophic", "high"),
+    ("Rheumatoid arthritis", "dystrophic", "high"),
+    ("Dermatomyositis", "dystrophic", "high"),
+    ("Pseudoxanthoma elasticum", "dystrophic", "high"),
+    ("Calciphylaxis", "calciphylaxis", "high"),
+    ("Sarcoidosis", "metastatic", "low"),
+])
+def test_a_verified_diagnosis_recorded_as_text_only_counts_by_its_exact_name(assess, name, type_code, expected):
+    out = assess(Facts([condition(None, None, name), calcium("9.3", low="8.5", high="10.2"),
+                        phosphate("3.6", low="2.5", high="4.5")], patient()))
+    assert grades(out)[type_code] == expected
+
+
+def test_text_only_type_2_diabetes_is_a_calciphylaxis_risk_factor(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "N18.6", "End stage renal disease"),
+        condition(None, None, "Necrosis of skin of abdominal wall"),
+        condition(None, None, "Type 2 diabetes mellitus"),
+        calcium("9.0"), phosphate("4.4"),
+    ], patient()))
+    assert grades(out)["calciphylaxis"] == "high"

@@ -1,4 +1,9 @@
-"""The rule library's value sets: valid FHIR R4 ValueSets, and only codes codes.md verifies."""
+"""The rule library's value sets: valid FHIR R4 ValueSets, and only codes codes.md verifies.
+
+A value set file is a definition (`compose`: concept lists and ICD-10-CM is-a filters, see
+service/cql_like/valuesets.py) or a fixed list (`expansion.contains`). Listed codes must sit in a
+codes.md row marked V or V2; a filter's category or block must be one codes.md verifies.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +53,14 @@ NOT_READ_BY_THE_RULES = {
 }
 
 
+# Value sets whose ICD-10-CM categories codes.md has no row for; they were checked against the CMS
+# ICD-10-CM tabular (April 2026), the source codes.md cites as S8, and the description says so.
+CHECKED_AGAINST_CMS_TABULAR = {
+    "family-history": {"Z80-Z84"},
+    "personal-history": {"Z85-Z87"},
+}
+
+
 def _codes_md() -> Path:
     shared = Path(os.environ.get("CALCINOSIS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
     return shared / "clinical" / "codes.md"
@@ -55,6 +68,23 @@ def _codes_md() -> Path:
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _listed(data: dict) -> list[dict]:
+    """Every listed code of a value set file: compose include concepts and expansion.contains, as
+    {system, code, display}."""
+    listed = [{"system": inc["system"], "code": c["code"], "display": c.get("display")}
+              for inc in (data.get("compose") or {}).get("include", []) for c in inc.get("concept", [])]
+    listed += [{"system": c["system"], "code": c["code"], "display": c.get("display")}
+               for c in (data.get("expansion") or {}).get("contains", [])]
+    return listed
+
+
+def _filters(data: dict) -> list[tuple[str, str, str]]:
+    """(system, op, value) of every include and exclude filter."""
+    compose = data.get("compose") or {}
+    return [(entry["system"], f["op"], f["value"]) for side in ("include", "exclude")
+            for entry in compose.get(side, []) for f in entry.get("filter", [])]
 
 
 def test_the_library_has_a_value_set_file_for_each_condition_and_analyte_group():
@@ -72,16 +102,20 @@ def test_value_set_file_is_a_valid_r4_valueset_with_its_canonical_url(path: Path
     assert "codes.md" in resource.description
     if path.stem in CHECKED_AGAINST_FHIR_SPEC:
         assert "FHIR" in resource.description
-    contains = resource.expansion.contains
-    assert contains, "an empty value set would silently match nothing"
-    for entry in contains:
-        assert entry.system in KNOWN_SYSTEMS
-        assert entry.code and entry.display
+    listed, filters = _listed(data), _filters(data)
+    assert listed or filters, "an empty value set would silently match nothing"
+    for entry in listed:
+        assert entry["system"] in KNOWN_SYSTEMS
+        assert entry["code"] and entry["display"]
+    for system, op, _ in filters:
+        assert (system, op) == ("http://hl7.org/fhir/sid/icd-10-cm", "is-a")
+    if filters:
+        assert "every code below" in resource.description
 
 
 @pytest.mark.parametrize("path", VALUESET_FILES, ids=lambda p: p.stem)
 def test_value_set_has_no_duplicate_codes(path: Path):
-    pairs = [(c["system"], c["code"]) for c in _load(path)["expansion"]["contains"]]
+    pairs = [(c["system"], c["code"]) for c in _listed(_load(path))]
     assert len(pairs) == len(set(pairs))
 
 
@@ -147,7 +181,7 @@ def _statuses_in_codes_md(text: str, code: str) -> list[str]:
 
 def _shipped_codes() -> list[tuple[str, str, str]]:
     return [(p.stem, c["system"], c["code"]) for p in VALUESET_FILES if p.stem not in CHECKED_AGAINST_FHIR_SPEC
-            for c in _load(p)["expansion"]["contains"]]
+            for c in _listed(_load(p))]
 
 
 @pytest.mark.parametrize("slug,system,code", _shipped_codes(), ids=lambda v: str(v))
@@ -182,6 +216,63 @@ def test_the_codes_md_check_accepts_a_code_that_exists_although_its_name_is_unve
         assert statuses and any(_verified(s) for s in statuses), (code, statuses)
 
 
+# ---- filters: every is-a category or block is one codes.md verifies -----------------------------
+
+_ICD_TOKEN = re.compile(r"(?<![0-9A-Za-z.])[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]+)?")
+
+
+def _icd_rows(text: str) -> list[tuple[str, str]]:
+    """(ICD-10-CM cell, its status) of every codes.md row with a V or V2 status after the cell."""
+    rows = []
+    for row in _table_rows(text):
+        for index, cell in enumerate(row):
+            if _ICD_TOKEN.search(cell) and not _STATUS_CELL.search(cell):
+                status = _status_for(row, index)
+                if status is not None and _verified(status):
+                    rows.append((cell, status))
+    return rows
+
+
+def _category_verified(text: str, value: str) -> bool:
+    """A block (T20-T32) is verified when a V/V2 row writes it; a category when a V/V2 row names it
+    (M35.1, "M05.x", "M35.0- family", "Q79.6x"), or, for a three-character category, names a verified
+    code below it (M32 through M32.9: in ICD-10-CM a code's first three characters are its category)."""
+    rows = _icd_rows(text)
+    if "-" in value:
+        first, last = value.split("-")
+        return any(re.search(re.escape(first) + r"\s*[-\u2013]\s*" + re.escape(last), cell) for cell, _ in rows)
+    named = re.compile(r"(?<![0-9A-Za-z.])" + re.escape(value) + r"(?:\.?x|-(?![A-Z0-9])|(?![0-9A-Za-z]|\.[0-9]))")
+    if any(named.search(cell) for cell, _ in rows):
+        return True
+    return len(value) == 3 and any(token.startswith(value + ".") for cell, _ in rows for token in _ICD_TOKEN.findall(cell))
+
+
+def _shipped_filters() -> list[tuple[str, str]]:
+    return [(p.stem, value) for p in VALUESET_FILES for _, _, value in _filters(_load(p))]
+
+
+@pytest.mark.parametrize("slug,value", _shipped_filters(), ids=lambda v: str(v))
+def test_every_filter_category_or_block_is_verified_by_codes_md(slug: str, value: str):
+    if value in CHECKED_AGAINST_CMS_TABULAR.get(slug, ()):
+        assert "CMS ICD-10-CM tabular" in _load(VALUESET_DIR / f"{slug}.json")["description"]
+        return
+    codes_md = _codes_md()
+    if not codes_md.exists():
+        pytest.skip(f"shared background material not found at {codes_md}")
+    assert _category_verified(codes_md.read_text(encoding="utf-8"), value), f"{value} ({slug}) is not verified in codes.md"
+
+
+def test_the_filter_check_rejects_categories_codes_md_does_not_verify():
+    codes_md = _codes_md()
+    if not codes_md.exists():
+        pytest.skip(f"shared background material not found at {codes_md}")
+    text = codes_md.read_text(encoding="utf-8")
+    for value in ("M3", "Z80-Z84", "E10", "D23", "T20-T33", "M35.2"):
+        assert not _category_verified(text, value), value
+    for value in ("T20-T32", "S00-T14", "C00-C96", "M05", "M32", "M35.0", "Q79.6", "E11", "Z94"):
+        assert _category_verified(text, value), value
+
+
 # ---- every LOINC code the terminology accepts is read by some value set, or listed as not read ----
 
 def _analyte_loinc_codes() -> dict[str, str]:
@@ -193,7 +284,7 @@ def _declared_loinc_codes() -> set[str]:
     text = LIBRARY.read_text(encoding="utf-8")
     declared = set(re.findall(r"^valueset \"[^\"]+\": '([^']+)'", text, flags=re.MULTILINE))
     return {c["code"] for p in VALUESET_FILES if _load(p)["url"] in declared
-            for c in _load(p)["expansion"]["contains"] if c["system"] == "http://loinc.org"}
+            for c in _listed(_load(p)) if c["system"] == "http://loinc.org"}
 
 
 def test_every_loinc_code_the_terminology_accepts_is_in_a_value_set_or_deliberately_not_read():
@@ -211,7 +302,7 @@ def test_a_code_listed_as_not_read_is_accepted_by_the_terminology_and_in_no_valu
 
 
 def test_separately_reported_ena_antibodies_are_in_the_ena_panel_value_set():
-    ena = {c["code"] for c in _load(VALUESET_DIR / "ena-panel.json")["expansion"]["contains"]}
+    ena = {c["code"] for c in _listed(_load(VALUESET_DIR / "ena-panel.json"))}
     antibodies = {code for code, analyte in _analyte_loinc_codes().items() if analyte.startswith("ena-")}
     assert {"5351-2", "17792-3", "5353-8", "11090-8", "29374-6", "27416-7", "11565-9"} <= antibodies
     assert antibodies <= ena
@@ -221,13 +312,13 @@ def test_separately_reported_ena_antibodies_are_in_the_ena_panel_value_set():
                                         ("lactate-dehydrogenase", {"14804-9"})])
 def test_codes_that_exist_in_loinc_with_unverified_names_are_matched_by_code_and_said_so(slug: str, codes: set[str]):
     data = _load(VALUESET_DIR / f"{slug}.json")
-    assert codes <= {c["code"] for c in data["expansion"]["contains"]}
+    assert codes <= {c["code"] for c in _listed(data)}
     assert "name" in data["description"] and "by code" in data["description"]
 
 
 def test_the_intravenous_route_value_set_holds_the_snomed_and_v3_intravenous_codes():
     data = _load(VALUESET_DIR / "intravenous-route.json")
-    pairs = {(c["system"], c["code"]) for c in data["expansion"]["contains"]}
+    pairs = {(c["system"], c["code"]) for c in _listed(data)}
     assert ("http://snomed.info/sct", "47625008") in pairs
     assert {(V3_ROUTE, code) for code in ("IV", "IVINJ", "IVINJBOL", "IVFLUSH")} <= pairs
     assert not any(code in {"26643006", "PO", "IM", "SQ"} for _, code in pairs)

@@ -524,11 +524,11 @@ class Compiler:
         if node.name == "Coalesce":   # the picked argument takes the common type (Integer -> Decimal)
             targets = [result_type] * len(arg_types) if len(arg_types) > 1 else [T.list_of(result_type)]
             closures = [_coerce(c, a, t) for c, a, t in zip(closures, arg_types, targets)]
-        if node.name == "Matches" and len(node.args) == 2 and isinstance(node.args[1], ast.Literal) \
+        if node.name in ("Matches", "ReplaceMatches") and len(node.args) >= 2 and isinstance(node.args[1], ast.Literal) \
                 and node.args[1].kind == "String":
             problem = regex_guard.pattern_problem(node.args[1].value)
             if problem is not None:
-                return self.error(CqlTypeError, f"Matches pattern {node.args[1].value!r}: {problem}", node.args[1])
+                return self.error(CqlTypeError, f"{node.name} pattern {node.args[1].value!r}: {problem}", node.args[1])
         if spec.evidence == "none":
             closures = [_consuming(c) for c in closures]
         return _guard(self._builtin_call(spec, closures), node), result_type
@@ -843,9 +843,9 @@ class Compiler:
                     if value is None:
                         return False
                     if isinstance(value, str):
-                        return any(c.code == value for c in vs.codes)
+                        return vs.contains_code_text(value)
                     codes = value.codes if isinstance(value, Concept) else (value,)
-                    return any(Code(c.code, c.system) in vs.codes for c in codes)
+                    return any(vs.contains(c.system, c.code) for c in codes)
                 return in_valueset, T.BOOLEAN
             if isinstance(rt, T.ListType):
                 if T.common_type(lt, rt.element) is None:
@@ -864,7 +864,7 @@ class Compiler:
                     if isinstance(container, ValueSet):
                         value = left(ctx)
                         codes = value.codes if isinstance(value, Concept) else (value,)
-                        return value is not None and any(Code(c.code, c.system) in container.codes for c in codes)
+                        return value is not None and any(container.contains(c.system, c.code) for c in codes)
                     return ops.list_contains(container, left(ctx))
                 return _guard(in_any, node), T.BOOLEAN
             return self.error(CqlTypeError, f"'in' needs a List, Interval or value set on the right, got {rt}", node)
@@ -995,6 +995,8 @@ class Compiler:
         if not model_type.primary_code_path:
             return self.error(CqlTypeError, f"{type_name} has no code to filter on", node)
         term = node.terminology
+        if term in self.valuesets and self.valuesets[term].has_filters:
+            return self._filtered_retrieve(type_name, self.valuesets[term], model_type.primary_code_path), result
         if term in self.valuesets:
             codes = frozenset(Code(c.code, c.system) for c in self.valuesets[term].codes)
         elif term in self.codes:
@@ -1005,6 +1007,25 @@ class Compiler:
             return self.error(CqlNameError, f"unknown value set or code \"{term}\"" + CqlNameError.suggestion(term, candidates),
                               line=node.terminology_line, column=node.terminology_column)
         return (lambda ctx: ctx.retrieve(type_name, codes)), result
+
+    @staticmethod
+    def _filtered_retrieve(type_name: str, vs: ValueSet, code_path: str) -> Closure:
+        """A retrieve through a value set with filters (ICD-10-CM is-a): the provider indexes exact codes
+        only, so every record of the type is read once (cached per evaluation) and tested for membership,
+        in the provider's order. Value sets without filters keep the provider's exact-code lookup."""
+        def retrieve(ctx: Context) -> list:
+            key = (type_name, vs)
+            cached = ctx.retrieve_cache.get(key)
+            if cached is None:
+                cached = []
+                for record in ctx.retrieve(type_name, None):
+                    concept = record.get(code_path)
+                    codes = concept.codes if isinstance(concept, Concept) else (concept,) if isinstance(concept, Code) else ()
+                    if any(vs.contains(c.system, c.code) for c in codes):
+                        cached.append(record)
+                ctx.retrieve_cache[key] = cached
+            return cached
+        return retrieve
 
     def _Query(self, node: ast.Query, env):
         source, source_type = self.expr(node.source, env)

@@ -496,6 +496,12 @@ def _matches(value, pattern):
     return regex_guard.matches(value, pattern)
 
 
+@register("ReplaceMatches", "ReplaceMatches(String, String regex, String substitution) -> String",
+          fixed(((T.STRING,), (T.STRING,), (T.STRING,)), T.STRING))
+def _replace_matches(value, pattern, substitution):
+    return regex_guard.replace_matches(value, pattern, substitution)
+
+
 @register("PositionOf", "PositionOf(String pattern, String) -> Integer", fixed(((T.STRING,), (T.STRING,)), T.INTEGER))
 def _position_of(pattern, value):
     return value.find(pattern)

@@ -1,4 +1,4 @@
-"""Guard for `Matches`: Python's backtracking regex engine can take exponential time.
+"""Guard for `Matches` and `ReplaceMatches`: Python's backtracking regex engine can take exponential time.
 
 Two limits keep one patient's request from hanging the service:
 * patterns with a nested variable quantifier inside an unbounded one (`(a+)+`, `(a*)*`, `(a{1,3})+`)
@@ -79,3 +79,21 @@ def matches(text: str, pattern: str) -> bool:
     if len(text) > MAX_TEXT_LENGTH:
         raise RegexRejected(f"Matches text is {len(text)} characters; at most {MAX_TEXT_LENGTH} are matched")
     return re.fullmatch(pattern, text, flags=re.DOTALL) is not None
+
+
+_GROUP_REFERENCE = re.compile(r"\$(\d+)")
+
+
+def replace_matches(text: str, pattern: str, substitution: str) -> str:
+    """CQL ReplaceMatches: every match of the pattern replaced by the substitution, in which `$1` names the
+    first group (as in CQL); raises RegexRejected for what the guard refuses, like `matches`."""
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise RegexRejected(f"ReplaceMatches pattern {pattern!r}: {problem}")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise RegexRejected(f"ReplaceMatches text is {len(text)} characters; at most {MAX_TEXT_LENGTH} are searched")
+    template = _GROUP_REFERENCE.sub(lambda m: "\\g<" + m.group(1) + ">", substitution.replace("\\", "\\\\"))
+    try:
+        return re.sub(pattern, template, text, flags=re.DOTALL)
+    except (re.error, IndexError) as exc:
+        raise RegexRejected(f"ReplaceMatches substitution {substitution!r}: {exc}") from None

@@ -22,12 +22,22 @@ def normalize_system(system: str) -> str:
 
 
 def _expansion_codes(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """The listed codes of a value set file: `expansion.contains` and the concepts of `compose.include`
+    (lab tests are listed code by code; a filter selects no lab test)."""
     expansion = resource.get("expansion")
     contains = expansion.get("contains") if isinstance(expansion, dict) else None
     codes = []
     for item in contains if isinstance(contains, list) else ():
         if isinstance(item, dict) and isinstance(item.get("system"), str) and isinstance(item.get("code"), str):
             codes.append((normalize_system(item["system"]), item["code"]))
+    compose = resource.get("compose")
+    includes = compose.get("include") if isinstance(compose, dict) else None
+    for include in includes if isinstance(includes, list) else ():
+        system = include.get("system") if isinstance(include, dict) else None
+        concepts = include.get("concept") if isinstance(include, dict) else None
+        for item in concepts if isinstance(system, str) and isinstance(concepts, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("code"), str):
+                codes.append((normalize_system(system), item["code"]))
     return codes
 
 
