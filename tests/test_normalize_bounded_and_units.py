@@ -103,7 +103,7 @@ def test_a_pth_below_3_is_kept_as_a_bound_and_is_low_against_the_adult_default_r
     (issue,) = facts.issues
     assert (issue.severity, issue.location) == ("information", "Bundle.entry[1].resource.valueQuantity.comparator")
     assert issue.diagnostics == (
-        "Parathyroid hormone, intact (LOINC 2731-8): '<3 pg/mL' is a bound, not a measured value: kept as "
+        "PTH, intact (serum) (LOINC 2731-8): '<3 pg/mL' is a bound, not a measured value: kept as "
         "'below 3 pg/mL', flagged L against the default adult (unverified) range 10-65 pg/mL; "
         "never used in a product or ratio")
 
