@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .ages import Age, age_on
-from .assessment_model import InputIssue
+from .assessment_model import COMPARATOR_WORDS, InputIssue
 from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
 from .cql_like.values import Code, Concept, Interval, Record
 from .fhir_dates import PartialDate, parse_datetime, parse_partial_date
@@ -44,8 +44,6 @@ from .terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PA
 
 # Statuses whose results count; 'preliminary' counts but is noted.
 COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
-# FHIR R4 QuantityComparator, and how a rationale reads each: '<3 pg/mL' is 'below 3 pg/mL'.
-COMPARATOR_WORDS = {"<": "below", "<=": "at most", ">=": "at least", ">": "above"}
 VALUE_ELEMENTS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
                   "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod")
 

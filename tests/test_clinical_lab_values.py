@@ -184,7 +184,8 @@ def test_two_calciums_at_the_same_instant_that_disagree_make_a_repeat_not_an_ava
     out = assess(Facts([conflicting(calcium("11.8", "H", effective=SAME_INSTANT)),
                         conflicting(calcium("9.4", "N", effective=SAME_INSTANT)),
                         phosphate("3.5")], patient()))
-    repeats = [t for t in out["Recommended Tests"] if t["code"] == "17861-6"]
+    repeats = [{key: t[key] for key in ("code", "system", "display", "group", "reason")}
+               for t in out["Recommended Tests"] if t["code"] == "17861-6"]
     assert repeats == [{"code": "17861-6", "system": "http://loinc.org",
                         "display": "Calcium [Mass/volume] in Serum or Plasma", "group": "baseline",
                         "reason": "Repeat: two calcium results at 2026-11-10T08:00 disagree (9.4 and 11.8 mg/dL)"}]
@@ -339,3 +340,10 @@ def test_the_text_summary_and_the_card_detail_show_a_bound_as_a_bound(assessed):
     text = format_summary(run.patients, run.issues)
     assert "below 3 pg/mL" in text
     assert "Parathyroid hormone (intact): 3 pg/mL" not in text
+    from service.assessment_model import ValueUsed
+    from service.hooks.cards import key_number_text
+
+    pth_value = ValueUsed(analyte="pth", label="Parathyroid hormone (intact)", value=Decimal("3"), unit="pg/mL",
+                          effective=None, source="Observation/adult-pth", flag="L", comparator="<")
+    data = {"short_labels": {"pth": "PTH"}, "ca_x_p_analytes": ("ca-x-p",)}
+    assert key_number_text((pth_value,), ("pth",), data) == "PTH below 3 pg/mL (L)"
