@@ -279,7 +279,7 @@ class ObservationNormalizer:
             self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the range the rules "
                        "compute with (magnitude below 10^28)")
             return None
-        if comparator is not None and comparator not in COMPARATOR_WORDS:
+        if comparator is not None and (not isinstance(comparator, str) or comparator not in COMPARATOR_WORDS):
             self._warn("value", f"{where}.comparator",
                        f"{what} not used: comparator '{_shown(comparator)}' is not one of "
                        f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")

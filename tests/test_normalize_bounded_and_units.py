@@ -169,6 +169,21 @@ def test_a_comparator_this_service_does_not_read_is_still_refused():
     assert "comparator '~' is not one of <, <=, >=, >" in issue.diagnostics
 
 
+@pytest.mark.parametrize("comparator", [["<"], 3, {"code": "<"}, ""])
+def test_a_comparator_that_is_not_text_is_refused_without_failing(comparator):
+    # R4 validation at ingest refuses these; the normalizer still never fails on them.
+    from service.ingest import KeptResource, PatientResources
+    from service.normalize import build_facts
+    from test_normalize import NOW, patient
+
+    observation = bounded("2731-8", comparator, 3, "pg/mL")
+    kept = (KeptResource("Observation", observation, "Bundle.entry[1].resource", "Observation/o1"),)
+    facts = build_facts(PatientResources("p1", "Patient/p1", patient(), kept), now=NOW)
+    assert facts.records("Observation") == ()
+    (issue,) = facts.issues
+    assert (issue.severity, issue.location) == ("warning", "Bundle.entry[1].resource.valueQuantity.comparator")
+
+
 def test_an_exact_result_has_no_comparator():
     record = only_observation(facts_of(ucum_lab("2731-8", 40, "pg/mL")))
     assert record.get("comparator") is None
