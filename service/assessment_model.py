@@ -19,6 +19,9 @@ Severity = Literal["fatal", "error", "warning", "information"]
 
 CALCINOSIS_TYPES: tuple[str, ...] = ("dystrophic", "metastatic", "idiopathic", "iatrogenic", "calciphylaxis")
 RISK_ORDER: dict[str, int] = {"high": 3, "moderate": 2, "low": 1, "negligible": 0}
+# FHIR R4 QuantityComparator as a reader says it ('<3 pg/mL' is 'below 3 pg/mL'); the rule library's
+# "Bound Words" says the same.
+COMPARATOR_WORDS: dict[str, str] = {"<": "below", "<=": "at most", ">=": "at least", ">": "above"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,12 @@ class ValueUsed:
     status: str = "final"
     flag: str | None = None  # "H", "L", "N" ... from the lab or from the range applied
     range_text: str | None = None  # e.g. "8.5-10.2 mg/dL (lab)" or "(default, adult)"
+    comparator: str | None = None  # "<", "<=", ">=", ">": `value` is a bound, never a measured value
+
+    @property
+    def bound_words(self) -> str:
+        """'below ' for '<3 pg/mL' (so a surface writes 'below 3 pg/mL'), '' for an exact value."""
+        return f"{COMPARATOR_WORDS[self.comparator]} " if self.comparator in COMPARATOR_WORDS else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,7 +274,11 @@ class _Normalizer:
 
     def _check_same_instant_results(self, results: list[tuple[Record, KeptResource]]) -> None:
         """Warn when results of one analyte filed at the same instant disagree: all are kept, the rules
-        use the one that counts (see facts.counting_order_key), and the warning says which and why."""
+        use the one that counts (see facts.counting_order_key), and the warning says which and why.
+
+        The results that disagree while none supersedes the others by status (a final one is replaced by
+        its amendment or correction, a preliminary one by the final one) are marked
+        `conflictingSameInstant`: the lab has not settled which is right, so the rules can propose a repeat."""
         groups: dict[tuple[str, object], list[tuple[Record, KeptResource]]] = {}
         for record, kept in results:
             analyte, effective = record.get("analyte"), record.get("effective")
@@ -286,6 +290,11 @@ class _Normalizer:
             runner_up = next((record for record, _ in ordered[1:] if not _same_result(used, record)), None)
             if runner_up is None:
                 continue
+            top = max(_supersession_rank(record) for record, _ in members)
+            unsettled = [record for record, _ in members if _supersession_rank(record) == top]
+            if any(not _same_result(unsettled[0], record) for record in unsettled[1:]):
+                for record in unsettled:
+                    record.fields["conflictingSameInstant"] = True
             listed = " and ".join(f"{kept.location} ({_result_text(record)})" for record, kept in members)
             self.issues.append(InputIssue(
                 "warning", "conflict",
@@ -309,8 +318,16 @@ def _why_used(used: Record, other: Record) -> str:
     return "first one by source"
 
 
+def _supersession_rank(record: Record) -> int:
+    """amended/corrected 2, final 1, preliminary 0: the library's "Supersession Rank"."""
+    status = record.get("status")
+    return 2 if status in ("amended", "corrected") else (1 if status == "final" else 0)
+
+
 def _same_result(first: Record, second: Record) -> bool:
     one, other = first.get("value"), second.get("value")
+    if first.get("comparator") != second.get("comparator"):
+        return False  # '<3' and '3' are not the same result
     if isinstance(one, Quantity) and isinstance(other, Quantity):
         return one.unit == other.unit and one.value == other.value
     return one is None and other is None and first.get("valueText") == second.get("valueText")
@@ -320,7 +337,8 @@ def _result_text(record: Record) -> str:
     """'11.5 mg/dL, H': the value and the flag the rules read (no flag part when there is none)."""
     value = record.get("value")
     text = record.get("valueText")
-    shown = f"{value.value} {value.unit}" if isinstance(value, Quantity) else (
+    comparator = record.get("comparator") or ""
+    shown = f"{comparator}{value.value} {value.unit}" if isinstance(value, Quantity) else (
         str(text) if text is not None else "no value")
     flag = record.get("interpretation")
     return f"{shown}, {flag}" if isinstance(flag, str) else shown

@@ -13,6 +13,15 @@ from a bound that was given: beyond a one-sided range's missing bound the
 value gets no flag (unknown), never 'N'. A Quantity whose `unit` and UCUM
 `code` name different units, or a lab range whose low is above its high, is
 not used.
+
+A bounded result ('<3 pg/mL', '>2500 pg/mL') is kept: `value` is the bound in
+the canonical unit and `comparator` says which side; it is flagged only when
+the bound settles the flag against the applied range ('<10' against 10-65 is
+L, '<=10' is not settled), else it has no flag (the rules say "result not
+quantified"). An information issue says so, at the comparator. A unit row
+that carries a note (bare 'mL/min' for eGFR) is used with that note, at the
+unit element read. A child whose age no default band covers gets no range:
+`referenceRangeSource` says "no default range for this age".
 """
 
 from __future__ import annotations
@@ -24,13 +33,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .ages import Age, age_on
-from .assessment_model import InputIssue
+from .assessment_model import COMPARATOR_WORDS, InputIssue
 from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
 from .cql_like.values import Code, Concept, Interval, Record
 from .fhir_dates import PartialDate, parse_datetime, parse_partial_date
 from .fhir_elements import choice_datetime, codings, concept, display_text, first_code, text_or_none
 from .ingest import KeptResource
-from .terminology import PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology, UnitConversionError
+from .terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology,
+                          UnitConversionError)
 
 # Statuses whose results count; 'preliminary' counts but is noted.
 COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -56,6 +66,7 @@ class _Number:
     value: Decimal
     unit: str | None
     unit_location: str
+    comparator: str | None = None  # one of COMPARATOR_WORDS: the value is a bound
 
 
 class ObservationNormalizer:
@@ -118,6 +129,9 @@ class ObservationNormalizer:
             "interpretationSource": None,
             "referenceRange": None,
             "referenceRangeSource": None,
+            "comparator": None,
+            # Set by the normalizer once every result is read (normalize._check_same_instant_results).
+            "conflictingSameInstant": False,
         }
         if analyte_code is None:
             self._fill_unconverted_value(resource, fields)
@@ -129,6 +143,8 @@ class ObservationNormalizer:
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
         self._fill_lab_interpretation(resource, fields)
+        if fields["comparator"] is not None and analyte_code is not None:
+            self._note_bound(kept, analyte_code, fields)
         return Record("Observation", fields, kept.source)
 
     # --- code ---------------------------------------------------------------------------------------
@@ -204,10 +220,17 @@ class ObservationNormalizer:
         except UnitConversionError as error:
             self._warn("code-invalid", number.unit_location, f"{what} not used: {error}")
             return False
-        unit = self.terminology.analyte(analyte_code.analyte).canonical_unit
+        analyte = self.terminology.analyte(analyte_code.analyte)
+        unit = analyte.canonical_unit
         assert unit is not None
+        factor = self.terminology.unit_factor(analyte, number.unit)
+        if factor is not None and factor.note:
+            self._note(number.unit_location, f"{what}: unit '{_shown(number.unit)}' {factor.note}")
         fields["value"] = Quantity(round_to_cql_decimal(canonical), unit)
-        self._fill_range(kept, analyte_code, fields)
+        fields["comparator"] = number.comparator
+        # A bound is judged unrounded: rounding '<10.004' to '<10.0' would settle a flag the bound does not.
+        exact = self.terminology.convert(analyte_code.analyte, number.value, number.unit)
+        self._fill_range(kept, analyte_code, fields, exact)
         return True
 
     def _fill_qualitative(self, kept: KeptResource, analyte_code: AnalyteCode, kind: str,
@@ -256,9 +279,10 @@ class ObservationNormalizer:
             self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the range the rules "
                        "compute with (magnitude below 10^28)")
             return None
-        if comparator is not None:
+        if comparator is not None and (not isinstance(comparator, str) or comparator not in COMPARATOR_WORDS):
             self._warn("value", f"{where}.comparator",
-                       f"{what} not used: '{_shown(comparator)}{value}' is not an exact number")
+                       f"{what} not used: comparator '{_shown(comparator)}' is not one of "
+                       f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
             return None
         conflict = self._unit_conflict(analyte_key, quantity)
         if conflict is not None:
@@ -266,12 +290,12 @@ class ObservationNormalizer:
             return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
-            return _Number(value, code.strip(), f"{where}.code")
+            return _Number(value, code.strip(), f"{where}.code", comparator)
         if isinstance(unit_text, str) and unit_text.strip():
-            return _Number(value, unit_text.strip(), f"{where}.unit")
+            return _Number(value, unit_text.strip(), f"{where}.unit", comparator)
         if isinstance(code, str) and code.strip() and system is None:
-            return _Number(value, code.strip(), f"{where}.code")
-        return _Number(value, None, f"{where}.unit")
+            return _Number(value, code.strip(), f"{where}.code", comparator)
+        return _Number(value, None, f"{where}.unit", comparator)
 
     def _unit_conflict(self, analyte_key: str, quantity: dict[str, Any]) -> str | None:
         """Why a Quantity's `unit` and UCUM `code` contradict each other, or None.
@@ -304,7 +328,8 @@ class ObservationNormalizer:
         return text if is_valid_unit(text) else None
 
     # --- ranges and flags -----------------------------------------------------------------------
-    def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
+    def _fill_range(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any],
+                    exact: Decimal) -> None:
         when = fields["effective"] or fields["issued"]
         lab_range = self._lab_range(kept, analyte_code, when)
         band: DefaultRange | None = None
@@ -318,13 +343,48 @@ class ObservationNormalizer:
                     Quantity(band.low, unit) if band.low is not None else None,
                     Quantity(band.high, unit) if band.high is not None else None)
                 fields["referenceRangeSource"] = band.source_label
+            elif self.terminology.default_ranges(analyte_code.analyte):
+                # Bands exist, none covers this (known) age: no range is borrowed from another age.
+                fields["referenceRangeSource"] = NO_DEFAULT_RANGE_FOR_AGE
         value, interval = fields["value"], fields["referenceRange"]
-        if interval is not None:
+        if interval is not None and fields["comparator"] is not None:
+            flag = _bounded_flag(fields["comparator"], exact, interval)
+            if flag is not None:
+                fields["interpretation"], fields["interpretationSource"] = flag, "range"
+        elif interval is not None:
             flag = _flag(value.value, interval)
             if flag == "N" and band is not None and band.spans_every_age_band:
                 flag = None  # inside the span of every age band: normal for some ages, not for others
             if flag is not None:
                 fields["interpretation"], fields["interpretationSource"] = flag, "range"
+
+    def _note_bound(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
+        """Say, at the comparator, that a bound was kept, how it reads and whether it settles the flag."""
+        quantity = kept.resource["valueQuantity"]
+        comparator, bound = fields["comparator"], fields["value"]
+        sent_unit = quantity.get("code") if quantity.get("system") == UCUM else None
+        sent_unit = sent_unit if isinstance(sent_unit, str) and sent_unit.strip() else quantity.get("unit")
+        sent = f"{comparator}{_json_decimal(quantity.get('value'))}" + (
+            f" {_shown(sent_unit.strip())}" if isinstance(sent_unit, str) and sent_unit.strip() else "")
+        kept_as = f"{COMPARATOR_WORDS[comparator]} {bound_text(bound)}"
+        flag, source = fields["interpretation"], fields["interpretationSource"]
+        interval, range_source = fields["referenceRange"], fields["referenceRangeSource"]
+        against = ""
+        if interval is not None:
+            against = (f"every age band of the default range ({_interval_text(interval)})"
+                       if range_source == AGE_UNKNOWN_SOURCE_LABEL
+                       else f"the {range_source} range {_interval_text(interval)}")
+        if flag is not None and source == "lab":
+            verdict = f"flagged {flag} by the lab"
+        elif flag is not None:
+            verdict = f"flagged {flag} against {against}"
+        elif interval is not None:
+            verdict = f"not flagged: the bound does not settle it against {against} (result not quantified)"
+        else:
+            verdict = "not flagged: no reference range applies (result not quantified)"
+        self._note(f"{kept.location}.valueQuantity.comparator",
+                   f"{self._what(analyte_code)}: '{sent}' is a bound, not a measured value: kept as '{kept_as}', "
+                   f"{verdict}; never used in a product or ratio")
 
     def _lab_range(self, kept: KeptResource, analyte_code: AnalyteCode, when: datetime | None) -> Interval | None:
         """The first of the lab's normal ranges that applies to this patient (age, sex), in the canonical unit.
@@ -554,6 +614,42 @@ def _flag(value: Decimal, interval: Interval) -> str | None:
     if low is None or high is None:
         return None
     return "N"
+
+
+def _bounded_flag(comparator: str, bound: Decimal, interval: Interval) -> str | None:
+    """The flag a bound settles against `interval`, or None: '<10' (every value below 10) is L against a
+    low limit of 10, '<=10' is not (10 itself is normal); '>65' is H against a high limit of 65. A bound
+    never settles 'N' (nothing says how far below the bound the value lies)."""
+    low, high = interval.low, interval.high
+    if comparator in ("<", "<="):
+        if low is not None and (bound < low.value or (comparator == "<" and bound == low.value)):
+            return "L"
+        return None
+    if high is not None and (bound > high.value or (comparator == ">" and bound == high.value)):
+        return "H"
+    return None
+
+
+def bound_text(quantity: Quantity) -> str:
+    """'3 pg/mL', '2.83 pg/mL': a canonical value as a clinician reads it (no exponent, no trailing zeros)."""
+    text = format(quantity.value.normalize(), "f")
+    return f"{text} {_UNIT_TEXT.get(quantity.unit, quantity.unit)}"
+
+
+# Units as a reader writes them (the library's "Unit Text" says the same).
+_UNIT_TEXT = {"mL/min/{1.73_m2}": "mL/min/1.73 m2"}
+
+
+def _interval_text(interval: Interval) -> str:
+    """'10-65 pg/mL', '>= 20 ng/mL', '<= 5 mg/dL'."""
+    low, high = interval.low, interval.high
+    if low is not None and high is not None:
+        return f"{format(low.value.normalize(), 'f')}-{bound_text(high)}"
+    if low is not None:
+        return f">= {bound_text(low)}"
+    if high is not None:
+        return f"<= {bound_text(high)}"
+    return "no bounds"
 
 
 # CQL Decimal holds magnitudes below 10^28; a lab value beyond that is a data error, not a result.

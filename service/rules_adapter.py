@@ -101,7 +101,7 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
             analyte=r["analyte"], label=r["label"], value=quantity.value, unit=quantity.unit,
             effective=r.get("effective"), source=_source(record) or "",
             status=(record.get("status") if isinstance(record, Record) else None) or "final",
-            flag=r.get("flag"), range_text=r.get("range"),
+            flag=r.get("flag"), range_text=r.get("range"), comparator=r.get("comparator"),
         ))
     alerts = tuple(
         OrderAlert(order_reference=_source(r["order"]) or "", display=r["display"], message=r["message"],

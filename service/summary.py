@@ -78,7 +78,7 @@ def _grade_lines(patient: PatientAssessment) -> list[str]:
 def _value_lines(values: Iterable[ValueUsed]) -> list[str]:
     lines: list[str] = []
     for value in values:
-        parts = [f"{value.label}: {format_decimal(value.value)} {value.unit}"]
+        parts = [f"{value.label}: {value.bound_words}{format_decimal(value.value)} {value.unit}"]
         if value.flag:
             parts.append(f"flag {value.flag}")
         parts.append(f"on {format_when(value.effective)}" if value.effective is not None else "date unknown")

@@ -158,13 +158,16 @@ def test_a_value_string_is_not_parsed_into_a_number():
     assert "'4.1' is not a Quantity" in issue.diagnostics
 
 
-def test_a_comparator_value_is_not_an_exact_number():
+def test_a_comparator_value_is_kept_as_a_bound_not_an_exact_number():
+    # Bounded results are described fully in test_normalize_bounded_and_units.py.
     observation = ucum_lab("62292-8", 5, "ng/mL")
     observation["valueQuantity"]["comparator"] = "<"
     facts = facts_of(observation)
-    assert facts.records("Observation") == ()
+    record = only_observation(facts)
+    assert (record.get("value"), record.get("comparator"), record.get("interpretation")) == (
+        Quantity(Decimal("5"), "ng/mL"), "<", "L")
     assert facts.issues[0].location == "Bundle.entry[1].resource.valueQuantity.comparator"
-    assert "'<5' is not an exact number" in facts.issues[0].diagnostics
+    assert "'<5 ng/mL' is a bound, not a measured value" in facts.issues[0].diagnostics
 
 
 def test_a_quantity_without_value_is_skipped():
@@ -352,9 +355,17 @@ def test_without_birth_date_a_range_that_differs_by_age_flags_only_outside_every
 
 
 def test_without_birth_date_a_default_the_same_for_every_age_is_kept():
-    record = only_observation(facts_of(ucum_lab("2731-8", 80, "pg/mL"), birth=None))
-    assert record.get("referenceRangeSource") == "default adult (unverified)"
-    assert record.get("interpretation") == "H"
+    record = only_observation(facts_of(ucum_lab("62292-8", 12, "ng/mL"), birth=None))
+    assert record.get("referenceRangeSource") == "default any age (unverified)"
+    assert record.get("interpretation") == "L"
+
+
+@pytest.mark.parametrize("value, flag", [(80, "H"), (66, None), (6, "L")])
+def test_without_birth_date_pth_is_flagged_only_outside_every_age_band(value, flag):
+    # A child's PTH bands (7-68 pg/mL from birth to 17) differ from the adult one (10-65 pg/mL).
+    record = only_observation(facts_of(ucum_lab("2731-8", value, "pg/mL"), birth=None))
+    assert record.get("referenceRangeSource") == AGE_UNKNOWN_SOURCE
+    assert record.get("interpretation") == flag
 
 
 def test_without_birth_date_a_lab_range_still_wins():
@@ -370,11 +381,13 @@ def test_without_birth_date_a_lab_range_still_wins():
 def test_unknown_age_issue_says_which_ranges_were_applied():
     facts = facts_of(ucum_lab("2777-1", 5.4, "mg/dL", resource_id="p"),
                      ucum_lab("2731-8", 40, "pg/mL", resource_id="h"),
+                     ucum_lab("62292-8", 30, "ng/mL", resource_id="d"),
                      ucum_lab("2777-1", 5.0, "mg/dL", resource_id="p2", effective="2026-09-02T08:30:00Z"),
                      birth=None)
     assert [issue.diagnostics for issue in facts.issues] == [
         "age unknown: Phosphate (as P) flagged only outside every age band of its default range (2.5-8.2 mg/dL); "
-        "Parathyroid hormone, intact: default adult (unverified) range applied (10-65 pg/mL)"]
+        "Parathyroid hormone, intact flagged only outside every age band of its default range (7-68 pg/mL); "
+        "25-hydroxyvitamin D (total): default any age (unverified) range applied (>= 20 ng/mL)"]
 
 
 def test_a_partial_birth_date_is_read_as_the_oldest_possible_age_and_an_ambiguous_band_reported():

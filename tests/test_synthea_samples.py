@@ -84,15 +84,21 @@ def test_there_is_no_phosphate_in_synthea(path):
 
 
 @pytest.mark.parametrize("path", CKD_SAMPLES, ids=lambda path: path.name.split("_")[0])
-def test_egfr_reported_in_plain_ml_per_min_is_reported_not_used(path):
-    # Synthea writes some MDRD eGFR results in 'mL/min': not normalised to 1.73 m2, so not used.
-    _, _, facts = _facts(path)
+def test_egfr_reported_in_plain_ml_per_min_is_read_per_1_73_m2_with_a_note(path):
+    # Synthea writes some MDRD eGFR results (33914-3, '/1.73 sq M' in its name) in 'mL/min': they are
+    # used as mL/min/1.73 m2, and an information issue at each unit says so.
+    bundle, _, facts = _facts(path)
+    sent = [entry["resource"] for entry in bundle["entry"] if entry["resource"]["resourceType"] == "Observation"
+            and any(coding.get("code") == "33914-3" for coding in entry["resource"]["code"]["coding"])]
+    bare = [resource for resource in sent if resource.get("valueQuantity", {}).get("code") == "mL/min"]
     egfr = [record for record in facts.records("Observation") if record.get("analyte") == "egfr"]
-    assert egfr and all(record.get("value").unit == "mL/min/{1.73_m2}" for record in egfr)
-    unit_issues = [issue for issue in facts.issues if issue.code == "code-invalid"]
-    assert unit_issues and all(issue.severity == "warning" and "eGFR" in issue.diagnostics
-                               and "unit 'mL/min'" in issue.diagnostics for issue in unit_issues)
-    assert {issue.code for issue in facts.issues} <= {"code-invalid", "conflict"}
+    assert bare and len(egfr) == len(sent)
+    assert all(record.get("value").unit == "mL/min/{1.73_m2}" for record in egfr)
+    notes = [issue for issue in facts.issues if "read as mL/min/1.73 m2" in issue.diagnostics]
+    assert len(notes) == len(bare)
+    assert all(issue.severity == "information" and issue.location.endswith(".valueQuantity.code") for issue in notes)
+    assert not [issue for issue in facts.issues if issue.code == "code-invalid"]
+    assert {issue.code for issue in facts.issues} <= {"informational", "conflict"}
 
 
 def test_two_panels_at_the_same_instant_that_disagree_are_both_kept_and_reported():

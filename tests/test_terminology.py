@@ -132,6 +132,10 @@ def test_factors_are_the_codes_md_factors(analyte, value, unit, expected):
     ("ck", "IU/L", "9.1"),
     ("bicarbonate", "mEq/L", "9.1"),
     ("egfr", "mL/min/1.73m2", "9.1"),
+    ("egfr", "mL/min/{1.73m2}", "9.1"),
+    ("egfr", "mL/min/1.73_m2", "9.1"),
+    ("egfr", "mL/min/1.73 sq.m", "9.1"),
+    ("egfr", "mL/min", "9.1"),  # read per 1.73 m2, with a note (see test_bare_ml_per_min_is_read_for_egfr_only)
 ])
 def test_common_unit_spellings_are_understood(analyte, spelling, expected):
     value = Decimal("9.1") if analyte != "creatinine" else Decimal("90")
@@ -144,11 +148,21 @@ def test_common_unit_spellings_are_understood(analyte, spelling, expected):
     ("calcium", "furlong"),
     ("calcium", None),
     ("phosphate", "g/dL/h"),
-    ("egfr", "mL/min"),  # not normalised to body surface
+    ("creatinine", "mL/min"),  # a clearance unit: never a creatinine concentration
 ])
 def test_units_without_an_exact_conversion_are_refused(analyte, unit):
     with pytest.raises(UnitConversionError):
         TERMINOLOGY.convert(analyte, Decimal("1"), unit)
+
+
+def test_bare_ml_per_min_is_read_for_egfr_only_and_carries_a_note():
+    egfr = TERMINOLOGY.analyte("egfr")
+    assert TERMINOLOGY.unit_factor(egfr, "mL/min").note == (
+        "read as mL/min/1.73 m2 (an estimated GFR is normalised to 1.73 m2 of body surface area)")
+    assert TERMINOLOGY.unit_factor(egfr, "mL/min/1.73m2").note is None
+    for key, analyte in TERMINOLOGY.analytes.items():
+        if key != "egfr" and analyte.is_quantitative:
+            assert TERMINOLOGY.unit_factor(analyte, "mL/min") is None, key
 
 
 def test_a_missing_unit_means_ph_only_for_ph():
@@ -203,20 +217,43 @@ def test_unknown_age_spans_every_age_band_when_the_bands_differ(analyte, low, hi
     assert band.source_label == "default (age unknown): flagged only outside every age band"
 
 
-@pytest.mark.parametrize("analyte, label", [
-    ("pth", "adult"), ("creatinine", "adult"), ("albumin", "adult"), ("calcium-ionized", "adult"),
-    ("vitamin-d-25oh", "any age"),
-])
+@pytest.mark.parametrize("analyte, label", [("vitamin-d-25oh", "any age")])
 def test_unknown_age_keeps_a_default_that_is_the_same_for_every_age(analyte, label):
     band = TERMINOLOGY.default_range(analyte, None)
     assert band.label == label
     assert not band.spans_every_age_band
 
 
+@pytest.mark.parametrize("analyte, low, high", [
+    # children's bands (cited in the table) differ from the adult one: an unknown age spans them all
+    ("pth", Decimal("7"), Decimal("68")),
+    ("creatinine", Decimal("0.31"), Decimal("1.3")),
+    ("albumin", Decimal("2"), Decimal("5.6")),
+    ("calcium-ionized", Decimal("4.40"), Decimal("5.40")),
+])
+def test_unknown_age_spans_the_childrens_and_the_adult_bands(analyte, low, high):
+    band = TERMINOLOGY.default_range(analyte, None)
+    assert (band.low, band.high, band.spans_every_age_band) == (low, high, True)
+
+
+@pytest.mark.parametrize("birth, on, analyte, label", [
+    ("2020-01-01", "2026-01-01", "creatinine", "child 6-10 y"),
+    ("2011-01-01", "2026-01-01", "pth", "adolescent 11-17 y"),
+    ("2026-01-01", "2026-01-20", "pth", "infant under 1 m"),
+    ("2025-06-01", "2026-01-01", "albumin", "infant 7-11 m"),
+    ("2025-12-01", "2026-01-01", "calcium-ionized", "child 1 m-17 y"),
+])
+def test_childrens_bands_cover_their_ages(birth, on, analyte, label):
+    band = TERMINOLOGY.default_range(analyte, age_on(date.fromisoformat(birth), date.fromisoformat(on)))
+    assert band.label == label
+
+
 def test_analytes_without_a_known_default_have_none():
     assert TERMINOLOGY.default_range("egfr", None) is None
     from datetime import date
-    assert TERMINOLOGY.default_range("creatinine", age_on(date(2020, 1, 1), date(2026, 1, 1))) is None
+    # the cited source gives no creatinine band from 11 to 17 years: no band of another age is borrowed
+    assert TERMINOLOGY.default_range("creatinine", age_on(date(2011, 1, 1), date(2026, 1, 1))) is None
+    assert TERMINOLOGY.default_range("creatinine", age_on(date(2025, 6, 1), date(2026, 1, 1))) is None
 
 
 def test_vitamin_d_default_is_one_sided():

@@ -210,7 +210,7 @@ def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data
         if value is not None:
             label = data["short_labels"].get(analyte, value.label)
             flag = f" ({value.flag})" if value.flag else ""
-            return f"{label} {_format_decimal(value.value)} {value.unit}{flag}"
+            return f"{label} {value.bound_words}{_format_decimal(value.value)} {value.unit}{flag}"
     return "no calcium/phosphate on file"
 
 
@@ -249,7 +249,7 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
             flag = f" ({v.flag})" if v.flag else ""
             status = f", {v.status}" if v.status and v.status != "final" else ""
             range_text = f"; range {v.range_text}" if v.range_text else ""
-            lines.append(f"- {v.label}: {_format_decimal(v.value)} {v.unit}{flag} on {_when(v.effective)}"
+            lines.append(f"- {v.label}: {v.bound_words}{_format_decimal(v.value)} {v.unit}{flag} on {_when(v.effective)}"
                          f"{status}{range_text}")
     else:
         lines.append("- none on file: the lab-driven types are unknown, not normal")

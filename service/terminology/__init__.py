@@ -25,6 +25,9 @@ DATA_DIRECTORY = Path(__file__).resolve().parent
 
 QUANTITATIVE, QUALITATIVE, PANEL = "quantitative", "qualitative", "panel"
 AGE_UNKNOWN_SOURCE_LABEL = "default (age unknown): flagged only outside every age band"
+# The range source of a result whose analyte has default bands, none of which covers the patient's age:
+# no band of another age is borrowed, so the result has no flag (unknown, not normal).
+NO_DEFAULT_RANGE_FOR_AGE = "no default range for this age"
 # Significant digits a converted value keeps at least (a 2-digit measurement still reads to 3).
 MIN_CONVERTED_DIGITS = 3
 MAX_CONVERTED_DIGITS = 80  # room for any accepted value (below 10^28) times any factor, written out in full
@@ -46,6 +49,9 @@ class UnitFactor:
     factor: Decimal
     mark: str
     source: str
+    # Said (information) wherever a result is read through this row: a unit accepted only with a
+    # reading the sender did not write out (bare 'mL/min' for eGFR is read per 1.73 m2).
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +337,8 @@ def _load_analytes(path: Path) -> tuple[dict[str, Analyte], dict[tuple[str, str]
     analytes: dict[str, Analyte] = {}
     for key, row in data["analytes"].items():
         units = {
-            unit: UnitFactor(unit, _decimal(spec["factor"], f"{path.name}: {key}.{unit}"), spec["mark"], spec["source"])
+            unit: UnitFactor(unit, _decimal(spec["factor"], f"{path.name}: {key}.{unit}"), spec["mark"], spec["source"],
+                             spec.get("note"))
             for unit, spec in row.get("units", {}).items()
         }
         canonical = row.get("canonical_unit")
@@ -403,6 +410,6 @@ def load_terminology(directory: str | Path | None = None) -> Terminology:
 
 
 __all__ = [
-    "AGE_UNKNOWN_SOURCE_LABEL", "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
+    "AGE_UNKNOWN_SOURCE_LABEL", "NO_DEFAULT_RANGE_FOR_AGE", "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
     "UnitConversionError", "UnitFactor", "load_terminology",
 ]
