@@ -62,11 +62,15 @@ class ObservationNormalizer:
     """Turns one patient's Observations into Records, collecting issues."""
 
     def __init__(self, terminology: Terminology, age: PatientAgeContext, issues: list[InputIssue],
-                 birth_date_location: str | None = None) -> None:
+                 birth_date_location: str | None = None, gaps: list[Record] | None = None) -> None:
         self.terminology = terminology
         self.age = age
         self.issues = issues
         self.birth_date_location = birth_date_location
+        # DataGap records of results skipped because their value or unit cannot be read: a result that
+        # exists but cannot be used is not an absent result (the rules say "could not confirm").
+        self.gaps: list[Record] = gaps if gaps is not None else []
+        self._value_unreadable = False
 
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
@@ -124,12 +128,27 @@ class ObservationNormalizer:
         else:
             analyte = self.terminology.analyte(analyte_code.analyte)
             if analyte.kind == QUANTITATIVE:
+                self._value_unreadable = False
                 if not self._fill_quantitative(kept, analyte_code, fields):
+                    if self._value_unreadable:
+                        self.gaps.append(skipped_result_gap(kept, fields["code"], fields["effective"]))
                     return None
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
         self._fill_lab_interpretation(resource, fields)
         return Record("Observation", fields, kept.source)
+
+    def skipped_gap(self, kept: KeptResource) -> Record | None:
+        """The DataGap of an Observation skipped before it was read (it fails R4 validation): a result of
+        a known test, with its code and date; one with no coding at all, as a result of an unknown test.
+        A result whose codes are all unknown here is no gap: the rules would never read it."""
+        resource = kept.resource
+        analyte_code = self._analyte_code(resource)
+        if analyte_code is None and codings(resource.get("code")):
+            return None
+        code = self._observation_concept(resource.get("code")) if analyte_code is not None else None
+        effective, _ = choice_datetime(resource, "effective")
+        return skipped_result_gap(kept, code, effective or parse_datetime(resource.get("issued")))
 
     # --- code ---------------------------------------------------------------------------------------
     def _observation_concept(self, codeable: Any) -> Concept | None:
@@ -189,8 +208,8 @@ class ObservationNormalizer:
             if present is not None:
                 shown = _shown(resource[present]) if present == "valueString" else None
                 detail = f" '{shown}'" if shown is not None else ""
-                self._warn("value", f"{loc}.{present}",
-                           f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
+                self._unusable("value", f"{loc}.{present}",
+                               f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
             else:
                 reason = display_text(resource.get("dataAbsentReason"))
                 because = f" (dataAbsentReason: {reason})" if reason else ""
@@ -202,7 +221,7 @@ class ObservationNormalizer:
         try:
             canonical = self.terminology.convert_measurement(analyte_code.analyte, number.value, number.unit)
         except UnitConversionError as error:
-            self._warn("code-invalid", number.unit_location, f"{what} not used: {error}")
+            self._unusable("code-invalid", number.unit_location, f"{what} not used: {error}")
             return False
         unit = self.terminology.analyte(analyte_code.analyte).canonical_unit
         assert unit is not None
@@ -244,7 +263,7 @@ class ObservationNormalizer:
 
     def _exact_number(self, quantity: Any, where: str, what: str, analyte_key: str) -> _Number | None:
         if not isinstance(quantity, dict):
-            self._warn("structure", where, f"{what} not used: valueQuantity is not an object")
+            self._unusable("structure", where, f"{what} not used: valueQuantity is not an object")
             return None
         raw = quantity.get("value")
         comparator = quantity.get("comparator")
@@ -253,16 +272,16 @@ class ObservationNormalizer:
             return None
         value = _json_decimal(raw)
         if value is None:
-            self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the range the rules "
-                       "compute with (magnitude below 10^28)")
+            self._unusable("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the "
+                           "range the rules compute with (magnitude below 10^28)")
             return None
         if comparator is not None:
-            self._warn("value", f"{where}.comparator",
-                       f"{what} not used: '{_shown(comparator)}{value}' is not an exact number")
+            self._unusable("value", f"{where}.comparator",
+                           f"{what} not used: '{_shown(comparator)}{value}' is not an exact number")
             return None
         conflict = self._unit_conflict(analyte_key, quantity)
         if conflict is not None:
-            self._warn("value", where, f"{what} not used: {conflict}")
+            self._unusable("value", where, f"{what} not used: {conflict}")
             return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
@@ -523,8 +542,21 @@ class ObservationNormalizer:
     def _warn(self, code: str, location: str, diagnostics: str) -> None:
         self.issues.append(InputIssue("warning", code, diagnostics, location))
 
+    def _unusable(self, code: str, location: str, diagnostics: str) -> None:
+        """Warn about a result whose value or unit cannot be read, and remember it was there."""
+        self._value_unreadable = True
+        self._warn(code, location, diagnostics)
+
     def _note(self, location: str, diagnostics: str) -> None:
         self.issues.append(InputIssue("information", "informational", diagnostics, location))
+
+
+def skipped_result_gap(kept: KeptResource, code: Concept | None, effective: datetime | None) -> Record:
+    """A DataGap record for a resource that was there but could not be used (see service/knowledge/model.json)."""
+    return Record("DataGap", {
+        "resourceType": kept.resource_type, "reason": "resource-skipped", "code": code,
+        "effective": effective, "location": kept.location,
+    })
 
 
 def observation_date_location(kept: KeptResource) -> str:

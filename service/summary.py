@@ -42,11 +42,15 @@ def _patient_block(patient: PatientAssessment) -> str:
     sections = [
         "\n".join(header),
         _section("Types, most likely first", _grade_lines(patient)),
-        _section("Values used", _value_lines(patient.values_used) or _wrap("none: no usable lab value "
-                                                                            "(unknown, not normal)")),
+        _section("Values used", _value_lines(patient.values_used) or _wrap(
+            "none among the results read (unknown, not normal; some results could not be read)"
+            if patient.incomplete_analytes else "none: no usable lab value (unknown, not normal)")),
         _section("Recommended tests", _recommended_lines(patient) or _wrap("none")),
-        _section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")),
     ]
+    if patient.unconfirmed:
+        sections.append(_section("Could not confirm (not proposed: check for a current result before ordering)",
+                                 _unconfirmed_lines(patient)))
+    sections.append(_section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")))
     if patient.order_alerts:
         sections.append(_section("Order alerts", [line for alert in patient.order_alerts for line in _bullet(
             f"{alert.display} ({alert.order_reference}): {alert.message}"
@@ -100,6 +104,12 @@ def _recommended_lines(patient: PatientAssessment) -> list[str]:
                 text += f": {test.reason.strip()}"
             lines.extend(_bullet(text, _INDENT * 2))
     return lines
+
+
+def _unconfirmed_lines(patient: PatientAssessment) -> list[str]:
+    """Tests whose results may be among data that was not read: named with why, never as missing."""
+    return [line for test in patient.unconfirmed for line in _bullet(
+        f"{test.display} ({code_system_name(test.system)} {test.code}): {test.reason.strip()}")]
 
 
 def _available_lines(patient: PatientAssessment) -> list[str]:

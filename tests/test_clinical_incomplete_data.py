@@ -128,8 +128,8 @@ def test_a_partly_read_condition_search_never_says_a_condition_is_not_on_file():
             "(the condition search was incomplete).") in texts["Dystrophic"]
     assert "No skin necrosis or ulceration among the conditions read (the condition search was incomplete)." \
         in texts["Calciphylaxis"]
-    assert "among the conditions, medications and procedures read (the condition search was incomplete)" \
-        in texts["Idiopathic"]
+    assert ("No tissue damage, iatrogenic or metastatic cause among the conditions, medications, procedures and "
+            "results read (the condition search was incomplete) and calcium and phosphate are normal.") in texts["Idiopathic"]
     for name, text in texts.items():
         # The kidney sentence of calciphylaxis is worded by the kidney rules ("Absent Phrase" is theirs to call).
         claims = [s for s in re.findall(r"No [^.]*? on file", text) if not s.startswith("No chronic kidney disease")]
@@ -279,13 +279,14 @@ def test_assess_with_a_calcium_result_that_fails_r4_validation_does_not_propose_
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
         {"fullUrl": "urn:uuid:6a0b7f0e-4b8c-4a57-9d1b-5b3f5f0b7a01",
          "resource": _resource("Patient", id="pg-1", gender="female", birthDate="1968-03-02")},
-        {"resource": dict(_lab("ca-bad", CALCIUM, 9.4, "mg/dL"), status="finalised")},
+        {"resource": dict(_lab("ca-bad", CALCIUM, 9.4, "mg/dL"), interpretation={"text": "N"})},  # not a list
         {"resource": _lab("p-1", PHOSPHATE, 3.5, "mg/dL")},
     ]}
     by_type = _assess(fixed_client, bundle)
+    assert "not a valid R4 Observation" in json.dumps(by_type["OperationOutcome"])
     assert CALCIUM not in _proposed(by_type) and PTH in _proposed(by_type)
     assert _unconfirmed_activities(by_type)[CALCIUM]["statusReason"]["text"] == (
-        "could not confirm: 1 calcium result within 1 year could not be read")
+        "could not confirm: 1 calcium result within 365 days could not be read")
 
 
 def test_assess_with_a_calcium_in_an_unknown_unit_does_not_propose_calcium(fixed_client):
@@ -348,10 +349,11 @@ def test_a_first_page_only_labs_prefetch_proposes_no_calcium_or_phosphate_as_mis
     assert CALCIUM not in _suggested(card) and PHOSPHATE not in _suggested(card)
     detail = card["detail"]
     assert "**Could not confirm (not proposed)**" in detail
-    section = detail.split("**Could not confirm (not proposed)**", 1)[1].split("\n\n", 2)[1]
+    section = detail.split("**Could not confirm (not proposed)**", 1)[1].split("\n\n**", 1)[0]
+    assert "check for a current result before ordering" in section
     assert f"({CALCIUM}): could not confirm: the laboratory search was only partly read" in section
     assert f"({PHOSPHATE}): could not confirm" in section
-    missing = detail.split("**Missing from the work-up**", 1)[1].split("\n\n", 2)[1] \
+    missing = detail.split("**Missing from the work-up**", 1)[1].split("\n\n**", 1)[0] \
         if "**Missing from the work-up**" in detail else ""
     assert CALCIUM not in missing and PHOSPHATE not in missing
     assert "no usable calcium result" not in detail and "no usable phosphate result" not in detail
@@ -372,3 +374,21 @@ def test_the_partial_prefetch_reaches_the_core_as_a_data_gap_of_the_context_pati
     response = app.test_client().post("/cds-services/calcinosis-patient-view", json=_first_page_only("patient-view"))
     assert response.status_code == 200
     assert fake.calls[0]["data_gaps"] == (DataGap("Observation", location="prefetch.labs", patient_id="esrd-7301"),)
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+def test_the_cli_summary_lists_unconfirmed_tests_apart_from_the_recommended_ones(tmp_path, capsys):
+    from service.cli import main
+
+    path = tmp_path / "first-page.json"
+    path.write_text(json.dumps(_searchset(next_link=True)), encoding="utf-8")
+    assert main(["assess", str(path), "--now", "2026-11-15T09:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    recommended = out.split("Recommended tests")[1].split("Could not confirm")[0]
+    assert "(LOINC 17861-6)" not in recommended and "(LOINC 2777-1)" not in recommended
+    unconfirmed = out.split("Could not confirm (not proposed: check for a current result before ordering)")[1]
+    unconfirmed = unconfirmed.split("Already available")[0]
+    assert "(LOINC 17861-6): could not confirm: the laboratory search was only partly read" in " ".join(unconfirmed.split())
+    assert "no usable calcium result" not in out
+    assert "the searchset is incomplete" in out
