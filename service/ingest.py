@@ -10,6 +10,11 @@ equal (bdl-7); an unusable fullUrl or Patient id is reported and not used.
 A single bad entry never sinks the request: it becomes an `InputIssue` whose
 location points into the Bundle, and the rest is still assessed. Only a
 payload that is not a usable Bundle at all raises `InputError`.
+
+What could not be read is kept apart from what is absent: a resource that fails
+validation is listed on its patient (`PatientResources.skipped`), and a searchset
+that holds only part of its search (a `next` link, a `total` above its matches)
+gives `IngestedBundle.gaps`, so the rules never read either as "not on file".
 """
 
 from __future__ import annotations

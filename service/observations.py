@@ -12,7 +12,9 @@ effective time is dated by `issued`, and an issue says so. A flag comes only
 from a bound that was given: beyond a one-sided range's missing bound the
 value gets no flag (unknown), never 'N'. A Quantity whose `unit` and UCUM
 `code` name different units, or a lab range whose low is above its high, is
-not used.
+not used. A result skipped because its value or unit cannot be read was still
+there: it becomes a DataGap fact (its code and date), so the rules say "could not
+confirm" rather than "missing" for its test.
 """
 
 from __future__ import annotations

@@ -392,3 +392,154 @@ def test_the_cli_summary_lists_unconfirmed_tests_apart_from_the_recommended_ones
     assert "(LOINC 17861-6): could not confirm: the laboratory search was only partly read" in " ".join(unconfirmed.split())
     assert "no usable calcium result" not in out
     assert "the searchset is incomplete" in out
+
+
+# ---- where gaps come from -----------------------------------------------------------------------
+
+def test_a_condition_that_fails_r4_validation_makes_the_condition_search_incomplete(fixed_client):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": _resource("Patient", id="pg-1", gender="female", birthDate="1968-03-02")},
+        {"resource": _resource("Condition", id="c-bad", code={"text": "Systemic sclerosis"},
+                               subject={"reference": "Patient/pg-1"}, onsetDateTime="last spring")},
+        {"resource": _lab("ca-1", CALCIUM, 9.4, "mg/dL")},
+        {"resource": _lab("p-1", PHOSPHATE, 3.5, "mg/dL")},
+    ]}
+    by_type = _assess(fixed_client, bundle)
+    rationales_text = " ".join(p.get("rationale", "") for p in by_type["RiskAssessment"][0]["prediction"])
+    assert "No connective tissue disease or other tissue damage among the conditions read (1 condition could " \
+           "not be read)." in rationales_text
+    assert PTH in _proposed(by_type)  # the laboratory search was complete
+
+
+@pytest.mark.parametrize("link, total", [("not-a-list", None), ([{"relation": "next"}], "7"), (None, True)])
+def test_a_malformed_searchset_link_or_total_is_no_error(fixed_client, link, total):
+    bundle = _searchset(next_link=False)
+    if link is None:
+        del bundle["link"]
+    else:
+        bundle["link"] = link
+    if total is not None:
+        bundle["total"] = total
+    response = fixed_client.post(ASSESS, data=json.dumps(bundle), content_type="application/fhir+json")
+    assert response.status_code in (200, 422), response.get_data(as_text=True)
+
+
+def test_a_next_link_without_a_url_still_marks_the_search_incomplete(fixed_client):
+    bundle = _searchset(next_link=False)
+    bundle["link"].append({"relation": "next"})
+    by_type = _assess(fixed_client, bundle)
+    assert CALCIUM not in _proposed(by_type) and CALCIUM in _unconfirmed_activities(by_type)
+
+
+def test_a_searchset_page_of_patients_only_marks_every_clinical_search_incomplete():
+    from service.ingest import CLINICAL_TYPES, read_bundle
+
+    bundle = {"resourceType": "Bundle", "type": "searchset",
+              "link": [{"relation": "self", "url": "https://ehr.example.org/fhir/Patient?name=x"},
+                       {"relation": "next", "url": "https://ehr.example.org/fhir/Patient?name=x&page=2"}],
+              "entry": [{"search": {"mode": "match"},
+                         "resource": _resource("Patient", id="pg-1", gender="female", birthDate="1968-03-02")}]}
+    ingested = read_bundle(bundle)
+    assert sorted(gap.resource_type for gap in ingested.gaps) == sorted(CLINICAL_TYPES)
+    assert all(gap.location == "Bundle.link[1]" and gap.patient_id is None for gap in ingested.gaps)
+
+
+def test_a_caller_gap_naming_one_patient_leaves_the_others_complete():
+    from service.assess import assess_bundle
+    from service.assessment_model import DataGap
+    from service.config import load_config
+
+    def person(pid: str) -> list[dict[str, Any]]:
+        return [{"fullUrl": f"urn:uuid:{pid}", "resource": _resource("Patient", id=pid, gender="male",
+                                                                     birthDate="1970-01-01")}]
+
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": person("00000000-0000-4000-8000-000000000001") + person("00000000-0000-4000-8000-000000000002")}
+    run = assess_bundle(bundle, config=load_config({}), now=NOW,
+                        data_gaps=(DataGap("Observation", location="prefetch.labs",
+                                           patient_id="00000000-0000-4000-8000-000000000001"),))
+    by_id = {p.patient_id: p for p in run.patients}
+    first, second = by_id["00000000-0000-4000-8000-000000000001"], by_id["00000000-0000-4000-8000-000000000002"]
+    assert CALCIUM in [t.code for t in first.unconfirmed] and CALCIUM not in [t.code for t in first.recommended]
+    assert CALCIUM in [t.code for t in second.recommended] and second.unconfirmed == ()
+
+
+EHR = "https://ehr.example.org/fhir"
+
+
+def _gathered_gaps(body: dict[str, Any], config: dict[str, Any], tmp_path) -> tuple:
+    from service.hooks import hook_call
+    from tests.support.cds_app import FakeCore, make_app, metastatic_assessment
+
+    fake = FakeCore(metastatic_assessment("esrd-7301"))
+    original = hook_call.core_assess
+    hook_call.core_assess = fake
+    try:
+        app = make_app(dict(config, CDS_REQUIRE_JWT=False, CDS_FEEDBACK_DB=str(tmp_path / "fb.sqlite3")))
+        response = app.test_client().post("/cds-services/calcinosis-patient-view", json=body)
+    finally:
+        hook_call.core_assess = original
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return fake.calls[0]["data_gaps"]
+
+
+def _page(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
+    page: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
+                            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}
+    if next_url:
+        page["link"] = [{"relation": "next", "url": next_url}]
+    return page
+
+
+def _ehr_lab(oid: str) -> dict[str, Any]:
+    return dict(_lab(oid, CALCIUM, 9.1, "mg/dL"), subject={"reference": "Patient/esrd-7301"})
+
+
+def test_a_complete_prefetch_hands_no_gap_to_the_core(tmp_path):
+    from tests.support.cds_fixtures import request_for
+
+    assert _gathered_gaps(request_for("patient-view"), {}, tmp_path) == ()
+
+
+def test_a_prefetch_total_above_its_entries_is_a_gap(tmp_path):
+    from service.assessment_model import DataGap
+    from tests.support.cds_fixtures import request_for
+
+    body = request_for("patient-view")
+    body["prefetch"]["conditions"]["total"] = 4
+    assert _gathered_gaps(body, {}, tmp_path) == (
+        DataGap("Condition", location="prefetch.conditions", patient_id="esrd-7301"),)
+
+
+def test_pages_beyond_the_cap_or_a_page_that_fails_are_gaps_and_a_search_read_to_its_end_is_not(tmp_path):
+    import responses
+
+    from service.assessment_model import DataGap
+    from tests.support.cds_fixtures import request_for
+
+    config = {"CDS_FHIR_SERVER_ALLOWLIST": [EHR], "CDS_FHIR_MAX_PAGES": 2}
+    labs_gap = (DataGap("Observation", location="prefetch.labs", patient_id="esrd-7301"),)
+    body = request_for("patient-view")
+    body["prefetch"]["labs"] = _page([_ehr_lab("o1")], f"{EHR}/Observation?page=2")
+    with responses.RequestsMock() as mock:  # page 2 ends the search
+        mock.get(f"{EHR}/Observation", json=_page([_ehr_lab("o2")]))
+        assert _gathered_gaps(body, config, tmp_path / "a") == ()
+    with responses.RequestsMock() as mock:  # page 2 points to page 3, beyond the cap of 2
+        mock.get(f"{EHR}/Observation", json=_page([_ehr_lab("o2")], f"{EHR}/Observation?page=3"))
+        assert _gathered_gaps(body, config, tmp_path / "b") == labs_gap
+    with responses.RequestsMock() as mock:  # page 2 cannot be read
+        mock.get(f"{EHR}/Observation", status=500)
+        assert _gathered_gaps(body, config, tmp_path / "c") == labs_gap
+    del body["prefetch"]["labs"]
+    with responses.RequestsMock() as mock:  # the fallback read stops at the cap too
+        mock.get(f"{EHR}/Observation", json=_page([_ehr_lab("o1")], f"{EHR}/Observation?page=2"))
+        assert _gathered_gaps(body, config, tmp_path / "d") == labs_gap
+
+
+def test_rules_eval_sees_the_gaps_of_a_searchset_as_assess_does(tmp_path, capsys):
+    from service.cli import main
+
+    path = tmp_path / "first-page.json"
+    path.write_text(json.dumps(_searchset(next_link=True)), encoding="utf-8")
+    assert main(["rules", "eval", "--define", "Lab Search Incomplete", str(path), "--now", "2026-11-15T09:00:00Z"]) == 0
+    assert "Lab Search Incomplete = true" in capsys.readouterr().out
