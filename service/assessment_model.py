@@ -143,6 +143,7 @@ class PatientAssessment:
     notes: tuple[str, ...] = field(default=())  # extra plain-language remarks (preliminary results, ranges applied)
     unconfirmed: tuple[UnconfirmedTest, ...] = ()  # tests that may have a result among data not read
     incomplete_analytes: tuple[str, ...] = ()  # analyte keys ("calcium", "phosphate" ...) whose results may be incomplete
+    incomplete_searches: tuple[str, ...] = ()  # searches read only in part: "laboratory", "condition", "medication" ...
 
     @property
     def leading(self) -> TypeGrade:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -100,8 +100,8 @@ def read_bundle(data: object) -> IngestedBundle:
     ingested = _BundleReader(bundle_type).read(entries)
     if bundle_type != "searchset":
         return ingested
-    gaps, issue = _searchset_gaps(data, entries)  # type: ignore[arg-type]  # _check_bundle: a dict
-    if not gaps:
+    gaps, issue = _searchset_gaps(cast(dict, data), entries)  # _check_bundle accepted it: a dict
+    if not gaps or issue is None:
         return ingested
     return IngestedBundle(ingested.patients, ingested.issues + (issue,), bundle_type, gaps)
 

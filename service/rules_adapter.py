@@ -117,6 +117,7 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
     condition = result["Calcinosis Condition"].value if "Calcinosis Condition" in result else None
     notes = tuple(n for n in _rows(result, "Notes") if n)
     incomplete = tuple(dict.fromkeys(a for a in _rows(result, "Incomplete Analytes") if a))
+    searches = tuple(dict.fromkeys(s for s in _rows(result, "Incomplete Searches") if s))
     return PatientAssessment(
         patient_id=patient_id,
         patient_reference=patient_reference,
@@ -133,4 +134,5 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
         notes=notes,
         unconfirmed=unconfirmed,
         incomplete_analytes=incomplete,
+        incomplete_searches=searches,
     )

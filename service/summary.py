@@ -37,7 +37,7 @@ def _patient_block(patient: PatientAssessment) -> str:
         "=" * min(len(title), WIDTH),
         f"Assessed {fhir_instant(patient.assessed_at)} with the {patient.library} rule library "
         f"{patient.library_version}.",
-        f"Calcinosis cutis Condition on record: {patient.calcinosis_condition or 'none found'}.",
+        f"Calcinosis cutis Condition on record: {patient.calcinosis_condition or _none_found(patient)}.",
     ]
     sections = [
         "\n".join(header),
@@ -59,6 +59,13 @@ def _patient_block(patient: PatientAssessment) -> str:
         sections.append(_section("Notes", [line for note in patient.notes for line in _bullet(note)]))
     sections.append(_section("Skipped inputs", _issue_lines(patient.issues) or _wrap("none")))
     return "\n\n".join(sections)
+
+
+def _none_found(patient: PatientAssessment) -> str:
+    """No calcinosis Condition: 'none found', or where it was looked for when the search was partial."""
+    if "condition" in patient.incomplete_searches:
+        return "none found among the conditions read (the condition search was incomplete)"
+    return "none found"
 
 
 def _grade_lines(patient: PatientAssessment) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -543,3 +543,39 @@ def test_rules_eval_sees_the_gaps_of_a_searchset_as_assess_does(tmp_path, capsys
     path.write_text(json.dumps(_searchset(next_link=True)), encoding="utf-8")
     assert main(["rules", "eval", "--define", "Lab Search Incomplete", str(path), "--now", "2026-11-15T09:00:00Z"]) == 0
     assert "Lab Search Incomplete = true" in capsys.readouterr().out
+
+
+def test_a_partly_read_condition_prefetch_never_says_no_calcinosis_cutis_is_on_file(hooks_client):
+    from tests.support.cds_fixtures import request_for
+
+    body = copy.deepcopy(request_for("patient-view"))
+    body.pop("fhirServer", None)
+    body.pop("fhirAuthorization", None)
+    body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": "https://ehr.example.org/fhir/Condition?page=2"}]
+    card = _assessment_card(hooks_client, "patient-view", body)
+    assert "No calcinosis cutis is on file" not in card["detail"]
+    assert "No calcinosis cutis among the conditions read (the condition search was incomplete)" in card["detail"]
+    assert {CALCIUM, PHOSPHATE}.isdisjoint(_suggested(card))  # their results were read: available
+
+
+def test_the_incomplete_searches_are_an_output_of_the_library():
+    out = evaluate(Facts([calcium("9.4"), data_gap("Condition", location="prefetch.conditions"),
+                          data_gap("Observation", "resource-skipped", code=CALCIUM, days_ago=3)], patient()))
+    assert out["Incomplete Searches"] == ["condition"]  # a skipped result is accounted per analyte
+    out = evaluate(Facts([data_gap("Observation"), data_gap("MedicationStatement", "resource-skipped")], patient()))
+    assert out["Incomplete Searches"] == ["laboratory", "medication"]
+
+
+def test_the_cli_does_not_say_no_calcinosis_condition_when_the_conditions_were_partly_read(tmp_path, capsys):
+    from service.cli import main
+
+    bundle = _searchset(next_link=True)
+    bundle["link"][0]["url"] = "https://ehr.example.org/fhir/Patient/pg-1/$everything"
+    bundle["entry"].append({"search": {"mode": "match"}, "resource": _resource(
+        "Condition", id="c-1", code={"text": "Raynaud phenomenon"}, subject={"reference": "Patient/pg-1"})})
+    path = tmp_path / "everything-page-1.json"
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    assert main(["assess", str(path), "--now", "2026-11-15T09:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert ("Calcinosis cutis Condition on record: none found among the conditions read "
+            "(the condition search was incomplete).") in out

@@ -251,7 +251,8 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     leading = assessment.leading
     lines = [f"**Most likely: {leading.type}** ({leading.risk})", "", leading.rationale or "No rationale given."]
     if not assessment.calcinosis_condition:
-        lines[1:1] = ["", data["no_calcinosis_on_file"]]
+        partial = "condition" in assessment.incomplete_searches
+        lines[1:1] = ["", data["no_calcinosis_among_read" if partial else "no_calcinosis_on_file"]]
     if leading.citation:
         lines += ["", f"_Source: {leading.citation}_"]
     others = assessment.grades[1:]
