@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from .assessment_model import InputIssue, PatientAssessment
+from .assessment_model import DataGap, InputIssue, PatientAssessment
 from .config import load_config
 from .cql_like import Library, load_library, load_model_info
 from .cql_like.errors import CqlEvaluationError
@@ -55,8 +55,15 @@ class Assessor:
         if lookback_days not in (None, ""):
             self.parameters["Lookback"] = Quantity(Decimal(str(lookback_days)), "days")
 
-    def assess(self, bundle: object, *, now: datetime | None = None) -> AssessmentRun:
-        """Assess every patient of `bundle` (decoded JSON). Raises InputError for unusable bundles."""
+    def assess(self, bundle: object, *, now: datetime | None = None,
+               data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
+        """Assess every patient of `bundle` (decoded JSON). Raises InputError for unusable bundles.
+
+        `data_gaps` are searches the caller could read only in part (a CDS Hooks prefetch that is
+        only the first page of its search): the rules then say "could not confirm" instead of
+        "missing" for what those searches may hold. A gap naming a patient applies to that patient
+        only; one without, to every patient of the bundle.
+        """
         now = _aware(now or self.fixed_now or datetime.now(timezone.utc))
         self._check_workload(bundle)
         ingested = read_bundle(bundle)
@@ -64,8 +71,11 @@ class Assessor:
             raise _too_many("patients", len(ingested.patients), self.max_patients)
         bundle_issues = list(ingested.issues)
         patients: list[PatientAssessment] = []
+        caller_gaps = tuple(gap for gap in data_gaps if isinstance(gap, DataGap))
         for patient in ingested.patients:
-            facts = build_facts(patient, now=now, terminology=self.terminology)
+            gaps = ingested.gaps + tuple(gap for gap in caller_gaps if _concerns(gap, patient.patient_id,
+                                                                                 patient.patient_reference))
+            facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps)
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
                 result = self.library.evaluate(facts, parameters=self.parameters, now=now)
@@ -100,6 +110,11 @@ class Assessor:
             raise _too_many("Patient resources", patients, self.max_patients)
         if kept > self.max_resources:
             raise _too_many("resources the rules read", kept, self.max_resources)
+
+
+def _concerns(gap: DataGap, patient_id: str, patient_reference: str) -> bool:
+    """True when `gap` names no patient, or names this one (by id, or by the id its reference ends with)."""
+    return gap.patient_id is None or gap.patient_id in (patient_id, patient_reference.rsplit("/", 1)[-1])
 
 
 def _too_many(what: str, count: int, limit: int) -> InputError:
@@ -150,6 +165,6 @@ def get_assessor(config: Mapping[str, Any] | None = None) -> Assessor:
 
 
 def assess_bundle(bundle: object, *, config: Mapping[str, Any] | None = None,
-                  now: datetime | None = None) -> AssessmentRun:
-    """Assess a decoded FHIR Bundle with the (cached) rule library of `config`."""
-    return get_assessor(config).assess(bundle, now=now)
+                  now: datetime | None = None, data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
+    """Assess a decoded FHIR Bundle with the (cached) rule library of `config`; see `Assessor.assess`."""
+    return get_assessor(config).assess(bundle, now=now, data_gaps=data_gaps)

@@ -82,6 +82,37 @@ class PanelTest:
 
 
 @dataclass(frozen=True, slots=True)
+class UnconfirmedTest:
+    """A test of the work-up with no result read that may have one among data that was not read.
+
+    It is not proposed as missing (no ServiceRequest, no card suggestion): the clinician is told it
+    could not be confirmed, and why, so a result drawn days ago on an unread page is not re-ordered.
+    """
+
+    code: str
+    system: str
+    display: str
+    group: str
+    reason: str  # why it could not be confirmed: "could not confirm: the laboratory search was only partly read"
+    purpose: str = ""  # why the work-up holds the test, as a PanelTest's reason
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """A search the caller's data could give only in part, for the rules to see (not an input resource).
+
+    The surfaces that gather data (CDS Hooks prefetch and fallback reads) hand these to
+    `Assessor.assess`; `$assess` derives them from an incomplete searchset itself. Skipped resources
+    become gaps inside the core, with their code and date.
+    """
+
+    resource_type: str  # the type whose search is incomplete: "Observation", "Condition" ...
+    reason: str = "search-incomplete"
+    location: str | None = None  # where, in what the caller sent: "prefetch.labs", "Bundle.link[1]"
+    patient_id: str | None = None  # the patient it concerns; None: every patient of the bundle
+
+
+@dataclass(frozen=True, slots=True)
 class AvailableTest:
     """A test of the work-up that already has a current valid result, so it is not proposed."""
 
@@ -119,6 +150,9 @@ class PatientAssessment:
     order_alerts: tuple[OrderAlert, ...] = ()
     calcinosis_condition: str | None = None  # reference of an active calcinosis cutis Condition
     notes: tuple[str, ...] = field(default=())  # extra plain-language remarks (preliminary results, ranges applied)
+    unconfirmed: tuple[UnconfirmedTest, ...] = ()  # tests that may have a result among data not read
+    incomplete_analytes: tuple[str, ...] = ()  # analyte keys ("calcium", "phosphate" ...) whose results may be incomplete
+    incomplete_searches: tuple[str, ...] = ()  # searches read only in part: "laboratory", "condition", "medication" ...
 
     @property
     def leading(self) -> TypeGrade:

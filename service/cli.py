@@ -173,7 +173,7 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
         return 1
     status = 0
     for patient in ingested.patients:
-        facts = build_facts(patient, now=now, terminology=assessor.terminology)
+        facts = build_facts(patient, now=now, terminology=assessor.terminology, gaps=ingested.gaps)
         print(f"# {patient.patient_reference}")
         try:
             outcome = assessor.library.evaluate_define(args.define, facts, parameters=assessor.parameters, now=now)

@@ -10,18 +10,23 @@ equal (bdl-7); an unusable fullUrl or Patient id is reported and not used.
 A single bad entry never sinks the request: it becomes an `InputIssue` whose
 location points into the Bundle, and the rest is still assessed. Only a
 payload that is not a usable Bundle at all raises `InputError`.
+
+What could not be read is kept apart from what is absent: a resource that fails
+validation is listed on its patient (`PatientResources.skipped`), and a searchset
+that holds only part of its search (a `next` link, a `total` above its matches)
+gives `IngestedBundle.gaps`, so the rules never read either as "not on file".
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from .assessment_model import InputIssue
+from .assessment_model import DataGap, InputIssue
 from .errors import InputError
 from .issue_lists import capped
 from .references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
@@ -35,6 +40,9 @@ KEPT_TYPES = frozenset({
     "MedicationStatement", "Procedure", "ServiceRequest", "Medication",
 })
 MEDICATION_USERS = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationStatement"})
+# The kept types whose searches the rules read (a Patient or Medication search holds no clinical data).
+CLINICAL_TYPES = ("Observation", "Condition", "MedicationRequest", "MedicationAdministration", "MedicationStatement",
+                  "Procedure", "ServiceRequest")
 
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 
@@ -72,6 +80,8 @@ class PatientResources:
     resources: tuple[KeptResource, ...]
     issues: tuple[InputIssue, ...] = ()
     patient_location: str | None = None  # "Bundle.entry[0].resource" when the Patient is in the bundle
+    # Resources of this patient skipped because they fail R4 validation: data not read, not absent.
+    skipped: tuple[KeptResource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,68 @@ class IngestedBundle:
     patients: tuple[PatientResources, ...]
     issues: tuple[InputIssue, ...]  # bundle-level: not tied to one patient
     bundle_type: str
+    gaps: tuple[DataGap, ...] = ()  # searches this searchset holds only in part (every patient's)
 
 
 def read_bundle(data: object) -> IngestedBundle:
     """Split a decoded FHIR Bundle into per-patient resources; raises InputError if it is no usable Bundle."""
     bundle_type, entries = _check_bundle(data)
-    return _BundleReader(bundle_type).read(entries)
+    ingested = _BundleReader(bundle_type).read(entries)
+    if bundle_type != "searchset":
+        return ingested
+    gaps, issue = _searchset_gaps(cast(dict, data), entries)  # _check_bundle accepted it: a dict
+    if not gaps or issue is None:
+        return ingested
+    return IngestedBundle(ingested.patients, ingested.issues + (issue,), bundle_type, gaps)
+
+
+def _searchset_gaps(bundle: dict[str, Any], entries: list[Any]) -> tuple[tuple[DataGap, ...], InputIssue | None]:
+    """The searches a searchset holds only in part: it has a `next` link, or a `total` above its matches.
+
+    A partial search says nothing about what its other pages hold, so the types concerned are those
+    present among its matches plus the type its `self` link searches; with neither, every type the
+    rules read. Each becomes a DataGap for every patient, and one warning says so.
+    """
+    links = bundle.get("link")
+    where: str | None = None
+    why = ""
+    for position, link in enumerate(links if isinstance(links, list) else ()):
+        if isinstance(link, dict) and link.get("relation") == "next":
+            where, why = f"Bundle.link[{position}]", "it is only one page of its search (it has a next link)"
+            break
+    matches = [resource for entry in entries if isinstance(entry, dict)
+               for resource in [entry.get("resource")] if isinstance(resource, dict) and _is_match(entry, resource)]
+    total = bundle.get("total")
+    if where is None and isinstance(total, int) and not isinstance(total, bool) and total > len(matches):
+        where, why = "Bundle.total", f"it holds {len(matches)} of the {total} matches its total reports"
+    if where is None:
+        return (), None
+    present = {resource.get("resourceType") for resource in matches}
+    searched = _self_link_type(links)
+    types = [name for name in CLINICAL_TYPES if name in present or name == searched] or list(CLINICAL_TYPES)
+    issue = InputIssue(
+        "warning", "incomplete",
+        f"the searchset is incomplete: {why}; {', '.join(types)} resources not in it were not read, "
+        "and what they may hold is not taken as absent (tests they may hold are not proposed as missing)", where)
+    return tuple(DataGap(name, location=where) for name in types), issue
+
+
+def _is_match(entry: dict[str, Any], resource: dict[str, Any]) -> bool:
+    """A search match: search.mode 'match' (or no mode), not an OperationOutcome."""
+    search = entry.get("search")
+    mode = search.get("mode", "match") if isinstance(search, dict) else "match"
+    return mode == "match" and resource.get("resourceType") != "OperationOutcome"
+
+
+def _self_link_type(links: Any) -> str | None:
+    """The resource type a searchset's `self` link searches ("…/Observation?patient=1" -> "Observation")."""
+    for link in links if isinstance(links, list) else ():
+        url = link.get("url") if isinstance(link, dict) else None
+        if isinstance(link, dict) and link.get("relation") == "self" and isinstance(url, str):
+            path = url.split("?", 1)[0].rstrip("/")
+            name = path.rsplit("/", 1)[-1]
+            return name if name in CLINICAL_TYPES else None
+    return None
 
 
 def _check_bundle(data: object) -> tuple[str, list[Any]]:
@@ -151,6 +217,7 @@ class _PatientGroup:
     patient_entry: _Entry | None
     members: dict[int, _Entry] = field(default_factory=dict)
     issues: list[InputIssue] = field(default_factory=list)
+    skipped: list[_Entry] = field(default_factory=list)  # resources failing R4 validation
 
 
 class _BundleReader:
@@ -345,6 +412,11 @@ class _BundleReader:
                 outcome = self._subject_group(entry, create=False)
                 target = outcome.issues if isinstance(outcome, _PatientGroup) else self.issues
                 target.extend(entry.issues)
+                owner = outcome if isinstance(outcome, _PatientGroup) else None
+                if owner is None and entry.resource.get("subject") is None and len(self.groups) == 1:
+                    owner = next(iter(self.groups.values()))  # no subject: the only patient's, as when valid
+                if owner is not None and entry.resource_type in CLINICAL_TYPES:
+                    owner.skipped.append(entry)
 
     def _group_for_patient_entry(self, entry: _Entry) -> _PatientGroup:
         group = self.groups.get(entry.index)
@@ -477,7 +549,8 @@ class _BundleReader:
         patient = group.patient_entry.resource if group.patient_entry is not None else None
         issues = capped(tuple(dict.fromkeys(group.issues)))  # a Medication shared by several orders: once
         location = group.patient_entry.location if group.patient_entry is not None else None
-        return PatientResources(group.patient_id, group.patient_reference, patient, kept, issues, location)
+        skipped = tuple(KeptResource(m.resource_type, m.resource, m.location, self._reference(m)) for m in group.skipped)
+        return PatientResources(group.patient_id, group.patient_reference, patient, kept, issues, location, skipped)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

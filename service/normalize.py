@@ -28,34 +28,40 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from .assessment_model import InputIssue
+from .assessment_model import DataGap, InputIssue
 from .cql_like.quantity import Quantity
 from .cql_like.values import Concept, Record
 from .facts import PatientFacts, counting_order_key
 from .fhir_dates import parse_datetime, parse_partial_date
 from .fhir_elements import (MAX_TEXT_LENGTH, categories_text, choice_datetime, concept, display_text, first_code,
                             long_text_paths, normalized_name, reference_of, text_or_none)
-from .ingest import KeptResource, PatientResources
+from .ingest import MEDICATION_USERS, KeptResource, PatientResources
 from .issue_lists import capped
-from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location
+from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location, skipped_result_gap
 from .references import ReferenceIndex, reference_keys
 from .terminology import Terminology, load_terminology
 
 
 def build_facts(patient: PatientResources, *, now: datetime,
-                terminology: Terminology | None = None) -> PatientFacts:
+                terminology: Terminology | None = None, gaps: tuple[DataGap, ...] = ()) -> PatientFacts:
     """Normalize one patient's resources into `PatientFacts`.
 
     `now` is the evaluation time: an Observation dated after it is reported
     (a clock or data error) but still delivered. `.issues` holds only what
     normalization found; the ingest issues stay on `patient.issues`.
+    `gaps` are the searches of this patient read only in part; with the resources
+    that were skipped (`patient.skipped`, results whose value or unit cannot be
+    used) they reach the rules as DataGap records, so what was not read is never
+    taken as absent.
     """
-    return _Normalizer(patient, now, terminology or load_terminology()).facts()
+    return _Normalizer(patient, now, terminology or load_terminology(), gaps).facts()
 
 
 class _Normalizer:
-    def __init__(self, patient: PatientResources, now: datetime, terminology: Terminology) -> None:
+    def __init__(self, patient: PatientResources, now: datetime, terminology: Terminology,
+                 gaps: tuple[DataGap, ...] = ()) -> None:
         self.patient = patient
+        self.gaps = gaps
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
         self.terminology = terminology
         self.issues: list[InputIssue] = []
@@ -72,7 +78,9 @@ class _Normalizer:
     def facts(self) -> PatientFacts:
         """The patient's facts for the rules; issues met on the way are collected in `self.issues`."""
         patient_record, age = self._patient_record()
-        observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location)
+        gap_records: list[Record] = [_search_gap(gap) for gap in self.gaps]
+        observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location,
+                                             gap_records)
         builders: dict[str, Callable[[KeptResource], Record | None]] = {
             "Observation": observations.record,
             "Condition": self._condition,
@@ -96,6 +104,12 @@ class _Normalizer:
                 if record.type_name == "Observation":
                     results.append((record, kept))
         self._check_same_instant_results(results)
+        for skipped in self.patient.skipped:
+            gap = (observations.skipped_gap(skipped) if skipped.resource_type == "Observation"
+                   else _skipped_resource_gap(skipped))
+            if gap is not None:
+                gap_records.append(gap)
+        records.extend(gap_records)
         if age.unknown_age_used:
             self.issues.append(InputIssue(
                 "information", "informational", self._age_unknown_text(age),
@@ -301,6 +315,18 @@ class _Normalizer:
                 f"{analyte}: conflicting results at the same time: the {_why_used(used, runner_up)} "
                 f"({_result_text(used)}) is used; {listed} are filed at the same instant {effective.isoformat()}",
                 members[0][1].location))
+
+
+def _search_gap(gap: DataGap) -> Record:
+    """A search read only in part, as the facts model's DataGap (no code: any record of the type)."""
+    return Record("DataGap", {"resourceType": gap.resource_type, "reason": gap.reason, "code": None,
+                              "effective": None, "location": gap.location})
+
+
+def _skipped_resource_gap(kept: KeptResource) -> Record:
+    """A skipped Condition, Procedure, order or medication, with its code when it can be read."""
+    element = "medicationCodeableConcept" if kept.resource_type in MEDICATION_USERS else "code"
+    return skipped_result_gap(kept, concept(kept.resource.get(element)), None)
 
 
 def _why_used(used: Record, other: Record) -> str:

@@ -22,6 +22,9 @@ quantified"). An information issue says so, at the comparator. A unit row
 that carries a note (bare 'mL/min' for eGFR) is used with that note, at the
 unit element read. A child whose age no default band covers gets no range:
 `referenceRangeSource` says "no default range for this age".
+
+A result skipped because its value or unit cannot be read was still there: it becomes a DataGap fact (its code and date), so the rules say "could not
+confirm" rather than "missing" for its test.
 """
 
 from __future__ import annotations
@@ -73,11 +76,15 @@ class ObservationNormalizer:
     """Turns one patient's Observations into Records, collecting issues."""
 
     def __init__(self, terminology: Terminology, age: PatientAgeContext, issues: list[InputIssue],
-                 birth_date_location: str | None = None) -> None:
+                 birth_date_location: str | None = None, gaps: list[Record] | None = None) -> None:
         self.terminology = terminology
         self.age = age
         self.issues = issues
         self.birth_date_location = birth_date_location
+        # DataGap records of results skipped because their value or unit cannot be read: a result that
+        # exists but cannot be used is not an absent result (the rules say "could not confirm").
+        self.gaps: list[Record] = gaps if gaps is not None else []
+        self._value_unreadable = False
 
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
@@ -138,7 +145,10 @@ class ObservationNormalizer:
         else:
             analyte = self.terminology.analyte(analyte_code.analyte)
             if analyte.kind == QUANTITATIVE:
+                self._value_unreadable = False
                 if not self._fill_quantitative(kept, analyte_code, fields):
+                    if self._value_unreadable:
+                        self.gaps.append(skipped_result_gap(kept, fields["code"], fields["effective"]))
                     return None
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
@@ -146,6 +156,18 @@ class ObservationNormalizer:
         if fields["comparator"] is not None and analyte_code is not None:
             self._note_bound(kept, analyte_code, fields)
         return Record("Observation", fields, kept.source)
+
+    def skipped_gap(self, kept: KeptResource) -> Record | None:
+        """The DataGap of an Observation skipped before it was read (it fails R4 validation): a result of
+        a known test, with its code and date; one with no coding at all, as a result of an unknown test.
+        A result whose codes are all unknown here is no gap: the rules would never read it."""
+        resource = kept.resource
+        analyte_code = self._analyte_code(resource)
+        if analyte_code is None and codings(resource.get("code")):
+            return None
+        code = self._observation_concept(resource.get("code")) if analyte_code is not None else None
+        effective, _ = choice_datetime(resource, "effective")
+        return skipped_result_gap(kept, code, effective or parse_datetime(resource.get("issued")))
 
     # --- code ---------------------------------------------------------------------------------------
     def _observation_concept(self, codeable: Any) -> Concept | None:
@@ -205,8 +227,8 @@ class ObservationNormalizer:
             if present is not None:
                 shown = _shown(resource[present]) if present == "valueString" else None
                 detail = f" '{shown}'" if shown is not None else ""
-                self._warn("value", f"{loc}.{present}",
-                           f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
+                self._unusable("value", f"{loc}.{present}",
+                               f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
             else:
                 reason = display_text(resource.get("dataAbsentReason"))
                 because = f" (dataAbsentReason: {reason})" if reason else ""
@@ -218,7 +240,7 @@ class ObservationNormalizer:
         try:
             canonical = self.terminology.convert_measurement(analyte_code.analyte, number.value, number.unit)
         except UnitConversionError as error:
-            self._warn("code-invalid", number.unit_location, f"{what} not used: {error}")
+            self._unusable("code-invalid", number.unit_location, f"{what} not used: {error}")
             return False
         analyte = self.terminology.analyte(analyte_code.analyte)
         unit = analyte.canonical_unit
@@ -267,7 +289,7 @@ class ObservationNormalizer:
 
     def _exact_number(self, quantity: Any, where: str, what: str, analyte_key: str) -> _Number | None:
         if not isinstance(quantity, dict):
-            self._warn("structure", where, f"{what} not used: valueQuantity is not an object")
+            self._unusable("structure", where, f"{what} not used: valueQuantity is not an object")
             return None
         raw = quantity.get("value")
         comparator = quantity.get("comparator")
@@ -276,17 +298,17 @@ class ObservationNormalizer:
             return None
         value = _json_decimal(raw)
         if value is None:
-            self._warn("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the range the rules "
-                       "compute with (magnitude below 10^28)")
+            self._unusable("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the "
+                           "range the rules compute with (magnitude below 10^28)")
             return None
         if comparator is not None and (not isinstance(comparator, str) or comparator not in COMPARATOR_WORDS):
-            self._warn("value", f"{where}.comparator",
-                       f"{what} not used: comparator '{_shown(comparator)}' is not one of "
-                       f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
+            self._unusable("value", f"{where}.comparator",
+                           f"{what} not used: comparator '{_shown(comparator)}' is not one of "
+                           f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
             return None
         conflict = self._unit_conflict(analyte_key, quantity)
         if conflict is not None:
-            self._warn("value", where, f"{what} not used: {conflict}")
+            self._unusable("value", where, f"{what} not used: {conflict}")
             return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
@@ -583,8 +605,21 @@ class ObservationNormalizer:
     def _warn(self, code: str, location: str, diagnostics: str) -> None:
         self.issues.append(InputIssue("warning", code, diagnostics, location))
 
+    def _unusable(self, code: str, location: str, diagnostics: str) -> None:
+        """Warn about a result whose value or unit cannot be read, and remember it was there."""
+        self._value_unreadable = True
+        self._warn(code, location, diagnostics)
+
     def _note(self, location: str, diagnostics: str) -> None:
         self.issues.append(InputIssue("information", "informational", diagnostics, location))
+
+
+def skipped_result_gap(kept: KeptResource, code: Concept | None, effective: datetime | None) -> Record:
+    """A DataGap record for a resource that was there but could not be used (see service/knowledge/model.json)."""
+    return Record("DataGap", {
+        "resourceType": kept.resource_type, "reason": "resource-skipped", "code": code,
+        "effective": effective, "location": kept.location,
+    })
 
 
 def observation_date_location(kept: KeptResource) -> str:

@@ -19,6 +19,7 @@ from .assessment_model import (
     PanelTest,
     PatientAssessment,
     TypeGrade,
+    UnconfirmedTest,
     ValueUsed,
 )
 from .cql_like.values import Record
@@ -86,6 +87,11 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
         PanelTest(code=r["code"], system=r["system"], display=r["display"], group=r["group"], reason=r["reason"])
         for r in _rows(result, "Recommended Tests")
     )
+    unconfirmed = tuple(
+        UnconfirmedTest(code=r["code"], system=r["system"], display=r["display"], group=r["group"],
+                        reason=r["reason"] or "", purpose=r.get("purpose") or "")
+        for r in _rows(result, "Unconfirmed Tests")
+    )
     available = tuple(
         AvailableTest(code=r["code"], system=r["system"], display=r["display"], summary=r["summary"],
                       source=_source(r.get("result")) or "")
@@ -110,6 +116,8 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
     )
     condition = result["Calcinosis Condition"].value if "Calcinosis Condition" in result else None
     notes = tuple(n for n in _rows(result, "Notes") if n)
+    incomplete = tuple(dict.fromkeys(a for a in _rows(result, "Incomplete Analytes") if a))
+    searches = tuple(dict.fromkeys(s for s in _rows(result, "Incomplete Searches") if s))
     return PatientAssessment(
         patient_id=patient_id,
         patient_reference=patient_reference,
@@ -124,4 +132,7 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
         order_alerts=alerts,
         calcinosis_condition=_source(condition),
         notes=notes,
+        unconfirmed=unconfirmed,
+        incomplete_analytes=incomplete,
+        incomplete_searches=searches,
     )

@@ -37,16 +37,20 @@ def _patient_block(patient: PatientAssessment) -> str:
         "=" * min(len(title), WIDTH),
         f"Assessed {fhir_instant(patient.assessed_at)} with the {patient.library} rule library "
         f"{patient.library_version}.",
-        f"Calcinosis cutis Condition on record: {patient.calcinosis_condition or 'none found'}.",
+        f"Calcinosis cutis Condition on record: {patient.calcinosis_condition or _none_found(patient)}.",
     ]
     sections = [
         "\n".join(header),
         _section("Types, most likely first", _grade_lines(patient)),
-        _section("Values used", _value_lines(patient.values_used) or _wrap("none: no usable lab value "
-                                                                            "(unknown, not normal)")),
+        _section("Values used", _value_lines(patient.values_used) or _wrap(
+            "none among the results read (unknown, not normal; some results could not be read)"
+            if patient.incomplete_analytes else "none: no usable lab value (unknown, not normal)")),
         _section("Recommended tests", _recommended_lines(patient) or _wrap("none")),
-        _section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")),
     ]
+    if patient.unconfirmed:
+        sections.append(_section("Could not confirm (not proposed: check for a current result before ordering)",
+                                 _unconfirmed_lines(patient)))
+    sections.append(_section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")))
     if patient.order_alerts:
         sections.append(_section("Order alerts", [line for alert in patient.order_alerts for line in _bullet(
             f"{alert.display} ({alert.order_reference}): {alert.message}"
@@ -55,6 +59,13 @@ def _patient_block(patient: PatientAssessment) -> str:
         sections.append(_section("Notes", [line for note in patient.notes for line in _bullet(note)]))
     sections.append(_section("Skipped inputs", _issue_lines(patient.issues) or _wrap("none")))
     return "\n\n".join(sections)
+
+
+def _none_found(patient: PatientAssessment) -> str:
+    """No calcinosis Condition: 'none found', or where it was looked for when the search was partial."""
+    if "condition" in patient.incomplete_searches:
+        return "none found among the conditions read (the condition search was incomplete)"
+    return "none found"
 
 
 def _grade_lines(patient: PatientAssessment) -> list[str]:
@@ -100,6 +111,12 @@ def _recommended_lines(patient: PatientAssessment) -> list[str]:
                 text += f": {test.reason.strip()}"
             lines.extend(_bullet(text, _INDENT * 2))
     return lines
+
+
+def _unconfirmed_lines(patient: PatientAssessment) -> list[str]:
+    """Tests whose results may be among data that was not read: named with why, never as missing."""
+    return [line for test in patient.unconfirmed for line in _bullet(
+        f"{test.display} ({code_system_name(test.system)} {test.code}): {test.reason.strip()}")]
 
 
 def _available_lines(patient: PatientAssessment) -> list[str]:

@@ -104,6 +104,10 @@ def test_fixture_meets_its_clinical_expectation(file, patient):
         assert code in proposed, f"{code} should be proposed"
     for code in expect.get("recommended_excludes", []):
         assert code not in proposed, f"{code} has a current result and must not be proposed"
+    unconfirmed = {a["detail"]["code"]["coding"][0]["code"] for plan in resources.get("CarePlan", [])
+                   for a in plan.get("activity", []) if "detail" in a}
+    for code in expect.get("unconfirmed_includes", []):
+        assert code in unconfirmed, f"{code} should be listed as could not confirm"
     if expect.get("issues_include"):
         # Each expected issue lists alternative phrasings separated by "|", matched without case.
         outcome_text = orjson.dumps([e["resource"] for e in bundle["entry"]

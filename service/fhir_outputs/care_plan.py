@@ -5,13 +5,18 @@ R4 lets ServiceRequest.reasonReference point only at Condition | Observation | D
 Condition when there is one, otherwise the out-of-range Observations the rules used; the
 RiskAssessment itself is linked through supportingInfo (Reference(Any)). reasonCode.text always
 carries the plain-language reason of the test.
+
+A test that may have a result among data that was not read (a search read only in part, a
+result that could not be used) is never a ServiceRequest: a draft proposal would read as "this
+test is missing". It is a CarePlan activity `detail` instead (status not-started, statusReason
+"could not confirm: ..."), whose description asks to check for a current result before ordering.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..assessment_model import PanelTest, PatientAssessment
+from ..assessment_model import PanelTest, PatientAssessment, UnconfirmedTest
 from .ids import fhir_instant, resource_id, urn
 from .references import reference, unique_sorted
 from .vocabulary import (calcinosis_type_displays, care_plan_title, group_panel_tests, is_abnormal_flag,
@@ -84,14 +89,36 @@ def build_care_plan(patient: PatientAssessment, risk_assessment_urn: str,
     cited = unique_sorted(test.source for test in patient.available if test.source)
     plan["supportingInfo"] = [reference(risk_assessment_urn, "RiskAssessment")] + [
         reference(source) for source in cited]
-    if service_requests:
-        plan["activity"] = [
-            {"reference": reference(urn(request["id"]), "ServiceRequest", request["code"]["text"])}
-            for request in service_requests]
+    activities: list[dict[str, Any]] = [
+        {"reference": reference(urn(request["id"]), "ServiceRequest", request["code"]["text"])}
+        for request in service_requests]
+    activities += [{"detail": unconfirmed_activity_detail(test)} for test in patient.unconfirmed]
+    if activities:
+        plan["activity"] = activities
     notes = [f"{alert.display} ({alert.order_reference}): {alert.message}" for alert in patient.order_alerts]
     if notes:
         plan["note"] = [{"text": text} for text in notes]
     return plan
+
+
+def unconfirmed_activity_detail(test: UnconfirmedTest) -> dict[str, Any]:
+    """CarePlan.activity.detail for a test that could not be confirmed as missing: not an order."""
+    detail: dict[str, Any] = {
+        "code": {"coding": [{"system": test.system, "code": test.code, "display": test.display}],
+                 "text": test.display},
+        "status": "not-started",
+        "statusReason": {"text": test.reason.strip()},
+        "description": (f"Could not confirm that {test.display} is missing ({_clause(_unprefixed(test.reason))}): "
+                        "check for a current result before ordering it."
+                        + (f" {test.purpose.strip()}" if test.purpose.strip() else "")),
+    }
+    return detail
+
+
+def _unprefixed(reason: str) -> str:
+    """'could not confirm: the search ...' -> 'the search ...' (the sentence already says it)."""
+    head, separator, rest = reason.partition(":")
+    return rest.strip() if separator and head.strip().lower() == "could not confirm" else reason
 
 
 def care_plan_description(patient: PatientAssessment) -> str:
@@ -108,6 +135,11 @@ def care_plan_description(patient: PatientAssessment) -> str:
                 sentences.append(f"Why: {reasons}.")
     else:
         sentences.append("No further test is proposed.")
+    if patient.unconfirmed:
+        names = ", ".join(test.display for test in patient.unconfirmed)
+        reasons = "; ".join(dict.fromkeys(_clause(_unprefixed(test.reason)) for test in patient.unconfirmed))
+        sentences.append(f"Could not confirm as missing, so not proposed ({reasons}): {names}; "
+                         "check for a current result before ordering.")
     if patient.available:
         available = "; ".join(f"{test.display} {_clause(test.summary)}" for test in patient.available)
         sentences.append(f"Already available, not proposed again: {available}.")

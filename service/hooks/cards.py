@@ -3,7 +3,9 @@
 Nothing here grades anything: the grades, values, missing tests and order alerts all come from
 the core, so a card can never disagree with `$assess`. This module only chooses the indicator,
 words the summary (< 140 characters, leading type and its key number), lays out the Markdown
-detail, and turns the missing panel into draft ServiceRequest proposals.
+detail, and turns the missing panel into draft ServiceRequest proposals. A test the core could
+not confirm as missing (its results may be among data that was not read) is listed as such and
+never suggested as an order.
 """
 
 from __future__ import annotations
@@ -155,14 +157,18 @@ def _assessment_card(assessment: PatientAssessment, context: CardContext,
     if not assessment.grades:
         return None
     missing = _missing_tests(assessment, context)
+    unconfirmed = assessment.unconfirmed
     indicator = _indicator(assessment, data)
     leading = assessment.leading
-    key_number = key_number_text(assessment.values_used, data["key_analytes"].get(leading.type, ()), data)
+    key_number = key_number_text(assessment.values_used, data["key_analytes"].get(leading.type, ()), data,
+                                 incomplete=assessment.incomplete_analytes)
     if indicator is None:
-        if not missing:
+        if not missing and not unconfirmed:
             return None  # nothing to say: low grades and a complete work-up
         indicator = "info"
-        summary = f"Calcinosis work-up incomplete: {len(missing)} tests missing; {key_number}"
+        template = ("work_up_summary" if not unconfirmed
+                    else "work_up_unconfirmed_summary" if missing else "unconfirmed_only_summary")
+        summary = data[template].format(missing=len(missing), unconfirmed=len(unconfirmed), key_number=key_number)
         card_type = "work-up"
     else:
         type_name = data["type_names"].get(leading.type, leading.type.capitalize())
@@ -198,8 +204,14 @@ def _find_value(values: Iterable[ValueUsed], analyte: str) -> ValueUsed | None:
     return None
 
 
-def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data: Mapping[str, Any]) -> str:
-    """The number a clinician looks at first for this type, e.g. 'Ca x P 81 mg2/dL2', never invented."""
+def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data: Mapping[str, Any], *,
+                    incomplete: Iterable[str] = ()) -> str:
+    """The number a clinician looks at first for this type, e.g. 'Ca x P 81 mg2/dL2', never invented.
+
+    With no value, "not on file" only when every result of those analytes was read (`incomplete`
+    names the analytes whose results may not all have been).
+    """
+    analytes = tuple(analytes)
     for analyte in analytes:
         if analyte == "ca-x-p":
             product = _ca_x_p(values, data)
@@ -211,7 +223,10 @@ def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data
             label = data["short_labels"].get(analyte, value.label)
             flag = f" ({value.flag})" if value.flag else ""
             return f"{label} {value.bound_words}{_format_decimal(value.value)} {value.unit}{flag}"
-    return "no calcium/phosphate on file"
+    not_read = set(incomplete)
+    if not_read & ({"calcium", "phosphate"} | set(analytes)):
+        return str(data["key_number_unconfirmed"])
+    return str(data["key_number_none"])
 
 
 def _ca_x_p(values: tuple[ValueUsed, ...], data: Mapping[str, Any]) -> str | None:
@@ -236,7 +251,8 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     leading = assessment.leading
     lines = [f"**Most likely: {leading.type}** ({leading.risk})", "", leading.rationale or "No rationale given."]
     if not assessment.calcinosis_condition:
-        lines[1:1] = ["", data["no_calcinosis_on_file"]]
+        partial = "condition" in assessment.incomplete_searches
+        lines[1:1] = ["", data["no_calcinosis_among_read" if partial else "no_calcinosis_on_file"]]
     if leading.citation:
         lines += ["", f"_Source: {leading.citation}_"]
     others = assessment.grades[1:]
@@ -251,11 +267,16 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
             range_text = f"; range {v.range_text}" if v.range_text else ""
             lines.append(f"- {v.label}: {v.bound_words}{_format_decimal(v.value)} {v.unit}{flag} on {_when(v.effective)}"
                          f"{status}{range_text}")
+    elif assessment.incomplete_analytes:
+        lines.append("- none among the results read: the lab-driven types are unknown, not normal")
     else:
         lines.append("- none on file: the lab-driven types are unknown, not normal")
     if missing:
         lines += ["", "**Missing from the work-up**"]
         lines += [f"- {t.display} ({t.code}): {t.reason}" for t in missing]
+    if assessment.unconfirmed:
+        lines += ["", data["unconfirmed_heading"], "", data["unconfirmed_intro"], ""]
+        lines += [f"- {t.display} ({t.code}): {t.reason}" for t in assessment.unconfirmed]
     if assessment.available:
         lines += ["", "**Already available**"]
         lines += [f"- {t.display}: {t.summary}" for t in assessment.available]

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from ..assessment_model import PatientAssessment
+from ..assessment_model import DataGap, PatientAssessment
 from .cards import CardContext, IssuedCard, build_cards
 from .data_notes import data_note_lines
 from .draft_orders import draft_test_codes
@@ -40,11 +40,12 @@ def discovery_document(services: Mapping[str, Mapping[str, Any]] = SERVICES) -> 
     return {"services": [dict(service) for service in services.values()]}
 
 
-def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datetime | None = None) -> Any:
+def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
+                data_gaps: Iterable[DataGap] = ()) -> Any:
     """The shared assessment core (imported lazily so this package loads without the rule library)."""
     from ..assess import assess_bundle
 
-    return assess_bundle(bundle, config=config, now=now)
+    return assess_bundle(bundle, config=config, now=now, data_gaps=data_gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
     """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors."""
     call = validate_hook_call(service, body, max_draft_orders=int(config.get("CDS_MAX_DRAFT_ORDERS", 200)))
     gathered = gather_bundle(service, call, fetcher)
-    run = assess(gathered.bundle, config=config, now=now)
+    # Searches read only in part reach the rules, so the cards' texts agree with their data notes.
+    run = assess(gathered.bundle, config=config, now=now, data_gaps=gathered.data_gaps)
     assessment = _patient_of(run, call.patient_id)
     if assessment is None:
         return HookAnswer({"cards": []}, (), call.hook_instance)

@@ -6,7 +6,10 @@ key that is absent, or holds an OperationOutcome, is missing and is read from fh
 that cannot be had stops the call with 412: assessing without it would present "unknown" as
 "normal". A prefetched searchset that says it is incomplete (a `next` link, a `total` above its
 entries, outcome entries) is completed from an allowlisted fhirServer, or kept and reported in the
-card's data notes, never passed off as complete.
+card's data notes, never passed off as complete: a search that stays partial (no server to complete
+it, a page that could not be read, the page cap reached, a total above what was sent) is also handed
+to the core as a DataGap of the key's resource type, so the rules say "could not confirm" rather
+than "missing" for what its other pages may hold.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..assessment_model import InputIssue
+from ..assessment_model import DataGap, InputIssue
 from ..errors import DataUnavailableError, InputError
 from .draft_orders import indexed_draft_resources, subject_patient_id
 from .fhir_fetch import (FetchError, FetchLimitExceeded, FhirFetcher, indexed_match_entries, next_link,
@@ -43,6 +46,7 @@ class GatheredData:
     fetched_keys: tuple[str, ...] = field(default=())
     entry_locations: tuple[tuple[str, str], ...] = field(default=())
     patient_provided: bool = True
+    data_gaps: tuple[DataGap, ...] = field(default=())  # searches read only in part, for the core
 
 
 # A resource gathered for the core, with its (entry, resource) location in the caller's request.
@@ -139,8 +143,13 @@ def _in_bundle(key: str, indexed: list[tuple[int, dict[str, Any]]], first_index:
              f"prefetch.{key}.entry[{first_index + index}].resource") for index, resource in indexed]
 
 
+def _gap(key: str, template: str, call: HookCall) -> DataGap:
+    """The key's search (its resource type, from the service's prefetch template) read only in part."""
+    return DataGap(resource_type_of(template), location=f"prefetch.{key}", patient_id=call.patient_id)
+
+
 def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCall, fetcher: FhirFetcher,
-                notes: list[str]) -> list[Located]:
+                notes: list[str], gaps: list[DataGap]) -> list[Located]:
     """The resources the client prefetched, completed or annotated when the searchset says it is partial."""
     if value.get("resourceType") != "Bundle":
         return _check_owner_or_400([(dict(value), f"prefetch.{key}", f"prefetch.{key}")], call.patient_id)
@@ -151,23 +160,28 @@ def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCal
     located = _check_owner_or_400(_in_bundle(key, indexed_match_entries(value, what)), call.patient_id)
     notes.extend(f"{what}: the EHR noted: {text}" for text in outcome_diagnostics(value))
     if next_link(value) is not None:
-        located += _follow_prefetch_pages(key, resource_type_of(template), value, call, fetcher, notes)
+        further, complete = _follow_prefetch_pages(key, resource_type_of(template), value, call, fetcher, notes)
+        located += further
+        if not complete:
+            gaps.append(_gap(key, template, call))
     else:
         total = value.get("total")
         if isinstance(total, int) and not isinstance(total, bool) and total > len(located):
             notes.append(f"{what} holds {len(located)} of the {total} matching resources the EHR reported; "
                          "the others were not sent and were not considered")
+            gaps.append(_gap(key, template, call))
     return located
 
 
 def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any], call: HookCall,
-                           fetcher: FhirFetcher, notes: list[str]) -> list[Located]:
-    """Later pages of a prefetched searchset, read with the same allowlist, paging cap and checks as the fallback."""
+                           fetcher: FhirFetcher, notes: list[str]) -> tuple[list[Located], bool]:
+    """Later pages of a prefetched searchset, read with the same allowlist, paging cap and checks as the
+    fallback, and whether the search was read to its end."""
     what = f"prefetch '{key}'"
     if not call.fhir_server or not fetcher.may_contact(call.fhir_server):
         notes.append(f"{what} is only the first page of its search (it has a next link), and the rest could not "
                      "be read because no allowlisted fhirServer was given; later pages were not considered")
-        return []
+        return [], False
     try:
         result = fetcher.read_further_pages(call.fhir_server, value, call.access_token, resource_type, pages_read=1)
     except FetchLimitExceeded as error:
@@ -175,14 +189,14 @@ def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any
     except FetchError as error:
         notes.append(f"{what} is only the first page of its search; the rest could not be read ({error}) "
                      "and was not considered")
-        return []
+        return [], False
     first_page = len(value.get("entry") or [])
     try:
         found = _check_owner(_in_bundle(key, list(enumerate(result.resources)), first_page), call.patient_id)
     except _PatientMismatch as mismatch:
         raise _foreign_patient_412(key, mismatch.location) from None
     notes.extend(result.notes)
-    return found
+    return found, not result.truncated
 
 
 def _check_owner_or_400(located: list[Located], patient_id: str) -> list[Located]:
@@ -211,6 +225,7 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
     located: list[Located] = []
     unavailable: list[InputIssue] = []
     notes: list[str] = []
+    gaps: list[DataGap] = []
     fetched: list[str] = []
     fetcher = fetcher.for_one_call()  # one total deadline for every read of this call
     for key, template in service.get("prefetch", {}).items():
@@ -218,7 +233,7 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
         if value is None:
             continue  # the client says there is no data: not fetched
         if value is not ... and value.get("resourceType") != "OperationOutcome":
-            located.extend(_prefetched(key, template, value, call, fetcher, notes))
+            located.extend(_prefetched(key, template, value, call, fetcher, notes, gaps))
             continue
         query = render_template(template, call.context)
         if query is None:
@@ -249,6 +264,8 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
         except _PatientMismatch as mismatch:
             raise _foreign_patient_412(key, mismatch.location) from None
         notes.extend(result.notes)
+        if result.truncated:
+            gaps.append(_gap(key, template, call))
         fetched.append(key)
     if unavailable:
         raise DataUnavailableError(unavailable, status=412)
@@ -257,7 +274,8 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
     # Draft orders first: the EHR's in-progress version of an order wins over a stored copy.
     bundle, entry_locations = _collection(drafts + located, call.fhir_server)
     patient_provided = any(entry["resource"].get("resourceType") == "Patient" for entry in bundle["entry"])
-    return GatheredData(bundle, tuple(notes), tuple(fetched), entry_locations, patient_provided)
+    return GatheredData(bundle, tuple(notes), tuple(fetched), entry_locations, patient_provided,
+                        tuple(dict.fromkeys(gaps)))
 
 
 def _collection(located: list[Located], fhir_server: str | None) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:

@@ -30,11 +30,13 @@ class FakeCore:
     def __init__(self, *patients: PatientAssessment) -> None:
         self.patients = patients
         self.bundles: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []  # the keyword arguments of each call (now, data_gaps ...)
 
-    def __call__(self, bundle: dict[str, Any], *, config: Any = None, now: Any = None) -> Any:
+    def __call__(self, bundle: dict[str, Any], *, config: Any = None, now: Any = None, **options: Any) -> Any:
         from types import SimpleNamespace
 
         self.bundles.append(bundle)
+        self.calls.append(dict(options, now=now))
         return SimpleNamespace(patients=self.patients, issues=())
 
 

@@ -57,11 +57,10 @@ def core_at_fixture_time() -> Iterator[None]:
     """Hook calls assessed by the real core at the fixtures' instant, so answers compare over time."""
     from service.hooks import hook_call
 
-    now = fixture_now()
     original = hook_call.core_assess
 
-    def at_fixture_time(bundle, *, config, **_ignored):
-        return original(bundle, config=config, now=now)
+    def at_fixture_time(bundle, *, config, now=None, **options):
+        return original(bundle, config=config, now=fixture_now(), **options)
 
     hook_call.core_assess = at_fixture_time
     try:

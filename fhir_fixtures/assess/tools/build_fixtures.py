@@ -40,6 +40,7 @@ Each patient has `reference` (`Patient/<id>`), `fullUrl` (the entry's fullUrl,
 | `risk` | type -> acceptable `qualitativeRisk` codes, alternatives separated by `\\|`. Types not listed are not asserted. |
 | `recommended_includes` | LOINC codes that must be proposed (`ServiceRequest.code`). |
 | `recommended_excludes` | LOINC codes that must not be proposed: a current valid result exists, or the picture does not call for that group. |
+| `unconfirmed_includes` | LOINC codes that must be listed as "could not confirm" (a `CarePlan.activity.detail`, no `ServiceRequest`): a result of the test was sent but could not be read, so the test is not proposed as missing. |
 | `issues_include` | each item must match at least one `OperationOutcome.issue` for the patient: one of its `\\|`-separated alternatives occurs, case-insensitively, in the issue's diagnostics, code or expression/location. |
 
 Panel and group codes are those of the service's work-up panel. Equivalent results

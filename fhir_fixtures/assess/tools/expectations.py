@@ -44,6 +44,7 @@ class PatientExpectation:
     recommended_includes: list[str] = field(default_factory=list)
     recommended_excludes: list[str] = field(default_factory=list)
     issues_include: list[str] = field(default_factory=list)
+    unconfirmed_includes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         expect: dict[str, Any] = {}
@@ -53,6 +54,8 @@ class PatientExpectation:
             expect["risk"] = self.risk
         expect["recommended_includes"] = self.recommended_includes
         expect["recommended_excludes"] = self.recommended_excludes
+        if self.unconfirmed_includes:
+            expect["unconfirmed_includes"] = self.unconfirmed_includes
         if self.issues_include:
             expect["issues_include"] = self.issues_include
         entry: dict[str, Any] = {"reference": self.reference, "fullUrl": self.full_url}

@@ -809,15 +809,17 @@ def fixture_14() -> Fixture:
     return Fixture(
         file="14-unknown-unit.json",
         scenario="Calcium reported as 9.6 with unit and UCUM code 'mg/furlong'; the other results are normal.",
-        exercises="a value in an unknown unit is not used: a warning issue, calcium treated as missing and proposed",
+        exercises=("a value in an unknown unit is not used: a warning issue; calcium is unknown, not absent, so it is "
+                   "listed as could not confirm rather than proposed as missing"),
         bundle=b.bundle(),
         patients=[
             _expect(
                 b,
                 pat,
                 risk={"metastatic": NOT_HIGH},
-                recommended_includes=["17861-6"],
-                recommended_excludes=["2777-1", "1751-7", "2731-8", "62292-8"],
+                recommended_includes=[],
+                recommended_excludes=["17861-6", "2777-1", "1751-7", "2731-8", "62292-8"],
+                unconfirmed_includes=["17861-6"],
                 issues_include=["mg/furlong"],
             )
         ],
@@ -841,15 +843,17 @@ def fixture_15() -> Fixture:
     return Fixture(
         file="15-value-string.json",
         scenario="Phosphate sent as valueString \"4.1 mg/dL\" instead of a Quantity; the other results are normal.",
-        exercises="a value that is not a Quantity is not parsed out of free text: a warning issue, phosphate proposed",
+        exercises=("a value that is not a Quantity is not parsed out of free text: a warning issue; phosphate is "
+                   "unknown, not absent, so it is listed as could not confirm rather than proposed as missing"),
         bundle=b.bundle(),
         patients=[
             _expect(
                 b,
                 pat,
                 risk={"metastatic": NOT_HIGH},
-                recommended_includes=["2777-1"],
-                recommended_excludes=["17861-6", "1751-7", "2731-8", "62292-8"],
+                recommended_includes=[],
+                recommended_excludes=["2777-1", "17861-6", "1751-7", "2731-8", "62292-8"],
+                unconfirmed_includes=["2777-1"],
                 issues_include=["valueString|string|not a quantity|not numeric"],
             )
         ],
