@@ -282,8 +282,8 @@ def test_a_coded_ckd_stage_3_with_normal_labs_is_named_as_context_never_as_kidne
     calciphylaxis = out["Calciphylaxis"]["rationale"]
     assert "Kidney failure / dialysis" not in calciphylaxis
     assert ("Chronic kidney disease without kidney failure: Chronic kidney disease stage 3 (disorder), a risk context, "
-            "not kidney failure (no ESRD, CKD stage 5 or dialysis coded, and the latest eGFR is not below 15 "
-            "mL/min/1.73 m2 (eGFR 48 mL/min/1.73 m2 on 2026-11-10 (L), KDIGO 2012 category G3a)). ") in calciphylaxis
+            "not kidney failure; no ESRD, CKD stage 5 or dialysis coded, and the latest eGFR is not below 15 "
+            "mL/min/1.73 m2 (eGFR 48 mL/min/1.73 m2 on 2026-11-10 (L), KDIGO 2012 category G3a). ") in calciphylaxis
     assert "CKD stage 3 is a risk context, not the chronic kidney failure the source names" \
         in out["Metastatic"]["rationale"]
 
