@@ -143,6 +143,16 @@ def test_an_old_egfr_below_15_followed_by_a_current_normal_one_is_not_kidney_fai
             "(eGFR 75 mL/min/1.73 m2 on 2026-11-10 (N)). ") in out["Calciphylaxis"]["rationale"]
 
 
+def test_with_coded_esrd_the_lab_value_is_named_without_doubting_chronicity():
+    facts = scenario_egfr_7_high_phosphate_no_coded_ckd()
+    facts.records.append(condition(ICD10CM, "N18.6", "End stage renal disease"))
+    out = evaluate(facts)
+    assert out["Kidney Failure Evidence"] == [
+        "End stage renal disease",
+        "eGFR 7 mL/min/1.73 m2 on 2026-11-10 (L) is below 15 mL/min/1.73 m2 (KDIGO 2012 category G5, kidney failure)"]
+    assert "chronicity" not in all_text(out)
+
+
 def test_lab_kidney_failure_with_skin_necrosis_and_diabetes_is_calciphylaxis_high_without_a_coded_ckd():
     facts = scenario_egfr_7_high_phosphate_no_coded_ckd()
     facts.records += [condition(None, None, "Necrosis of skin of abdominal wall"),
