@@ -398,3 +398,38 @@ def test_a_child_height_sent_in_inches_is_converted_and_used_end_to_end():
     text = " ".join(p["rationale"] for p in risk["prediction"])
     assert ("eGFR 13 mL/min/1.73 m2 computed from creatinine 4.1 mg/dL on 2026-11-10 and height 130 cm on 2026-10-16 "
             "(bedside Schwartz)") in text
+
+
+@pytest.mark.parametrize("patient_record, records", [
+    (person(date(2027, 1, 1), "female"), [creatinine("2.0", days_ago=5)]),             # born after the result
+    (person(date(1966, 5, 1), "female"), [creatinine("0", days_ago=5)]),               # no creatinine can be zero
+    (person(date(1966, 5, 1), "female"), [creatinine("-1.2", days_ago=5)]),
+    (person(date(1966, 5, 1), "female"), [egfr("-3", days_ago=5)]),                     # no eGFR can be negative
+    (person(date(1966, 5, 1), "female"), [creatinine("0.00000001", "L", days_ago=5)]),
+    (person(date(2016, 3, 1), "male"), [creatinine("1.0", days_ago=5), height("0", days_ago=5)]),
+    (None, [creatinine("7.24", days_ago=5), egfr("9", days_ago=400)]),
+])
+def test_impossible_values_never_make_kidney_failure_and_never_fail(patient_record, records):
+    out = evaluate(Facts(records, patient_record))
+    assert out["Kidney Failure From Labs"] is False
+    assert out["Has Renal Failure"] is False
+    assert isinstance(out["Calciphylaxis"]["rationale"], str) and isinstance(out["Metastatic"]["rationale"], str)
+
+
+def test_a_creatinine_dated_before_the_birth_date_says_so():
+    out = evaluate(Facts([creatinine("2.0", days_ago=5)], person(date(2027, 1, 1), "female")))
+    assert "No eGFR computed from creatinine 2 mg/dL on 2026-11-10: it is dated before the birth date." in out["Notes"]
+
+
+def test_a_long_kidney_history_is_read_in_linear_time():
+    # 1,500 creatinine and 1,500 eGFR results: a search per row (quadratic) took about a minute here.
+    import time
+
+    records = []
+    for i in range(1500):
+        records += [creatinine(f"1.{i % 9 + 1}", days_ago=5 + 3 * i), egfr(str(40 + i % 30), days_ago=6 + 3 * i)]
+    evaluate(Facts([], None))  # the library is compiled once, outside the timing
+    start = time.perf_counter()
+    out = evaluate(Facts(records, woman_aged_60_on_2026_11_10()))
+    assert time.perf_counter() - start < 15
+    assert out["Kidney Failure From Labs"] is False
