@@ -331,3 +331,18 @@ def test_text_only_type_2_diabetes_is_a_calciphylaxis_risk_factor(assess):
         calcium("9.0"), phosphate("4.4"),
     ], patient()))
     assert grades(out)["calciphylaxis"] == "high"
+
+
+def test_end_stage_renal_disease_typed_as_text_is_kidney_failure(assess):
+    out = assess(Facts([condition(None, None, "End stage renal disease"), calcium("8.9"), phosphate("6.0", "H")],
+                       patient()))
+    assert grades(out)["metastatic"] == "high"
+
+
+def test_a_suspected_esrd_is_named_but_is_not_kidney_failure(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "N18.6", "End stage renal disease", verification="provisional"),
+        calcium("8.9"), phosphate("6.0", "H"),
+    ], patient()))
+    # A high phosphate with a Ca x P of 53.4 and no confirmed kidney failure: moderate, not high.
+    assert grades(out)["metastatic"] == "moderate"

@@ -85,6 +85,9 @@ class AnalyteCode:
     mark: str
     name_mark: str
     source: str
+    # Lower-case words the result's name must mention as well: a code codes.md does not verify (mark U)
+    # is never relied on alone. The rule library matches them (8302-2: "Body Height Names") and says so.
+    match_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,8 +357,20 @@ def _load_analytes(path: Path) -> tuple[dict[str, Analyte], dict[tuple[str, str]
             raise TerminologyDataError(f"{path.name}: code {row['code']} is listed twice")
         codes[(row["system"], row["code"])] = AnalyteCode(
             row["system"], row["code"], row["analyte"], row["label"], row["loinc_name"], row["specimen"],
-            row["mark"], row.get("name_mark", row["mark"]), row["source"])
+            row["mark"], row.get("name_mark", row["mark"]), row["source"], _match_names(row, path))
     return analytes, codes
+
+
+def _match_names(row: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The row's `match_names`: required when the code is marked U, since an unverified code is never
+    relied on alone; each a non-empty lower-case word or phrase."""
+    names = row.get("match_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() and n == n.lower() for n in names):
+        raise TerminologyDataError(f"{path.name}: code {row['code']}: match_names must be a list of lower-case words")
+    if row["mark"] == "U" and not names:
+        raise TerminologyDataError(f"{path.name}: code {row['code']} is marked U (unverified) and has no match_names: "
+                                   "an unverified code is never relied on alone")
+    return tuple(names)
 
 
 def _load_ranges(path: Path, analytes: Mapping[str, Analyte]) -> dict[str, tuple[DefaultRange, ...]]:
