@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from .assessment_model import InputIssue, PatientAssessment, ValueUsed
+from .assessment_model import InputIssue, PatientAssessment, ValueUsed, citations_in_brief, omitted_by_reason
 from .fhir_outputs.ids import fhir_instant
 from .fhir_outputs.vocabulary import (calcinosis_type_displays, code_system_name, group_panel_tests, panel_group_label,
                                       risk_display)
@@ -47,6 +47,10 @@ def _patient_block(patient: PatientAssessment) -> str:
         _section("Recommended tests", _recommended_lines(patient) or _wrap("none")),
         _section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")),
     ]
+    if patient.omitted:
+        sections.append(_section("Not proposed", [
+            line for reason, tests in omitted_by_reason(patient.omitted)
+            for line in _bullet(", ".join(_test_name(t.display, t.system, t.code) for t in tests) + f": {reason}")]))
     if patient.order_alerts:
         sections.append(_section("Order alerts", [line for alert in patient.order_alerts for line in _bullet(
             f"{alert.display} ({alert.order_reference}): {alert.message}"
@@ -95,16 +99,23 @@ def _recommended_lines(patient: PatientAssessment) -> list[str]:
     for group, tests in group_panel_tests(patient.recommended):
         lines.append(f"{_INDENT}{panel_group_label(group)}:")
         for test in tests:
-            text = f"{test.display} ({code_system_name(test.system)} {test.code})"
+            text = _test_name(test.display, test.system, test.code)
             if test.reason.strip():
                 text += f": {test.reason.strip()}"
+            if test.citations:
+                text += f" Source: {citations_in_brief(test.citations)}."
             lines.extend(_bullet(text, _INDENT * 2))
     return lines
 
 
+def _test_name(display: str, system: str, code: str) -> str:
+    """'Calcium [Mass/volume] in Serum or Plasma (LOINC 17861-6)'; a test named only, by its name."""
+    return f"{display} ({code_system_name(system)} {code})" if code else f"{display} (by name, no code)"
+
+
 def _available_lines(patient: PatientAssessment) -> list[str]:
     return [line for test in patient.available for line in _bullet(
-        f"{test.display} ({code_system_name(test.system)} {test.code}): {test.summary} from {test.source}")]
+        f"{_test_name(test.display, test.system, test.code)}: {test.summary} from {test.source}")]
 
 
 def _issue_lines(issues: Iterable[InputIssue]) -> list[str]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..assessment_model import PanelTest, PatientAssessment
+from ..assessment_model import PanelTest, PatientAssessment, citations_text, omitted_by_reason
+from ..bibliography import related_artifact_extensions
 from .ids import fhir_instant, resource_id, urn
 from .references import reference, unique_sorted
 from .vocabulary import (calcinosis_type_displays, care_plan_title, group_panel_tests, is_abnormal_flag,
@@ -22,8 +23,17 @@ CARE_PLAN_KIND = "CarePlan"
 
 
 def service_request_id(patient: PatientAssessment, test: PanelTest) -> str:
-    """Stable id of the ServiceRequest for one recommended test, keyed by its coding."""
-    return resource_id(patient, SERVICE_REQUEST_KIND, f"{test.system}|{test.code}")
+    """Stable id of the ServiceRequest for one recommended test, keyed by its coding (by its name
+    when it is proposed by name only)."""
+    key = f"{test.system}|{test.code}" if test.coded else f"text|{test.display}"
+    return resource_id(patient, SERVICE_REQUEST_KIND, key)
+
+
+def test_code(test: PanelTest) -> dict[str, Any]:
+    """ServiceRequest.code: the coding and its text, or the text alone for a test with no verified code."""
+    if not test.coded:
+        return {"text": test.display}
+    return {"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.display}
 
 
 def care_plan_id(patient: PatientAssessment) -> str:
@@ -44,14 +54,15 @@ def build_service_requests(patient: PatientAssessment, risk_assessment_urn: str)
     reasons = reason_references(patient)
     requests = []
     for test in patient.recommended:
-        request: dict[str, Any] = {
-            "resourceType": "ServiceRequest",
-            "id": service_request_id(patient, test),
+        request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": service_request_id(patient, test)}
+        if test.citations:
+            # R4 ServiceRequest has no relatedArtifact: the core extension carries the citations.
+            request["extension"] = related_artifact_extensions(test.citations)
+        request |= {
             "status": "draft",
             "intent": "proposal",
             "category": [{"text": panel_group_label(test.group)}],
-            "code": {"coding": [{"system": test.system, "code": test.code, "display": test.display}],
-                     "text": test.display},
+            "code": test_code(test),
             "subject": reference(patient.patient_reference, "Patient"),
             "authoredOn": fhir_instant(patient.assessed_at),
         }
@@ -60,6 +71,8 @@ def build_service_requests(patient: PatientAssessment, risk_assessment_urn: str)
         if reasons:
             request["reasonReference"] = reasons
         request["supportingInfo"] = [reference(risk_assessment_urn, "RiskAssessment")]
+        if test.citations:
+            request["note"] = [{"text": f"Source: {citations_text(test.citations)}"}]
         requests.append(request)
     return requests
 
@@ -95,8 +108,8 @@ def build_care_plan(patient: PatientAssessment, risk_assessment_urn: str,
 
 
 def care_plan_description(patient: PatientAssessment) -> str:
-    """A paragraph a clinician can read: leading type(s) and grade, what is proposed and why,
-    what is already available."""
+    """A paragraph a clinician can read: leading type(s) and grade, what is proposed and why, what
+    is left out on purpose and why, what is already available."""
     sentences = [_leading_sentence(patient)]
     proposed = group_panel_tests(patient.recommended)
     if proposed:
@@ -108,6 +121,8 @@ def care_plan_description(patient: PatientAssessment) -> str:
                 sentences.append(f"Why: {reasons}.")
     else:
         sentences.append("No further test is proposed.")
+    for reason, tests in omitted_by_reason(patient.omitted):
+        sentences.append(f"Not proposed: {', '.join(t.display for t in tests)}: {_clause(reason)}.")
     if patient.available:
         available = "; ".join(f"{test.display} {_clause(test.summary)}" for test in patient.available)
         sentences.append(f"Already available, not proposed again: {available}.")
