@@ -362,3 +362,26 @@ def test_a_drafted_ct_is_not_suggested_again_on_order_sign(calcinosis_patient):
                  for a in s["actions"]]
     assert "77477000" not in suggested
     assert None in suggested  # the bone scan, named only, is still offered
+
+
+def test_the_cds_prefetch_asks_for_the_skin_pathology_report_that_shows_a_biopsy_was_done():
+    from service.hooks.hook_call import SERVICES
+
+    for service in SERVICES.values():
+        assert "http://loinc.org|65754-4" in service["prefetch"]["labs"], service["id"]
+        assert service["prefetch"]["procedures"].startswith("Procedure?patient=")
+
+
+def test_a_skin_pathology_report_sent_as_fhir_is_read_and_the_biopsy_not_proposed_again():
+    from service.assess import assess_bundle
+
+    bundle = _calcinosis_bundle()
+    bundle["entry"].append({"resource": {
+        "resourceType": "Observation", "id": "path-1", "status": "final", "subject": {"reference": "Patient/cc-1"},
+        "code": {"coding": [{"system": LOINC, "code": "65754-4", "display": "Pathology biopsy report in Skin Narrative"}]},
+        "effectiveDateTime": "2026-10-20T10:00:00Z",
+        "valueString": "Dermal deposits staining black with von Kossa, consistent with calcinosis cutis."}})
+    (assessed,) = assess_bundle(bundle, now=NOW).patients
+    assert SKIN_BIOPSY not in [t.code for t in assessed.recommended]
+    assert [(t.code, t.reason) for t in assessed.omitted] == [(SKIN_BIOPSY, "skin pathology report on file (2026-10-20)")]
+    assert assessed.issues == ()
