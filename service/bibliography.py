@@ -26,7 +26,6 @@ class Publication:
     """One bibliography entry: what a reader needs to find the publication."""
 
     key: str
-    title: str
     label: str
     reference: str
     url: str | None = None
@@ -45,26 +44,21 @@ def reference_text(entry: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if authors:
         parts.append(", ".join(authors).rstrip(".") + ".")
+    date = f" {year}" if year is not None else ""
+    where = entry.get("container") or entry.get("site")
     if entry.get("journal"):
-        parts.append(f"{title}.")
-        volume = str(entry.get("volume") or "")
         issue = f"({entry['issue']})" if entry.get("issue") else ""
         pages = f":{entry['pages']}" if entry.get("pages") else ""
-        details = f";{volume}{issue}{pages}" if volume else pages
-        parts.append(f"{entry['journal']} {year if year is not None else ''}{details}.".replace(" ;", ";"))
-        return " ".join(parts)
-    where = entry.get("container") or entry.get("site")
-    if where:
-        parts.append(f"{title}.")
-        parts.append(f"{where}, {year}." if year is not None else f"{where}.")
-    elif authors or year is not None:
-        parts.append(f"{title}." if year is None else f"{title}. {year}.")
+        volume = f";{entry['volume']}{issue}" if entry.get("volume") else ""
+        parts += [f"{title}.", f"{entry['journal']}{date}{volume}{pages}."]
+    elif where:
+        parts += [f"{title}.", f"{where},{date}." if date else f"{where}."]
+    elif authors:
+        parts.append(f"{title}.{date}." if date else f"{title}.")
     else:
-        parts.append(f'"{title}".')
-        if entry.get("kind"):
-            kind = str(entry["kind"])
-            parts.append(kind[:1].upper() + kind[1:] + ".")
-    return " ".join(parts)
+        kind = str(entry.get("kind") or "")
+        parts += [f'"{title}".', kind[:1].upper() + kind[1:] + "." if kind else ""]
+    return " ".join(p for p in parts if p)
 
 
 class Bibliography:
@@ -81,15 +75,11 @@ class Bibliography:
             key = str(entry["key"])
             entries[key] = Publication(
                 key=key,
-                title=str(entry.get("title") or key),
                 label=str(entry.get("label") or entry.get("title") or key),
                 reference=reference_text(entry),
                 url=entry.get("url"),
             )
         return cls(entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
 
     def publication(self, key: str) -> Publication | None:
         """The entry for `key`, or None when the bibliography has none."""

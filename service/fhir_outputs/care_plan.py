@@ -16,7 +16,7 @@ from ..bibliography import related_artifact_extensions
 from .ids import fhir_instant, resource_id, urn
 from .references import reference, unique_sorted
 from .vocabulary import (calcinosis_type_displays, care_plan_title, group_panel_tests, is_abnormal_flag,
-                         panel_group_label, risk_display)
+                         panel_group_label, panel_test_code, risk_display)
 
 SERVICE_REQUEST_KIND = "ServiceRequest"
 CARE_PLAN_KIND = "CarePlan"
@@ -28,12 +28,6 @@ def service_request_id(patient: PatientAssessment, test: PanelTest) -> str:
     key = f"{test.system}|{test.code}" if test.coded else f"text|{test.display}"
     return resource_id(patient, SERVICE_REQUEST_KIND, key)
 
-
-def test_code(test: PanelTest) -> dict[str, Any]:
-    """ServiceRequest.code: the coding and its text, or the text alone for a test with no verified code."""
-    if not test.coded:
-        return {"text": test.display}
-    return {"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.display}
 
 
 def care_plan_id(patient: PatientAssessment) -> str:
@@ -62,7 +56,7 @@ def build_service_requests(patient: PatientAssessment, risk_assessment_urn: str)
             "status": "draft",
             "intent": "proposal",
             "category": [{"text": panel_group_label(test.group)}],
-            "code": test_code(test),
+            "code": panel_test_code(test),
             "subject": reference(patient.patient_reference, "Patient"),
             "authoredOn": fhir_instant(patient.assessed_at),
         }

@@ -20,6 +20,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, PatientAssessment, ValueUsed,
                                 citations_in_brief, citations_text, omitted_by_reason)
+from ..fhir_outputs.vocabulary import panel_test_code
 from .draft_orders import reference_key
 from .feedback_store import CardRecord
 from .order_codes import LabTestGrouping
@@ -323,13 +324,11 @@ def _data_notes_card(assessment: PatientAssessment, context: CardContext, data: 
 
 
 def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:
-    code = ({"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.display}
-            if test.coded else {"text": test.display})
     resource = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "code": code,
+        "code": panel_test_code(test),
         "subject": {"reference": context.patient_reference},
         "reasonCode": [{"text": test.reason}] if test.reason else None,
         "note": [{"text": f"Source: {citations_text(test.citations)}"}] if test.citations else None,
