@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .assessment_model import DataGap, InputIssue, PatientAssessment
+from .bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, load_bibliography
 from .config import load_config
 from .cql_like import Library, load_library, load_model_info
 from .cql_like.errors import CqlEvaluationError
@@ -45,6 +46,7 @@ class Assessor:
         self.library: Library = _compiled_library(
             str(config["RULE_LIBRARY"]), str(config["MODEL_INFO"]), str(config["VALUESET_DIR"]))
         self.terminology = load_terminology()
+        self.bibliography: Bibliography = load_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
         fixed = config.get("EVALUATION_TIME")
         self.fixed_now: datetime | None = (
             _aware(datetime.fromisoformat(str(fixed).replace("Z", "+00:00"))) if fixed else None)
@@ -81,7 +83,8 @@ class Assessor:
                 result = self.library.evaluate(facts, parameters=self.parameters, now=now)
                 assessment = to_patient_assessment(
                     result, library=self.library, patient_id=patient.patient_id,
-                    patient_reference=patient.patient_reference, assessed_at=now, issues=issues)
+                    patient_reference=patient.patient_reference, assessed_at=now, issues=issues,
+                    bibliography=self.bibliography)
             except Exception as error:  # noqa: BLE001 - one patient's failure must not fail the others
                 bundle_issues.append(_not_assessed(patient.patient_reference, error))
                 continue
@@ -147,8 +150,8 @@ def _aware(moment: datetime) -> datetime:
 
 
 # Every setting an Assessor reads: two configurations that agree on these share one Assessor.
-_ASSESSOR_SETTINGS = ("RULE_LIBRARY", "VALUESET_DIR", "MODEL_INFO", "LOOKBACK_DAYS", "EVALUATION_TIME",
-                      "MAX_PATIENTS_PER_REQUEST", "MAX_ASSESSED_RESOURCES")
+_ASSESSOR_SETTINGS = ("RULE_LIBRARY", "VALUESET_DIR", "MODEL_INFO", "BIBLIOGRAPHY", "LOOKBACK_DAYS",
+                      "EVALUATION_TIME", "MAX_PATIENTS_PER_REQUEST", "MAX_ASSESSED_RESOURCES")
 _cache: dict[tuple[Any, ...], Assessor] = {}
 _cache_lock = threading.Lock()
 

@@ -39,6 +39,47 @@ class InputIssue:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """One passage of a publication a rule rests on: what a clinician needs to check the rule.
+
+    `source` is the publication's key in the bibliography, `reference` the publication as a reader
+    cites it (rendered from the bibliography), `label` its short name.
+    """
+
+    source: str  # bibliography key, e.g. "statpearls-calcinosis-cutis"
+    section: str  # the section quoted, e.g. "Pathophysiology"
+    quote: str  # the exact sentence(s); " ... " marks words left out
+    reference: str  # "Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019."
+    label: str = ""  # 'StatPearls "Calcinosis Cutis" (Le C, Bedocs PM, 2019)'
+    url: str | None = None
+
+    @property
+    def text(self) -> str:
+        """'Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019. Pathophysiology: "..."'"""
+        if not self.section and not self.quote:
+            return self.reference
+        if not self.quote:  # a publication the service cannot quote verbatim is cited by section only
+            return f"{self.reference} {self.section}."
+        return f'{self.reference} {self.section}: "{self.quote}"'
+
+
+def citations_text(citations: tuple[Citation, ...]) -> str:
+    """Several citations as one text, each once, in order."""
+    return "; ".join(dict.fromkeys(c.text for c in citations))
+
+
+def citations_in_brief(citations: tuple[Citation, ...]) -> str:
+    """Publications and sections without the quotes, each publication once:
+    'StatPearls "Calcinosis Cutis" (Le C, Bedocs PM, 2019), Evaluation, Histopathology'."""
+    sections: dict[str, list[str]] = {}
+    for citation in citations:
+        named = sections.setdefault(citation.label or citation.reference, [])
+        if citation.section and citation.section not in named:
+            named.append(citation.section)
+    return "; ".join(", ".join([label, *named]) for label, named in sections.items())
+
+
+@dataclass(frozen=True, slots=True)
 class TypeGrade:
     """One calcinosis type graded by the rule library."""
 
@@ -46,7 +87,8 @@ class TypeGrade:
     risk: str  # one of RISK_ORDER
     rationale: str  # plain words, naming the numbers and dates used
     evidence: tuple[str, ...] = ()  # references of the input resources that drove the grade
-    citation: str = ""  # the seed sentence(s) the rule rests on, "seed 002, Pathophysiology: ..."
+    citation: str = ""  # the passages the rule rests on, as text: 'Le C, Bedocs PM. ... Pathophysiology: "..."'
+    citations: tuple[Citation, ...] = ()  # the same passages, structured (FHIR RelatedArtifact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +116,27 @@ class ValueUsed:
 class PanelTest:
     """A test of the recommended work-up that has no current valid result."""
 
-    code: str  # LOINC code (SNOMED CT for imaging/procedures)
-    system: str  # "http://loinc.org" or "http://snomed.info/sct"
+    code: str  # LOINC code (SNOMED CT for imaging/procedures); "" for a proposal by name only
+    system: str  # "http://loinc.org" or "http://snomed.info/sct"; "" with no code
     display: str
     group: str  # "baseline", "myositis", "autoimmune", "milk-alkali", "imaging"
     reason: str  # why it is proposed, in plain words
+    citations: tuple[Citation, ...] = ()  # the passages that name the test
+
+    @property
+    def coded(self) -> bool:
+        """False for a proposal by name only (no verified code: e.g. bone scintigraphy)."""
+        return bool(self.code and self.system)
+
+
+@dataclass(frozen=True, slots=True)
+class OmittedTest:
+    """A test of a suggested group deliberately not proposed for this patient, and why."""
+
+    code: str
+    system: str
+    display: str
+    reason: str  # e.g. "kidney failure on file: a 24-hour urine collection ..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +181,14 @@ class AvailableTest:
     source: str
 
 
+def omitted_by_reason(omitted: tuple[OmittedTest, ...]) -> list[tuple[str, list[OmittedTest]]]:
+    """Tests left out for the same reason together (the two 24-hour urine tests share one), in order."""
+    groups: dict[str, list[OmittedTest]] = {}
+    for test in omitted:
+        groups.setdefault(test.reason, []).append(test)
+    return list(groups.items())
+
+
 @dataclass(frozen=True, slots=True)
 class OrderAlert:
     """A draft or active order the rules flag (e.g. IV calcium gluconate: iatrogenic calcinosis risk)."""
@@ -130,7 +196,8 @@ class OrderAlert:
     order_reference: str  # reference of the MedicationRequest / ServiceRequest
     display: str  # what was ordered, as the caller named it
     message: str  # the advice, in plain words (dilution, extravasation, check phosphate first ...)
-    citation: str = ""
+    citation: str = ""  # the passages the advice rests on, as text
+    citations: tuple[Citation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +212,7 @@ class PatientAssessment:
     grades: tuple[TypeGrade, ...]  # one per type, most likely first
     recommended: tuple[PanelTest, ...] = ()
     available: tuple[AvailableTest, ...] = ()
+    omitted: tuple[OmittedTest, ...] = ()  # tests of a suggested group left out on purpose, with why
     values_used: tuple[ValueUsed, ...] = ()
     issues: tuple[InputIssue, ...] = ()
     order_alerts: tuple[OrderAlert, ...] = ()

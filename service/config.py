@@ -30,6 +30,8 @@ CORE_DEFAULTS: dict[str, Any] = {
     "RULE_LIBRARY": str(PACKAGE_DIR / "knowledge" / "CalcinosisCutis.cql"),
     "VALUESET_DIR": str(PACKAGE_DIR / "knowledge" / "valuesets"),
     "MODEL_INFO": str(PACKAGE_DIR / "knowledge" / "model.json"),
+    # The publications the rule library cites by key (rendered into every citation of the outputs).
+    "BIBLIOGRAPHY": str(PACKAGE_DIR / "knowledge" / "bibliography.json"),
     # Public URL the service is reached at (behind a proxy); used for links and JWT `aud`.
     "PUBLIC_BASE_URL": None,
     # Fixed evaluation instant (ISO 8601) instead of the clock: reproducible runs against golden files.

@@ -14,14 +14,18 @@ from .assessment_model import (
     CALCINOSIS_TYPES,
     RISK_ORDER,
     AvailableTest,
+    Citation,
     InputIssue,
+    OmittedTest,
     OrderAlert,
     PanelTest,
     PatientAssessment,
     TypeGrade,
     UnconfirmedTest,
     ValueUsed,
+    citations_text,
 )
+from .bibliography import Bibliography, load_bibliography
 from .cql_like.values import Record
 from .errors import CalcinosisError
 
@@ -50,7 +54,26 @@ def _source(record: Any) -> str | None:
     return record.source if isinstance(record, Record) else None
 
 
-def _grades(result: Mapping[str, Any]) -> tuple[TypeGrade, ...]:
+def _citations(value: Any, bibliography: Bibliography, define: str) -> tuple[Citation, ...]:
+    """The library's citations ({source, section, quote} tuples, or a list of them) resolved
+    against the bibliography. A plain string is kept as text of its own (a library that cites
+    without a key still says what it rests on); anything else is a library bug."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (Citation(source="", section="", quote="", reference=value),) if value.strip() else ()
+    if isinstance(value, Mapping):
+        try:
+            return (bibliography.citation(str(value["source"]), str(value["section"]), str(value["quote"])),)
+        except KeyError as missing:
+            raise RuleContractError(f'define "{define}": a citation needs source, section and quote, '
+                                    f'not {value!r}') from missing
+    if isinstance(value, (list, tuple)):
+        return tuple(c for item in value for c in _citations(item, bibliography, define))
+    raise RuleContractError(f'define "{define}": a citation must be a Tuple or a list of them, not {value!r}')
+
+
+def _grades(result: Mapping[str, Any], bibliography: Bibliography) -> tuple[TypeGrade, ...]:
     grades = []
     for type_code in CALCINOSIS_TYPES:
         define = GRADE_DEFINES[type_code]
@@ -59,12 +82,14 @@ def _grades(result: Mapping[str, Any]) -> tuple[TypeGrade, ...]:
         risk = _field(row, "risk", define)
         if risk not in RISK_ORDER:
             raise RuleContractError(f'define "{define}": risk {risk!r} is not one of {sorted(RISK_ORDER)}')
+        citations = _citations(_field(row, "citation", define), bibliography, define)
         grades.append(TypeGrade(
             type=type_code,
             risk=risk,
             rationale=_field(row, "rationale", define) or "",
             evidence=tuple(outcome.evidence),
-            citation=_field(row, "citation", define) or "",
+            citation=citations_text(citations),
+            citations=citations,
         ))
     # Equal grades follow the library's "Type Order" (clinical presentation order, kept with the rules).
     order = list(result["Type Order"].value or ())
@@ -81,10 +106,15 @@ def _rows(result: Mapping[str, Any], define: str) -> Iterable[Mapping[str, Any]]
 
 def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id: str,
                           patient_reference: str, assessed_at: datetime,
-                          issues: Iterable[InputIssue] = ()) -> PatientAssessment:
-    """Build the assessment of one patient from the evaluated library."""
+                          issues: Iterable[InputIssue] = (),
+                          bibliography: Bibliography | None = None) -> PatientAssessment:
+    """Build the assessment of one patient from the evaluated library (citations resolved against
+    `bibliography`, the shipped one by default)."""
+    bibliography = bibliography or load_bibliography()
     recommended = tuple(
-        PanelTest(code=r["code"], system=r["system"], display=r["display"], group=r["group"], reason=r["reason"])
+        PanelTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], group=r["group"],
+                  reason=r["reason"] or "",
+                  citations=_citations(r.get("citation"), bibliography, "Recommended Tests"))
         for r in _rows(result, "Recommended Tests")
     )
     unconfirmed = tuple(
@@ -92,8 +122,12 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
                         reason=r["reason"] or "", purpose=r.get("purpose") or "")
         for r in _rows(result, "Unconfirmed Tests")
     )
+    omitted = tuple(
+        OmittedTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], reason=r["reason"] or "")
+        for r in _rows(result, "Tests Not Proposed")
+    )
     available = tuple(
-        AvailableTest(code=r["code"], system=r["system"], display=r["display"], summary=r["summary"],
+        AvailableTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], summary=r["summary"],
                       source=_source(r.get("result")) or "")
         for r in _rows(result, "Available Tests")
     )
@@ -109,11 +143,11 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
             status=(record.get("status") if isinstance(record, Record) else None) or "final",
             flag=r.get("flag"), range_text=r.get("range"), comparator=r.get("comparator"),
         ))
-    alerts = tuple(
-        OrderAlert(order_reference=_source(r["order"]) or "", display=r["display"], message=r["message"],
-                   citation=r.get("citation") or "")
-        for r in _rows(result, "Order Alerts")
-    )
+    alerts = []
+    for r in _rows(result, "Order Alerts"):
+        citations = _citations(r.get("citation"), bibliography, "Order Alerts")
+        alerts.append(OrderAlert(order_reference=_source(r["order"]) or "", display=r["display"], message=r["message"],
+                                 citation=citations_text(citations), citations=citations))
     condition = result["Calcinosis Condition"].value if "Calcinosis Condition" in result else None
     notes = tuple(n for n in _rows(result, "Notes") if n)
     incomplete = tuple(dict.fromkeys(a for a in _rows(result, "Incomplete Analytes") if a))
@@ -124,12 +158,13 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
         assessed_at=assessed_at,
         library=library.name,
         library_version=library.version,
-        grades=_grades(result),
+        grades=_grades(result, bibliography),
         recommended=recommended,
         available=available,
+        omitted=omitted,
         values_used=tuple(values_used),
         issues=tuple(issues),
-        order_alerts=alerts,
+        order_alerts=tuple(alerts),
         calcinosis_condition=_source(condition),
         notes=notes,
         unconfirmed=unconfirmed,

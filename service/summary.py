@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from .assessment_model import InputIssue, PatientAssessment, ValueUsed
+from .assessment_model import InputIssue, PatientAssessment, ValueUsed, citations_in_brief, omitted_by_reason
 from .fhir_outputs.ids import fhir_instant
 from .fhir_outputs.vocabulary import (calcinosis_type_displays, code_system_name, group_panel_tests, panel_group_label,
                                       risk_display)
@@ -50,6 +50,10 @@ def _patient_block(patient: PatientAssessment) -> str:
     if patient.unconfirmed:
         sections.append(_section("Could not confirm (not proposed: check for a current result before ordering)",
                                  _unconfirmed_lines(patient)))
+    if patient.omitted:
+        sections.append(_section("Not proposed", [
+            line for reason, tests in omitted_by_reason(patient.omitted)
+            for line in _bullet(", ".join(_test_name(t.display, t.system, t.code) for t in tests) + f": {reason}")]))
     sections.append(_section("Already available (not proposed again)", _available_lines(patient) or _wrap("none")))
     if patient.order_alerts:
         sections.append(_section("Order alerts", [line for alert in patient.order_alerts for line in _bullet(
@@ -106,9 +110,11 @@ def _recommended_lines(patient: PatientAssessment) -> list[str]:
     for group, tests in group_panel_tests(patient.recommended):
         lines.append(f"{_INDENT}{panel_group_label(group)}:")
         for test in tests:
-            text = f"{test.display} ({code_system_name(test.system)} {test.code})"
+            text = _test_name(test.display, test.system, test.code)
             if test.reason.strip():
                 text += f": {test.reason.strip()}"
+            if test.citations:
+                text += f" Source: {citations_in_brief(test.citations)}."
             lines.extend(_bullet(text, _INDENT * 2))
     return lines
 
@@ -117,11 +123,14 @@ def _unconfirmed_lines(patient: PatientAssessment) -> list[str]:
     """Tests whose results may be among data that was not read: named with why, never as missing."""
     return [line for test in patient.unconfirmed for line in _bullet(
         f"{test.display} ({code_system_name(test.system)} {test.code}): {test.reason.strip()}")]
+def _test_name(display: str, system: str, code: str) -> str:
+    """'Calcium [Mass/volume] in Serum or Plasma (LOINC 17861-6)'; a test named only, by its name."""
+    return f"{display} ({code_system_name(system)} {code})" if code else f"{display} (by name, no code)"
 
 
 def _available_lines(patient: PatientAssessment) -> list[str]:
     return [line for test in patient.available for line in _bullet(
-        f"{test.display} ({code_system_name(test.system)} {test.code}): {test.summary} from {test.source}")]
+        f"{_test_name(test.display, test.system, test.code)}: {test.summary} from {test.source}")]
 
 
 def _issue_lines(issues: Iterable[InputIssue]) -> list[str]:

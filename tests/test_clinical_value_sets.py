@@ -307,7 +307,9 @@ def test_a_lupus_coded_with_organ_involvement_counts():
     out = _assess(condition(ICD10CM, "M32.14", "Glomerular disease in systemic lupus erythematosus"), *_normal_labs())
     assert grades(out)["dystrophic"] == "high"
     assert "Glomerular disease in systemic lupus erythematosus" in out["Dystrophic"]["rationale"]
-    assert "8061-4" in recommended_codes(out)  # ANA: lupus on file
+    # An established SLE: the serology that would diagnose it is listed as not proposed, with why.
+    assert "8061-4" not in recommended_codes(out)
+    assert any(t["code"] == "8061-4" and "already established" in t["reason"] for t in out["Tests Not Proposed"])
 
 
 @pytest.mark.parametrize("system,code,name", [

@@ -29,7 +29,8 @@ RISK_ORDER = {"high": 3, "moderate": 2, "low": 1, "negligible": 0}
 GRADE_DEFINES = ("Dystrophic", "Metastatic", "Idiopathic", "Iatrogenic", "Calciphylaxis")
 OUTPUT_DEFINES: tuple[str, ...] = (
     "Dystrophic", "Metastatic", "Idiopathic", "Iatrogenic", "Calciphylaxis",
-    "Recommended Tests", "Available Tests", "Values Used", "Order Alerts", "Calcinosis Condition", "Notes",
+    "Recommended Tests", "Available Tests", "Tests Not Proposed", "Values Used", "Order Alerts", "Calcinosis Condition",
+    "Notes",
 )
 BASELINE = ["58410-2", "24321-2", "17861-6", "2777-1", "2885-2", "1751-7", "2731-8", "62292-8", "6874-2", "2779-7"]
 
@@ -101,15 +102,18 @@ def medication(type_name: str, name: str, status: str, *, days_ago: int = 5, rou
     }, source=f"{type_name}/med{n}")
 
 
-def procedure(code: str, display: str, status: str = "completed") -> Record:
+def procedure(code: str | None, display: str, status: str = "completed", *, days_ago: int | None = 30) -> Record:
+    """A SNOMED CT coded Procedure (`code` None: named only); `days_ago` None: no date recorded."""
     n = next(_counter)
     return Record("Procedure", {"id": f"proc{n}", "code": _concept(SNOMED, code, display), "status": status,
-                                "performed": NOW - timedelta(days=30)}, source=f"Procedure/proc{n}")
+                                "performed": None if days_ago is None else NOW - timedelta(days=days_ago)},
+                  source=f"Procedure/proc{n}")
 
 
-def service_request(code: str, status: str) -> Record:
+def service_request(code: str | None, status: str, *, system: str = LOINC, display: str | None = None) -> Record:
+    """An order for a test (LOINC by default; `code` None: named only by `display`)."""
     n = next(_counter)
-    return Record("ServiceRequest", {"id": f"sr{n}", "code": _concept(LOINC, code, None), "status": status,
+    return Record("ServiceRequest", {"id": f"sr{n}", "code": _concept(system, code, display), "status": status,
                                      "intent": "order", "authoredOn": NOW - timedelta(days=1)},
                   source=f"ServiceRequest/sr{n}")
 
@@ -401,7 +405,9 @@ def test_connective_tissue_disease_with_normal_calcium_and_phosphate_is_dystroph
     assert leading(out) == "dystrophic"
     assert "CR(E)ST syndrome" in out["Dystrophic"]["rationale"]
     assert "Ca 9.4 mg/dL on 2026-11-05 (N)" in out["Dystrophic"]["rationale"]
-    assert [t["group"] for t in out["Recommended Tests"]].count("autoimmune") == 3
+    # The serology is "for lupus and systemic sclerosis": an established CREST does not bring it back.
+    assert [t["group"] for t in out["Recommended Tests"]].count("autoimmune") == 0
+    assert [t["code"] for t in out["Tests Not Proposed"]] == ["8061-4", "5130-0", "43119-7"]
 
 
 def test_ckd_with_high_calcium_and_phosphate_is_metastatic_with_the_product_named(assess):
@@ -520,7 +526,7 @@ def test_a_draft_iv_calcium_chloride_order_raises_an_alert_but_an_oral_tablet_do
     assert [a["display"] for a in alerts] == ["calcium chloride 100 mg/ml injectable solution"]
     assert "extravasation" in alerts[0]["message"] and "dilute" in alerts[0]["message"]
     assert "P 4.9 mg/dL on 2026-11-12 (H)" in alerts[0]["message"]
-    assert "lowering phosphorus levels before administration" in alerts[0]["citation"]
+    assert "lowering phosphorus levels before administration" in alerts[0]["citation"][0]["quote"]
 
 
 def test_hypercalcemia_with_calcium_carbonate_adds_the_milk_alkali_tests(assess):
@@ -552,7 +558,7 @@ def test_albumin_correction_is_not_used_in_kidney_disease(assess):
 def test_dialysis_with_skin_necrosis_and_warfarin_by_rxnorm_code_is_moderate_calciphylaxis_naming_warfarin(assess):
     out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
     assert grades(out)["calciphylaxis"] == "moderate"
-    assert "warfarin on file" in out["Calciphylaxis"]["rationale"]
+    assert "Warfarin on file: not scored by this service." in out["Calciphylaxis"]["rationale"]
 
 
 def test_ckd_stage_5_alone_is_kidney_failure_with_low_calciphylaxis_and_high_metastatic(assess):
@@ -622,10 +628,14 @@ def test_a_shorter_lookback_makes_an_older_result_stale(evaluator: str):
     assert "no usable calcium result within 30 days" in short["Metastatic"]["rationale"]
 
 
-def test_every_grade_carries_its_seed_citation(assess):
+def test_every_grade_cites_a_publication_a_section_and_a_sentence(assess):
     out = assess(scenario_no_labs_at_all())
     for name in GRADE_DEFINES:
-        assert out[name]["citation"].startswith("seed 00")
+        assert out[name]["citation"], name
+        for citation in out[name]["citation"]:
+            assert citation["source"] and citation["section"], name
+            if not citation["source"].startswith(("kdigo", "ckd-epi", "schwartz")):  # guidelines: by section
+                assert len(citation["quote"]) > 30, name
 
 
 # ---- intravenous route coded without display or abbreviated ---------------------------------
@@ -831,16 +841,17 @@ def test_warfarin_is_named_but_not_counted_as_a_calciphylaxis_risk_factor(assess
     out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
     assert grades(out)["calciphylaxis"] == "moderate"
     rationale = out["Calciphylaxis"]["rationale"]
-    assert ("warfarin on file (a calciphylaxis risk factor in the project's clinical notes; the source articles name it "
-            "as a treatment of calcinosis)") in rationale
+    assert "Warfarin on file: not scored by this service." in rationale
     assert "No risk factor (obesity, diabetes, hyperparathyroidism, high PTH) found among the conditions and results read." in rationale
 
 
-def test_the_calciphylaxis_citation_quotes_the_seed_003_risk_factor_list(assess):
-    citation = assess(scenario_no_labs_at_all())["Calciphylaxis"]["citation"]
-    assert citation.startswith('seed 002, Pearls and Other Issues: "Calciphylaxis is a disease')
-    assert ('seed 003, Calciphylaxis: "However, there is suspicion that calcification is associated with the following '
-            'conditions: • Excess weight • Diabetes • Hyperparathyroidism • Chronic kidney failure"') in citation
+def test_the_calciphylaxis_citation_quotes_the_statpearls_pearls_and_the_risk_factor_list(assess):
+    pearls, risk_factors = assess(scenario_no_labs_at_all())["Calciphylaxis"]["citation"]
+    assert (pearls["source"], pearls["section"]) == ("statpearls-calcinosis-cutis", "Pearls and Other Issues")
+    assert pearls["quote"].startswith("Calciphylaxis is a disease")
+    assert (risk_factors["source"], risk_factors["section"]) == ("symptoms-causes-and-treatment", "Calciphylaxis")
+    assert risk_factors["quote"] == ("However, there is suspicion that calcification is associated with the following "
+                                     "conditions: • Excess weight • Diabetes • Hyperparathyroidism • Chronic kidney failure")
 
 
 def test_a_calcium_chloride_order_alert_says_dilute_and_watch_the_site_and_gives_the_current_calcium(assess):
@@ -852,7 +863,8 @@ def test_a_calcium_chloride_order_alert_says_dilute_and_watch_the_site_and_gives
     assert "Ca 10.9 mg/dL on 2026-11-12 (H)" in message
     assert "P 4.9 mg/dL on 2026-11-11 (H)" in message
     assert "Ca x P 53.4 mg2/dL2 does not exceed 70 mg2/dL2 (calcium of 2026-11-12, phosphate of 2026-11-11)" in message
-    assert "Iatrogenic Calcification" in alert["citation"]
+    assert [(c["source"], c["section"]) for c in alert["citation"]] == [
+        ("statpearls-calcinosis-cutis", "Pathophysiology, Iatrogenic Calcification")]
 
 
 def test_a_calcium_gluconate_order_with_normal_calcium_names_calcium_but_not_the_product(assess):
@@ -872,7 +884,8 @@ def test_a_phosphate_infusion_alert_says_it_raises_phosphate_and_gives_phosphate
     assert "dilute" not in message
     assert "P 5.1 mg/dL on 2026-11-13 (H)" in message
     assert "Ca x P 45.9 mg2/dL2 does not exceed 70 mg2/dL2 (calcium of 2026-11-13, phosphate of 2026-11-13)" in message
-    assert "Iatrogenic Calcification" in alert["citation"]
+    assert [(c["source"], c["section"]) for c in alert["citation"]] == [
+        ("statpearls-calcinosis-cutis", "Pathophysiology, Iatrogenic Calcification")]
 
 
 def test_a_phosphate_infusion_without_labs_says_no_usable_phosphate_result(assess):

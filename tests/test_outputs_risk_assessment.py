@@ -62,8 +62,9 @@ def test_basis_is_the_sorted_union_of_all_grades_evidence_without_duplicates():
 
 def test_notes_hold_citations_in_prediction_order_then_the_assessment_notes():
     notes = [n["text"] for n in risk_assessment_of(metastatic_high())["note"]]
-    assert notes[0].startswith("metastatic: seed 002, Pathophysiology")
-    assert notes[1].startswith("calciphylaxis: seed 002")
+    assert notes[0].startswith("metastatic: Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019. Pathophysiology, "
+                               "Metastatic Calcification: \"Calcium deposition occurs")
+    assert notes[1].startswith("calciphylaxis: Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019. Pearls and Other Issues")
     assert notes[-1] == "Default adult phosphate range applied: the lab gave none."
 
 
@@ -104,3 +105,18 @@ def test_an_assessment_without_grades_gives_no_prediction_rather_than_an_invente
     risk = risk_assessment_of(dataclasses.replace(no_labs(), grades=()))
     assert "prediction" not in risk
     assert risk["status"] == "final"
+
+
+def test_a_cited_prediction_carries_its_citation_as_a_related_artifact_extension():
+    risk = risk_assessment_of(metastatic_high())
+    metastatic = risk["prediction"][0]
+    (extension,) = metastatic["extension"]
+    assert extension["url"] == "http://hl7.org/fhir/StructureDefinition/cqf-relatedArtifact"
+    artifact = extension["valueRelatedArtifact"]
+    assert artifact["type"] == "citation"
+    assert artifact["label"] == "Pathophysiology, Metastatic Calcification"
+    assert artifact["display"] == 'StatPearls "Calcinosis Cutis" (Le C, Bedocs PM, 2019)'
+    assert artifact["citation"].startswith("Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019.")
+    assert artifact["url"] == "https://pubmed.ncbi.nlm.nih.gov/28846311/"
+    uncited = next(p for p in risk["prediction"] if p["outcome"]["coding"][0]["code"] == "iatrogenic")
+    assert "extension" not in uncited

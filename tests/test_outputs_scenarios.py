@@ -15,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service.assessment_model import (AvailableTest, InputIssue, OrderAlert, PanelTest, PatientAssessment,
                                       TypeGrade, ValueUsed)
+from service.bibliography import load_bibliography
 from service.fhir_outputs import build_result_bundle
 
 ASSESSED_AT = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
@@ -22,6 +23,13 @@ LIBRARY = "CalcinosisCutis"
 VERSION = "1.0.0"
 
 BASELINE_REASON = "Baseline work-up for calcinosis cutis: rules out kidney failure and hyperparathyroidism"
+STATPEARLS = "statpearls-calcinosis-cutis"
+
+
+def cited(source: str, section: str, quote: str) -> dict:
+    """The citation fields of a grade or an alert, rendered from the shipped bibliography as the core does."""
+    citation = load_bibliography().citation(source, section, quote)
+    return {"citation": citation.text, "citations": (citation,)}
 
 
 def metastatic_high() -> PatientAssessment:
@@ -37,11 +45,14 @@ def metastatic_high() -> PatientAssessment:
                       "Calcium 11.2 mg/dL (2026-10-30) and phosphate 7.1 mg/dL (2026-10-30) are high; "
                       "Ca x P product 79.5 mg2/dL2 exceeds 70; end-stage renal disease on record.",
                       evidence=("Observation/ca-1", "Observation/phos-1", "Condition/esrd"),
-                      citation="seed 002, Pathophysiology: metastatic calcinosis cutis when Ca x P exceeds 70"),
+                      **cited(STATPEARLS, "Pathophysiology, Metastatic Calcification",
+                              "Calcium deposition occurs when the calcium phosphate product exceeds 70 mg^2/dL^2.")),
             TypeGrade("calciphylaxis", "moderate",
                       "Dialysis-dependent renal disease with Ca x P 79.5; no skin necrosis recorded.",
                       evidence=("Condition/esrd", "Observation/phos-1"),
-                      citation="seed 002, Introduction: calciphylaxis in chronic renal failure"),
+                      **cited(STATPEARLS, "Pearls and Other Issues",
+                              "It is seen in patients with chronic renal failure and on dialysis but can also occur in "
+                              "those with normal kidney functions.")),
             TypeGrade("iatrogenic", "low", "No calcium or phosphate infusion on record."),
             TypeGrade("dystrophic", "negligible",
                       "Calcium and phosphate are abnormal, which argues against dystrophic calcinosis."),
@@ -77,7 +88,9 @@ def metastatic_high() -> PatientAssessment:
         order_alerts=(
             OrderAlert("MedicationRequest/cagluc-1", "Calcium gluconate 10% IV",
                        "Check phosphate first; dilute and watch the site for extravasation.",
-                       citation="seed 002, Etiology: IV calcium gluconate"),
+                       **cited(STATPEARLS, "Pathophysiology, Iatrogenic Calcification",
+                               "Iatrogenic calcification can be prevented by diluting the calcium solution and lowering "
+                               "phosphorus levels before administration.")),
         ),
         notes=("Default adult phosphate range applied: the lab gave none.",),
     )
@@ -114,7 +127,8 @@ def dystrophic_with_condition() -> PatientAssessment:
             TypeGrade("dystrophic", "high",
                       "Dermatomyositis on record; calcium 9.4 mg/dL (2026-10-01) is normal.",
                       evidence=("Condition/dm", "Observation/ca-7"),
-                      citation="seed 002, Pathophysiology: dystrophic calcinosis with normal calcium"),
+                      **cited(STATPEARLS, "Pathophysiology, Dystrophic Calcification",
+                              "Serum calcium and phosphorus levels are normal.")),
             TypeGrade("idiopathic", "low", "Tissue damage is present, so idiopathic is unlikely."),
             TypeGrade("metastatic", "negligible", "Calcium 9.4 mg/dL is within 8.5-10.2 mg/dL.",
                       evidence=("Observation/ca-7",)),

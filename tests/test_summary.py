@@ -26,7 +26,7 @@ def test_types_are_listed_most_likely_first_with_grade_and_rationale():
     assert "2. Calciphylaxis: moderate likelihood" in text
     assert text.index("Metastatic calcinosis cutis: high") < text.index("Idiopathic calcinosis cutis: negligible")
     assert "Ca x P product 79.5 mg2/dL2 exceeds 70" in " ".join(text.split())
-    assert "Source: seed 002, Pathophysiology" in text
+    assert "Source: Le C, Bedocs PM. Calcinosis Cutis. StatPearls, 2019. Pathophysiology, Metastatic" in " ".join(text.split())
 
 
 def test_values_used_show_number_unit_flag_date_range_and_source():

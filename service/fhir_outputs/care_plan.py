@@ -16,19 +16,23 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..assessment_model import PanelTest, PatientAssessment, UnconfirmedTest
+from ..assessment_model import PanelTest, PatientAssessment, UnconfirmedTest, citations_text, omitted_by_reason
+from ..bibliography import related_artifact_extensions
 from .ids import fhir_instant, resource_id, urn
 from .references import reference, unique_sorted
 from .vocabulary import (calcinosis_type_displays, care_plan_title, group_panel_tests, is_abnormal_flag,
-                         panel_group_label, risk_display)
+                         panel_group_label, panel_test_code, risk_display)
 
 SERVICE_REQUEST_KIND = "ServiceRequest"
 CARE_PLAN_KIND = "CarePlan"
 
 
 def service_request_id(patient: PatientAssessment, test: PanelTest) -> str:
-    """Stable id of the ServiceRequest for one recommended test, keyed by its coding."""
-    return resource_id(patient, SERVICE_REQUEST_KIND, f"{test.system}|{test.code}")
+    """Stable id of the ServiceRequest for one recommended test, keyed by its coding (by its name
+    when it is proposed by name only)."""
+    key = f"{test.system}|{test.code}" if test.coded else f"text|{test.display}"
+    return resource_id(patient, SERVICE_REQUEST_KIND, key)
+
 
 
 def care_plan_id(patient: PatientAssessment) -> str:
@@ -49,14 +53,15 @@ def build_service_requests(patient: PatientAssessment, risk_assessment_urn: str)
     reasons = reason_references(patient)
     requests = []
     for test in patient.recommended:
-        request: dict[str, Any] = {
-            "resourceType": "ServiceRequest",
-            "id": service_request_id(patient, test),
+        request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": service_request_id(patient, test)}
+        if test.citations:
+            # R4 ServiceRequest has no relatedArtifact: the core extension carries the citations.
+            request["extension"] = related_artifact_extensions(test.citations)
+        request |= {
             "status": "draft",
             "intent": "proposal",
             "category": [{"text": panel_group_label(test.group)}],
-            "code": {"coding": [{"system": test.system, "code": test.code, "display": test.display}],
-                     "text": test.display},
+            "code": panel_test_code(test),
             "subject": reference(patient.patient_reference, "Patient"),
             "authoredOn": fhir_instant(patient.assessed_at),
         }
@@ -65,6 +70,8 @@ def build_service_requests(patient: PatientAssessment, risk_assessment_urn: str)
         if reasons:
             request["reasonReference"] = reasons
         request["supportingInfo"] = [reference(risk_assessment_urn, "RiskAssessment")]
+        if test.citations:
+            request["note"] = [{"text": f"Source: {citations_text(test.citations)}"}]
         requests.append(request)
     return requests
 
@@ -122,8 +129,8 @@ def _unprefixed(reason: str) -> str:
 
 
 def care_plan_description(patient: PatientAssessment) -> str:
-    """A paragraph a clinician can read: leading type(s) and grade, what is proposed and why,
-    what is already available."""
+    """A paragraph a clinician can read: leading type(s) and grade, what is proposed and why, what
+    is left out on purpose and why, what is already available."""
     sentences = [_leading_sentence(patient)]
     proposed = group_panel_tests(patient.recommended)
     if proposed:
@@ -135,6 +142,8 @@ def care_plan_description(patient: PatientAssessment) -> str:
                 sentences.append(f"Why: {reasons}.")
     else:
         sentences.append("No further test is proposed.")
+    for reason, tests in omitted_by_reason(patient.omitted):
+        sentences.append(f"Not proposed: {', '.join(t.display for t in tests)}: {_clause(reason)}.")
     if patient.unconfirmed:
         names = ", ".join(test.display for test in patient.unconfirmed)
         reasons = "; ".join(dict.fromkeys(_clause(_unprefixed(test.reason)) for test in patient.unconfirmed))

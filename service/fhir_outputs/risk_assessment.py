@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..assessment_model import PatientAssessment, TypeGrade
+from ..bibliography import related_artifact_extensions
 from .ids import fhir_instant, resource_id
 from .references import reference, unique_sorted
 from .vocabulary import calcinosis_type_coding, risk_assessment_code_text, risk_probability_coding
@@ -51,8 +52,13 @@ def build_risk_assessment(patient: PatientAssessment) -> dict[str, Any]:
 
 
 def _prediction(grade: TypeGrade) -> dict[str, Any]:
+    """One prediction; its citations ride on it as core `cqf-relatedArtifact` extensions, since
+    R4 RiskAssessment has no relatedArtifact element (the text is in RiskAssessment.note too)."""
     coding = calcinosis_type_coding(grade.type)
-    prediction: dict[str, Any] = {
+    prediction: dict[str, Any] = {}
+    if grade.citations:
+        prediction["extension"] = related_artifact_extensions(grade.citations)
+    prediction |= {
         "outcome": {"coding": [coding], "text": coding["display"]},
         "qualitativeRisk": {"coding": [risk_probability_coding(grade.risk)]},
     }

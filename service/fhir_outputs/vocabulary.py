@@ -111,3 +111,11 @@ def group_panel_tests(tests: Sequence[PanelTest]) -> list[tuple[str, list[PanelT
         groups.setdefault(test.group, []).append(test)
     order = {group: index for index, group in enumerate(panel_group_order())}
     return sorted(groups.items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def panel_test_code(test: PanelTest) -> dict[str, Any]:
+    """ServiceRequest.code of a proposed test: its coding and text, or the text alone for a test
+    proposed by name only (no verified code: a wrong code on an order is worse than none)."""
+    if not test.coded:
+        return {"text": test.display}
+    return {"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.display}

@@ -20,7 +20,9 @@ from typing import Any, Iterable, Mapping
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from ..assessment_model import RISK_ORDER, OrderAlert, PanelTest, PatientAssessment, ValueUsed
+from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, PatientAssessment, ValueUsed,
+                                citations_in_brief, citations_text, omitted_by_reason)
+from ..fhir_outputs.vocabulary import panel_test_code
 from .draft_orders import reference_key
 from .feedback_store import CardRecord
 from .order_codes import LabTestGrouping
@@ -125,7 +127,7 @@ def _order_alert_card(alerts: list[OrderAlert], context: CardContext, data: Mapp
         "summary": summary,
         "indicator": "warning",
         "detail": "\n".join(lines),
-        "source": _source(context, data),
+        "source": _source(context, data, alert.citations),
         "overrideReasons": _override_reasons(data, "order-alert"),
         "links": _links(context, data),
     }
@@ -147,9 +149,11 @@ def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | 
 
 
 def _missing_tests(assessment: PatientAssessment, context: CardContext) -> list[PanelTest]:
-    """The recommended tests not already drafted, under any code of the same value set."""
+    """The recommended tests not already drafted, under any code of the same value set. A test
+    proposed by name only has no code to compare: the core already left it out when an open order
+    names it (draft orders are part of the data it assessed)."""
     return [t for t in assessment.recommended
-            if not context.test_grouping.is_ordered(t.system, t.code, context.draft_order_codes)]
+            if not (t.coded and context.test_grouping.is_ordered(t.system, t.code, context.draft_order_codes))]
 
 
 def _assessment_card(assessment: PatientAssessment, context: CardContext,
@@ -179,16 +183,31 @@ def _assessment_card(assessment: PatientAssessment, context: CardContext,
         "summary": truncate_summary(summary),
         "indicator": indicator,
         "detail": _assessment_detail(assessment, missing, context, data),
-        "source": _source(context, data),
+        "source": _source(context, data, leading.citations),
         "overrideReasons": _override_reasons(data, "assessment"),
         "links": _links(context, data),
     }
     if missing:
+        suggestions = _suggestions(missing, context, data)
+        card["suggestions"] = suggestions
+        # One suggestion: take it or not. Several (the panel, then each study on its own): any of them.
+        card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
+    return IssuedCard(compact(card), card_type)
+
+
+def _suggestions(missing: list[PanelTest], context: CardContext, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The laboratory panel as one suggestion; each test of a group offered one by one (imaging and
+    biopsy: a clinician picks the studies the lesions need, never all at once) as its own."""
+    separate = set(data["separate_suggestion_groups"])
+    panel = [t for t in missing if t.group not in separate]
+    suggestions = []
+    if panel:
         # Draft orders already hold tests: the suggestion completes the panel rather than starting it.
         label_key = "panel_completion_label" if context.draft_order_codes else "panel_suggestion_label"
-        card["suggestions"] = [_panel_suggestion(missing, context, data[label_key].format(count=len(missing)))]
-        card["selectionBehavior"] = "at-most-one"
-    return IssuedCard(compact(card), card_type)
+        suggestions.append(_panel_suggestion(panel, context, data[label_key].format(count=len(panel))))
+    suggestions += [_panel_suggestion([t], context, data["single_test_suggestion_label"].format(display=t.display))
+                    for t in missing if t.group in separate]
+    return suggestions
 
 
 def _format_decimal(value: Decimal, places: str | None = None) -> str:
@@ -273,10 +292,14 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
         lines.append("- none on file: the lab-driven types are unknown, not normal")
     if missing:
         lines += ["", "**Missing from the work-up**"]
-        lines += [f"- {t.display} ({t.code}): {t.reason}" for t in missing]
+        lines += [f"- {_test_name(t.display, t.code)}: {t.reason}{_sources_in_brief(t.citations)}" for t in missing]
     if assessment.unconfirmed:
         lines += ["", data["unconfirmed_heading"], "", data["unconfirmed_intro"], ""]
         lines += [f"- {t.display} ({t.code}): {t.reason}" for t in assessment.unconfirmed]
+    if assessment.omitted:
+        lines += ["", "**Not proposed**"]
+        lines += [f"- {', '.join(_test_name(t.display, t.code) for t in tests)}: {reason}"
+                  for reason, tests in omitted_by_reason(assessment.omitted)]
     if assessment.available:
         lines += ["", "**Already available**"]
         lines += [f"- {t.display}: {t.summary}" for t in assessment.available]
@@ -287,6 +310,17 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     lines += _data_notes(context)
     lines += ["", f"Rule library {assessment.library} {assessment.library_version}."]
     return "\n".join(lines)
+
+
+def _test_name(display: str, code: str) -> str:
+    """'Plain X-ray (168537006)'; a test named only (no verified code) by its name alone."""
+    return f"{display} ({code})" if code else display
+
+
+def _sources_in_brief(citations: tuple[Citation, ...]) -> str:
+    """' (StatPearls "Calcinosis Cutis" (Le C, Bedocs PM, 2019), Evaluation)': publication and sections, once each."""
+    brief = citations_in_brief(citations)
+    return f" ({brief})" if brief else ""
 
 
 def _data_notes(context: CardContext) -> list[str]:
@@ -315,10 +349,10 @@ def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "code": {"coding": [{"system": test.system, "code": test.code, "display": test.display}],
-                 "text": test.display},
+        "code": panel_test_code(test),
         "subject": {"reference": context.patient_reference},
         "reasonCode": [{"text": test.reason}] if test.reason else None,
+        "note": [{"text": f"Source: {citations_text(test.citations)}"}] if test.citations else None,
     }
     resource = compact(resource)
     ServiceRequest.model_validate(resource)  # a proposal the EHR cannot parse is worse than none
@@ -331,7 +365,8 @@ def _panel_suggestion(missing: list[PanelTest], context: CardContext, label: str
         "uuid": str(uuid.uuid4()),
         "isRecommended": True,
         "actions": [
-            {"type": "create", "description": f"Propose {t.display} ({t.code})", "resource": _service_request(t, context)}
+            {"type": "create", "description": f"Propose {_test_name(t.display, t.code)}",
+             "resource": _service_request(t, context)}
             for t in missing
         ],
     }
@@ -339,7 +374,12 @@ def _panel_suggestion(missing: list[PanelTest], context: CardContext, label: str
 
 # -- shared parts ---------------------------------------------------------------------------------
 
-def _source(context: CardContext, data: Mapping[str, Any]) -> dict[str, Any]:
+def _source(context: CardContext, data: Mapping[str, Any], citations: tuple[Citation, ...] = ()) -> dict[str, Any]:
+    """The primary source of the card's guidance: the publication its first citation names, when
+    it can be opened (a URL); otherwise this service and its rule documentation."""
+    cited = next((c for c in citations if c.url), None)
+    if cited is not None:
+        return {"label": cited.label or cited.reference, "url": cited.url}
     return {"label": data["source"]["label"], "url": context.base_url.rstrip("/") + data["source"]["docs_path"]}
 
 

@@ -74,7 +74,7 @@ def metastatic_assessment(patient_id: str = "pat-1", **changes: Any) -> PatientA
             ValueUsed("phosphate", "Phosphate (serum)", Decimal("7.3"), "mg/dL", date(2026, 11, 1),
                       "Observation/p-1", flag="H"),
             ValueUsed("ca-x-p", "Calcium x phosphate product", Decimal("81.76"), "mg2/dL2", date(2026, 11, 1),
-                      "Observation/ca-1", flag="H", range_text="<= 70 mg2/dL2 (seed 002)"),
+                      "Observation/ca-1", flag="H", range_text='<= 70 mg2/dL2 (StatPearls "Calcinosis Cutis", 2019)'),
         ),
     )
     fields.update(changes)
@@ -102,4 +102,4 @@ def calcium_gluconate_alert(order_reference: str = "MedicationRequest/draft-ca-g
     return OrderAlert(order_reference, "Calcium gluconate 10% IV infusion",
                       "IV calcium gluconate can cause iatrogenic calcinosis cutis: dilute, use a large vein, watch the "
                       "site for extravasation, and check the phosphate level first.",
-                      "seed 002, Etiology: intravenous calcium gluconate")
+                      "StatPearls \"Calcinosis Cutis\", Pathophysiology, Iatrogenic Calcification")

@@ -51,7 +51,7 @@ test (62292-8) is left to the service and not asserted.
 
 ## Coding choices
 
-- Only codes marked V or V2 in the project's code reference (codes.md), with its displays. Calcinosis cutis
+- Only codes verified against a published source, with their displays. Calcinosis cutis
   is ICD-10-CM L94.2 only (no verified SNOMED CT concept). IV calcium gluconate,
   cholecalciferol, calcium carbonate and the calciphylaxis skin lesion have no verified
   code and are named in `text` only. Warfarin uses RxNorm 855288; the intravenous route

@@ -26,6 +26,9 @@ BASELINE_PANEL: tuple[str, ...] = (
 )
 MYOSITIS_GROUP: tuple[str, ...] = ("2157-6", "2532-0", "1920-8", "1742-6", "1761-6")
 AUTOIMMUNE_GROUP: tuple[str, ...] = ("8061-4", "5130-0", "43119-7")
+URINE_24H: tuple[str, ...] = ("6874-2", "2779-7")  # not proposed with kidney failure or dialysis
+# SNOMED CT plain X-ray, ultrasonography, CT, MRI, skin biopsy: proposed once calcinosis cutis is on file
+IMAGING_AND_BIOPSY: tuple[str, ...] = ("168537006", "16310003", "77477000", "113091000", "240977001")
 MILK_ALKALI_GROUP: tuple[str, ...] = ("1963-8", "2744-1")
 
 NOT_HIGH = "negligible|low|moderate"

@@ -13,10 +13,12 @@ from typing import Any
 from expectations import (
     AUTOIMMUNE_GROUP,
     BASELINE_PANEL,
+    IMAGING_AND_BIOPSY,
     LOW,
     MILK_ALKALI_GROUP,
     MYOSITIS_GROUP,
     NOT_HIGH,
+    URINE_24H,
     Fixture,
     PatientExpectation,
 )
@@ -83,7 +85,8 @@ def fixture_01() -> Fixture:
         file="01-dystrophic-systemic-sclerosis.json",
         scenario="Adult woman with limited systemic sclerosis (CREST) and calcinosis of the fingertips; "
         "calcium, phosphate, albumin, total protein, PTH, 25-OH vitamin D and creatinine all normal and recent.",
-        exercises="dystrophic = connective tissue disease + normal Ca/P; autoimmune work-up proposed; "
+        exercises="dystrophic = connective tissue disease + normal Ca/P; no serology for an established systemic "
+        "sclerosis; imaging and skin biopsy proposed for calcinosis on file; "
         "current results not proposed again; some results without referenceRange (default ranges)",
         bundle=b.bundle(),
         patients=[
@@ -92,8 +95,9 @@ def fixture_01() -> Fixture:
                 pat,
                 leading="dystrophic",
                 risk={"dystrophic": "high", "metastatic": LOW, "calciphylaxis": LOW, "iatrogenic": LOW, "idiopathic": LOW},
-                recommended_includes=[*AUTOIMMUNE_GROUP, "58410-2", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "1751-7", "2885-2", "2731-8", "62292-8", *MILK_ALKALI_GROUP],
+                recommended_includes=["58410-2", "6874-2", "2779-7", *IMAGING_AND_BIOPSY],
+                recommended_excludes=["17861-6", "2777-1", "1751-7", "2885-2", "2731-8", "62292-8", *MILK_ALKALI_GROUP,
+                                      *AUTOIMMUNE_GROUP],
             )
         ],
     )
@@ -136,8 +140,9 @@ def fixture_02() -> Fixture:
                 pat,
                 leading="dystrophic",
                 risk={"dystrophic": "high", "metastatic": LOW, "calciphylaxis": LOW, "iatrogenic": LOW, "idiopathic": LOW},
-                recommended_includes=[*AUTOIMMUNE_GROUP, "58410-2", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "1751-7", "2885-2", "2731-8", *MILK_ALKALI_GROUP],
+                recommended_includes=["58410-2", "6874-2", "2779-7"],
+                recommended_excludes=["17861-6", "2777-1", "1751-7", "2885-2", "2731-8", *MILK_ALKALI_GROUP,
+                                      *AUTOIMMUNE_GROUP],
             )
         ],
     )
@@ -269,7 +274,8 @@ def fixture_04() -> Fixture:
         file="04-metastatic-esrd.json",
         scenario="59-year-old man with ESRD on hemodialysis, secondary hyperparathyroidism, periarticular calcinosis; "
         "Ca 10.8 mg/dL, P 7.6 mg/dL (Ca x P 82), PTH 480 pg/mL; no skin necrosis or ulcer.",
-        exercises="metastatic first when Ca x P > 70 without necrosis; transaction bundle with urn:uuid references; "
+        exercises="metastatic first when Ca x P > 70 without necrosis; no 24 h urine on haemodialysis; "
+        "transaction bundle with urn:uuid references; "
         "dialysis procedures; no myositis or autoimmune work-up without a matching picture",
         bundle=b.bundle(),
         patients=[
@@ -278,8 +284,9 @@ def fixture_04() -> Fixture:
                 pat,
                 leading="metastatic",
                 risk=METASTATIC_ESRD_RISK,
-                recommended_includes=["58410-2", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "2885-2", "62292-8", "2157-6", "1761-6", "8061-4"],
+                recommended_includes=["58410-2", *IMAGING_AND_BIOPSY],
+                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "2885-2", "62292-8", "2157-6", "1761-6", "8061-4",
+                                      *URINE_24H],
             )
         ],
     )
@@ -321,8 +328,9 @@ def fixture_05() -> Fixture:
                 pat,
                 leading="metastatic",
                 risk=METASTATIC_ESRD_RISK,
-                recommended_includes=["58410-2", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "2885-2", "2157-6", "1761-6", "8061-4"],
+                recommended_includes=["58410-2"],
+                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "2885-2", "2157-6", "1761-6", "8061-4",
+                                      *URINE_24H],
             )
         ],
     )
@@ -449,8 +457,8 @@ def fixture_07() -> Fixture:
                 pat,
                 leading="calciphylaxis",
                 risk={"calciphylaxis": "high", "idiopathic": LOW, "iatrogenic": LOW},
-                recommended_includes=["58410-2", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "62292-8"],
+                recommended_includes=["58410-2"],
+                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "62292-8", *URINE_24H, *IMAGING_AND_BIOPSY],
             )
         ],
     )
@@ -561,7 +569,8 @@ def fixture_09() -> Fixture:
         "iatrogenic exposure; complete normal baseline panel (CBC, BMP, Ca, P 4.8 mg/dL, protein, albumin, PTH, "
         "25-OH D, 24 h urine Ca and P).",
         exercises="idiopathic = normal labs, no tissue damage, no iatrogenic cause; adolescent phosphate range; "
-        "CBC and BMP panels as Observations (components / hasMember); nothing left to propose",
+        "CBC and BMP panels as Observations (components / hasMember); no laboratory test left to propose but the "
+        "serology (no cause on file: lupus and systemic sclerosis still to exclude), imaging and skin biopsy",
         bundle=b.bundle(),
         patients=[
             _expect(
@@ -569,7 +578,7 @@ def fixture_09() -> Fixture:
                 pat,
                 leading="idiopathic",
                 risk={"idiopathic": "high|moderate", "metastatic": LOW, "calciphylaxis": LOW, "iatrogenic": LOW},
-                recommended_includes=[],
+                recommended_includes=[*AUTOIMMUNE_GROUP, *IMAGING_AND_BIOPSY],
                 recommended_excludes=[*BASELINE_PANEL, *MYOSITIS_GROUP, *MILK_ALKALI_GROUP],
             )
         ],
@@ -629,7 +638,8 @@ def fixture_10() -> Fixture:
         file="10-multi-patient-transaction.json",
         scenario="Transaction bundle with three patients: A CKD stage 5 with Ca 10.9 and P 7.2 mg/dL (Ca x P 78); "
         "B systemic lupus erythematosus with normal Ca/P; C calcinosis cutis and no results.",
-        exercises="grouping by patient through urn:uuid references; one assessment per patient; no labs is unknown",
+        exercises="grouping by patient through urn:uuid references; one assessment per patient; no labs is unknown; "
+        "no 24 h urine with CKD stage 5; no serology for an established SLE",
         bundle=b.bundle(),
         patients=[
             _expect(
@@ -638,8 +648,8 @@ def fixture_10() -> Fixture:
                 label="A (CKD 5)",
                 leading="metastatic",
                 risk={"metastatic": "high", "calciphylaxis": "low|moderate", "dystrophic": LOW, "idiopathic": LOW},
-                recommended_includes=["58410-2", "62292-8", "6874-2", "2779-7"],
-                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7"],
+                recommended_includes=["58410-2", "62292-8"],
+                recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", *URINE_24H],
             ),
             _expect(
                 b,
@@ -647,8 +657,8 @@ def fixture_10() -> Fixture:
                 label="B (SLE)",
                 leading="dystrophic",
                 risk={"dystrophic": "high", "metastatic": LOW, "calciphylaxis": LOW, "iatrogenic": LOW},
-                recommended_includes=[*AUTOIMMUNE_GROUP, "58410-2"],
-                recommended_excludes=["17861-6", "2777-1", "1751-7", "2731-8", "62292-8"],
+                recommended_includes=["58410-2"],
+                recommended_excludes=["17861-6", "2777-1", "1751-7", "2731-8", "62292-8", *AUTOIMMUNE_GROUP],
             ),
             _expect(
                 b,
