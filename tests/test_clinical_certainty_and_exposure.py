@@ -346,3 +346,33 @@ def test_a_suspected_esrd_is_named_but_is_not_kidney_failure(assess):
     ], patient()))
     # A high phosphate with a Ca x P of 53.4 and no confirmed kidney failure: moderate, not high.
     assert grades(out)["metastatic"] == "moderate"
+
+
+# ---- a past burn, and causes that may sit among records not read -----------------------------
+
+def test_a_burn_recorded_as_resolved_is_past_tissue_damage_for_dystrophic_calcinosis(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "T22.211A", "Burn of second degree of right forearm, initial encounter", clinical="resolved"),
+        calcium("9.3", low="8.5", high="10.2"), phosphate("3.6", low="2.5", high="4.5"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "high"
+    assert "Burn of second degree of right forearm, initial encounter (resolved)" in out["Dystrophic"]["rationale"]
+
+
+def test_a_resolved_lupus_is_not_past_tissue_damage(assess):
+    out = assess(Facts([
+        condition(ICD10CM, "M32.9", "Systemic lupus erythematosus, unspecified", clinical="resolved"),
+        calcium("9.3"), phosphate("3.6"),
+    ], patient()))
+    assert grades(out)["dystrophic"] == "low"
+
+
+def test_idiopathic_is_not_high_when_the_condition_search_was_read_only_in_part(assess):
+    from test_clinical_incomplete_data import data_gap
+
+    out = assess(Facts([
+        condition(ICD10CM, "L94.2", "Calcinosis cutis"), calcium("9.6"), phosphate("3.8"),
+        data_gap("Condition", location="prefetch.conditions"),
+    ], patient()))
+    assert grades(out)["idiopathic"] == "moderate"
+    assert "another cause may be among the records not read" in out["Idiopathic"]["rationale"]
