@@ -16,37 +16,13 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import FIXTURE_NOW, FIXTURES_DIR, PROJECT_ROOT
+from tests.support.output_sweep import TEAM_FILES, forbidden_in
 
 BIBLIOGRAPHY = PROJECT_ROOT / "service" / "knowledge" / "bibliography.json"
 LIBRARY = PROJECT_ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
 ASSESS_BUNDLES = sorted(p for p in (FIXTURES_DIR / "assess").glob("*.json")
                         if not p.name.endswith(".expected.json") and p.name != "MANIFEST.json")
 RELATED_ARTIFACT = "http://hl7.org/fhir/StructureDefinition/cqf-relatedArtifact"
-
-# What no output may say: the team's own files and notes (a reader cannot open them) ...
-TEAM_FILES = [
-    re.compile(r"\bseeds?\b", re.IGNORECASE),
-    re.compile(r"codes\.md", re.IGNORECASE),
-    re.compile(r"KNOWLEDGE"),
-    re.compile(r"knowledge\.md", re.IGNORECASE),
-    re.compile(r"clinical notes", re.IGNORECASE),
-    re.compile(r"\.\./shared|(?<![\w.])shared/(seeds|clinical)"),
-]
-# ... nor, in a clinical output, a path or file of this repository.
-REPOSITORY_PATHS = [
-    re.compile(r"(?<![\w/.-])(service|tests|fhir_fixtures|bench)/[\w.-]+"),
-    re.compile(r"\b[\w-]+\.(cql|py|md)\b"),
-]
-
-
-def forbidden_in(text: str, patterns: list[re.Pattern[str]] = TEAM_FILES + REPOSITORY_PATHS) -> list[str]:
-    """Every forbidden phrase found in `text`, with a little context."""
-    found = []
-    for pattern in patterns:
-        for match in pattern.finditer(text):
-            found.append(text[max(0, match.start() - 40): match.end() + 40])
-    return found
-
 
 def test_the_sweep_would_catch_what_it_looks_for():
     for leak in ('seed 002, Evaluation: "..."', "a calciphylaxis risk factor in the project's clinical notes",

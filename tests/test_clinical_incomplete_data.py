@@ -19,7 +19,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from service.cql_like.values import Record
-from tests.test_knowledge_scenarios import (ICD10CM, LOINC, NOW, SNOMED, Facts, _concept, _engine_library, _LIBRARY,
+from tests.support.output_sweep import assert_clean_outputs
+from tests.test_knowledge_scenarios import (SWEPT_DEFINES, ICD10CM, LOINC, NOW, SNOMED, Facts, _concept, _engine_library, _LIBRARY,
                                             calcium, condition, obs, patient, phosphate)
 
 CALCIUM, PHOSPHATE, PTH, VITAMIN_D, ALBUMIN = "17861-6", "2777-1", "2731-8", "62292-8", "1751-7"
@@ -41,7 +42,9 @@ def data_gap(resource_type: str, reason: str = "search-incomplete", *, code: str
 def evaluate(facts: Facts) -> dict[str, Any]:
     if not _LIBRARY:
         _LIBRARY.append(_engine_library())
-    return _LIBRARY[0].evaluate(facts, now=NOW).values_only()
+    outputs = _LIBRARY[0].evaluate(facts, now=NOW).values_only()
+    assert_clean_outputs(facts.records, outputs, SWEPT_DEFINES)
+    return outputs
 
 
 def rationales(out: dict[str, Any]) -> dict[str, str]:

@@ -20,8 +20,9 @@ import pytest
 
 from service.cql_like.quantity import Quantity
 from service.cql_like.values import Record
+from tests.support.output_sweep import assert_clean_outputs
 from test_knowledge_scenarios import (
-    ICD10CM, NOW, SNOMED, Facts, _LIBRARY, _engine_library, calcium, condition, grades, obs, patient, phosphate,
+    SWEPT_DEFINES, ICD10CM, NOW, SNOMED, Facts, _LIBRARY, _engine_library, calcium, condition, grades, obs, patient, phosphate,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,9 @@ def evaluate(facts: Facts) -> dict[str, Any]:
     if not _LIBRARY:
         _LIBRARY.append(_engine_library())
     result = _LIBRARY[0].evaluate(facts, now=NOW)
-    return {name: result[name].value for name in result}
+    outputs = {name: result[name].value for name in result}
+    assert_clean_outputs(facts.records, outputs, SWEPT_DEFINES)
+    return outputs
 
 
 def all_text(out: dict[str, Any]) -> str:
@@ -138,7 +141,7 @@ def test_an_old_egfr_below_15_followed_by_a_current_normal_one_is_not_kidney_fai
     out = evaluate(Facts([calcium("9.4"), phosphate("3.6"), egfr("9", "L", days_ago=300), egfr("75", "N", days_ago=5)],
                          woman_aged_60_on_2026_11_10()))
     assert out["Kidney Failure From Labs"] is False and out["Has Renal Failure"] is False
-    assert ("No chronic kidney disease, ESRD or dialysis coded, and the latest eGFR is not below 15 mL/min/1.73 m2 "
+    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and the latest eGFR is not below 15 mL/min/1.73 m2 "
             "(eGFR 75 mL/min/1.73 m2 on 2026-11-10 (N)). ") in out["Calciphylaxis"]["rationale"]
 
 
@@ -226,7 +229,7 @@ def test_an_unknown_sex_or_age_gives_no_ckd_epi_and_says_why_once(patient_record
     assert out["eGFR Computed"] is None and out["Kidney Failure From Labs"] is False
     assert all_text(out).count(reason) == 1 and reason in out["Notes"]
     assert "egfr" not in [v["analyte"] for v in out["Values Used"]]
-    assert ("No chronic kidney disease, ESRD or dialysis coded, and no current eGFR was reported or could be computed "
+    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and no current eGFR was reported or could be computed "
             "from creatinine 7.24 mg/dL on 2026-11-10. ") in out["Calciphylaxis"]["rationale"]
 
 
@@ -255,7 +258,7 @@ def test_a_child_without_a_height_gets_no_egfr_and_it_is_said_once():
                          a_child_aged_10()))
     assert out["eGFR Computed"] is None and out["Kidney Failure From Labs"] is False
     reason = ("No eGFR computed from creatinine 1.5 mg/dL on 2026-11-10: the bedside Schwartz equation for children "
-              "needs a body height, and no usable one within 1 year is on file.")
+              "needs a body height, and none within 1 year was found.")
     assert reason in out["Notes"]
     assert all_text(out).count("needs a body height") == 1
     assert "CKD-EPI" not in all_text(out)
@@ -291,7 +294,7 @@ def test_a_coded_ckd_stage_3_with_normal_labs_is_named_as_context_never_as_kidne
     calciphylaxis = out["Calciphylaxis"]["rationale"]
     assert "Kidney failure / dialysis" not in calciphylaxis
     assert ("Chronic kidney disease without kidney failure: Chronic kidney disease stage 3 (disorder), a risk context, "
-            "not kidney failure; no ESRD, CKD stage 5 or dialysis coded, and the latest eGFR is not below 15 "
+            "not kidney failure; no ESRD, CKD stage 5 or dialysis found among the conditions and procedures read, and the latest eGFR is not below 15 "
             "mL/min/1.73 m2 (eGFR 48 mL/min/1.73 m2 on 2026-11-10 (L), KDIGO 2012 category G3a). ") in calciphylaxis
     assert "CKD stage 3 is a risk context, not the chronic kidney failure the source names" \
         in out["Metastatic"]["rationale"]
@@ -305,7 +308,7 @@ def test_an_egfr_in_the_stage_3_range_without_a_code_is_context_too():
 
 def test_nothing_found_says_what_was_looked_for():
     out = evaluate(Facts([calcium("9.4"), phosphate("3.6")], woman_aged_60_on_2026_11_10()))
-    assert ("No chronic kidney disease, ESRD or dialysis coded, and no usable eGFR or creatinine result within 1 year. "
+    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and no usable eGFR or creatinine result within 1 year. "
             in out["Calciphylaxis"]["rationale"])
     assert out["CKD Stage 3 Context"] is False and out["Kidney Failure Evidence"] == []
 

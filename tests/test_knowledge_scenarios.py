@@ -16,6 +16,7 @@ import pytest
 
 from service.cql_like.quantity import Quantity
 from service.cql_like.values import Code, Concept, Interval, Record
+from tests.support.output_sweep import assert_clean_outputs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE_DIR = PROJECT_ROOT / "service" / "knowledge"
@@ -32,6 +33,8 @@ OUTPUT_DEFINES: tuple[str, ...] = (
     "Recommended Tests", "Available Tests", "Tests Not Proposed", "Values Used", "Order Alerts", "Calcinosis Condition",
     "Notes",
 )
+# The output defines whose texts reach a reader, swept on every evaluation (tests/support/output_sweep.py).
+SWEPT_DEFINES: tuple[str, ...] = OUTPUT_DEFINES + ("Unconfirmed Tests", "Tests Not Proposed")
 BASELINE = ["58410-2", "24321-2", "17861-6", "2777-1", "2885-2", "1751-7", "2731-8", "62292-8", "6874-2", "2779-7"]
 
 
@@ -147,7 +150,9 @@ def engine_outputs(facts: Facts, lookback: Quantity | None = None) -> dict[str, 
         _LIBRARY.append(_engine_library())
     parameters = {"Lookback": lookback} if lookback is not None else None
     result = _LIBRARY[0].evaluate(facts, parameters=parameters, now=NOW)
-    return {name: result[name].value for name in OUTPUT_DEFINES}
+    outputs = {name: result[name].value for name in OUTPUT_DEFINES}
+    assert_clean_outputs(facts.records, result.values_only(), SWEPT_DEFINES)  # every scenario's output is swept
+    return outputs
 
 
 def engine_evidence(facts: Facts) -> dict[str, tuple[str, ...]]:
