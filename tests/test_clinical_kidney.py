@@ -466,3 +466,15 @@ def test_no_egfr_is_computed_from_a_bounded_creatinine():
         calcium("9.0"), phosphate("3.5"),
     ], patient()))
     assert not any(v["analyte"] == "egfr" for v in out["Values Used"])
+
+
+def test_no_egfr_is_computed_for_a_patient_on_dialysis_and_the_note_says_why():
+    out = evaluate(Facts([
+        condition(ICD10CM, "Z99.2", "Dependence on renal dialysis"),
+        obs("2160-0", "7.9", "mg/dL", "H", days_ago=6),
+        calcium("10.8", "H"), phosphate("7.6", "H"),
+    ], patient()))
+    assert not any(v["analyte"] == "egfr" for v in out["Values Used"])
+    assert "computed from creatinine" not in out["Metastatic"]["rationale"]
+    assert any("on dialysis" in note and "creatinine-based equations" in note for note in out["Notes"])
+    assert grades(out)["metastatic"] == "high"  # kidney failure is coded: dialysis
