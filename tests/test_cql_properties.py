@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from service.cql_like import compile_library, format_value, load_model_info
@@ -212,6 +212,10 @@ def test_arbitrary_bytes_as_a_library_file_raise_only_cql_errors(tmp_path_factor
 
 @settings(max_examples=300, deadline=None)
 @given(_expressions(), _ROWS)
+# Found by this test: a text where the model declares a DateTime reached `year from` (AttributeError).
+@example(expression="year from (First([Observation]).effective)",
+         rows=[{"status": None, "value": None, "effective": "final",
+                "code": Concept((Code("17861-6", "http://loinc.org"),), None)}])
 def test_random_expressions_over_random_facts_raise_only_cql_errors(expression, rows):
     try:
         library = compile_library(ROBUST_HEADER + f'define "A": {expression}', model=MODEL)

@@ -708,7 +708,7 @@ class Compiler:
                 if isinstance(value, datetime):   # every component is read at the evaluation's offset
                     value = value.astimezone(ctx.now.tzinfo)
                 return ops.component_of(value, component)
-            return component_from, result
+            return _guard(component_from, node), result
         return self.error(CqlTypeError, f"unsupported operator {op}", node)
 
     def _require(self, t: T.CqlType, allowed: tuple[T.CqlType, ...], what: str, node: ast.Node) -> bool:

@@ -508,6 +508,8 @@ def component_of(value: date | datetime | None, component: str) -> date | int | 
     """`<component> from value`; hour, minute or second of a Date is null (a Date has no time)."""
     if value is None:
         return None
+    if not isinstance(value, date):  # a fact of another type than the model declares
+        raise CqlRuntimeError(f"{component} from a value that is not a Date or DateTime")
     if component == "date":
         return value.date() if isinstance(value, datetime) else value
     if component in ("hour", "minute", "second") and not isinstance(value, datetime):
