@@ -322,7 +322,7 @@ def test_body_height_is_matched_by_code_and_name_and_says_so_in_its_terminology_
     row = terminology.analyte_for(LOINC, "8302-2")
     assert row is not None and row.analyte == "body-height"
     assert row.mark == "U" and row.match_names == ("height",)
-    assert "name" in row.source and "codes.md" in row.source
+    assert "name" in row.source and row.source.startswith("U (") and "FHIR R4 Body Height profile" in row.source
     assert terminology.convert("body-height", Decimal("50"), "[in_i]") == Decimal("127.00")
     assert terminology.convert("body-height", Decimal("1.3"), "m") == Decimal("130.0")
     library = (PROJECT_ROOT / "service" / "knowledge" / "CalcinosisCutis.cql").read_text(encoding="utf-8")

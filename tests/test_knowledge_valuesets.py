@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.valueset import ValueSet
 
+from tests.support.provenance import provenance_problems
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VALUESET_DIR = PROJECT_ROOT / "service" / "knowledge" / "valuesets"
 LIBRARY = PROJECT_ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
@@ -100,7 +102,8 @@ def test_value_set_file_is_a_valid_r4_valueset_with_its_canonical_url(path: Path
     assert resource.status == "active"
     assert resource.name and re.fullmatch(r"[A-Z][A-Za-z0-9]*", resource.name)
     assert resource.title
-    assert "codes.md" in resource.description
+    systems = {entry["system"] for entry in _listed(data)} | {system for system, _, _ in _filters(data)}
+    assert provenance_problems(resource.description, systems) == []
     if path.stem in CHECKED_AGAINST_FHIR_SPEC:
         assert "FHIR" in resource.description
     listed, filters = _listed(data), _filters(data)
@@ -112,6 +115,25 @@ def test_value_set_file_is_a_valid_r4_valueset_with_its_canonical_url(path: Path
         assert (system, op) == ("http://hl7.org/fhir/sid/icd-10-cm", "is-a")
     if filters:
         assert "every code below" in resource.description
+
+
+@pytest.mark.parametrize("description, systems", [
+    ("Phosphate for Ca x P.", {"http://loinc.org"}),
+    ("Phosphate for Ca x P. Every code listed is V or V2.", {"http://loinc.org"}),
+    ("Phosphate for Ca x P (LOINC Top 2000 US list, Regenstrief/NLM).", {"http://loinc.org"}),
+    ("Sarcoidosis. SNOMED CT 31541009 is V2 (MONDO exact); ICD-10-CM D86 is V.",
+     {"http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm"}),
+    ("Phosphate. codes.md A: V (LOINC Top 2000 US list, Regenstrief/NLM).", {"http://loinc.org"}),
+])
+def test_a_description_without_a_mark_or_a_public_source_for_each_code_system_is_refused(description, systems):
+    assert provenance_problems(description, systems) != []
+
+
+def test_a_description_with_a_mark_and_a_public_source_for_each_code_system_is_accepted():
+    assert provenance_problems(
+        "Systemic sclerosis. SNOMED CT 89155008 (V2: MONDO and Disease Ontology cross-references); ICD-10-CM M34 "
+        "and every code below it (V: CMS ICD-10-CM tabular, FY2026).",
+        {"http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm"}) == []
 
 
 @pytest.mark.parametrize("path", VALUESET_FILES, ids=lambda p: p.stem)

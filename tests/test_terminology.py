@@ -12,6 +12,7 @@ import pytest
 
 from service.ages import age_on
 from service.terminology import LOINC, UnitConversionError, load_terminology
+from tests.support.provenance import INTERNAL_NOTES, marks, provenance_problems
 
 TERMINOLOGY = load_terminology()
 SHARED = Path(os.environ.get("CALCINOSIS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
@@ -64,6 +65,51 @@ def test_every_row_keeps_its_verification_mark_and_source():
         assert row.mark in {"V", "V2", "U"}, row.code
         assert row.name_mark in {"V", "V2", "U"}, row.code
         assert row.source.strip(), row.code
+
+
+def test_every_code_row_states_its_marks_and_the_public_source_it_was_checked_against():
+    for row in TERMINOLOGY.codes:
+        assert provenance_problems(row.source, {row.system}) == [], row.code
+        assert {row.mark, row.name_mark} <= marks(row.source), (row.code, row.source)
+
+
+# Where a conversion factor comes from: a public conversion table or terminology, or exact arithmetic
+# (a monovalent ion's milliequivalent is its millimole).
+FACTOR_BASES = ("UCUM", "exact", "miracum/loinc-conversion", "labunits", "LOINC", "1 mEq/L = 1 mmol/L")
+
+
+def test_every_unit_factor_names_its_basis_and_no_internal_note():
+    for analyte in TERMINOLOGY.analytes.values():
+        for unit in analyte.units.values():
+            assert any(basis in unit.source for basis in FACTOR_BASES), (analyte.key, unit.unit, unit.source)
+            assert not any(note in unit.source.lower() for note in INTERNAL_NOTES), (analyte.key, unit.unit)
+
+
+@pytest.mark.parametrize("analyte, unit, mark, source", [
+    ("calcium", "mmol/L", "V", "miracum/loinc-conversion: 17861-6->2000-8 0.2495"),
+    ("phosphate", "mmol/L", "V", "miracum/loinc-conversion: 14879-1->2777-1"),
+    ("pth", "pmol/L", "V", "miracum/loinc-conversion: 14866-8->2731-8"),
+    ("creatinine", "umol/L", "V", "miracum/loinc-conversion"),
+    ("bun", "mmol/L", "V2", "labunits"),
+    ("vitamin-d-1-25oh2", "pmol/L", "V", "labunits"),
+])
+def test_a_factor_verified_against_a_conversion_table_says_which_one_with_its_mark(analyte, unit, mark, source):
+    factor = TERMINOLOGY.analyte(analyte).units[unit]
+    assert factor.mark == mark and factor.source.startswith(f"{mark} (")
+    assert source in factor.source
+
+
+def test_every_default_range_states_its_mark_and_a_source_or_that_none_was_read():
+    publications = ("Davis's Lab & Diagnostic Tests", "ARUP Laboratories")
+    for key in TERMINOLOGY.analytes:
+        for band in TERMINOLOGY.default_ranges(key):
+            where = (key, band.label, band.source)
+            assert not any(note in band.source.lower() for note in INTERNAL_NOTES), where
+            if band.mark == "U":
+                assert "U" in marks(band.source), where
+                assert "not verified" in band.source or "no source read" in band.source, where
+            else:
+                assert band.source.startswith(f"{band.mark} (") or any(p in band.source for p in publications), where
 
 
 @pytest.mark.parametrize("code, mark, name_mark", [

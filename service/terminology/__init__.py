@@ -2,8 +2,8 @@
 
 The tables (analytes.json, unit_aliases.json, reference_ranges.json,
 interpretation_codes.json) hold every code, factor and range together with
-the verification mark of the project code reference (codes.md), so a reviewer checks
-data rather than code; this module only loads and applies them.
+its verification mark (V, V2, U) and the public source it was checked against, so a
+reviewer checks data rather than code; this module only loads and applies them.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class AnalyteCode:
     mark: str
     name_mark: str
     source: str
-    # Lower-case words the result's name must mention as well: a code codes.md does not verify (mark U)
+    # Lower-case words the result's name must mention as well: a code not verified (mark U)
     # is never relied on alone. The rule library matches them (8302-2: "Body Height Names") and says so.
     match_names: tuple[str, ...] = ()
 
@@ -110,7 +110,7 @@ class DefaultRange:
 
     @property
     def unverified(self) -> bool:
-        """True for a range marked U in the code reference: labelled unverified wherever it is applied."""
+        """True for a range marked U (unverified): labelled unverified wherever it is applied."""
         return self.mark == "U"
 
     @property
