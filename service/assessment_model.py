@@ -59,7 +59,7 @@ class Citation:
         if not self.section and not self.quote:
             return self.reference
         if not self.quote:  # a publication the service cannot quote verbatim is cited by section only
-            return f"{self.reference} {self.section}."
+            return f"{self.reference} {self.section}"
         return f'{self.reference} {self.section}: "{self.quote}"'
 
 

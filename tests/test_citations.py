@@ -108,7 +108,7 @@ def _assert_resolved(citations, where: str) -> None:
         if citation.source in QUOTED_SOURCES:  # the articles are quoted; guidelines and equations cited by section
             assert citation.quote and f'{citation.section}: "' in citation.text, where
         else:
-            assert citation.text == f"{citation.reference} {citation.section}.", where
+            assert citation.text == f"{citation.reference} {citation.section}", where
         assert citation.text.startswith(citation.reference), where
 
 

@@ -306,7 +306,7 @@ def _spanning_every_band(bands: tuple[DefaultRange, ...]) -> DefaultRange:
         high=None if None in highs else max(high for high in highs if high is not None),
         unit=first.unit, min_age=AgeBound.parse("0d"), max_age=None, adult=False,
         mark="U" if any(band.unverified for band in bands) else first.mark,
-        source="every age band of reference_ranges.json: the lowest low and the highest high",
+        source="every age band of the default ranges: the lowest low and the highest high",
         spans_every_age_band=True)
 
 
