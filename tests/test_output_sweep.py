@@ -7,7 +7,9 @@ writes by hand: every named scenario of the library tests, run again with the la
 condition or medication search read only in part. Whatever the text, no output names a seed
 article, a team file or a repository path; where a search was incomplete, no text claims that what
 it would have found is absent ("not on file", "no usable ... result"); and with the laboratory
-search incomplete, no laboratory test is proposed as missing.
+search incomplete, no laboratory test is proposed as missing. Last, every fixture bundle's
+assessment that the service itself found incomplete (a skipped result, a partial searchset) is
+checked the same way.
 """
 
 from __future__ import annotations
@@ -88,3 +90,33 @@ def test_no_output_names_a_team_file_and_unread_data_is_never_called_absent(name
         proposed = [t["code"] for t in out["Recommended Tests"]
                     if t["system"] == LOINC and not t["reason"].startswith("Repeat:")]
         assert proposed == [], (name, proposed)
+
+
+# ---- the fixture bundles: what the service itself found incomplete --------------------------
+
+def _fixture_patients() -> Iterator[tuple[str, Any]]:
+    import orjson
+
+    from conftest import FIXTURE_NOW, FIXTURES_DIR
+    from service.assess import assess_bundle
+
+    for path in sorted((FIXTURES_DIR / "assess").glob("*.json")):
+        if path.name.endswith(".expected.json") or path.name == "MANIFEST.json":
+            continue
+        for patient in assess_bundle(orjson.loads(path.read_bytes()), now=FIXTURE_NOW).patients:
+            yield f"{path.stem} {patient.patient_reference}", patient
+
+
+def test_no_fixture_rationale_calls_absent_what_its_assessment_could_not_read():
+    from tests.support.output_sweep import NO_USABLE_RESULT, NOT_ON_FILE
+
+    incomplete = 0
+    for where, patient in _fixture_patients():
+        if not (patient.incomplete_analytes or patient.incomplete_searches):
+            continue
+        incomplete += 1
+        texts = [grade.rationale for grade in patient.grades] + list(patient.notes)
+        assert not [t for t in texts if NOT_ON_FILE.search(t)], where
+        if "laboratory" in patient.incomplete_searches:
+            assert not [t for t in texts if NO_USABLE_RESULT.search(t)], where
+    assert incomplete >= 2  # fixtures 14 (unknown unit) and 15 (value as text) at least
