@@ -384,7 +384,7 @@ def fixture_06() -> Fixture:
                 b,
                 pat,
                 leading="metastatic",
-                risk={"metastatic": "high|moderate", "dystrophic": LOW, "calciphylaxis": LOW, "idiopathic": LOW},
+                risk={"metastatic": "moderate", "dystrophic": LOW, "calciphylaxis": LOW, "idiopathic": LOW},
                 recommended_includes=["58410-2", "2885-2", "6874-2", "2779-7"],
                 recommended_excludes=["62292-8", "17861-6", "2777-1", "2731-8", "1751-7"],
             )
@@ -511,7 +511,7 @@ def fixture_08() -> Fixture:
                 b,
                 pat,
                 leading="iatrogenic",
-                risk={"iatrogenic": "high|moderate", "metastatic": LOW, "calciphylaxis": LOW},
+                risk={"iatrogenic": "high", "metastatic": LOW, "calciphylaxis": LOW},
                 recommended_includes=["58410-2", "2731-8", "62292-8", "6874-2", "2779-7"],
                 recommended_excludes=["17861-6", "2777-1", "1751-7"],
             )
@@ -912,7 +912,7 @@ def fixture_16() -> Fixture:
                 b,
                 pat,
                 leading="metastatic",
-                risk={"metastatic": "high|moderate", "dystrophic": LOW, "idiopathic": LOW, "iatrogenic": LOW},
+                risk={"metastatic": "moderate", "dystrophic": LOW, "idiopathic": LOW, "iatrogenic": LOW},
                 recommended_includes=["6874-2", "2779-7", "58410-2"],
                 recommended_excludes=["17861-6", "2777-1", "2731-8", "1751-7", "62292-8"],
             )
@@ -971,7 +971,7 @@ def fixture_17() -> Fixture:
                 b,
                 pat,
                 leading="metastatic",
-                risk={"metastatic": "high|moderate", "dystrophic": LOW, "idiopathic": LOW},
+                risk={"metastatic": "moderate", "dystrophic": LOW, "idiopathic": LOW},
                 recommended_includes=[*MILK_ALKALI_GROUP, "58410-2"],
                 recommended_excludes=["17861-6", "2777-1", "2731-8", "62292-8", "1751-7"],
             )
