@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -191,7 +190,7 @@ def test_a_head_request_answers_like_the_get_without_a_body(client):
         assert head.headers["Content-Length"] == get.headers["Content-Length"]
 
 
-def test_markdown_html_is_shown_as_text_never_run(tmp_path):
+def test_markdown_html_is_shown_as_text_never_run():
     """The README is ours, but raw HTML in it is escaped all the same (rendered with html disabled)."""
     from service.docs_page import render_page
 
