@@ -107,8 +107,8 @@ class _Names:
         for alert in patient.order_alerts:
             self._add(alert.order_reference, alert.display)
 
-    def _add(self, reference: str, name: str) -> None:
-        if reference and name.strip():
+    def _add(self, reference: str, name: object) -> None:
+        if reference and isinstance(name, str) and name.strip():
             self._names.setdefault(reference, " ".join(name.split()))
 
     def listed(self, references: Iterable[str]) -> str:

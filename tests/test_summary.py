@@ -251,6 +251,16 @@ def test_a_long_type_row_stays_within_the_width():
     assert len(row) <= WIDTH and row.endswith("x… [1]")
 
 
+def test_a_grade_without_rationale_and_a_value_without_label_still_print():
+    patient = metastatic_high()
+    grade = dataclasses.replace(patient.grades[0], rationale="  ")
+    value = dataclasses.replace(patient.values_used[0], label="")
+    text = format_summary([dataclasses.replace(patient, grades=(grade, *patient.grades[1:]),
+                                               values_used=(value, *patient.values_used[1:]))], [])
+    assert _section(text, "Types, most likely first")[1].split()[2:5] == ["(no", "rationale", "given)"]
+    assert "Based on: Calcium (serum), Phosphate (serum), Condition/esrd." in _flat(text)  # named by its test
+
+
 def test_decimal_in_exponent_form_is_printed_in_plain_notation():
     patient = metastatic_high()
     value = dataclasses.replace(patient.values_used[0], value=Decimal("1.12E+1"))
