@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .assessment_model import InputIssue
 from .config import PACKAGE_DIR, load_config
+from .docs_page import CONTENT_SECURITY_POLICY, render_page
 from .errors import AuthenticationError, ServiceError
 from .fhir_outputs.operation_outcome import operation_outcome
 from .http_io import fhir_response
@@ -99,9 +100,20 @@ def _register_docs(app: Flask) -> None:
 
     @app.get("/docs/rules")
     def rule_documentation() -> Response:
-        """The rule library's documentation, linked from every card."""
+        """The rule library's documentation, linked from every card: a web page for a browser, else Markdown.
+
+        Only a client that prefers text/html gets the page; no Accept, `*/*` (curl) or anything else gets
+        the Markdown, as scripts always have.
+        """
         text = rules_readme.read_text(encoding="utf-8") if rules_readme.exists() else "# Rule library\n"
-        return Response(text, mimetype="text/markdown")
+        if request.accept_mimetypes.best_match(["text/markdown", "text/html"]) == "text/html":
+            response = Response(render_page(text), mimetype="text/html")
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        else:
+            response = Response(text, mimetype="text/markdown")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.vary.add("Accept")
+        return response
 
     @app.get("/healthz")
     def health() -> Response:

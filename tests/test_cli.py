@@ -23,11 +23,33 @@ def _fixture(prefix: str) -> str:
 def test_assess_prints_a_readable_assessment(capsys):
     assert main(["assess", _fixture("04"), "--now", NOW]) == 0
     out = capsys.readouterr().out
-    assert "1. Metastatic calcinosis cutis: high likelihood" in out  # most likely first
-    assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in out  # the numbers used
+    types = out.split("Types, most likely first\n")[1].split("\n\n")[0].splitlines()
+    assert types[2].split()[:2] == ["Metastatic", "high"]  # most likely first, one line per type
+    assert len(types) == 2 + 5
+    assert "\nMetastatic calcinosis cutis: high likelihood\n" in out  # the leading type told in full
+    assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in " ".join(out.split())  # the numbers used
     assert "Calcium (total): 10.8 mg/dL, flag H, on 2026-11-09" in out
     recommended = out.split("Recommended tests")[1].split("Already available")[0]
     assert "(LOINC 58410-2)" in recommended and "(LOINC 2777-1)" not in recommended
+    assert "Source: " not in out and " ".join(out.split()).count("Pathophysiology, Metastatic Calcification") == 1
+
+
+def test_assess_names_resources_by_short_ids_within_100_columns(capsys):
+    assert main(["assess", _fixture("04"), "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Calcinosis cutis assessment: urn:uuid:170cbf6b…\n")
+    assert "170cbf6b-56f0-50c0-b30f-2f94fc292362" not in out
+    assert "from urn:uuid:91cac4f4…" in out  # the calcium result, by its short id
+    assert "Based on: Parathyroid hormone (intact), 25-hydroxyvitamin D" in out  # named where known
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+@pytest.mark.parametrize("prefix", [f"{n:02d}" for n in range(1, 21)])
+def test_every_fixture_summary_stays_within_100_columns(prefix, capsys):
+    assert main(["assess", _fixture(prefix), "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert not re.search(r"urn:uuid:[0-9a-f]{8}-", out)  # no full uuid
 
 
 def test_assess_json_prints_the_result_bundle(capsys):
