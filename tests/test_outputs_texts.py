@@ -321,3 +321,12 @@ def test_the_narrative_helpers_escape_what_they_are_given():
     assert narrative_problems(text) == []
     assert "<i>" not in text["div"] and "&lt;i&gt;x&lt;/i&gt;" in text["div"]
     assert "&quot;hi&quot; &amp; go" in text["div"] and "&lt;br/&gt;" in text["div"]
+
+
+# (A lone surrogate never gets this far: the JSON parser refuses it.)
+@pytest.mark.parametrize("text", ["a\x00b", "bell\x07", "not a char \uffff", "esc \x1b[0m"],
+                         ids=["nul", "bell", "uffff", "escape"])
+def test_characters_xml_cannot_hold_are_replaced_so_the_narrative_still_parses(text):
+    outcome = operation_outcome(InputIssue("error", "invalid", f"key {text!s} is not valid", f"prefetch.{text}"))
+    assert narrative_problems(outcome) == []
+    assert "\ufffd" in narrative_text(outcome)

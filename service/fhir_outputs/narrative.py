@@ -10,6 +10,7 @@ builder is caught before it is handed out.
 from __future__ import annotations
 
 import html
+import re
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Iterable, Sequence
 
@@ -23,9 +24,15 @@ NARRATIVE_ELEMENTS = frozenset(
     "i img li ol p pre q samp small span strong sub sup table tbody td tfoot th thead tr tt ul var".split())
 
 
+# Characters XML 1.0 does not allow (control characters, lone surrogates, U+FFFE and U+FFFF): a
+# narrative holding one would not parse, so each becomes U+FFFD, the replacement character.
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def escaped(text: Any) -> str:
-    """Text safe inside an element or an attribute value."""
-    return html.escape("" if text is None else str(text), quote=True)
+    """Text safe inside an element or an attribute value: markup escaped, characters XML cannot
+    hold replaced (a caller's text may carry either)."""
+    return html.escape(_NOT_XML.sub("\ufffd", "" if text is None else str(text)), quote=True)
 
 
 def paragraph(text: str) -> str:
@@ -81,7 +88,7 @@ def narrative_problems(text: Any) -> list[str]:
         return ["the narrative has no div"]
     try:
         root = ElementTree.fromstring(text["div"])
-    except ElementTree.ParseError as error:
+    except (ElementTree.ParseError, ValueError) as error:  # UnicodeError is a ValueError
         return [f"the narrative is not well-formed XHTML: {error}"]
     problems = [] if root.tag == f"{{{XHTML_NAMESPACE}}}div" else [f"the narrative's root is {root.tag}, not an XHTML div"]
     for element in root.iter():
