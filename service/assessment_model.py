@@ -112,6 +112,12 @@ class ValueUsed:
         return f"{COMPARATOR_WORDS[self.comparator]} " if self.comparator in COMPARATOR_WORDS else ""
 
 
+def _default_name(test: "PanelTest | OmittedTest | UnconfirmedTest | AvailableTest") -> None:
+    """A test built without a plain name is named by its display, so `name` is always readable."""
+    if not test.name:
+        object.__setattr__(test, "name", test.display)
+
+
 @dataclass(frozen=True, slots=True)
 class PanelTest:
     """A test of the recommended work-up that has no current valid result."""
@@ -122,6 +128,10 @@ class PanelTest:
     group: str  # "baseline", "myositis", "autoimmune", "milk-alkali", "imaging"
     reason: str  # why it is proposed, in plain words
     citations: tuple[Citation, ...] = ()  # the passages that name the test
+    name: str = ""  # the plain name a clinician uses ("Parathyroid hormone, intact"); the display when not given
+
+    def __post_init__(self) -> None:
+        _default_name(self)
 
     @property
     def coded(self) -> bool:
@@ -137,6 +147,10 @@ class OmittedTest:
     system: str
     display: str
     reason: str  # e.g. "kidney failure on file: a 24-hour urine collection ..."
+    name: str = ""  # plain name ("24-hour urine calcium"); the display when not given
+
+    def __post_init__(self) -> None:
+        _default_name(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,10 @@ class UnconfirmedTest:
     group: str
     reason: str  # why it could not be confirmed: "could not confirm: the laboratory search was only partly read"
     purpose: str = ""  # why the work-up holds the test, as a PanelTest's reason
+    name: str = ""  # plain name ("Calcium"); the display when not given
+
+    def __post_init__(self) -> None:
+        _default_name(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +197,19 @@ class AvailableTest:
     display: str
     summary: str  # e.g. "9.1 mg/dL on 2026-10-02"
     source: str
+    name: str = ""  # plain name ("Calcium"); the display when not given
+    resource_type: str = ""  # what `source` is: "Observation" (a result) or "ServiceRequest" (an open order)
+
+    def __post_init__(self) -> None:
+        _default_name(self)
+        if not self.resource_type and "/" in self.source and not self.source.startswith(("urn:", "http")):
+            # "ServiceRequest/cbc-order" says what it is when the builder did not.
+            object.__setattr__(self, "resource_type", self.source.split("/", 1)[0])
+
+    @property
+    def ordered(self) -> bool:
+        """True when the test is available as an open order rather than a result."""
+        return self.resource_type == "ServiceRequest"
 
 
 def omitted_by_reason(omitted: tuple[OmittedTest, ...]) -> list[tuple[str, list[OmittedTest]]]:

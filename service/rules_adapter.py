@@ -54,6 +54,10 @@ def _source(record: Any) -> str | None:
     return record.source if isinstance(record, Record) else None
 
 
+def _record_type(record: Any) -> str:
+    return record.type_name if isinstance(record, Record) else ""
+
+
 def _citations(value: Any, bibliography: Bibliography, define: str) -> tuple[Citation, ...]:
     """The library's citations ({source, section, quote} tuples, or a list of them) resolved
     against the bibliography. A plain string is kept as text of its own (a library that cites
@@ -114,21 +118,24 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
     recommended = tuple(
         PanelTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], group=r["group"],
                   reason=r["reason"] or "",
-                  citations=_citations(r.get("citation"), bibliography, "Recommended Tests"))
+                  citations=_citations(r.get("citation"), bibliography, "Recommended Tests"),
+                  name=r.get("name") or "")
         for r in _rows(result, "Recommended Tests")
     )
     unconfirmed = tuple(
         UnconfirmedTest(code=r["code"], system=r["system"], display=r["display"], group=r["group"],
-                        reason=r["reason"] or "", purpose=r.get("purpose") or "")
+                        reason=r["reason"] or "", purpose=r.get("purpose") or "", name=r.get("name") or "")
         for r in _rows(result, "Unconfirmed Tests")
     )
     omitted = tuple(
-        OmittedTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], reason=r["reason"] or "")
+        OmittedTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], reason=r["reason"] or "",
+                    name=r.get("name") or "")
         for r in _rows(result, "Tests Not Proposed")
     )
     available = tuple(
         AvailableTest(code=r["code"] or "", system=r["system"] or "", display=r["display"], summary=r["summary"],
-                      source=_source(r.get("result")) or "")
+                      source=_source(r.get("result")) or "", name=r.get("name") or "",
+                      resource_type=_record_type(r.get("result")))
         for r in _rows(result, "Available Tests")
     )
     values_used = []

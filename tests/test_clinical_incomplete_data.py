@@ -247,8 +247,11 @@ def _proposed(by_type: dict[str, list[dict[str, Any]]]) -> set[str]:
 
 
 def _unconfirmed_activities(by_type: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The plan's activities for tests that could not be confirmed as missing (not results on file,
+    not tests left out on purpose), by LOINC code."""
     (plan,) = by_type["CarePlan"]
-    return {a["detail"]["code"]["coding"][0]["code"]: a["detail"] for a in plan.get("activity", []) if "detail" in a}
+    return {a["detail"]["code"]["coding"][0]["code"]: a["detail"] for a in plan.get("activity", [])
+            if a.get("detail", {}).get("statusReason", {}).get("text", "").startswith("could not confirm")}
 
 
 @pytest.mark.parametrize("next_link, total", [(True, None), (False, 7)], ids=["next-link", "total-above-entries"])
@@ -263,7 +266,7 @@ def test_assess_on_an_incomplete_searchset_proposes_no_lab_test_as_missing(fixed
     assert calcium_activity["statusReason"]["text"] == "could not confirm: the laboratory search was only partly read"
     assert calcium_activity["description"].startswith("Could not confirm")
     (plan,) = by_type["CarePlan"]
-    assert "Could not confirm as missing" in plan["description"]
+    assert "could not be confirmed as missing" in plan["description"]
     (risk,) = by_type["RiskAssessment"]
     for prediction in risk["prediction"]:
         assert "no usable calcium result" not in prediction.get("rationale", "")

@@ -216,6 +216,10 @@ def test_arbitrary_bytes_as_a_library_file_raise_only_cql_errors(tmp_path_factor
 @example(expression="year from (First([Observation]).effective)",
          rows=[{"status": None, "value": None, "effective": "final",
                 "code": Concept((Code("17861-6", "http://loinc.org"),), None)}])
+# And an index into a number where the model declares a String (TypeError).
+@example(expression="((First([Observation]).status))[0]",
+         rows=[{"status": Decimal("9.5"), "value": None, "effective": None,
+                "code": Concept((Code("17861-6", "http://loinc.org"),), None)}])
 def test_random_expressions_over_random_facts_raise_only_cql_errors(expression, rows):
     try:
         library = compile_library(ROBUST_HEADER + f'define "A": {expression}', model=MODEL)

@@ -69,9 +69,13 @@ def test_risk_assessment_is_linked_through_supporting_info_on_requests_and_plan(
 
 def test_care_plan_activities_reference_each_service_request_in_order():
     bundle, _, plan, requests = outputs_of(metastatic_high())
-    activity_refs = [a["reference"]["reference"] for a in plan["activity"]]
+    proposed = [a for a in plan["activity"] if a.get("reference", {}).get("type") == "ServiceRequest"]
+    activity_refs = [a["reference"]["reference"] for a in proposed]
     assert activity_refs == [f"urn:uuid:{r['id']}" for r in requests]
-    assert [a["reference"]["display"] for a in plan["activity"]] == ["PTH intact", "25-hydroxyvitamin D", "Bicarbonate"]
+    assert [a["reference"]["display"] for a in proposed] == ["PTH intact", "25-hydroxyvitamin D", "Bicarbonate"]
+    assert [a["progress"][0]["text"] for a in proposed] == [
+        "Hyperparathyroidism drives metastatic calcinosis; no PTH in the last 90 days.",
+        "Hypervitaminosis D drives metastatic calcinosis.", "Milk-alkali syndrome: check bicarbonate."]
     full_urls = [entry["fullUrl"] for entry in bundle["entry"]]
     assert all(ref in full_urls for ref in activity_refs)
 
@@ -81,19 +85,23 @@ def test_care_plan_header_and_readable_description():
     assert (plan["status"], plan["intent"], plan["title"]) == ("active", "proposal", "Calcinosis cutis work-up")
     assert plan["subject"] == {"reference": "Patient/esrd-1"}
     description = plan["description"]
-    assert description.startswith("Most likely type: Metastatic calcinosis cutis (high likelihood).")
-    assert "Proposed (Baseline work-up): PTH intact, 25-hydroxyvitamin D." in description
-    assert "Proposed (Milk-alkali syndrome work-up): Bicarbonate." in description
-    assert "Why: Hyperparathyroidism drives metastatic calcinosis" in description
-    assert "Already available, not proposed again: Calcium (serum) 11.2 mg/dL on 2026-10-30" in description
+    assert description == ("Most likely: metastatic calcinosis cutis (high). Proposed: 3 laboratory tests; "
+                           "2 tests already available (see activities); 1 order alert (see notes).")
     assert ".." not in description
+    shown = " ".join(" ".join(plan["text"]["div"].replace("<", " <").replace(">", "> ").split()).split())
+    assert "PTH intact </td> <td> proposed </td> <td> Hyperparathyroidism drives metastatic calcinosis" in shown
+    assert "Bicarbonate </td> <td> proposed" in shown
+    (calcium,) = [a for a in plan["activity"] if a.get("detail", {}).get("code", {}).get("text") == "Calcium (serum)"]
+    assert calcium["detail"]["status"] == "completed"
+    assert calcium["detail"]["description"] == "Result on file: 11.2 mg/dL on 2026-10-30."
+    assert calcium["outcomeReference"] == [{"reference": "Observation/ca-1"}]
 
 
 def test_equal_top_grades_are_all_named_in_the_description():
     _, _, plan, _ = outputs_of(no_labs())
-    assert plan["description"].startswith("Most likely types, graded equally: Dystrophic calcinosis cutis, "
-                                          "Metastatic calcinosis cutis")
-    assert "(low likelihood)" in plan["description"]
+    assert plan["description"].startswith("Most likely, graded equally: dystrophic calcinosis cutis, "
+                                          "metastatic calcinosis cutis")
+    assert "(low)." in plan["description"]
 
 
 def test_order_alerts_become_care_plan_notes():
@@ -102,12 +110,19 @@ def test_order_alerts_become_care_plan_notes():
                                      "first; dilute and watch the site for extravasation."}]
 
 
-def test_nothing_to_propose_gives_a_plan_without_activities():
+def test_nothing_to_propose_gives_a_plan_without_service_requests():
     patient = dataclasses.replace(dystrophic_with_condition(), recommended=())
     _, _, plan, requests = outputs_of(patient)
     assert requests == []
-    assert "activity" not in plan
-    assert "No further test is proposed." in plan["description"]
+    assert [a["detail"]["status"] for a in plan["activity"]] == ["completed"]  # the calcium on file
+    assert "No further test is proposed; 1 test already available" in plan["description"]
+
+
+def test_nothing_at_all_in_the_work_up_gives_a_plan_without_activities():
+    patient = dataclasses.replace(dystrophic_with_condition(), recommended=(), available=())
+    _, _, plan, requests = outputs_of(patient)
+    assert requests == [] and "activity" not in plan
+    assert plan["description"] == "Most likely: dystrophic calcinosis cutis (high). No further test is proposed."
 
 
 def test_a_reason_reference_to_a_risk_assessment_is_rejected_as_outside_r4():
@@ -149,4 +164,10 @@ def test_results_the_care_plan_names_as_available_are_cited_in_supporting_info()
     plan = build_care_plan(patient, "urn:uuid:00000000-0000-4000-8000-000000000001", [])
     cited = [item.get("reference") for item in plan["supportingInfo"]]
     assert "Observation/bicarb-1" in cited and "ServiceRequest/cbc-order" in cited
-    assert "34 mmol/L" in plan["description"]
+    (bicarbonate,) = [a for a in plan["activity"] if "detail" in a]
+    assert bicarbonate["detail"]["description"] == "Result on file: 34 mmol/L on 2026-11-09."
+    assert bicarbonate["outcomeReference"] == [{"reference": "Observation/bicarb-1"}]
+    (order,) = [a for a in plan["activity"] if "reference" in a]
+    assert order["reference"] == {"reference": "ServiceRequest/cbc-order", "display": "CBC panel"}
+    assert order["progress"] == [{"text": "Already ordered (ServiceRequest active, 2026-11-10): not proposed again."}]
+    assert "1 test already available; 1 test already ordered" in plan["description"]

@@ -498,10 +498,14 @@ class Compiler:
         def run(ctx: Context) -> Any:
             """The element at a 0-based index, or null when the index is out of range (CQL)."""
             value, i = target(ctx), index(ctx)
-            if value is None or i is None or i < 0 or i >= len(value):
+            if value is None or i is None:
+                return None
+            if not isinstance(value, (str, list, tuple)):  # a fact of another type than the model declares
+                raise ops.CqlRuntimeError("cannot index into a value that is not a String or a List")
+            if i < 0 or i >= len(value):
                 return None
             return value[i]
-        return run, result_type
+        return _guard(run, node), result_type
 
     # calls --------------------------------------------------------------------------
     def _Call(self, node: ast.Call, env):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..assessment_model import InputIssue
+from .narrative import narrative, table
 from .validation import validate_resource
 from .vocabulary import issue_severities, issue_types
 
@@ -27,8 +28,18 @@ def operation_outcome(issues: InputIssue | Iterable[InputIssue], *, resource_id:
     resource: dict[str, Any] = {"resourceType": "OperationOutcome"}
     if resource_id:
         resource["id"] = resource_id
+    resource["text"] = outcome_narrative(entries)
     resource["issue"] = entries
     return validate_resource(resource)
+
+
+def outcome_narrative(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Severity | what | where, one row per issue (the locations are for whoever fixes the input)."""
+    rows = [(entry["severity"],
+             entry.get("diagnostics") or entry.get("details", {}).get("text") or entry["code"],
+             ", ".join(entry.get("expression", ())))
+            for entry in entries]
+    return narrative(table(("Severity", "What", "Where"), rows))
 
 
 def issue_component(issue: InputIssue) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from ..assessment_model import InputIssue, PatientAssessment
 from .care_plan import build_care_plan, build_service_requests
 from .ids import content_id, fhir_instant, resource_id, stable_id, urn
-from .operation_outcome import issue_component
+from .operation_outcome import issue_component, outcome_narrative
 from .risk_assessment import build_risk_assessment
 from .validation import validate_resource
 
@@ -60,8 +60,9 @@ def build_result_bundle(patients: Sequence[PatientAssessment], bundle_issues: Se
 
 
 def _outcome(outcome_id: str, issues: Sequence[InputIssue]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "id": outcome_id,
-            "issue": [issue_component(issue) for issue in issues]}
+    entries = [issue_component(issue) for issue in issues]
+    return {"resourceType": "OperationOutcome", "id": outcome_id, "text": outcome_narrative(entries),
+            "issue": entries}
 
 
 def _issue_key(issue: InputIssue) -> str:

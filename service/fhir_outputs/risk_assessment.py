@@ -11,8 +11,9 @@ from typing import Any
 from ..assessment_model import PatientAssessment, TypeGrade
 from ..bibliography import related_artifact_extensions
 from .ids import fhir_instant, resource_id
+from .narrative import items, narrative, paragraph, sources_in_brief, table
 from .references import reference, unique_sorted
-from .vocabulary import calcinosis_type_coding, risk_assessment_code_text, risk_probability_coding
+from .vocabulary import calcinosis_type_coding, risk_assessment_code_text, risk_display, risk_probability_coding
 
 KIND = "RiskAssessment"
 
@@ -32,6 +33,7 @@ def build_risk_assessment(patient: PatientAssessment) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": risk_assessment_id(patient),
+        "text": risk_assessment_narrative(patient),
         "status": "final",
         "code": {"text": risk_assessment_code_text()},
         "subject": reference(patient.patient_reference, "Patient"),
@@ -49,6 +51,21 @@ def build_risk_assessment(patient: PatientAssessment) -> dict[str, Any]:
     if notes:
         resource["note"] = [{"text": text} for text in notes]
     return resource
+
+
+def risk_assessment_narrative(patient: PatientAssessment) -> dict[str, str]:
+    """Type | grade | why, most likely first; then the assessment's notes and, in brief, the sources."""
+    heading = f"{risk_assessment_code_text()}, {fhir_instant(patient.assessed_at)} ({method_text(patient)})"
+    rows = [(calcinosis_type_coding(grade.type)["display"], risk_display(grade.risk), grade.rationale.strip())
+            for grade in patient.grades]
+    blocks = [paragraph(heading), table(("Type", "Grade", "Why"), rows)]
+    notes = [note.strip() for note in patient.notes if note.strip()]
+    if notes:
+        blocks.append(paragraph("Notes:") + items(dict.fromkeys(notes)))
+    sources = sources_in_brief(c for grade in patient.grades for c in grade.citations)
+    if sources:
+        blocks.append(paragraph("Sources:") + items(sources))
+    return narrative(*blocks)
 
 
 def _prediction(grade: TypeGrade) -> dict[str, Any]:

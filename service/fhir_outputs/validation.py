@@ -2,7 +2,9 @@
 
 `fhir.resources.R4B` checks structure, cardinality and primitive formats but not which resource
 types a Reference may point at, so the declared targets of each element (the models carry them as
-``enum_reference_types``) are checked here as well. A failure is a defect of the service and is
+``enum_reference_types``) are checked here as well; nor does it read a narrative's XHTML, so the
+narrative is checked against the R4 rules here too (well-formed, basic elements only, some text),
+and so is CarePlan's cpl-3 (an activity is a reference or a detail, not both). A failure is a defect of the service and is
 raised as `OutputValidationError`, never returned to the caller as if it were valid.
 """
 
@@ -17,6 +19,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from .errors import OutputValidationError
+from .narrative import narrative_problems
 
 _TYPED_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
@@ -38,7 +41,22 @@ def validate_resource(resource: Mapping[str, Any], known_types: Mapping[str, str
     except ValidationError as error:
         raise OutputValidationError(_describe(error), location=where) from error
     check_reference_targets(model, where, known_types or {})
+    check_invariants(resource, where)
     return model.model_dump(mode="json", exclude_none=True)
+
+
+def check_invariants(resource: Mapping[str, Any], where: str) -> None:
+    """Raise for the R4 invariants the models do not check and the outputs could break: txt-1 and
+    txt-2 (the narrative) and cpl-3 (a CarePlan activity with both a reference and a detail)."""
+    if resource.get("text") is not None:
+        problems = narrative_problems(resource["text"])
+        if problems:
+            raise OutputValidationError("; ".join(problems), location=f"{where}.text")
+    if resource.get("resourceType") == "CarePlan":
+        for index, activity in enumerate(resource.get("activity") or ()):
+            if isinstance(activity, Mapping) and activity.get("reference") and activity.get("detail"):
+                raise OutputValidationError("an activity provides a reference or a detail, not both (cpl-3)",
+                                            location=f"{where}.activity[{index}]")
 
 
 def check_reference_targets(model: FHIRAbstractModel, path: str, known_types: Mapping[str, str]) -> None:

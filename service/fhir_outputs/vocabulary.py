@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
-from ..assessment_model import PanelTest
+from ..assessment_model import AvailableTest, OmittedTest, PanelTest, UnconfirmedTest
 
 from .errors import OutputValidationError
 
@@ -113,9 +113,10 @@ def group_panel_tests(tests: Sequence[PanelTest]) -> list[tuple[str, list[PanelT
     return sorted(groups.items(), key=lambda item: order.get(item[0], len(order)))
 
 
-def panel_test_code(test: PanelTest) -> dict[str, Any]:
-    """ServiceRequest.code of a proposed test: its coding and text, or the text alone for a test
-    proposed by name only (no verified code: a wrong code on an order is worse than none)."""
-    if not test.coded:
-        return {"text": test.display}
-    return {"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.display}
+def panel_test_code(test: PanelTest | OmittedTest | UnconfirmedTest | AvailableTest) -> dict[str, Any]:
+    """The CodeableConcept of a test of the work-up: its coding, with the code system's display, and
+    the plain name as text ("Parathyroid hormone, intact"), which is what a person reads; the text
+    alone for a test with no verified code (a wrong code on an order is worse than none)."""
+    if not (test.code and test.system):
+        return {"text": test.name}
+    return {"coding": [{"system": test.system, "code": test.code, "display": test.display}], "text": test.name}
