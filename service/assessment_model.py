@@ -252,6 +252,9 @@ class PatientAssessment:
     unconfirmed: tuple[UnconfirmedTest, ...] = ()  # tests that may have a result among data not read
     incomplete_analytes: tuple[str, ...] = ()  # analyte keys ("calcium", "phosphate" ...) whose results may be incomplete
     incomplete_searches: tuple[str, ...] = ()  # searches read only in part: "laboratory", "condition", "medication" ...
+    # The values the assessment used, listed once for every type ("Values used: Ca 10.8 mg/dL on 2026-11-09 (H);
+    # ..."): also the first of `notes`, so a surface that shows the values another way can leave it out.
+    values_note: str = ""
 
     @property
     def leading(self) -> TypeGrade:

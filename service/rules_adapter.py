@@ -157,6 +157,9 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
                                  citation=citations_text(citations), citations=citations))
     condition = result["Calcinosis Condition"].value if "Calcinosis Condition" in result else None
     notes = tuple(n for n in _rows(result, "Notes") if n)
+    values_note = (result["Values Note"].value if "Values Note" in result else None) or ""
+    if values_note and values_note not in notes:
+        raise RuleContractError('define "Notes" must hold the "Values Note" (the values used, listed once)')
     incomplete = tuple(dict.fromkeys(a for a in _rows(result, "Incomplete Analytes") if a))
     searches = tuple(dict.fromkeys(s for s in _rows(result, "Incomplete Searches") if s))
     return PatientAssessment(
@@ -177,4 +180,5 @@ def to_patient_assessment(result: Mapping[str, Any], *, library: Any, patient_id
         unconfirmed=unconfirmed,
         incomplete_analytes=incomplete,
         incomplete_searches=searches,
+        values_note=values_note,
     )

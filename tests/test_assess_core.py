@@ -97,8 +97,8 @@ def test_calcium_coded_with_the_loinc_oid_drives_the_assessment():
 
 def test_vitamin_d_far_above_its_lower_limit_is_shown_without_a_flag_not_as_normal():
     run = _lab_bundle(_lab("ca", "17861-6", 9.0), _lab("d", "62292-8", 180, unit="ng/mL"))
-    rationale = " ".join(grade.rationale for grade in run.patients[0].grades)
-    assert "25-OH vitamin D 180 ng/mL on 2026-11-01 (no flag)" in rationale
+    assert "25-OH vitamin D 180 ng/mL on 2026-11-01 (no flag)" in run.patients[0].values_note
+    assert "25-OH vitamin D 180 ng/mL on 2026-11-01 is at or above 150 ng/mL" in _grade(run, "metastatic").rationale
 
 
 def test_a_patient_with_very_long_names_and_displays_is_still_assessed():
@@ -150,7 +150,8 @@ def test_an_older_ionized_calcium_does_not_make_a_newer_high_total_calcium_norma
                       extra=(_named_condition("c1", "Systemic sclerosis"),))
     dystrophic = _grade(run, "dystrophic")
     assert dystrophic.risk != "high"
-    assert "is older than total Ca 13 mg/dL on 2026-11-10: total used" in dystrophic.rationale
+    assert "but calcium is high and phosphate is unknown, not normal: Ca 13 mg/dL on 2026-11-10 (H)" in dystrophic.rationale
+    assert "is older than total Ca 13 mg/dL on 2026-11-10: total used" in run.patients[0].values_note
     assert "within the applied ranges" not in _grade(run, "metastatic").rationale
 
 
@@ -201,7 +202,9 @@ def test_a_childs_phosphate_without_birth_date_is_not_read_as_high_by_the_adult_
 def test_an_unflagged_vitamin_d_is_said_not_to_exclude_hypervitaminosis_d():
     run = _lab_bundle(_lab("ca", "17861-6", 9.0), _lab("d", "62292-8", 160, unit="ng/mL"))
     metastatic = _grade(run, "metastatic")
-    assert "25-OH vitamin D 160 ng/mL: " + "no upper reference limit is known, so a high level cannot be flagged (hypervitaminosis D not excluded)." in metastatic.rationale
+    assert ("25-OH vitamin D 160 ng/mL on 2026-11-01 is at or above 150 ng/mL, the hallmark level of vitamin D "
+            "toxicity, but the lab did not flag it: not counted as a cause.") in metastatic.rationale
+    assert "hypervitaminosis D excluded" not in metastatic.rationale
     assert "hypervitaminosis D, hyperparathyroidism" not in metastatic.rationale
 
 
@@ -263,6 +266,8 @@ def test_corrected_calcium_is_not_called_normal_when_the_age_is_unknown():
         lab("17861-6", 10.5, "mg/dL"), lab("1751-7", 4.0, "g/dL"), lab("2777-1", 3.6, "mg/dL")]}
     (patient,) = assess_bundle(bundle, now=FIXTURE_NOW).patients
     rationale = " ".join(g.rationale for g in patient.grades)
-    assert "albumin-corrected Ca 10.5 mg/dL" in rationale
-    assert "albumin-corrected Ca 10.5 mg/dL (albumin 4 g/dL on 2026-11-01) (N)" not in rationale
+    assert "albumin-corrected Ca 10.5 mg/dL (albumin 4 g/dL on 2026-11-01) (no flag)" in patient.values_note
+    assert "albumin-corrected Ca 10.5 mg/dL (albumin 4 g/dL on 2026-11-01) (N)" not in rationale + patient.values_note
+    metastatic = next(grade for grade in patient.grades if grade.type == "metastatic")
+    assert "calcium and phosphate are unknown, not normal" in metastatic.rationale.lower()
     assert "within the applied ranges" not in rationale

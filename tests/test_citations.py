@@ -175,7 +175,7 @@ def test_warfarin_is_named_as_not_scored_with_no_claim_about_its_role():
     from test_knowledge_scenarios import engine_outputs, scenario_warfarin_by_rxnorm_with_ckd_necrosis
 
     rationale = engine_outputs(scenario_warfarin_by_rxnorm_with_ckd_necrosis())["Calciphylaxis"]["rationale"]
-    assert "Warfarin on file: not scored by this service." in rationale
+    assert "warfarin on file: not scored by this service." in rationale
     assert "risk factor in" not in rationale and "treatment" not in rationale
 
 

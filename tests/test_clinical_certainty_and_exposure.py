@@ -299,7 +299,7 @@ def test_an_active_order_is_named_once_and_a_draft_order_as_not_yet_signed(asses
     ], patient()))
     rationale = out["Iatrogenic"]["rationale"]
     assert rationale.count("calcium gluconate 100 mg/ml injection") == 1
-    assert "Draft order, not yet signed: calcium chloride 100 mg/ml injectable solution." in rationale
+    assert "; draft order, not yet signed: calcium chloride 100 mg/ml injectable solution." in rationale
     assert grades(out)["iatrogenic"] == "low"
 
 

@@ -110,8 +110,14 @@ def test_a_value_read_from_a_partly_read_search_is_shown_as_possibly_not_the_lat
     assert CALCIUM not in codes(out["Recommended Tests"]) + codes(out["Unconfirmed Tests"])  # available
     assert PHOSPHATE in codes(out["Unconfirmed Tests"])
     dystrophic = out["Dystrophic"]["rationale"]
-    assert "Ca 9.4 mg/dL on" in dystrophic
-    assert "The laboratory search was incomplete: results not read may be more recent." in dystrophic
+    assert "no phosphate result among the results read (the laboratory search was incomplete)" in dystrophic
+    # Where the value is shown (the metastatic rationale, the values note), it is said it may not be the latest.
+    metastatic = out["Metastatic"]["rationale"]
+    assert "Ca 9.4 mg/dL on" in metastatic
+    assert metastatic.endswith(" The laboratory search was incomplete: results not read may be more recent.")
+    (note,) = [n for n in out["Notes"] if n.startswith("Values used: ")]
+    assert "Ca 9.4 mg/dL on" in note
+    assert note.endswith(" The laboratory search was incomplete: results not read may be more recent.")
 
 
 def test_a_complete_record_keeps_its_wording_and_proposes_the_missing_tests():

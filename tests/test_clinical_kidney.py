@@ -141,8 +141,8 @@ def test_an_old_egfr_below_15_followed_by_a_current_normal_one_is_not_kidney_fai
     out = evaluate(Facts([calcium("9.4"), phosphate("3.6"), egfr("9", "L", days_ago=300), egfr("75", "N", days_ago=5)],
                          woman_aged_60_on_2026_11_10()))
     assert out["Kidney Failure From Labs"] is False and out["Has Renal Failure"] is False
-    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and the latest eGFR is not below 15 mL/min/1.73 m2 "
-            "(eGFR 75 mL/min/1.73 m2 on 2026-11-10 (N)). ") in out["Calciphylaxis"]["rationale"]
+    assert ("No chronic kidney disease stage 3 to 5, ESRD or dialysis found among the conditions and procedures read, and the latest eGFR is not below 15 mL/min/1.73 m2 "
+            "(eGFR 75 mL/min/1.73 m2 on 2026-11-10 (N)).") in out["Calciphylaxis"]["rationale"]
 
 
 def test_with_coded_esrd_the_lab_value_is_named_without_doubting_chronicity():
@@ -229,8 +229,8 @@ def test_an_unknown_sex_or_age_gives_no_ckd_epi_and_says_why_once(patient_record
     assert out["eGFR Computed"] is None and out["Kidney Failure From Labs"] is False
     assert all_text(out).count(reason) == 1 and reason in out["Notes"]
     assert "egfr" not in [v["analyte"] for v in out["Values Used"]]
-    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and no current eGFR was reported or could be computed "
-            "from creatinine 7.24 mg/dL on 2026-11-10. ") in out["Calciphylaxis"]["rationale"]
+    assert ("No chronic kidney disease stage 3 to 5, ESRD or dialysis found among the conditions and procedures read, and no current eGFR was reported or could be computed "
+            "from creatinine 7.24 mg/dL on 2026-11-10.") in out["Calciphylaxis"]["rationale"]
 
 
 # ---- children ------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_an_egfr_in_the_stage_3_range_without_a_code_is_context_too():
 
 def test_nothing_found_says_what_was_looked_for():
     out = evaluate(Facts([calcium("9.4"), phosphate("3.6")], woman_aged_60_on_2026_11_10()))
-    assert ("No chronic kidney disease, ESRD or dialysis found among the conditions and procedures read, and no usable eGFR or creatinine result within 1 year. "
+    assert ("No chronic kidney disease stage 3 to 5, ESRD or dialysis found among the conditions and procedures read, and no usable eGFR or creatinine result within 1 year."
             in out["Calciphylaxis"]["rationale"])
     assert out["CKD Stage 3 Context"] is False and out["Kidney Failure Evidence"] == []
 

@@ -17,7 +17,7 @@ import pytest
 from service.cql_like.quantity import Quantity
 from test_knowledge_scenarios import (  # noqa: F401  (assess is a fixture)
     GRADE_DEFINES, ICD10CM, SNOMED, Facts, assess, calcium, condition, grades, obs, patient, phosphate,
-    recommended_codes, service_request)
+    recommended_codes, service_request, values_note)
 
 CREST = ("M34.1", "CR(E)ST syndrome")
 SAME_INSTANT = datetime(2026, 11, 10, 8, 0, tzinfo=timezone.utc)
@@ -69,7 +69,7 @@ def scenario_crest_with_normal_minerals_and_pth_below_3() -> Facts:
 def test_a_pth_below_3_is_shown_as_a_bound_low_and_counts_as_available(assess):
     out = assess(scenario_crest_with_normal_minerals_and_pth_below_3())
     assert grades(out)["dystrophic"] == "high"
-    assert "Other labs: PTH below 3 pg/mL on 2026-11-05 (L)." in out["Metastatic"]["rationale"]
+    assert "; PTH below 3 pg/mL on 2026-11-05 (L)." in values_note(out)
     assert "PTH 3 pg/mL" not in all_rationales(out)
     assert "2731-8" not in recommended_codes(out)
     assert available(out, "2731-8")["summary"] == "below 3 pg/mL on 2026-11-05"
@@ -80,8 +80,14 @@ def test_a_pth_below_3_is_shown_as_a_bound_low_and_counts_as_available(assess):
 def test_a_pth_above_2500_is_high_and_named_as_a_bound_wherever_it_counts(assess):
     out = assess(Facts([calcium("11.8", "H"), phosphate("3.2"), bounded(pth("2500", "H"), ">")], patient()))
     assert grades(out)["dystrophic"] == "negligible" and grades(out)["idiopathic"] == "negligible"
-    assert "PTH above 2500 pg/mL on 2026-11-05 (H)" in out["Metastatic"]["rationale"]
-    assert "PTH above 2500 pg/mL on 2026-11-05 (H)" in out["Calciphylaxis"]["rationale"]
+    assert "PTH above 2500 pg/mL on 2026-11-05 (H)" in out["Metastatic"]["rationale"]  # a cause
+    assert "PTH above 2500 pg/mL on 2026-11-05 (H)" in values_note(out)
+    # It counts as a calciphylaxis risk factor: with kidney failure and skin necrosis the picture is high.
+    picture = assess(Facts([condition(ICD10CM, "N18.6", "End stage renal disease"),
+                            condition(None, None, "Necrosis of skin of abdominal wall"),
+                            calcium("11.8", "H"), phosphate("3.2"), bounded(pth("2500", "H"), ">")], patient()))
+    assert grades(picture)["calciphylaxis"] == "high"
+    assert "risk factors: PTH above 2500 pg/mL on 2026-11-05 (H)" in picture["Calciphylaxis"]["rationale"]
     assert "2731-8" not in recommended_codes(out)
     assert available(out, "2731-8")["summary"] == "above 2500 pg/mL on 2026-11-05"
 
@@ -89,7 +95,7 @@ def test_a_pth_above_2500_is_high_and_named_as_a_bound_wherever_it_counts(assess
 def test_a_bound_that_does_not_settle_the_flag_is_reported_not_quantified_and_not_proposed_again(assess):
     out = assess(Facts([calcium("9.4"), phosphate("3.5"),
                         bounded(pth("20", None, low="15", high="68"), "<")], patient()))
-    assert "PTH below 20 pg/mL on 2026-11-05 (result not quantified)" in out["Metastatic"]["rationale"]
+    assert "PTH below 20 pg/mL on 2026-11-05 (result not quantified)" in values_note(out)
     assert "2731-8" not in recommended_codes(out)
     assert available(out, "2731-8")["summary"] == "result not quantified (below 20 pg/mL) on 2026-11-05"
     assert value_used(out, "pth")["flag"] is None
@@ -102,8 +108,9 @@ def test_a_calcium_below_6_is_low_but_never_multiplied_nor_corrected_for_albumin
     rationale = out["Dystrophic"]["rationale"]
     assert grades(out)["dystrophic"] == "low"  # tissue damage with an abnormal calcium
     assert "Ca below 6 mg/dL on 2026-11-05 (L)" in rationale
-    assert "albumin correction not applied: calcium below 6 mg/dL is a bound, not a value" in rationale
-    assert "Ca x P cannot be computed: calcium below 6 mg/dL is a bound, not a value" in rationale
+    assert "albumin correction not applied: calcium below 6 mg/dL is a bound, not a value" in values_note(out)
+    assert "Ca x P cannot be computed: calcium below 6 mg/dL is a bound, not a value" in values_note(out)
+    assert "Ca x P cannot be computed: calcium below 6 mg/dL is a bound, not a value" in out["Metastatic"]["rationale"]
     assert "albumin-corrected Ca" not in rationale
     analytes = [v["analyte"] for v in out["Values Used"]]
     assert "ca-x-p" not in analytes and "calcium-corrected" not in analytes
@@ -122,10 +129,10 @@ def test_a_phosphate_above_10_is_high_but_the_product_cannot_be_computed(assess)
 
 def test_an_albumin_below_1_5_is_never_used_to_correct_the_calcium(assess):
     out = assess(Facts([calcium("8.0", "L"), phosphate("3.5"), bounded(albumin("1.5", "L"), "<")], patient()))
-    rationale = out["Dystrophic"]["rationale"]
+    rationale = out["Metastatic"]["rationale"]
     assert "Ca 8 mg/dL on 2026-11-05 (L)" in rationale
-    assert ("albumin correction not applied: albumin below 1.5 g/dL is a bound, not a value" in rationale)
-    assert "albumin-corrected Ca" not in rationale
+    assert ("albumin correction not applied: albumin below 1.5 g/dL is a bound, not a value" in values_note(out))
+    assert "albumin-corrected Ca" not in rationale and "albumin-corrected Ca" not in values_note(out)
     assert "Ca x P 28 mg2/dL2 does not exceed 70 mg2/dL2" in rationale  # total calcium x phosphate: both exact
     assert "calcium-corrected" not in [v["analyte"] for v in out["Values Used"]]
     assert available(out, "1751-7")["summary"] == "below 1.5 g/dL on 2026-11-05"
@@ -164,8 +171,8 @@ def test_a_fifteen_year_olds_creatinine_without_a_default_range_is_said_once_in_
     assert said == ["Creatinine 0.9 mg/dL on 2026-11-05: no default range for this age and the lab sent none: "
                     "not flagged (unknown, not normal)."]
     assert "no default range" not in all_rationales(out)
-    assert "creatinine 0.9 mg/dL on 2026-11-05 (no flag)" in out["Metastatic"]["rationale"]
-    assert "PTH 66 pg/mL on 2026-11-05 (N)" in out["Metastatic"]["rationale"]
+    assert "creatinine 0.9 mg/dL on 2026-11-05 (no flag)" in values_note(out)
+    assert "PTH 66 pg/mL on 2026-11-05 (N)" in values_note(out)
     assert value_used(out, "creatinine")["range"] == "(no default range for this age)"
     assert not any("no default range for this age reference range applied" in note for note in out["Notes"])
 
@@ -287,6 +294,11 @@ def _rationale(risk):
     return " ".join(prediction.get("rationale", "") for prediction in risk["prediction"])
 
 
+def _values_note_text(risk):
+    (note,) = [note["text"] for note in risk.get("note", []) if note["text"].startswith("Values used: ")]
+    return note
+
+
 def test_every_output_resource_is_valid_r4(assessed):
     from test_outputs_scenarios import validate_r4
 
@@ -300,7 +312,7 @@ def test_an_adults_bounded_pth_and_egfr_in_ml_per_min_per_1_73m2_are_used_end_to
     _, result = assessed
     (risk,) = _for(result, "RiskAssessment", "adult")
     rationale = _rationale(risk)
-    assert "PTH below 3 pg/mL on 2026-11-01 (L)" in rationale
+    assert "PTH below 3 pg/mL on 2026-11-01 (L)" in _values_note_text(risk)
     assert "eGFR 42 mL/min/1.73 m2 on 2026-11-01" in rationale
     ordered = {coding["code"] for request in _for(result, "ServiceRequest", "adult")
                for coding in request["code"]["coding"]}
@@ -330,7 +342,7 @@ def test_a_fifteen_year_olds_creatinine_without_a_default_range_is_noted_once_en
         "not flagged (unknown, not normal)."]
     rationale = _rationale(risk)
     assert "no default range" not in rationale
-    assert "PTH 66 pg/mL on 2026-11-01 (N)" in rationale  # normal for 15 (15-68), high for an adult
+    assert "PTH 66 pg/mL on 2026-11-01 (N)" in _values_note_text(risk)  # normal for 15 (15-68), high for an adult
 
 
 def test_the_text_summary_and_the_card_detail_show_a_bound_as_a_bound(assessed):

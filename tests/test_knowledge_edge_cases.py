@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from test_knowledge_scenarios import (
     ICD10CM, SNOMED, Facts, assess, calcium, condition, engine_evidence, grades, medication, obs, patient, phosphate,
-    recommended_codes, service_request,
+    recommended_codes, service_request, values_note,
 )  # noqa: F401  (assess is the rule-library fixture)
 
 
@@ -33,8 +33,10 @@ def test_an_older_normal_ionized_calcium_does_not_hide_a_newer_high_total(assess
     out = assess(older_normal_ionized_with_newer_high_total())
     assert grades(out)["dystrophic"] != "high"
     assert grades(out)["metastatic"] in ("moderate", "high")
-    rationale = out["Dystrophic"]["rationale"]
-    assert "ionized Ca 4.8 mg/dL on 2026-01-10 is older than total Ca 13 mg/dL on 2026-11-10: total used" in rationale
+    # The rationale names the calcium that decided (the newer total); the values note says why the ionized was not used.
+    assert "but calcium is high and phosphate is normal: Ca 13 mg/dL on 2026-11-10 (H)" in out["Dystrophic"]["rationale"]
+    assert "ionized Ca 4.8 mg/dL on 2026-01-10 is older than total Ca 13 mg/dL on 2026-11-10: total used" in values_note(out)
+    assert "calcium is high" in out["Metastatic"]["rationale"].lower()
     assert "within the applied ranges" not in out["Metastatic"]["rationale"]
 
 

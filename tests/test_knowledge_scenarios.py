@@ -183,6 +183,12 @@ def recommended_codes(out: dict[str, Any]) -> list[str]:
     return [t["code"] for t in out["Recommended Tests"]]
 
 
+def values_note(out: dict[str, Any]) -> str:
+    """The one note listing the values used (the rationales name only the values that drove their grade)."""
+    (note,) = [n for n in out["Notes"] if n.startswith("Values used: ")]
+    return note
+
+
 # ---- scenarios ------------------------------------------------------------------------------
 
 def scenario_dystrophic_systemic_sclerosis_normal_labs() -> Facts:
@@ -408,8 +414,8 @@ def test_connective_tissue_disease_with_normal_calcium_and_phosphate_is_dystroph
     assert grades(out)["dystrophic"] == "high"
     assert grades(out)["metastatic"] == "negligible"
     assert leading(out) == "dystrophic"
-    assert "CR(E)ST syndrome" in out["Dystrophic"]["rationale"]
-    assert "Ca 9.4 mg/dL on 2026-11-05 (N)" in out["Dystrophic"]["rationale"]
+    assert "CR(E)ST syndrome; calcium and phosphate are normal" in out["Dystrophic"]["rationale"]
+    assert "Ca 9.4 mg/dL on 2026-11-05 (N)" in values_note(out)
     # The serology is "for lupus and systemic sclerosis": an established CREST does not bring it back.
     assert [t["group"] for t in out["Recommended Tests"]].count("autoimmune") == 0
     assert [t["code"] for t in out["Tests Not Proposed"]] == ["8061-4", "5130-0", "43119-7"]
@@ -423,7 +429,7 @@ def test_ckd_with_high_calcium_and_phosphate_is_metastatic_with_the_product_name
     assert "Ca x P 82.1 mg2/dL2 exceeds 70 mg2/dL2" in rationale
     assert "Ca 10.8 mg/dL on 2026-10-02 (H)" in rationale and "P 7.6 mg/dL on 2026-10-02 (H)" in rationale
     # CKD stage 4 is not the "chronic kidney failure" the source names as a cause: the product decides.
-    assert "Causes of metastatic calcinosis: Chronic kidney disease stage 4" not in rationale
+    assert "causes of metastatic calcinosis: Chronic kidney disease stage 4" not in rationale
     assert grades(out)["dystrophic"] == "negligible"
     assert grades(out)["idiopathic"] == "negligible"
     caxp = next(v for v in out["Values Used"] if v["analyte"] == "ca-x-p")
@@ -452,7 +458,10 @@ def test_esrd_with_skin_ulcer_and_diabetes_is_calciphylaxis_even_below_product_7
     assert leading(out) == "calciphylaxis"
     rationale = out["Calciphylaxis"]["rationale"]
     assert "Skin ulcer of lower leg" in rationale and "Type 2 diabetes mellitus" in rationale
-    assert "Ca x P 45 mg2/dL2 does not exceed 70 mg2/dL2" in rationale
+    # The product is named where it is weighed (metastatic, capped by this picture) and in the values note.
+    assert "Ca x P 45 mg2/dL2 does not exceed 70 mg2/dL2" in out["Metastatic"]["rationale"]
+    assert "points to calciphylaxis" in out["Metastatic"]["rationale"]
+    assert "Ca x P 45 mg2/dL2 does not exceed 70 mg2/dL2" in values_note(out)
 
 
 def test_esrd_with_product_above_70_and_no_necrosis_is_metastatic_first(assess):
@@ -563,7 +572,7 @@ def test_albumin_correction_is_not_used_in_kidney_disease(assess):
 def test_dialysis_with_skin_necrosis_and_warfarin_by_rxnorm_code_is_moderate_calciphylaxis_naming_warfarin(assess):
     out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
     assert grades(out)["calciphylaxis"] == "moderate"
-    assert "Warfarin on file: not scored by this service." in out["Calciphylaxis"]["rationale"]
+    assert "warfarin on file: not scored by this service." in out["Calciphylaxis"]["rationale"]
 
 
 def test_ckd_stage_5_alone_is_kidney_failure_with_low_calciphylaxis_and_high_metastatic(assess):
@@ -589,7 +598,8 @@ def test_para_aminosalicylic_acid_is_an_iatrogenic_cause(assess):
 def test_tumor_lysis_is_iatrogenic_high_and_a_site_coded_malignancy_is_a_metastatic_cause(assess):
     out = assess(scenario_tumor_lysis_and_transplant())
     assert grades(out)["iatrogenic"] == "high"
-    assert "Organ transplant: Liver transplant status." in out["Iatrogenic"]["rationale"]
+    assert "Tumor lysis syndrome: Tumor lysis syndrome; organ transplant: Liver transplant status." \
+        in out["Iatrogenic"]["rationale"]
     # A malignancy with a high phosphate but Ca x P 54.9 (below the source's 70): moderate, not high.
     assert grades(out)["metastatic"] == "moderate"
     assert "Acute lymphoblastic leukemia" in out["Metastatic"]["rationale"]
@@ -739,7 +749,8 @@ def test_an_albumin_of_40_g_per_dl_is_implausible_and_no_corrected_calcium_is_us
     assert ("Albumin 40 g/dL on 2026-11-05 is implausible (g/L sent as g/dL?): "
             "albumin-corrected calcium not computed.") in out["Notes"]
     assert "albumin 40 g/dL on 2026-11-05 is implausible (g/L sent as g/dL?): corrected calcium not computed" \
-        in out["Metastatic"]["rationale"]
+        in values_note(out)
+    assert "Ca 9 mg/dL on 2026-11-05 (N)" in out["Metastatic"]["rationale"]  # the total calcium, not a corrected one
     assert "Ca x P 31.5 mg2/dL2" in out["Metastatic"]["rationale"]
 
 
@@ -804,16 +815,19 @@ def scenario_unflagged_high_vitamin_d_without_a_cause() -> Facts:
 def test_an_unflagged_vitamin_d_does_not_rule_out_hypervitaminosis_d_nor_count_as_its_cause(assess):
     out = assess(scenario_unflagged_high_vitamin_d_without_a_cause())
     rationale = out["Metastatic"]["rationale"]
-    assert "25-OH vitamin D 160 ng/mL: " + "no upper reference limit is known, so a high level cannot be flagged (hypervitaminosis D not excluded)." in rationale
+    # 160 ng/mL is above the level the cited review calls the hallmark of toxicity (150 ng/mL): said, not counted.
+    assert ("25-OH vitamin D 160 ng/mL on 2026-11-05 is at or above 150 ng/mL, the hallmark level of vitamin D "
+            "toxicity, but the lab did not flag it: not counted as a cause.") in rationale
     assert "hypervitaminosis D, hyperparathyroidism" not in rationale
-    assert "Causes of metastatic calcinosis on file" not in rationale
+    assert "hypervitaminosis D excluded" not in rationale
+    assert "causes of metastatic calcinosis" not in rationale
     assert grades(out)["metastatic"] == "moderate"
 
 
 def test_a_vitamin_d_flagged_high_is_a_cause_and_not_called_unknown(assess):
     out = assess(Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", "H")], patient()))
     rationale = out["Metastatic"]["rationale"]
-    assert "Causes of metastatic calcinosis: 25-OH vitamin D 160 ng/mL on 2026-11-05 (H)." in rationale
+    assert "causes of metastatic calcinosis: 25-OH vitamin D 160 ng/mL on 2026-11-05 (H)." in rationale
     assert "not excluded" not in rationale
 
 
@@ -846,8 +860,8 @@ def test_warfarin_is_named_but_not_counted_as_a_calciphylaxis_risk_factor(assess
     out = assess(scenario_warfarin_by_rxnorm_with_ckd_necrosis())
     assert grades(out)["calciphylaxis"] == "moderate"
     rationale = out["Calciphylaxis"]["rationale"]
-    assert "Warfarin on file: not scored by this service." in rationale
-    assert "No risk factor (obesity, diabetes, hyperparathyroidism, high PTH) found among the conditions and results read." in rationale
+    assert rationale.endswith("; warfarin on file: not scored by this service.")
+    assert "No risk factor (obesity, diabetes, hyperparathyroidism, high PTH) found among the conditions and results read;" in rationale
 
 
 def test_the_calciphylaxis_citation_quotes_the_statpearls_pearls_and_the_risk_factor_list(assess):
@@ -904,7 +918,7 @@ def test_missing_analytes_are_called_no_usable_result_since_a_result_may_have_be
     rationale = out["Metastatic"]["rationale"]
     assert "no usable calcium result within 1 year" in rationale
     assert "no usable phosphate result within 1 year" in rationale
-    assert "No usable creatinine, eGFR, PTH or 25-OH vitamin D result within 1 year." in rationale
+    assert "; no usable creatinine, eGFR, PTH or 25-OH vitamin D result within 1 year." in values_note(out)
     assert "on file within 1 year" not in rationale
     assert any(note.startswith("No usable calcium or phosphate result within 1 year") for note in out["Notes"])
 
@@ -940,7 +954,7 @@ def test_milk_alkali_tests_are_to_assess_it_when_the_syndrome_is_on_file(assess)
 
 def test_the_idiopathic_rationale_names_the_other_cause_found(assess):
     out = assess(scenario_dystrophic_systemic_sclerosis_normal_labs())
-    assert out["Idiopathic"]["rationale"].startswith("Another cause is recorded: CR(E)ST syndrome. ")
+    assert out["Idiopathic"]["rationale"] == "Another cause is recorded: CR(E)ST syndrome."
 
 
 def test_the_iatrogenic_rationale_gives_the_date_and_route_of_the_exposure(assess):
