@@ -140,13 +140,17 @@ def test_a_vitamin_d_below_the_toxic_level_excludes_hypervitaminosis_d_and_says_
     assert grades(out)["metastatic"] == "moderate"  # a high calcium alone: unchanged
 
 
-def test_a_vitamin_d_at_the_toxic_level_the_lab_did_not_flag_is_said_and_not_counted():
+def test_a_vitamin_d_at_the_toxic_level_the_lab_did_not_flag_is_a_cause():
     out = evaluate(Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", None)], patient()))
     rationale = out["Metastatic"]["rationale"]
-    assert ("25-OH vitamin D 160 ng/mL on 2026-11-05 is at or above 150 ng/mL, the hallmark level of vitamin D "
-            "toxicity, but the lab did not flag it: not counted as a cause") in rationale
+    assert ("causes of metastatic calcinosis: 25-OH vitamin D 160 ng/mL on 2026-11-05, at or above 150 ng/mL, the "
+            "hallmark level of vitamin D toxicity (not flagged by the lab)") in rationale
     assert "hypervitaminosis D excluded" not in rationale
+    # A cause with a high calcium and phosphate but Ca x P 58.3: moderate until the product exceeds 70.
     assert grades(out)["metastatic"] == "moderate"
+    assert grades(evaluate(Facts([calcium("9.2"), phosphate("3.5"), obs("62292-8", "160", "ng/mL", None),
+                                  obs("17861-6", "9.2", "mg/dL", "N", days_ago=400)], patient())))["idiopathic"] \
+        == "negligible"  # another cause: hypervitaminosis D by its level
 
 
 def test_no_vitamin_d_result_cites_no_toxic_level():

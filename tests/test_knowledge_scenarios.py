@@ -812,15 +812,14 @@ def scenario_unflagged_high_vitamin_d_without_a_cause() -> Facts:
     return Facts([calcium("11.9", "H"), phosphate("4.9", "H"), obs("62292-8", "160", "ng/mL", None)], patient())
 
 
-def test_an_unflagged_vitamin_d_does_not_rule_out_hypervitaminosis_d_nor_count_as_its_cause(assess):
+def test_an_unflagged_vitamin_d_at_the_toxic_level_counts_as_hypervitaminosis_d(assess):
     out = assess(scenario_unflagged_high_vitamin_d_without_a_cause())
     rationale = out["Metastatic"]["rationale"]
-    # 160 ng/mL is above the level the cited review calls the hallmark of toxicity (150 ng/mL): said, not counted.
-    assert ("25-OH vitamin D 160 ng/mL on 2026-11-05 is at or above 150 ng/mL, the hallmark level of vitamin D "
-            "toxicity, but the lab did not flag it: not counted as a cause.") in rationale
-    assert "hypervitaminosis D, hyperparathyroidism" not in rationale
+    # 160 ng/mL is above the level the cited review calls the hallmark of toxicity (150 ng/mL): a cause.
+    assert ("25-OH vitamin D 160 ng/mL on 2026-11-05, at or above 150 ng/mL, the hallmark level of vitamin D "
+            "toxicity (not flagged by the lab)") in rationale
     assert "hypervitaminosis D excluded" not in rationale
-    assert "causes of metastatic calcinosis" not in rationale
+    assert "causes of metastatic calcinosis: 25-OH vitamin D 160 ng/mL" in rationale
     assert grades(out)["metastatic"] == "moderate"
 
 
