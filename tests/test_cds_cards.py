@@ -74,7 +74,7 @@ def test_no_values_on_file_is_said_and_never_reads_as_normal():
     assessment = quiet_assessment(values_used=(), recommended=metastatic_assessment().recommended)
     (card,) = build_cards(assessment, _context())
     assert "no calcium/phosphate on file" in card.card["summary"]
-    assert "No calcium or phosphate result on file: the lab-driven types are unknown, not normal." in card.card["detail"]
+    assert "No calcium or phosphate result on file: unknown, not normal." in card.card["detail"]
     assert "| Ca |" not in card.card["detail"]
 
 
@@ -100,7 +100,7 @@ def test_a_long_first_sentence_is_not_copied_the_why_is_composed_from_the_grade_
             "phosphate unknown: 1 phosphate result within 365 days could not be read; Ca x P cannot be computed.")
     grades = (TypeGrade("metastatic", "high", long + " More."),)
     (card,) = build_cards(metastatic_assessment(grades=grades), _context())
-    assert card.card["detail"].startswith("**Why metastatic (high):** graded high on Ca x P 81.8 mg2/dL2.\n")
+    assert card.card["detail"].startswith("**Why metastatic (high):** graded high: Ca x P 81.8 mg2/dL2.\n")
 
 
 def test_the_rows_beyond_calcium_and_phosphate_are_the_values_that_drive_the_leading_type():
@@ -285,7 +285,7 @@ def test_without_a_product_from_the_core_the_card_names_calcium_and_never_comput
     (card,) = build_cards(metastatic_assessment(values_used=values), _context())
     assert card.card["summary"] == "Metastatic calcinosis likely: Ca 2.8 mmol/L (H)"
     assert "| Ca | 2.8 mmol/L (H) | date not recorded |" in card.card["detail"]
-    assert "Ca x P" not in card.card["detail"]
+    assert "| Ca x P |" not in card.card["detail"]
 
 
 def test_the_product_is_shown_with_one_decimal_in_the_unit_the_core_gave():
@@ -410,3 +410,15 @@ def test_a_work_up_too_long_to_list_is_cut_with_how_many_more_and_the_detail_sta
     assert "**Missing work-up:** Named study number 0, Named study number 1" in detail
     assert " more (all in the suggestion)" in detail
     assert len(card.card["suggestions"][0]["actions"]) == 40
+
+
+def test_with_no_calcium_or_phosphate_the_why_says_they_are_unknown_once():
+    long = ("Labs: no usable calcium result within 365 days; no usable phosphate result within 365 days; Ca x P cannot "
+            "be computed: calcium and phosphate are unknown, not normal.")
+    grades = (TypeGrade("metastatic", "low", long), TypeGrade("dystrophic", "low", "No tissue damage found."))
+    assessment = quiet_assessment(grades=grades, values_used=(), recommended=metastatic_assessment().recommended)
+    (card,) = build_cards(assessment, _context())
+    detail = card.card["detail"]
+    assert detail.startswith("**Why metastatic (low):** No calcium or phosphate result on file: unknown, not normal.")
+    assert detail.count("unknown, not normal") == 1
+    assert "| Test |" not in detail

@@ -522,5 +522,5 @@ def test_a_fetched_result_that_could_not_be_read_is_located_at_the_resource_read
     assert response.status_code == 200
     notes = _located_notes(response)
     (note,) = [n for n in notes if "mg/furlong" in n["text"]]
-    assert note["location"] == "Observation/fetched-bad.valueQuantity.code"
+    assert note["location"] == "Observation/fetched-bad.valueQuantity.unit"
     assert not any("prefetch.labs" in (n.get("location") or "") for n in notes)  # a key the EHR never sent

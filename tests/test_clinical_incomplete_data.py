@@ -362,7 +362,7 @@ def test_a_first_page_only_labs_prefetch_proposes_no_calcium_or_phosphate_as_mis
     assert "Calcium" not in missing_names and "Phosphate" not in missing_names
     assert "no usable calcium result" not in detail and "no usable phosphate result" not in detail
     assert ("No calcium or phosphate result among the results read (the laboratory search was incomplete): "
-            "the lab-driven types are unknown, not normal.") in detail
+            "unknown, not normal.") in detail
     # The data notes say the prefetch was partial, the core agrees; where, is for the EHR's developers.
     assert "- Lab results were read only in part: any result may be missing" in detail
     located = card["extension"]["calcinosis-cds.org/data-notes"]
