@@ -422,3 +422,20 @@ def test_with_no_calcium_or_phosphate_the_why_says_they_are_unknown_once():
     assert detail.startswith("**Why metastatic (low):** No calcium or phosphate result on file: unknown, not normal.")
     assert detail.count("unknown, not normal") == 1
     assert "| Test |" not in detail
+
+
+def test_the_summary_names_the_number_that_drives_the_grade_an_abnormal_one_before_a_normal_one():
+    values = (ValueUsed("calcium", "Calcium (serum)", Decimal("11.9"), "mg/dL", date(2026, 10, 2), "Observation/ca",
+                        flag="H"),
+              ValueUsed("phosphate", "Phosphate (serum)", Decimal("4.9"), "mg/dL", date(2026, 10, 2), "Observation/p",
+                        flag="H"),
+              ValueUsed("ca-x-p", "Calcium x phosphate product", Decimal("58.31"), "mg2/dL2", date(2026, 10, 2),
+                        "Observation/ca", flag="N"),
+              ValueUsed("pth", "Parathyroid hormone (intact)", Decimal("610"), "pg/mL", date(2026, 10, 2),
+                        "Observation/pth", flag="H"))
+    metastatic = (TypeGrade("metastatic", "moderate", "Calcium and/or phosphate are high."),)
+    (card,) = build_cards(metastatic_assessment(grades=metastatic, values_used=values), _context())
+    assert card.card["summary"] == "Metastatic calcinosis possible: Ca 11.9 mg/dL (H)"  # Ca x P 58.3 is below 70
+    calciphylaxis = (TypeGrade("calciphylaxis", "high", "Kidney failure / dialysis: End-stage renal disease."),)
+    (card,) = build_cards(metastatic_assessment(grades=calciphylaxis, values_used=values), _context())
+    assert card.card["summary"] == "Calciphylaxis likely: PTH 610 pg/mL (H)"
