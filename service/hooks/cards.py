@@ -371,23 +371,23 @@ def _key_number(assessment: PatientAssessment, data: Mapping[str, Any]) -> str:
 
 def key_number_text(values: tuple[ValueUsed, ...], analytes: Iterable[str], data: Mapping[str, Any], *,
                     incomplete: Iterable[str] = ()) -> str:
-    """The number a clinician looks at first for this type, e.g. 'Ca x P 81 mg2/dL2', never invented.
+    """The number a clinician looks at first for this type, e.g. 'Ca x P 81 mg2/dL2', never invented:
+    the first of `analytes` the core flagged abnormal (the one that drives the grade), else the first
+    it used at all.
 
     With no value, "not on file" only when every result of those analytes was read (`incomplete`
     names the analytes whose results may not all have been).
     """
     analytes = tuple(analytes)
-    for analyte in analytes:
+    found = [(analyte, value) for analyte in analytes
+             if (value := _ca_x_p(values, data) if analyte == "ca-x-p" else _find_value(values, analyte)) is not None]
+    abnormal = [(analyte, value) for analyte, value in found if value.flag not in (None, "N")]
+    for analyte, value in (abnormal or found)[:1]:
         if analyte == "ca-x-p":
-            product = _ca_x_p(values, data)
-            if product is not None:
-                return f"Ca x P {_format_decimal(product.value, '0.1')} {product.unit}"
-            continue
-        value = _find_value(values, analyte)
-        if value is not None:
-            label = data["short_labels"].get(analyte, value.label)
-            flag = f" ({value.flag})" if value.flag else ""
-            return f"{label} {value.bound_words}{_format_decimal(value.value)} {value.unit}{flag}"
+            return f"Ca x P {_format_decimal(value.value, '0.1')} {value.unit}"
+        label = data["short_labels"].get(analyte, value.label)
+        flag = f" ({value.flag})" if value.flag else ""
+        return f"{label} {value.bound_words}{_format_decimal(value.value)} {value.unit}{flag}"
     not_read = set(incomplete)
     if not_read & ({"calcium", "phosphate"} | set(analytes)):
         return str(data["key_number_unconfirmed"])
