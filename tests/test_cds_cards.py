@@ -439,3 +439,10 @@ def test_the_summary_names_the_number_that_drives_the_grade_an_abnormal_one_befo
     calciphylaxis = (TypeGrade("calciphylaxis", "high", "Kidney failure / dialysis: End-stage renal disease."),)
     (card,) = build_cards(metastatic_assessment(grades=calciphylaxis, values_used=values), _context())
     assert card.card["summary"] == "Calciphylaxis likely: PTH 610 pg/mL (H)"
+
+
+def test_a_test_proposed_again_because_two_results_disagree_is_named_as_a_repeat():
+    recommended = (PanelTest("17861-6", "http://loinc.org", "Calcium [Mass/volume] in Serum or Plasma", "baseline",
+                             "Repeat: two calcium results at 2026-11-10T08:00 disagree (9.4 and 11.8 mg/dL)"),)
+    (card,) = build_cards(metastatic_assessment(recommended=recommended), _context())
+    assert "**Missing work-up:** Calcium (repeat)" in card.card["detail"]

@@ -168,3 +168,52 @@ def test_located_notes_translate_the_locations_inside_their_text_too():
     assert note.text == ("calcium: conflicting results at the same time: the higher one is used; "
                          "prefetch.labs.entry[1].resource (9.6 mg/dL) and prefetch.labs.entry[0].resource (9.2 mg/dL)")
     assert note.location == "prefetch.labs.entry[1].resource"
+
+
+# -- the few data notes a clinician reads ---------------------------------------------------------------
+
+def _lab(entry_id: str, code: str) -> dict:
+    return {"resource": {"resourceType": "Observation", "id": entry_id, "status": "final",
+                         "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}}
+
+
+def _clinician_lines(assessment, issues, bundle_entries, **options) -> tuple[str, ...]:
+    from service.hooks.data_notes import clinician_lines
+
+    return clinician_lines(assessment, options.pop("notes", ()), issues,
+                           bundle={"resourceType": "Bundle", "type": "collection", "entry": bundle_entries}, **options)
+
+
+def test_results_that_could_not_be_read_are_counted_by_reason_only_when_they_changed_the_result():
+    from tests.support.cds_app import metastatic_assessment
+
+    entries = [_lab("ca-bad-1", "17861-6"), _lab("ca-bad-2", "17861-6"), _lab("pth-old", "2731-8"), _lab("ca-1", "17861-6")]
+    unit = [InputIssue("warning", "code-invalid", f"Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'",
+                       f"Bundle.entry[{i}].resource.valueQuantity.code") for i in (0, 1)]
+    old_pth = InputIssue("warning", "code-invalid", "PTH not used: unit 'x'", "Bundle.entry[2].resource.valueQuantity")
+    conflict = InputIssue("warning", "conflict", "calcium: conflicting results at the same time", "Bundle.entry[3].resource")
+    info = InputIssue("information", "informational", "Calcium: preliminary result used", "Bundle.entry[3].resource.status")
+    calcium_unread = metastatic_assessment(incomplete_analytes=("calcium",))
+    lines = _clinician_lines(calcium_unread, (*unit, old_pth, conflict, info), entries)
+    # The PTH was not counted by the rules (too old, say): its note stays in the extension only.
+    assert lines == ("2 results could not be read: unknown unit",
+                     "1 result used with a caveat: another result at the same time disagrees")
+    assert _clinician_lines(metastatic_assessment(), unit, entries) == ()  # nothing was left unsettled by them
+
+
+def test_partial_searches_come_first_then_the_unknown_age_and_at_most_three_lines_are_kept():
+    from service.assessment_model import DataGap
+    from service.hooks.data_notes import DataNote
+    from tests.support.cds_app import metastatic_assessment
+
+    assessment = metastatic_assessment(incomplete_searches=("condition",))
+    age = InputIssue("warning", "value", "age unknown: adult ranges", None)
+    ehr = DataNote("warning", "prefetch 'labs': the EHR noted: results from the reference lab could not be retrieved",
+                   "prefetch.labs", "ehr")
+    lines = _clinician_lines(assessment, (age,), [], notes=(ehr,), patient_provided=False,
+                             data_gaps=(DataGap("Observation", location="prefetch.labs"),))
+    assert lines == ("Lab results were read only in part: any result may be missing",
+                     "Conditions were read only in part: a diagnosis may be missing",
+                     "Age unknown (no patient record): only values outside every age band are flagged")
+    assert _clinician_lines(metastatic_assessment(), (), [], notes=(ehr,)) == (
+        "The EHR noted: results from the reference lab could not be retrieved",)

@@ -334,6 +334,8 @@ def test_outcome_entries_in_a_prefetch_are_carried_to_the_data_notes(client, cor
     body = _partial_labs(_request(), outcome_text="results from the reference lab could not be retrieved")
     response = _post(client, body)
     assert "results from the reference lab could not be retrieved" in _data_notes(response)
+    assert ("- The EHR noted: results from the reference lab could not be retrieved"
+            in response.get_json()["cards"][-1]["detail"])
     assert "OperationOutcome" not in _types(core.bundles[0])
 
 

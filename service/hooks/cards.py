@@ -202,9 +202,10 @@ def rule_docs_url(base_url: str, calcinosis_type: str | None, readme: str | None
     link stays valid whatever the documentation's headings are."""
     anchors = doc_anchors(readme) if readme is not None else list(_readme_anchors(_RULES_README))
     url = base_url.rstrip("/") + data["rule_docs"]["docs_path"]
-    candidates = []
+    candidates: list[str] = []
     if calcinosis_type:
-        candidates = [a for a in anchors if a == calcinosis_type] + [a for a in anchors if a.startswith(calcinosis_type + "-")]
+        candidates += [a for a in anchors if a == calcinosis_type]
+        candidates += [a for a in anchors if a.startswith(calcinosis_type + "-")]
     candidates += [a for a in data["rule_docs"]["fallback_anchors"] if a in anchors]
     return f"{url}#{candidates[0]}" if candidates else url
 
@@ -485,8 +486,8 @@ def _second_type(assessment: PatientAssessment, data: Mapping[str, Any], with_re
     if RISK_ORDER.get(second.risk, 0) < RISK_ORDER[detail["second_type_from_risk"]]:
         return None
     sentence = _first_sentence(second.rationale)
-    reason = f": {sentence}" if with_reason and sentence and _words(sentence) <= detail["second_type_reason_max_words"] \
-        else "."
+    short = bool(sentence) and _words(sentence) <= detail["second_type_reason_max_words"]
+    reason = f": {sentence}" if with_reason and short else "."
     return detail["second_type"].format(type=second.type, risk=second.risk, reason=reason)
 
 
@@ -620,7 +621,7 @@ def _assessment_detail(assessment: PatientAssessment, missing: list[PanelTest], 
     table = _values_table(rows, data)
     values += ([""] if values and table else []) + table
     repeat = detail["repeat_reason_prefix"]
-    missing_names = [test_name(t, data) + (detail["repeat_suffix"] if t.reason.startswith(repeat) else "")
+    missing_names = [test_name(t, data) + (detail["repeat_suffix"] if (t.reason or "").startswith(repeat) else "")
                      for t in missing]
     unconfirmed = _unconfirmed_groups(assessment, data)
     omitted = _omitted_groups(assessment, data)
