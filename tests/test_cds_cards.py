@@ -446,3 +446,26 @@ def test_a_test_proposed_again_because_two_results_disagree_is_named_as_a_repeat
                              "Repeat: two calcium results at 2026-11-10T08:00 disagree (9.4 and 11.8 mg/dL)"),)
     (card,) = build_cards(metastatic_assessment(recommended=recommended), _context())
     assert "**Missing work-up:** Calcium (repeat)" in card.card["detail"]
+
+
+def test_long_lists_of_every_kind_are_shortened_but_why_the_values_and_the_first_data_note_stay():
+    why = " ".join(["word"] * 24) + "."
+    grades = (TypeGrade("metastatic", "high", why), TypeGrade("calciphylaxis", "moderate", "ESRD on dialysis."))
+    recommended = tuple(PanelTest("", "", f"Long named study {n}", "baseline", "r") for n in range(30))
+    unconfirmed = tuple(UnconfirmedTest("", "", f"Unconfirmed study {n}", "baseline",
+                                        f"could not confirm: reason number {n % 3} was long text here") for n in range(12))
+    omitted = tuple(OmittedTest("", "", f"Omitted study {n}", f"reason {n % 4} is quite long in words: details")
+                    for n in range(8))
+    lines = ("Lab results were read only in part: any result may be missing",
+             "Conditions were read only in part: a diagnosis may be missing",
+             "Age unknown (no patient record): only values outside every age band are flagged")
+    assessment = metastatic_assessment(grades=grades, recommended=recommended, unconfirmed=unconfirmed, omitted=omitted,
+                                       incomplete_searches=("condition",), calcinosis_condition=None)
+    (card,) = build_cards(assessment, _context(note_lines=lines))
+    detail = card.card["detail"]
+    assert len(rendered_words(detail)) <= 120, detail
+    assert detail.startswith(f"**Why metastatic (high):** {why}")
+    assert "No calcinosis cutis among the conditions read (the condition search was incomplete)" in detail
+    assert "| Ca x P | 81.8 mg2/dL2 (H) | 2026-11-01 |" in detail
+    assert data_note_lines(detail)[0] == lines[0]
+    assert "**Could not confirm (not proposed):** Unconfirmed study 0" in detail

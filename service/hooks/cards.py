@@ -497,8 +497,13 @@ def _names(names: Sequence[str], keep: int, data: Mapping[str, Any]) -> str:
     return data["detail"]["missing_cut"].format(names=", ".join(names[:keep]), count=len(names) - keep)
 
 
-def _grouped(groups: Sequence[tuple[str, list[str]]], keep: int) -> str:
-    """'A, B (reason); C (other reason)', naming at most `keep` tests in all and counting the others."""
+def _grouped(groups: Sequence[tuple[str, list[str]]], keep: int, with_reasons: bool = True) -> str:
+    """'A, B (reason); C (other reason)', naming at most `keep` tests in all and counting the others;
+    without reasons, 'A and 3 more'."""
+    if not with_reasons:
+        names = [name for _, group in groups for name in group]
+        shown = names[:max(keep, 1)]
+        return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(shown) < len(names) else "")
     parts = []
     left = keep
     for reason, names in groups:
@@ -561,6 +566,8 @@ class _DetailParts:
     notes: list[str]
     source: str | None
     second_reason: bool = True
+    with_second: bool = True
+    reasons: bool = True  # why each test could not be confirmed or was not proposed
     missing_keep: int = 0
     unconfirmed_keep: int = 0
     omitted_keep: int = 0
@@ -571,14 +578,15 @@ class _DetailParts:
         detail = data["detail"]
         blocks = [self.head, self.values]
         second = self.second_full if self.second_reason else self.second_short
-        if second:
+        if second and self.with_second:
             blocks.append([second])
         if self.missing:
             blocks.append([detail["missing"].format(names=_names(self.missing, self.missing_keep, data))])
         if self.unconfirmed:
-            blocks.append([detail["unconfirmed"].format(groups=_grouped(self.unconfirmed, self.unconfirmed_keep))])
-        if self.omitted:
-            blocks.append([detail["not_proposed"].format(groups=_grouped(self.omitted, self.omitted_keep))])
+            blocks.append([detail["unconfirmed"].format(
+                groups=_grouped(self.unconfirmed, self.unconfirmed_keep, self.reasons))])
+        if self.omitted and self.omitted_keep:
+            blocks.append([detail["not_proposed"].format(groups=_grouped(self.omitted, self.omitted_keep, self.reasons))])
         if self.notes and self.notes_keep:
             blocks.append([detail["data_notes_heading"]] + [f"- {note}" for note in self.notes[: self.notes_keep]])
         if self.source and self.with_source:
@@ -588,22 +596,26 @@ class _DetailParts:
 
 def _fit(parts: _DetailParts, data: Mapping[str, Any]) -> str:
     """The fullest detail within the word limit: the second type's reason goes first, then the lists are cut
-    ("and 4 more": the suggestion holds them all), then data notes beyond the first, then the source line."""
+    ("and 4 more": the suggestion holds them all), data notes beyond the first, the reasons of the tests not
+    confirmed or not proposed, the tests not proposed, the second type, and last the source line. What is
+    never cut: why the leading type, whether calcinosis is on file, the values, the first data note."""
     limit = data["detail"]["word_limit"]
 
     def fits() -> bool:
         return rendered_word_count(parts.render(data)) <= limit
 
-    steps: list[tuple[str, int]] = [("missing_keep", 3), ("unconfirmed_keep", 3), ("omitted_keep", 1),
-                                    ("notes_keep", 1), ("missing_keep", 1), ("unconfirmed_keep", 1)]
-    if fits():
-        return parts.render(data)
-    parts.second_reason = False
+    steps: list[tuple[str, Any]] = [("second_reason", False), ("missing_keep", 3), ("unconfirmed_keep", 3),
+                                    ("omitted_keep", 1), ("notes_keep", 1), ("missing_keep", 1),
+                                    ("unconfirmed_keep", 1), ("reasons", False), ("omitted_keep", 0),
+                                    ("with_second", False), ("with_source", False)]
     for attribute, floor in steps:
+        if fits():
+            break
+        if isinstance(floor, bool):
+            setattr(parts, attribute, floor)
+            continue
         while not fits() and getattr(parts, attribute) > floor:
             setattr(parts, attribute, getattr(parts, attribute) - 1)
-    if not fits():
-        parts.with_source = False
     return parts.render(data)
 
 
