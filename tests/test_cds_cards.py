@@ -157,7 +157,8 @@ def test_a_test_is_named_by_its_own_name_then_the_short_name_table_never_the_loi
                              "bone turnover"),
                    PanelTest("", "", "Bone scintigraphy (bone scan)", "imaging", "extent"))
     (card,) = build_cards(metastatic_assessment(recommended=recommended), _context())
-    assert ("**Missing work-up:** Parathyroid hormone, intact, 25-OH vitamin D, Osteocalcin, "
+    # A name holding a comma: the list is separated by semicolons, so each test reads as one.
+    assert ("**Missing work-up:** Parathyroid hormone, intact; 25-OH vitamin D; Osteocalcin; "
             "Bone scintigraphy (bone scan)") in card.card["detail"]
     descriptions = [a["description"] for s in card.card["suggestions"] for a in s["actions"]]
     assert descriptions == ["Propose Parathyroid hormone, intact", "Propose 25-OH vitamin D", "Propose Osteocalcin",

@@ -355,10 +355,10 @@ def test_a_first_page_only_labs_prefetch_proposes_no_calcium_or_phosphate_as_mis
     (unconfirmed,) = [line for line in lines if line.startswith("**Could not confirm (not proposed):** ")]
     assert unconfirmed.endswith("(the laboratory search was only partly read). "
                                 "Check for a current result before ordering.")
-    unconfirmed_names = unconfirmed.split(":** ", 1)[1].split(" (the laboratory", 1)[0].split(", ")
+    unconfirmed_names = re.split(r", |; ", unconfirmed.split(":** ", 1)[1].split(" (the laboratory", 1)[0])
     assert {"Calcium", "Phosphate"} <= set(unconfirmed_names)
     missing = [line for line in lines if line.startswith("**Missing work-up:** ")]
-    missing_names = missing[0].split(":** ", 1)[1].split(", ") if missing else []
+    missing_names = re.split(r", |; ", missing[0].split(":** ", 1)[1]) if missing else []
     assert "Calcium" not in missing_names and "Phosphate" not in missing_names
     assert "no usable calcium result" not in detail and "no usable phosphate result" not in detail
     assert ("No calcium or phosphate result among the results read (the laboratory search was incomplete): "

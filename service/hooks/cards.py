@@ -491,10 +491,15 @@ def _second_type(assessment: PatientAssessment, data: Mapping[str, Any], with_re
     return detail["second_type"].format(type=second.type, risk=second.risk, reason=reason)
 
 
+def _join(names: Sequence[str]) -> str:
+    """Names as a list: with commas, or with semicolons when a name holds a comma ('Parathyroid hormone, intact')."""
+    return ("; " if any("," in name for name in names) else ", ").join(names)
+
+
 def _names(names: Sequence[str], keep: int, data: Mapping[str, Any]) -> str:
     if keep >= len(names):
-        return ", ".join(names)
-    return data["detail"]["missing_cut"].format(names=", ".join(names[:keep]), count=len(names) - keep)
+        return _join(names)
+    return data["detail"]["missing_cut"].format(names=_join(names[:keep]), count=len(names) - keep)
 
 
 def _grouped(groups: Sequence[tuple[str, list[str]]], keep: int, with_reasons: bool = True) -> str:
@@ -503,7 +508,7 @@ def _grouped(groups: Sequence[tuple[str, list[str]]], keep: int, with_reasons: b
     if not with_reasons:
         names = [name for _, group in groups for name in group]
         shown = names[:max(keep, 1)]
-        return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(shown) < len(names) else "")
+        return _join(shown) + (f" and {len(names) - len(shown)} more" if len(shown) < len(names) else "")
     parts = []
     left = keep
     for reason, names in groups:
@@ -512,9 +517,9 @@ def _grouped(groups: Sequence[tuple[str, list[str]]], keep: int, with_reasons: b
         if not shown:
             parts.append(f"{len(names)} more ({reason})")
         elif len(shown) < len(names):
-            parts.append(f"{', '.join(shown)} and {len(names) - len(shown)} more ({reason})")
+            parts.append(f"{_join(shown)} and {len(names) - len(shown)} more ({reason})")
         else:
-            parts.append(f"{', '.join(names)} ({reason})")
+            parts.append(f"{_join(names)} ({reason})")
     return "; ".join(parts)
 
 
