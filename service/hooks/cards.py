@@ -148,16 +148,16 @@ def _in_sentence(name: str) -> str:
 
 
 def test_name(test: Any, data: Mapping[str, Any] = CARD_DATA) -> str:
-    """The plain name of a test: the core's own name when it gives one, else the short name the
-    card data keeps for its code, else the component of its display ('Osteocalcin [Mass/volume] in
-    Serum or Plasma' -> 'Osteocalcin'), never a LOINC long name."""
-    name = getattr(test, "name", "") or ""
-    if name:
-        return str(name)
+    """The plain name of a test: the core's own name when it gives one (a name that is only the display
+    again is none), else the short name the card data keeps for its code, else the component of its
+    display ('Osteocalcin [Mass/volume] in Serum or Plasma' -> 'Osteocalcin'), never a LOINC long name."""
+    display = str(getattr(test, "display", "") or "")
+    name = str(getattr(test, "name", "") or "")
+    if name and name != display:
+        return name
     short = data["test_names"].get(getattr(test, "code", "") or "")
     if short:
         return str(short)
-    display = str(getattr(test, "display", "") or "")
     return display.split(" [", 1)[0].split(" - ", 1)[0].strip() or display
 
 
