@@ -339,7 +339,7 @@ def test_the_card_offers_each_imaging_study_as_its_own_suggestion_beside_the_lab
     labels = [s["label"] for s in suggestions]
     assert labels[0] == f"Order {len(suggestions[0]['actions'])} missing tests"
     assert "Order CT" in labels and "Order skin biopsy" in labels
-    assert f"Order {BONE_SCAN_TEXT[0].lower()}{BONE_SCAN_TEXT[1:]}" in labels
+    assert any(label.startswith("Order bone scintigraphy") for label in labels)  # named only, no code
     imaging_resources = [a["resource"] for s in suggestions[1:] for a in s["actions"]]
     assert len(imaging_resources) == len(suggestions) - 1 == 6
     for resource in imaging_resources:
