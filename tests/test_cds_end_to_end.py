@@ -35,7 +35,8 @@ def test_esrd_with_a_high_product_and_no_calcinosis_on_file_warns_proposing_pth_
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
     assert "| P | 7.3 mg/dL (H) | 2026-11-01 |" in card["detail"]
     assert "| eGFR | 6 mL/min/1.73 m2 | 2026-11-01 |" in card["detail"]  # the kidney failure that drives the grade
-    assert "**Missing work-up:** " in card["detail"] and "PTH" in card["detail"]
+    (missing,) = [line for line in card["detail"].splitlines() if line.startswith("**Missing work-up:** ")]
+    assert "25-OH vitamin D" in missing and "[Mass/volume]" not in missing
     assert {"2731-8", "62292-8"} <= set(_suggested_codes(card))
     assert "17861-6" not in _suggested_codes(card)  # a current calcium result is on file
 
