@@ -472,3 +472,11 @@ def test_long_lists_of_every_kind_are_shortened_but_why_the_values_and_the_first
     assert "| Ca x P | 81.8 mg2/dL2 (H) | 2026-11-01 |" in detail
     assert data_note_lines(detail)[0] == lines[0]
     assert "**Could not confirm (not proposed):** Unconfirmed study 0" in detail
+
+
+def test_with_calcium_unreadable_and_no_phosphate_the_card_says_results_could_not_be_read_not_a_partial_search():
+    assessment = quiet_assessment(values_used=(), incomplete_analytes=("calcium",),
+                                  recommended=metastatic_assessment().recommended)
+    (card,) = build_cards(assessment, _context())
+    assert "No usable calcium or phosphate result: some could not be read, so unknown, not normal." in card.card["detail"]
+    assert "search was incomplete" not in card.card["detail"]
