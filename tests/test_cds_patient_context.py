@@ -188,7 +188,7 @@ def test_results_that_could_not_be_read_are_counted_by_reason_only_when_they_cha
     from tests.support.cds_app import metastatic_assessment
 
     entries = [_lab("ca-bad-1", "17861-6"), _lab("ca-bad-2", "17861-6"), _lab("pth-old", "2731-8"), _lab("ca-1", "17861-6")]
-    unit = [InputIssue("warning", "code-invalid", f"Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'",
+    unit = [InputIssue("warning", "code-invalid", "Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'",
                        f"Bundle.entry[{i}].resource.valueQuantity.code") for i in (0, 1)]
     old_pth = InputIssue("warning", "code-invalid", "PTH not used: unit 'x'", "Bundle.entry[2].resource.valueQuantity")
     conflict = InputIssue("warning", "conflict", "calcium: conflicting results at the same time", "Bundle.entry[3].resource")

@@ -459,11 +459,15 @@ _MINERALS = frozenset({"calcium", "calcium-ionized", "phosphate"})
 
 def _no_values_text(assessment: PatientAssessment, rows: list[tuple[str, ValueUsed]],
                     data: Mapping[str, Any]) -> str | None:
-    """With neither calcium nor phosphate used: that they are unknown, not normal (and whether all was read)."""
+    """With neither calcium nor phosphate used: that they are unknown, not normal, and whether the search
+    was read in part or some of their results could not be read."""
     if _MINERALS & {a for a, _ in rows}:
         return None
-    read_in_part = _MINERALS & set(assessment.incomplete_analytes) or "laboratory" in assessment.incomplete_searches
-    return str(data["detail"]["no_values_among_read" if read_in_part else "no_values"])
+    if "laboratory" in assessment.incomplete_searches:
+        return str(data["detail"]["no_values_among_read"])
+    if _MINERALS & set(assessment.incomplete_analytes):
+        return str(data["detail"]["no_values_unread"])
+    return str(data["detail"]["no_values"])
 
 
 def _values_table(rows: list[tuple[str, ValueUsed]], data: Mapping[str, Any]) -> list[str]:
