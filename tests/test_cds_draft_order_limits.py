@@ -66,8 +66,9 @@ def test_many_orders_of_one_medication_give_one_warning_listing_every_order():
     cards = build_cards(quiet_assessment(order_alerts=alerts), _context())
     (card,) = cards
     assert card.card["indicator"] == "warning"
-    for n in range(4):
-        assert f"MedicationRequest/ca-{n}" in card.card["detail"]
+    assert card.card["extension"]["calcinosis-cds.org/orders"] == [f"MedicationRequest/ca-{n}" for n in range(4)]
+    assert "Applies to 4 orders of this medication." in card.card["detail"]
+    assert "MedicationRequest/" not in card.card["detail"]  # an order id means nothing to a clinician
     assert card_violations({"cards": [c.card for c in cards]}) == []
 
 
@@ -85,8 +86,8 @@ def test_order_select_groups_only_the_selected_orders():
     alerts = tuple(calcium_gluconate_alert(f"MedicationRequest/ca-{n}") for n in range(3))
     (card,) = build_cards(quiet_assessment(order_alerts=alerts),
                           _context(hook="order-select", selections=("MedicationRequest/ca-2",)))
-    assert "MedicationRequest/ca-2" in card.card["detail"]
-    assert "MedicationRequest/ca-0" not in card.card["detail"]
+    assert card.card["extension"]["calcinosis-cds.org/orders"] == ["MedicationRequest/ca-2"]
+    assert "orders of this medication" not in card.card["detail"]
 
 
 # -- request envelope --------------------------------------------------------------------------------

@@ -33,7 +33,10 @@ def test_esrd_with_a_high_product_and_no_calcinosis_on_file_warns_proposing_pth_
     assert card["indicator"] == "warning"  # a risk, not a finding: no calcinosis cutis on file
     assert "No calcinosis cutis is on file" in card["detail"]
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
-    assert "- Phosphate: 7.3 mg/dL (H) on 2026-11-01" in card["detail"]
+    assert "| P | 7.3 mg/dL (H) | 2026-11-01 |" in card["detail"]
+    assert "| eGFR | 6 mL/min/1.73 m2 | 2026-11-01 |" in card["detail"]  # the kidney failure that drives the grade
+    (missing,) = [line for line in card["detail"].splitlines() if line.startswith("**Missing work-up:** ")]
+    assert "25-OH vitamin D" in missing and "[Mass/volume]" not in missing
     assert {"2731-8", "62292-8"} <= set(_suggested_codes(card))
     assert "17861-6" not in _suggested_codes(card)  # a current calcium result is on file
 
@@ -46,7 +49,7 @@ def test_order_select_on_iv_calcium_gluconate_warns_and_completes_the_panel_with
     codes = _suggested_codes(assessment)
     assert "2731-8" not in codes and "17861-6" not in codes  # both are already in draftOrders
     assert "62292-8" in codes
-    assert assessment["suggestions"][0]["label"].startswith("Complete the calcinosis work-up")
+    assert assessment["suggestions"][0]["label"] == f"Order {len(codes)} more tests"
 
 
 def test_order_select_alerts_only_when_the_infusion_is_the_order_just_selected(client):

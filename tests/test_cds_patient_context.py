@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from service.hooks.data_notes import caller_location, data_note_lines
+from service.hooks.data_notes import DataNote, caller_location, located_notes
 from service.assessment_model import InputIssue
 from tests.support.cds_fixtures import core_at_fixture_time, fixture_app, request_for
 
@@ -27,24 +27,25 @@ def _post(client, body, hook="patient-view"):
     return client.post(f"/cds-services/calcinosis-{hook}", json=body)
 
 
-def _detail(client, body, hook="patient-view") -> str:
+def _card(client, body, hook="patient-view") -> dict:
     response = _post(client, body, hook)
     assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()["cards"][-1]["detail"]
+    return response.get_json()["cards"][-1]
 
 
-def _data_notes(detail: str) -> str:
-    assert "**Data notes**" in detail, detail
-    return detail[detail.index("**Data notes**"):]
+def _located(card: dict) -> list[dict]:
+    """The data notes with their locations in the caller's request (the card's extension)."""
+    return card["extension"]["calcinosis-cds.org/data-notes"]
 
 
 def test_a_lab_entered_in_error_is_named_in_the_data_notes_at_its_place_in_the_prefetch(client):
     body = request_for("patient-view")
     body["prefetch"]["labs"]["entry"][1]["resource"]["status"] = "entered-in-error"
-    notes = _data_notes(_detail(client, body))
-    assert "status 'entered-in-error'" in notes
-    assert "(prefetch.labs.entry[1].resource.status)" in notes
-    assert "Bundle.entry[" not in notes
+    card = _card(client, body)
+    (note,) = [n for n in _located(card) if "status 'entered-in-error'" in n["text"]]
+    assert note == {"severity": "warning", "location": "prefetch.labs.entry[1].resource.status",
+                    "text": "Phosphate (serum) (LOINC 2777-1) not used: status 'entered-in-error'"}
+    assert "Bundle.entry[" not in str(card) and "prefetch." not in card["detail"]
 
 
 def test_an_unreadable_draft_order_is_located_in_context_draft_orders(client):
@@ -56,9 +57,12 @@ def test_an_unreadable_draft_order_is_located_in_context_draft_orders(client):
     index = len(body["context"]["draftOrders"]["entry"]) - 1
     response = _post(client, body, "order-sign")
     assert response.status_code == 200
-    details = "\n".join(card["detail"] for card in response.get_json()["cards"])
-    assert f"(context.draftOrders.entry[{index}].resource.authoredOn)" in _data_notes(details)
-    assert "Bundle.entry[" not in details
+    cards = response.get_json()["cards"]
+    locations = [n.get("location") for card in cards for n in card.get("extension", {}).get(
+        "calcinosis-cds.org/data-notes", [])]
+    assert f"context.draftOrders.entry[{index}].resource.authoredOn" in locations
+    assert "Bundle.entry[" not in str(cards)
+    assert not any("context.draftOrders" in card["detail"] for card in cards)
 
 
 def test_a_prefetched_patient_without_id_is_the_context_patient(client):
@@ -70,8 +74,8 @@ def test_a_prefetched_patient_without_id_is_the_context_patient(client):
     assert response.status_code == 200
     (card,) = response.get_json()["cards"]
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
-    assert "age unknown" not in card["detail"]
-    assert "demographics not provided" not in card["detail"]
+    assert "age unknown" not in str(card).lower()
+    assert "demographics not provided" not in str(card)
 
 
 def test_without_a_patient_the_data_notes_say_adult_default_ranges_were_applied(client):
@@ -79,9 +83,10 @@ def test_without_a_patient_the_data_notes_say_adult_default_ranges_were_applied(
     body["prefetch"]["patient"] = None
     for entry in body["prefetch"]["labs"]["entry"]:
         entry["resource"].pop("referenceRange", None)
-    notes = _data_notes(_detail(client, body))
-    assert ("- patient demographics not provided: the age is unknown, so calcium and phosphate are flagged only "
-            "outside every age band of their default ranges") in notes
+    card = _card(client, body)
+    assert ("patient demographics not provided: the age is unknown, so calcium and phosphate are flagged only "
+            "outside every age band of their default ranges") in [n["text"] for n in _located(card)]
+    assert "- Age unknown (no patient record): only values outside every age band are flagged" in card["detail"]
 
 
 def test_labs_without_subject_and_no_patient_still_belong_to_the_context_patient(client):
@@ -142,10 +147,73 @@ def test_issue_locations_are_translated_entry_by_entry():
     assert caller_location(None, locations) is None
 
 
-def test_data_notes_stop_at_twenty_lines_and_say_how_many_more():
+def test_located_notes_stop_at_a_hundred_and_say_how_many_more():
     issues = tuple(InputIssue("warning", "value", f"value {n} not used", f"Bundle.entry[{n}].resource.value")
-                   for n in range(25))
-    lines = data_note_lines(("a gathering note",), (), issues, (), patient_provided=True)
-    assert len(lines) == 21
-    assert lines[0] == "a gathering note"
-    assert lines[-1] == "6 more"
+                   for n in range(105))
+    notes = located_notes((DataNote("warning", "a gathering note", "prefetch.labs.link"),), (), issues, (),
+                          patient_provided=True)
+    assert len(notes) == 101
+    assert notes[0] == DataNote("warning", "a gathering note", "prefetch.labs.link")
+    assert notes[1] == DataNote("warning", "value 0 not used", None)  # a location the caller cannot map is left out
+    assert notes[-1] == DataNote("information", "6 more data notes not listed")
+
+
+def test_located_notes_translate_the_locations_inside_their_text_too():
+    issue = InputIssue("warning", "conflict", "calcium: conflicting results at the same time: the higher one is used; "
+                       "Bundle.entry[2].resource (9.6 mg/dL) and Bundle.entry[1].resource (9.2 mg/dL)",
+                       "Bundle.entry[2].resource")
+    locations = (("prefetch.patient", "prefetch.patient"), ("prefetch.labs.entry[0]", "prefetch.labs.entry[0].resource"),
+                 ("prefetch.labs.entry[1]", "prefetch.labs.entry[1].resource"))
+    (note,) = located_notes((), (), (issue,), locations, patient_provided=True)
+    assert note.text == ("calcium: conflicting results at the same time: the higher one is used; "
+                         "prefetch.labs.entry[1].resource (9.6 mg/dL) and prefetch.labs.entry[0].resource (9.2 mg/dL)")
+    assert note.location == "prefetch.labs.entry[1].resource"
+
+
+# -- the few data notes a clinician reads ---------------------------------------------------------------
+
+def _lab(entry_id: str, code: str) -> dict:
+    return {"resource": {"resourceType": "Observation", "id": entry_id, "status": "final",
+                         "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}}
+
+
+def _clinician_lines(assessment, issues, bundle_entries, **options) -> tuple[str, ...]:
+    from service.hooks.data_notes import clinician_lines
+
+    return clinician_lines(assessment, options.pop("notes", ()), issues,
+                           bundle={"resourceType": "Bundle", "type": "collection", "entry": bundle_entries}, **options)
+
+
+def test_results_that_could_not_be_read_are_counted_by_reason_only_when_they_changed_the_result():
+    from tests.support.cds_app import metastatic_assessment
+
+    entries = [_lab("ca-bad-1", "17861-6"), _lab("ca-bad-2", "17861-6"), _lab("pth-old", "2731-8"), _lab("ca-1", "17861-6")]
+    unit = [InputIssue("warning", "code-invalid", "Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'",
+                       f"Bundle.entry[{i}].resource.valueQuantity.code") for i in (0, 1)]
+    old_pth = InputIssue("warning", "code-invalid", "PTH not used: unit 'x'", "Bundle.entry[2].resource.valueQuantity")
+    conflict = InputIssue("warning", "conflict", "calcium: conflicting results at the same time", "Bundle.entry[3].resource")
+    info = InputIssue("information", "informational", "Calcium: preliminary result used", "Bundle.entry[3].resource.status")
+    calcium_unread = metastatic_assessment(incomplete_analytes=("calcium",))
+    lines = _clinician_lines(calcium_unread, (*unit, old_pth, conflict, info), entries)
+    # The PTH was not counted by the rules (too old, say): its note stays in the extension only.
+    assert lines == ("2 results could not be read: unknown unit",
+                     "1 result used with a caveat: another result at the same time disagrees")
+    assert _clinician_lines(metastatic_assessment(), unit, entries) == ()  # nothing was left unsettled by them
+
+
+def test_partial_searches_come_first_then_the_unknown_age_and_at_most_three_lines_are_kept():
+    from service.assessment_model import DataGap
+    from service.hooks.data_notes import DataNote
+    from tests.support.cds_app import metastatic_assessment
+
+    assessment = metastatic_assessment(incomplete_searches=("condition",))
+    age = InputIssue("warning", "value", "age unknown: adult ranges", None)
+    ehr = DataNote("warning", "prefetch 'labs': the EHR noted: results from the reference lab could not be retrieved",
+                   "prefetch.labs", "ehr")
+    lines = _clinician_lines(assessment, (age,), [], notes=(ehr,), patient_provided=False,
+                             data_gaps=(DataGap("Observation", location="prefetch.labs"),))
+    assert lines == ("Lab results were read only in part: any result may be missing",
+                     "Conditions were read only in part: a diagnosis may be missing",
+                     "Age unknown (no patient record): only values outside every age band are flagged")
+    assert _clinician_lines(metastatic_assessment(), (), [], notes=(ehr,)) == (
+        "The EHR noted: results from the reference lab could not be retrieved",)

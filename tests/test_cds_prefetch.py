@@ -114,8 +114,11 @@ def test_searchset_pages_are_followed_up_to_the_cap_and_the_cap_is_reported(clie
     assert len(responses.calls) == 2  # the third page is beyond CDS_FHIR_MAX_PAGES=2
     ids = [e["resource"]["id"] for e in core.bundles[0]["entry"]]
     assert "o1" in ids and "o2" in ids
-    detail = response.get_json()["cards"][-1]["detail"]
-    assert "only the first 2 pages of Observation were read" in detail
+    card = response.get_json()["cards"][-1]
+    (note,) = [n for n in _located_notes(response) if "only the first 2 pages of Observation were read" in n["text"]]
+    # The labs were not prefetched: the note names the search the service ran, not a key the EHR never sent.
+    assert note["location"].startswith(f"Observation?patient={PATIENT_ID}&code=")
+    assert "Lab results were read only in part" in card["detail"]
 
 
 def _fallback_412(client, body) -> dict:
@@ -267,10 +270,18 @@ def _partial_labs(body: dict, *, next_url: str | None = None, total: int | None 
     return body
 
 
+def _located_notes(response) -> list[dict]:
+    """The data notes with their locations, for the EHR's developers, in the card's extension."""
+    card = response.get_json()["cards"][-1]
+    return card["extension"]["calcinosis-cds.org/data-notes"]
+
+
 def _data_notes(response) -> str:
+    """The located notes' texts; the clinician's short lines are in the detail, without locations."""
     detail = response.get_json()["cards"][-1]["detail"]
     assert "**Data notes**" in detail
-    return detail[detail.index("**Data notes**"):]
+    assert "prefetch" not in detail and "Bundle.entry" not in detail
+    return "\n".join(note["text"] for note in _located_notes(response))
 
 
 @responses.activate
@@ -305,6 +316,11 @@ def test_a_partial_prefetch_without_an_allowlisted_server_is_kept_and_reported_i
     assert response.status_code == 200
     assert len(responses.calls) == 0
     assert "prefetch 'labs' is only the first page of its search" in _data_notes(response)
+    assert {"severity": "warning", "location": "prefetch.labs.link",
+            "text": "prefetch 'labs' is only the first page of its search (it has a next link), and the rest could not "
+                    "be read because no allowlisted fhirServer was given; later pages were not considered"} \
+        in _located_notes(response)
+    assert "- Lab results were read only in part: any result may be missing" in response.get_json()["cards"][-1]["detail"]
     assert "ca-7301" in [e["resource"]["id"] for e in core.bundles[0]["entry"]]
 
 
@@ -318,6 +334,8 @@ def test_outcome_entries_in_a_prefetch_are_carried_to_the_data_notes(client, cor
     body = _partial_labs(_request(), outcome_text="results from the reference lab could not be retrieved")
     response = _post(client, body)
     assert "results from the reference lab could not be retrieved" in _data_notes(response)
+    assert ("- The EHR noted: results from the reference lab could not be retrieved"
+            in response.get_json()["cards"][-1]["detail"])
     assert "OperationOutcome" not in _types(core.bundles[0])
 
 
@@ -333,7 +351,9 @@ def test_partial_data_with_nothing_else_to_say_still_gives_an_info_card(tmp_path
     (card,) = response.get_json()["cards"]
     assert card["indicator"] == "info"
     assert "incomplete data" in card["summary"]
-    assert "holds 3 of the 40" in card["detail"]
+    assert "- Lab results were read only in part: any result may be missing" in card["detail"]
+    (note,) = card["extension"]["calcinosis-cds.org/data-notes"]
+    assert "holds 3 of the 40" in note["text"] and note["location"] == "prefetch.labs.total"
 
 
 @responses.activate
@@ -485,3 +505,24 @@ def test_a_fhir_server_entry_that_is_not_a_resource_gives_412_not_500(client):
                                             "entry": [{"resource": {"resourceType": ["Condition"]}}]})
     outcome = _fallback_412(client, body)
     assert outcome["issue"][0]["expression"] == ["prefetch.conditions"]
+
+
+@responses.activate
+def test_a_fetched_result_that_could_not_be_read_is_located_at_the_resource_read_from_the_fhir_server(tmp_path):
+    from tests.support.cds_fixtures import core_at_fixture_time
+
+    body = _request()
+    del body["prefetch"]["labs"]
+    unreadable = dict(_observation("fetched-bad"), effectiveDateTime="2026-11-10",
+                      valueQuantity={"value": 9.6, "unit": "mg/furlong"})
+    responses.get(f"{EHR}/Observation", json=_searchset([unreadable, dict(_observation("fetched-ok"),
+                                                                          effectiveDateTime="2026-11-10")]))
+    app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+                    "CDS_FHIR_SERVER_ALLOWLIST": [EHR]})
+    with core_at_fixture_time():
+        response = _post(app.test_client(), body)
+    assert response.status_code == 200
+    notes = _located_notes(response)
+    (note,) = [n for n in notes if "mg/furlong" in n["text"]]
+    assert note["location"] == "Observation/fetched-bad.valueQuantity.unit"
+    assert not any("prefetch.labs" in (n.get("location") or "") for n in notes)  # a key the EHR never sent

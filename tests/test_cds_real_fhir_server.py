@@ -88,4 +88,4 @@ def test_the_card_from_server_data_matches_the_prefetch_answer(loaded_server, tm
     (card,) = response.get_json()["cards"]
     assert card["indicator"] == "warning"  # no calcinosis cutis on file on that server
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
-    assert "- Calcium (total): 11.2 mg/dL (H) on 2026-11-01" in card["detail"]
+    assert "| Ca | 11.2 mg/dL (H) | 2026-11-01 |" in card["detail"]

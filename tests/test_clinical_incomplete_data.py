@@ -360,18 +360,24 @@ def test_a_first_page_only_labs_prefetch_proposes_no_calcium_or_phosphate_as_mis
     card = _assessment_card(hooks_client, hook, _first_page_only(hook))
     assert CALCIUM not in _suggested(card) and PHOSPHATE not in _suggested(card)
     detail = card["detail"]
-    assert "**Could not confirm (not proposed)**" in detail
-    section = detail.split("**Could not confirm (not proposed)**", 1)[1].split("\n\n**", 1)[0]
-    assert "check for a current result before ordering" in section
-    assert f"({CALCIUM}): could not confirm: the laboratory search was only partly read" in section
-    assert f"({PHOSPHATE}): could not confirm" in section
-    missing = detail.split("**Missing from the work-up**", 1)[1].split("\n\n**", 1)[0] \
-        if "**Missing from the work-up**" in detail else ""
-    assert CALCIUM not in missing and PHOSPHATE not in missing
+    lines = detail.splitlines()
+    (unconfirmed,) = [line for line in lines if line.startswith("**Could not confirm (not proposed):** ")]
+    assert unconfirmed.endswith("(the laboratory search was only partly read). "
+                                "Check for a current result before ordering.")
+    unconfirmed_names = re.split(r", |; ", unconfirmed.split(":** ", 1)[1].split(" (the laboratory", 1)[0])
+    assert {"Calcium", "Phosphate"} <= set(unconfirmed_names)
+    missing = [line for line in lines if line.startswith("**Missing work-up:** ")]
+    missing_names = re.split(r", |; ", missing[0].split(":** ", 1)[1]) if missing else []
+    assert "Calcium" not in missing_names and "Phosphate" not in missing_names
     assert "no usable calcium result" not in detail and "no usable phosphate result" not in detail
-    assert "no calcium result among the results read (the laboratory search was incomplete)" in detail
-    # The data notes already say the prefetch was partial; the core now agrees with them.
-    assert "prefetch 'labs' is only the first page of its search" in detail
+    assert ("No calcium or phosphate result among the results read (the laboratory search was incomplete): "
+            "unknown, not normal.") in detail
+    # The data notes say the prefetch was partial, the core agrees; where, is for the EHR's developers.
+    assert "- Lab results were read only in part: any result may be missing" in detail
+    located = card["extension"]["calcinosis-cds.org/data-notes"]
+    assert any(n["text"].startswith("prefetch 'labs' is only the first page of its search") and
+               n["location"] == "prefetch.labs.link" for n in located)
+    assert "prefetch" not in detail
     assert "on file" not in card["summary"]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..assessment_model import DataGap, PatientAssessment
 from .cards import CardContext, IssuedCard, build_cards
-from .data_notes import data_note_lines
+from .data_notes import clinician_lines, located_notes
 from .draft_orders import draft_test_codes
 from .fhir_fetch import FhirFetcher
 from .order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
@@ -86,15 +86,21 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
     if assessment is None:
         return HookAnswer({"cards": []}, (), call.hook_instance)
     selections = call.context.get("selections") if call.hook == "order-select" else None
+    grouping = LabTestGrouping(config.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR)
+    run_issues = tuple(getattr(run, "issues", ()) or ())
+    notes = located_notes(gathered.notes, run_issues, assessment.issues, gathered.entry_locations,
+                          patient_provided=gathered.patient_provided)
     context = CardContext(
         hook=call.hook,
         base_url=base_url,
         patient_reference=f"Patient/{call.patient_id}",
         selections=tuple(selections) if isinstance(selections, list) else None,
         draft_order_codes=_draft_order_codes(call),
-        gathering_notes=data_note_lines(gathered.notes, getattr(run, "issues", ()) or (), assessment.issues,
-                                        gathered.entry_locations, patient_provided=gathered.patient_provided),
-        test_grouping=LabTestGrouping(config.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR),
+        data_notes=notes,
+        note_lines=clinician_lines(assessment, gathered.notes, (*run_issues, *assessment.issues),
+                                   bundle=gathered.bundle, data_gaps=gathered.data_gaps,
+                                   patient_provided=gathered.patient_provided, grouping=grouping),
+        test_grouping=grouping,
     )
     cards = tuple(build_cards(assessment, context))
     return HookAnswer({"cards": [c.card for c in cards]}, cards, call.hook_instance)

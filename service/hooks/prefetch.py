@@ -10,6 +10,11 @@ card's data notes, never passed off as complete: a search that stays partial (no
 it, a page that could not be read, the page cap reached, a total above what was sent) is also handed
 to the core as a DataGap of the key's resource type, so the rules say "could not confirm" rather
 than "missing" for what its other pages may hold.
+
+Every remark about the gathering is a located DataNote: a key the client sent is named as such
+("prefetch.labs.link", "prefetch.labs.total"); data the service read from fhirServer itself is
+named by what it read (the search it ran, "Observation/o1"), never by a prefetch key the client
+did not send.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any, Mapping
 
 from ..assessment_model import DataGap, InputIssue
 from ..errors import DataUnavailableError, InputError
+from .data_notes import DataNote
 from .draft_orders import indexed_draft_resources, subject_patient_id
-from .fhir_fetch import (FetchError, FetchLimitExceeded, FhirFetcher, indexed_match_entries, next_link,
+from .fhir_fetch import (PAGE_CAP_NOTE, FetchError, FetchLimitExceeded, FhirFetcher, indexed_match_entries, next_link,
                          outcome_diagnostics, resource_type_of)
 from .request_validation import HookCall
 
@@ -37,12 +43,13 @@ class GatheredData:
 
     `entry_locations[i]` is (entry, resource) location in the caller's request of Bundle.entry[i]:
     "prefetch.labs.entry[0]" / "prefetch.labs.entry[0].resource", "prefetch.patient" for a single
-    resource, "context.draftOrders.entry[2]" / "...resource". Data read from fhirServer is numbered
-    after the prefetched entries of its key ("prefetch.labs.entry[5]").
+    resource, "context.draftOrders.entry[2]" / "...resource". Data read from fhirServer is located by
+    what was read: "Observation/o1" (its type and id), or, for a resource without id, the search and
+    its place in the results ("Observation?patient=1 entry[3]").
     """
 
     bundle: dict[str, Any]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[DataNote, ...] = field(default=())
     fetched_keys: tuple[str, ...] = field(default=())
     entry_locations: tuple[tuple[str, str], ...] = field(default=())
     patient_provided: bool = True
@@ -143,13 +150,34 @@ def _in_bundle(key: str, indexed: list[tuple[int, dict[str, Any]]], first_index:
              f"prefetch.{key}.entry[{first_index + index}].resource") for index, resource in indexed]
 
 
+def _as_fetched(located: list[Located], read: str) -> list[Located]:
+    """The resources located by what the service read from fhirServer: "Observation/o1" when the
+    resource has a type and id, else `read` (the search) and the resource's place among its results.
+    (Checked for their owner first, under their key: a refusal never names another patient's ids.)"""
+    relocated = []
+    for index, (resource, _, _) in enumerate(located):
+        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+        if isinstance(resource_type, str) and isinstance(resource_id, str) and resource_id:
+            where = f"{resource_type}/{resource_id}"
+        else:
+            where = f"{read} entry[{index}]"
+        relocated.append((resource, where, where))
+    return relocated
+
+
+def _fetch_notes(texts: tuple[str, ...], location: str) -> list[DataNote]:
+    """Remarks of a read from fhirServer: the page cap (a search read in part) or the server's own notes."""
+    cap = PAGE_CAP_NOTE.split("{", 1)[0]
+    return [DataNote("warning", text, location, "partial" if text.startswith(cap) else "ehr") for text in texts]
+
+
 def _gap(key: str, template: str, call: HookCall) -> DataGap:
     """The key's search (its resource type, from the service's prefetch template) read only in part."""
     return DataGap(resource_type_of(template), location=f"prefetch.{key}", patient_id=call.patient_id)
 
 
 def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCall, fetcher: FhirFetcher,
-                notes: list[str], gaps: list[DataGap]) -> list[Located]:
+                notes: list[DataNote], gaps: list[DataGap]) -> list[Located]:
     """The resources the client prefetched, completed or annotated when the searchset says it is partial."""
     if value.get("resourceType") != "Bundle":
         return _check_owner_or_400([(dict(value), f"prefetch.{key}", f"prefetch.{key}")], call.patient_id)
@@ -158,7 +186,8 @@ def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCal
     _check_owner_or_400(_in_bundle(key, list(enumerate(e["resource"] for e in entries))), call.patient_id)
     what = f"prefetch '{key}'"
     located = _check_owner_or_400(_in_bundle(key, indexed_match_entries(value, what)), call.patient_id)
-    notes.extend(f"{what}: the EHR noted: {text}" for text in outcome_diagnostics(value))
+    notes.extend(DataNote("warning", f"{what}: the EHR noted: {text}", f"prefetch.{key}", "ehr")
+                 for text in outcome_diagnostics(value))
     if next_link(value) is not None:
         further, complete = _follow_prefetch_pages(key, resource_type_of(template), value, call, fetcher, notes)
         located += further
@@ -167,36 +196,39 @@ def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCal
     else:
         total = value.get("total")
         if isinstance(total, int) and not isinstance(total, bool) and total > len(located):
-            notes.append(f"{what} holds {len(located)} of the {total} matching resources the EHR reported; "
-                         "the others were not sent and were not considered")
+            notes.append(DataNote("warning", f"{what} holds {len(located)} of the {total} matching resources the EHR "
+                                  "reported; the others were not sent and were not considered",
+                                  f"prefetch.{key}.total", "partial"))
             gaps.append(_gap(key, template, call))
     return located
 
 
 def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any], call: HookCall,
-                           fetcher: FhirFetcher, notes: list[str]) -> tuple[list[Located], bool]:
+                           fetcher: FhirFetcher, notes: list[DataNote]) -> tuple[list[Located], bool]:
     """Later pages of a prefetched searchset, read with the same allowlist, paging cap and checks as the
     fallback, and whether the search was read to its end."""
     what = f"prefetch '{key}'"
+    link = f"prefetch.{key}.link"  # the next link the client sent, from which the service read on
     if not call.fhir_server or not fetcher.may_contact(call.fhir_server):
-        notes.append(f"{what} is only the first page of its search (it has a next link), and the rest could not "
-                     "be read because no allowlisted fhirServer was given; later pages were not considered")
+        notes.append(DataNote("warning", f"{what} is only the first page of its search (it has a next link), and the "
+                              "rest could not be read because no allowlisted fhirServer was given; later pages were "
+                              "not considered", link, "partial"))
         return [], False
     try:
         result = fetcher.read_further_pages(call.fhir_server, value, call.access_token, resource_type, pages_read=1)
     except FetchLimitExceeded as error:
         raise _limit_412(key, error) from None
     except FetchError as error:
-        notes.append(f"{what} is only the first page of its search; the rest could not be read ({error}) "
-                     "and was not considered")
+        notes.append(DataNote("warning", f"{what} is only the first page of its search; the rest could not be read "
+                              f"({error}) and was not considered", link, "partial"))
         return [], False
     first_page = len(value.get("entry") or [])
     try:
         found = _check_owner(_in_bundle(key, list(enumerate(result.resources)), first_page), call.patient_id)
     except _PatientMismatch as mismatch:
         raise _foreign_patient_412(key, mismatch.location) from None
-    notes.extend(result.notes)
-    return found, not result.truncated
+    notes.extend(_fetch_notes(result.notes, link))
+    return _as_fetched(found, f"the pages after {link}"), not result.truncated
 
 
 def _check_owner_or_400(located: list[Located], patient_id: str) -> list[Located]:
@@ -224,7 +256,7 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
     provided = call.prefetch or {}
     located: list[Located] = []
     unavailable: list[InputIssue] = []
-    notes: list[str] = []
+    notes: list[DataNote] = []
     gaps: list[DataGap] = []
     fetched: list[str] = []
     fetcher = fetcher.for_one_call()  # one total deadline for every read of this call
@@ -260,10 +292,10 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
         else:
             found = [(resource, f"prefetch.{key}", f"prefetch.{key}") for resource in result.resources]
         try:
-            located.extend(_check_owner(found, call.patient_id))
+            located.extend(_as_fetched(_check_owner(found, call.patient_id), query))
         except _PatientMismatch as mismatch:
             raise _foreign_patient_412(key, mismatch.location) from None
-        notes.extend(result.notes)
+        notes.extend(_fetch_notes(result.notes, query))
         if result.truncated:
             gaps.append(_gap(key, template, call))
         fetched.append(key)

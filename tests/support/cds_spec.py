@@ -56,6 +56,8 @@ def card_violations(body: Any) -> list[str]:
             problems.append(f"{at}.source.url must be absolute")
         if "detail" in card and not isinstance(card["detail"], str):
             problems.append(f"{at}.detail must be a Markdown string")
+        if "extension" in card and not isinstance(card["extension"], dict):
+            problems.append(f"{at}.extension must be an object")
         suggestions = card.get("suggestions")
         if suggestions:
             if card.get("selectionBehavior") not in SELECTION_BEHAVIORS:
