@@ -36,14 +36,14 @@ def test_high_grade_metastatic_with_calcinosis_on_file_is_critical_and_names_the
     assert card.card["indicator"] == "critical"
     assert card.card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
     assert card.card_type == "assessment:metastatic"
-    assert "No calcinosis cutis is on file" not in card.card["detail"]
+    assert "No calcinosis cutis found among the conditions read" not in card.card["detail"]
     assert card_violations(_body([card])) == []
 
 
 def test_high_grade_metastatic_without_calcinosis_on_file_is_a_warning_that_says_so():
     (card,) = build_cards(metastatic_assessment(calcinosis_condition=None), _context())
     assert card.card["indicator"] == "warning"
-    assert "No calcinosis cutis is on file: this is the likely type if present, not a diagnosis." in card.card["detail"]
+    assert "No calcinosis cutis found among the conditions read: this is the likely type if present, not a diagnosis." in card.card["detail"]
     assert card_violations(_body([card])) == []
 
 
@@ -96,11 +96,23 @@ def test_the_detail_says_why_in_one_sentence_and_tables_the_key_values_with_thei
 
 
 def test_a_long_first_sentence_is_not_copied_the_why_is_composed_from_the_grade_and_its_number():
-    long = ("Labs: Ca 9.2 mg/dL on 2026-10-09 (N), albumin-corrected Ca 8.9 mg/dL (albumin 4.4 g/dL on 2026-10-09) (N); "
+    long = ("Calcium and phosphate are high with albumin-corrected Ca 8.9 mg/dL (albumin 4.4 g/dL on 2026-10-09) (N) "
+            "and ionized calcium 5.9 mg/dL on 2026-10-09 (H) and P 7.3 mg/dL on 2026-11-01 (H) and more words here; "
             "phosphate unknown: 1 phosphate result within 365 days could not be read; Ca x P cannot be computed.")
     grades = (TypeGrade("metastatic", "high", long + " More."),)
     (card,) = build_cards(metastatic_assessment(grades=grades), _context())
     assert card.card["detail"].startswith("**Why metastatic (high):** graded high: Ca x P 81.8 mg2/dL2.\n")
+
+
+def test_a_long_first_sentence_gives_its_leading_finding_when_that_clause_is_short():
+    long = ("Kidney failure / dialysis: End-stage renal disease, Dependence on renal dialysis, Hemodialysis; skin necrosis "
+            "or ulceration: Retiform purpura with central eschar, left flank; risk factors: Obesity (BMI 38), Type 2 "
+            "diabetes mellitus, PTH 610 pg/mL on 2026-11-10 (H).")
+    grades = (TypeGrade("calciphylaxis", "high", long),)
+    (card,) = build_cards(metastatic_assessment(grades=grades), _context())
+    assert card.card["detail"].startswith("**Why calciphylaxis (high):** Kidney failure / dialysis: End-stage renal "
+                                          "disease, Dependence on renal dialysis, Hemodialysis; skin necrosis or "
+                                          "ulceration: Retiform purpura with central eschar, left flank; …\n")
 
 
 def test_the_rows_beyond_calcium_and_phosphate_are_the_values_that_drive_the_leading_type():
@@ -468,7 +480,7 @@ def test_long_lists_of_every_kind_are_shortened_but_why_the_values_and_the_first
     detail = card.card["detail"]
     assert len(rendered_words(detail)) <= 120, detail
     assert detail.startswith(f"**Why metastatic (high):** {why}")
-    assert "No calcinosis cutis among the conditions read (the condition search was incomplete)" in detail
+    assert "No calcinosis cutis found among the conditions read (the condition search was incomplete)" in detail
     assert "| Ca x P | 81.8 mg2/dL2 (H) | 2026-11-01 |" in detail
     assert data_note_lines(detail)[0] == lines[0]
     assert "**Could not confirm (not proposed):** Unconfirmed study 0" in detail

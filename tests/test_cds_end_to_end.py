@@ -31,7 +31,7 @@ def _suggested_codes(card: dict) -> list[str]:
 def test_esrd_with_a_high_product_and_no_calcinosis_on_file_warns_proposing_pth_and_vitamin_d(client):
     (card,) = _cards(client, "patient-view", request_for("patient-view"))
     assert card["indicator"] == "warning"  # a risk, not a finding: no calcinosis cutis on file
-    assert "No calcinosis cutis is on file" in card["detail"]
+    assert "No calcinosis cutis found among the conditions read" in card["detail"]
     assert card["summary"] == "Metastatic calcinosis likely: Ca x P 81.8 mg2/dL2"
     assert "| P | 7.3 mg/dL (H) | 2026-11-01 |" in card["detail"]
     assert "| eGFR | 6 mL/min/1.73 m2 | 2026-11-01 |" in card["detail"]  # the kidney failure that drives the grade

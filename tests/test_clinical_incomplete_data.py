@@ -573,7 +573,7 @@ def test_a_partly_read_condition_prefetch_never_says_no_calcinosis_cutis_is_on_f
     body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": "https://ehr.example.org/fhir/Condition?page=2"}]
     card = _assessment_card(hooks_client, "patient-view", body)
     assert "No calcinosis cutis is on file" not in card["detail"]
-    assert "No calcinosis cutis among the conditions read (the condition search was incomplete)" in card["detail"]
+    assert "No calcinosis cutis found among the conditions read (the condition search was incomplete)" in card["detail"]
     assert {CALCIUM, PHOSPHATE}.isdisjoint(_suggested(card))  # their results were read: available
 
 

@@ -415,9 +415,9 @@ def _when(effective: datetime | date | None) -> str:
 # -- the assessment card's detail -----------------------------------------------------------------
 
 def _why_line(assessment: PatientAssessment, data: Mapping[str, Any], no_values: str | None) -> tuple[str, bool]:
-    """Why the leading type: its rationale's first sentence when short, else its grade and key number,
-    or, with no calcium or phosphate at all, that they are unknown (then said once, here). The second
-    value says whether `no_values` was said."""
+    """Why the leading type: its rationale's first sentence when short; with no calcium or phosphate at
+    all, that they are unknown (then said once, here); else the sentence's first clause when short;
+    else its grade and key number. The second value says whether `no_values` was said."""
     detail = data["detail"]
     leading = assessment.leading
     sentence = _first_sentence(leading.rationale)
@@ -425,6 +425,16 @@ def _why_line(assessment: PatientAssessment, data: Mapping[str, Any], no_values:
         return detail["why"].format(type=leading.type, risk=leading.risk, sentence=sentence), False
     if no_values:
         return detail["why"].format(type=leading.type, risk=leading.risk, sentence=no_values), True
+    # The findings that lead the rationale, clause by clause while they fit ("Kidney failure / dialysis:
+    # End-stage renal disease; skin necrosis or ulceration: Retiform purpura"), the rest being in the
+    # full assessment.
+    clauses: list[str] = []
+    for clause in (sentence.rstrip(".").split("; ") if sentence else ()):
+        if _words("; ".join(clauses + [clause])) > detail["why_max_words"]:
+            break
+        clauses.append(clause)
+    if clauses:
+        return detail["why"].format(type=leading.type, risk=leading.risk, sentence="; ".join(clauses) + "; …"), False
     sentence = detail["why_composed"].format(risk=leading.risk, key_number=_key_number(assessment, data))
     return detail["why"].format(type=leading.type, risk=leading.risk, sentence=sentence), False
 
