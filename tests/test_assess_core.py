@@ -225,7 +225,8 @@ def test_a_diabetic_foot_ulcer_with_diabetes_and_normal_labs_keeps_calciphylaxis
 def test_a_calcium_result_that_was_sent_but_skipped_is_called_unknown_not_absent():
     run = _lab_bundle(_lab("ca", "17861-6", 9.4, unit="furlong"), _lab("p", "2777-1", 3.6))
     metastatic = _grade(run, "metastatic")
-    assert "calcium unknown: 1 calcium result within 365 days could not be read" in metastatic.rationale
+    assert "calcium is unknown, not normal" in metastatic.rationale.lower()
+    assert "1 calcium result within 365 days could not be read" in metastatic.rationale
     assert "no usable calcium result" not in metastatic.rationale
     assert "on file within" not in metastatic.rationale
     assert any("Bundle.entry[1]" in (issue.location or "") for issue in run.patients[0].issues)
