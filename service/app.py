@@ -18,7 +18,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .assessment_model import InputIssue
-from .config import PACKAGE_DIR, load_config
+from .config import PACKAGE_DIR, load_settings
 from .docs_page import CONTENT_SECURITY_POLICY, render_page
 from .errors import AuthenticationError, ServiceError
 from .fhir_outputs.operation_outcome import operation_outcome
@@ -123,7 +123,8 @@ def _register_docs(app: Flask) -> None:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. Config layers: defaults, then CALCINOSIS_* environment, then `config`."""
-    settings = load_config(config)
+    typed = load_settings(config)
+    settings = typed.model_dump()
     app = Flask(__name__)
     app.config["CALCINOSIS"] = settings
     app.config.update({k: v for k, v in settings.items() if k.isupper()})
@@ -131,7 +132,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # so reading one byte more than the limit is how an oversized one is seen and refused (413)
     # instead of being silently truncated.
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"] + 1
-    _configure_logging(str(settings.get("LOG_LEVEL", "INFO")))
+    _configure_logging(settings["LOG_LEVEL"])
+    typed.warn_retired()
 
     # Compile the rule library now: a broken library fails at start, not on a patient's request.
     from .assess import get_assessor

@@ -37,9 +37,6 @@ def init_app(app: Flask) -> None:
     elif not settings.get("PUBLIC_BASE_URL"):
         log.warning("PUBLIC_BASE_URL is not set: the JWT aud is checked against, and card links are built from, "
                     "the URL the request names (its Host header); set PUBLIC_BASE_URL in production")
-    if settings.get("CDS_JKU_ALLOWLIST"):
-        log.warning("CDS_JKU_ALLOWLIST is no longer read: list each issuer's jku URLs under its entry in "
-                    "CDS_TRUSTED_ISSUERS")
     app.extensions[_EXTENSION] = components
     origins = settings.get("CDS_CORS_ORIGINS") or []
     if origins:

@@ -243,9 +243,9 @@ def test_an_issuer_may_name_its_own_jwks_url_as_jku():
 
 
 def test_the_global_jku_allowlist_setting_is_gone_and_its_use_is_warned_about(tmp_path, caplog):
-    from service.hooks.settings import DEFAULTS
+    from service.config import Settings
 
-    assert "CDS_JKU_ALLOWLIST" not in DEFAULTS
+    assert "CDS_JKU_ALLOWLIST" not in Settings.model_fields
     with caplog.at_level("WARNING"):
         make_app({"CDS_REQUIRE_JWT": True, "CDS_JKU_ALLOWLIST": [OTHER_JWKS_URL],
                   "PUBLIC_BASE_URL": "https://cds.example.org",

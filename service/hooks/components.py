@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from .feedback_store import FeedbackStore
 from .fhir_fetch import FhirFetcher
 from .jwt_auth import ClientVerifier, SqliteReplayStore
-from .settings import default_feedback_db
+from ..config import setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,20 +21,13 @@ class HookComponents:
     require_jwt: bool
 
 
-def as_bool(value: Any) -> bool:
-    """Settings may arrive as strings from the environment ("false", "0")."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
 def build_components(settings: Mapping[str, Any]) -> HookComponents:
-    """The components from settings; token ids and feedback share one SQLite file, seen by every worker."""
-    db_path = settings.get("CDS_FEEDBACK_DB") or default_feedback_db()
+    """The components from checked settings (`service.config`); token ids and feedback share one SQLite file."""
+    db_path = setting(settings, "CDS_FEEDBACK_DB")
     return HookComponents(
         # Token ids live beside the feedback, so every worker process sees a replay.
         verifier=ClientVerifier.from_config(settings, replay_store=SqliteReplayStore(db_path)),
         fetcher=FhirFetcher.from_config(settings),
         feedback=FeedbackStore(db_path),
-        require_jwt=as_bool(settings.get("CDS_REQUIRE_JWT", True)),
+        require_jwt=setting(settings, "CDS_REQUIRE_JWT") is not False,
     )

@@ -21,6 +21,7 @@ import orjson
 import requests
 import urllib3
 
+from ..config import setting
 from ..errors import CalcinosisError
 from .safe_urls import SafeUrl, is_under_any, parse_safe_url
 
@@ -138,15 +139,15 @@ class FhirFetcher:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FhirFetcher":
-        """A fetcher with the CDS_FHIR_* allowlist and limits from settings, defaults where unset."""
-        allowlist = config.get("CDS_FHIR_SERVER_ALLOWLIST") or ()
+        """A fetcher with the CDS_FHIR_* allowlist and limits from settings, the model's defaults where unset."""
+        allowlist = setting(config, "CDS_FHIR_SERVER_ALLOWLIST") or ()
         return cls(
             allowlist=[allowlist] if isinstance(allowlist, str) else allowlist,
-            connect_timeout=config.get("CDS_FHIR_CONNECT_TIMEOUT_SECONDS", 3.05),
-            read_timeout=config.get("CDS_FHIR_READ_TIMEOUT_SECONDS", 10.0),
-            max_pages=config.get("CDS_FHIR_MAX_PAGES", 10),
-            total_timeout=config.get("CDS_FHIR_TOTAL_TIMEOUT_SECONDS", 20.0),
-            max_response_bytes=config.get("CDS_FHIR_MAX_RESPONSE_BYTES", 10 * 1024 * 1024),
+            connect_timeout=setting(config, "CDS_FHIR_CONNECT_TIMEOUT_SECONDS"),
+            read_timeout=setting(config, "CDS_FHIR_READ_TIMEOUT_SECONDS"),
+            max_pages=setting(config, "CDS_FHIR_MAX_PAGES"),
+            total_timeout=setting(config, "CDS_FHIR_TOTAL_TIMEOUT_SECONDS"),
+            max_response_bytes=setting(config, "CDS_FHIR_MAX_RESPONSE_BYTES"),
         )
 
     def for_one_call(self) -> "FhirFetcher":

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..assessment_model import DataGap, PatientAssessment
+from ..config import setting
 from .cards import CardContext, IssuedCard, build_cards
 from .data_notes import clinician_lines, located_notes
 from .draft_orders import draft_test_codes
 from .fhir_fetch import FhirFetcher
-from .order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
+from .order_codes import LabTestGrouping
 from .prefetch import gather_bundle
 from .request_validation import HookCall, validate_hook_call
 
@@ -78,7 +79,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
                      config: Mapping[str, Any], assess: AssessFunction = core_assess,
                      now: datetime | None = None) -> HookAnswer:
     """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors."""
-    call = validate_hook_call(service, body, max_draft_orders=int(config.get("CDS_MAX_DRAFT_ORDERS", 200)))
+    call = validate_hook_call(service, body, max_draft_orders=int(setting(config, "CDS_MAX_DRAFT_ORDERS")))
     gathered = gather_bundle(service, call, fetcher)
     # Searches read only in part reach the rules, so the cards' texts agree with their data notes.
     run = assess(gathered.bundle, config=config, now=now, data_gaps=gathered.data_gaps)
@@ -86,7 +87,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
     if assessment is None:
         return HookAnswer({"cards": []}, (), call.hook_instance)
     selections = call.context.get("selections") if call.hook == "order-select" else None
-    grouping = LabTestGrouping(config.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR)
+    grouping = LabTestGrouping(setting(config, "VALUESET_DIR"))
     run_issues = tuple(getattr(run, "issues", ()) or ())
     notes = located_notes(gathered.notes, run_issues, assessment.issues, gathered.entry_locations,
                           patient_provided=gathered.patient_provided)

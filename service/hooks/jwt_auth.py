@@ -28,6 +28,7 @@ import requests
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..config import default, setting
 from ..errors import AuthenticationError
 
 # `sub` is not required: the public CDS Hooks sandbox omits it. An issuer configured with "sub": [...]
@@ -201,17 +202,17 @@ class ClientVerifier:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, replay_store: TokenIdStore | None = None) -> "ClientVerifier":
         """A verifier from the CDS_* settings; CDS_TRUSTED_ISSUERS may arrive as a JSON string from the environment."""
-        issuers = config.get("CDS_TRUSTED_ISSUERS") or {}
+        issuers = setting(config, "CDS_TRUSTED_ISSUERS") or {}
         if isinstance(issuers, str):
             issuers = json.loads(issuers)
         return cls(
             trusted_issuers=issuers,
-            algorithms=config.get("CDS_JWT_ALGORITHMS") or ("ES384", "RS384"),
-            leeway_seconds=config.get("CDS_JWT_LEEWAY_SECONDS", 60),
-            max_age_seconds=config.get("CDS_JWT_MAX_AGE_SECONDS", 600),
-            jwks_cache=JwksCache(config.get("CDS_JWKS_CACHE_SECONDS", 3600)),
+            algorithms=setting(config, "CDS_JWT_ALGORITHMS") or default("CDS_JWT_ALGORITHMS"),
+            leeway_seconds=setting(config, "CDS_JWT_LEEWAY_SECONDS"),
+            max_age_seconds=setting(config, "CDS_JWT_MAX_AGE_SECONDS"),
+            jwks_cache=JwksCache(setting(config, "CDS_JWKS_CACHE_SECONDS")),
             replay_store=replay_store,
-            min_refetch_seconds=config.get("CDS_JWKS_MIN_REFETCH_SECONDS", 60),
+            min_refetch_seconds=setting(config, "CDS_JWKS_MIN_REFETCH_SECONDS"),
         )
 
     def verify(self, authorization_header: str | None, audience: str) -> dict[str, Any]:
