@@ -223,3 +223,13 @@ def test_the_readme_keys_named_in_prose_are_settings():
     from service.config import RETIRED
 
     assert named <= set(Settings.model_fields) | set(RETIRED), named - set(Settings.model_fields)
+
+
+def test_the_cli_refuses_a_misspelt_variable_in_one_line_without_a_traceback(clean_environment, monkeypatch, capsys):
+    from service.cli import main
+
+    monkeypatch.setenv("CALCINOSIS_LOOKBAK_DAYS", "180")
+    bundle = ROOT / "fhir_fixtures" / "assess" / "04-metastatic-esrd.json"
+    assert main(["assess", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: unknown setting CALCINOSIS_LOOKBAK_DAYS (did you mean CALCINOSIS_LOOKBACK_DAYS?)\n"
