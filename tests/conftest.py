@@ -25,9 +25,9 @@ def shared_dir() -> Path:
 
 @pytest.fixture
 def app(tmp_path):
-    from service import create_app
+    from tests.support.cds_app import make_app
 
-    return create_app({
+    return make_app({
         "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
         "CDS_REQUIRE_JWT": False,
     })
