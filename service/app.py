@@ -12,7 +12,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -23,6 +23,9 @@ from .docs_page import CONTENT_SECURITY_POLICY, render_page
 from .errors import AuthenticationError, ServiceError
 from .fhir_outputs.operation_outcome import operation_outcome
 from .http_io import fhir_response
+
+if TYPE_CHECKING:
+    from .assess import Assessor
 
 log = logging.getLogger("calcinosis_cds")
 
@@ -121,8 +124,13 @@ def _register_docs(app: Flask) -> None:
         return Response('{"status":"ok"}', mimetype="application/json")
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the service. Config layers: defaults, then CALCINOSIS_* environment, then `config`."""
+def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor | None" = None) -> Flask:
+    """Build the service. Config layers: defaults, then CALCINOSIS_* environment, then `config`.
+
+    The app owns what it reads here (`app_state`): its compiled rule library, terminology,
+    bibliography and CDS service definitions, read once now and never reread. `assessor`: one
+    already built for the same settings, to share between apps (tests); else one is built.
+    """
     typed = load_settings(config)
     settings = typed.model_dump()
     app = Flask(__name__)
@@ -136,8 +144,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     typed.warn_retired()
 
     # Compile the rule library now: a broken library fails at start, not on a patient's request.
-    from .assess import get_assessor
-    get_assessor(settings)
+    from .app_state import init_app_state
+    init_app_state(app, settings, assessor)
 
     from . import cds_hooks, fhir_api
 

@@ -1,8 +1,10 @@
 """The assessment core: bundle -> per-patient facts -> rule library -> PatientAssessment.
 
 Every surface ($assess, CDS Hooks, the CLI) goes through `Assessor.assess`, so there is one
-copy of the clinical logic: the compiled rule library. The library is compiled once per
-configuration and reused for every request.
+copy of the clinical logic: the compiled rule library. An Assessor reads its files once, when it
+is built, and never again: the web app builds its own in `create_app` (so two apps never share
+one, and an edited library takes effect in the next app built); the CLI, the benchmark and tests
+use `get_assessor`/`assess_bundle`, an explicit per-process cache keyed by the settings.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .assessment_model import DataGap, InputIssue, PatientAssessment
-from .bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, load_bibliography
+from .bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, read_bibliography
 from .config import load_config
 from .cql_like import Library, load_library, load_model_info
 from .cql_like.errors import CqlEvaluationError
@@ -26,7 +27,7 @@ from .cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
-from .terminology import load_terminology
+from .terminology import read_terminology
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,19 @@ class AssessmentRun:
 
 
 class Assessor:
-    """A compiled rule library bound to its terminology, ready to assess bundles."""
+    """A compiled rule library bound to its terminology and bibliography, ready to assess bundles.
+
+    Everything is read from disk here and kept: an Assessor never rereads a file, so a request
+    never sees half of an edit. `settings` are the values it was built from (see `assessor_settings`).
+    """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.library: Library = _compiled_library(
-            str(config["RULE_LIBRARY"]), str(config["MODEL_INFO"]), str(config["VALUESET_DIR"]))
-        self.terminology = load_terminology()
-        self.bibliography: Bibliography = load_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
+        self.settings: tuple[tuple[str, str], ...] = assessor_settings(config)
+        self.library: Library = load_library(Path(config["RULE_LIBRARY"]),
+                                             model=load_model_info(Path(config["MODEL_INFO"])),
+                                             valueset_dir=Path(config["VALUESET_DIR"]))
+        self.terminology = read_terminology()
+        self.bibliography: Bibliography = read_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
         fixed = config.get("EVALUATION_TIME")
         self.fixed_now: datetime | None = (
             _aware(datetime.fromisoformat(str(fixed).replace("Z", "+00:00"))) if fixed else None)
@@ -138,28 +145,31 @@ def _not_assessed(patient_reference: str, error: Exception) -> InputIssue:
     return InputIssue("error", "processing", f"{patient_reference} could not be assessed: {reason}", None)
 
 
-@lru_cache(maxsize=8)
-def _compiled_library(rule_library: str, model_info: str, valueset_dir: str) -> Library:
-    """Compile a rule library once per process, however many configurations use it."""
-    return load_library(Path(rule_library), model=load_model_info(Path(model_info)),
-                        valueset_dir=Path(valueset_dir))
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-# Every setting an Assessor reads: two configurations that agree on these share one Assessor.
-_ASSESSOR_SETTINGS = ("RULE_LIBRARY", "VALUESET_DIR", "MODEL_INFO", "BIBLIOGRAPHY", "LOOKBACK_DAYS",
-                      "EVALUATION_TIME", "MAX_PATIENTS_PER_REQUEST", "MAX_ASSESSED_RESOURCES")
-_cache: dict[tuple[Any, ...], Assessor] = {}
+
+# Every setting an Assessor reads: two configurations that agree on these get the same answers.
+ASSESSOR_SETTINGS = ("RULE_LIBRARY", "VALUESET_DIR", "MODEL_INFO", "BIBLIOGRAPHY", "LOOKBACK_DAYS",
+                     "EVALUATION_TIME", "MAX_PATIENTS_PER_REQUEST", "MAX_ASSESSED_RESOURCES")
+
+
+def assessor_settings(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The settings an Assessor reads, as comparable (key, text) pairs."""
+    return tuple((name, str(config.get(name))) for name in ASSESSOR_SETTINGS)
+
+
+# The process-level convenience for the CLI, the benchmark and tests (the web app never consults
+# it: each app holds its own Assessor). Files are read once per set of settings and process.
+_cache: dict[tuple[tuple[str, str], ...], Assessor] = {}
 _cache_lock = threading.Lock()
 
 
 def get_assessor(config: Mapping[str, Any] | None = None) -> Assessor:
-    """The Assessor for this configuration, compiled on first use and cached."""
+    """The process-wide Assessor for this configuration, built on first use and reused."""
     effective = load_config(config) if config is None or "RULE_LIBRARY" not in config else config
-    key = tuple(str(effective.get(name)) for name in _ASSESSOR_SETTINGS)
+    key = assessor_settings(effective)
     with _cache_lock:
         assessor = _cache.get(key)
         if assessor is None:
@@ -169,5 +179,5 @@ def get_assessor(config: Mapping[str, Any] | None = None) -> Assessor:
 
 def assess_bundle(bundle: object, *, config: Mapping[str, Any] | None = None,
                   now: datetime | None = None, data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
-    """Assess a decoded FHIR Bundle with the (cached) rule library of `config`; see `Assessor.assess`."""
+    """Assess a decoded FHIR Bundle with the process-wide Assessor of `config`; see `Assessor.assess`."""
     return get_assessor(config).assess(bundle, now=now, data_gaps=data_gaps)

@@ -94,9 +94,8 @@ class Bibliography:
                         label=publication.label, url=publication.url)
 
 
-@lru_cache(maxsize=8)
-def load_bibliography(path: str | Path = SHIPPED_BIBLIOGRAPHY) -> Bibliography:
-    """The bibliography file at `path` (the shipped one by default), read once.
+def read_bibliography(path: str | Path = SHIPPED_BIBLIOGRAPHY) -> Bibliography:
+    """The bibliography file at `path` (the shipped one by default), read now (an app reads its own).
 
     A file that is not a bibliography stops the service at start (ConfigError naming the file),
     rather than failing every assessment; a missing file is the OSError of reading it.
@@ -107,6 +106,12 @@ def load_bibliography(path: str | Path = SHIPPED_BIBLIOGRAPHY) -> Bibliography:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"configuration BIBLIOGRAPHY: {path} is not a bibliography "
                           f"(a JSON object with entries that have a key): {error!r}") from None
+
+
+@lru_cache(maxsize=8)
+def load_bibliography(path: str | Path = SHIPPED_BIBLIOGRAPHY) -> Bibliography:
+    """`read_bibliography`, read once per path and process (for callers without an app or Assessor)."""
+    return read_bibliography(path)
 
 
 def related_artifact(citation: Citation) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from .app_state import app_state
 from .errors import InputError
 from .hooks import hook_call
 from .hooks.components import HookComponents, build_components
@@ -72,7 +73,7 @@ def verify_client() -> None:
 
 
 def _service_or_404(service_id: str) -> Mapping[str, Any]:
-    service = hook_call.SERVICES.get(service_id)
+    service = app_state().hook_services.get(service_id)
     if service is None:
         raise InputError.single(f"no CDS service with id {service_id!r}; see GET /cds-services",
                                 location="url", code="not-found", status=404)
@@ -89,7 +90,7 @@ def _read_body(what: str) -> Any:
 @blueprint.get("")
 def discovery() -> Response:
     """The discovery document listing this service's CDS services."""
-    return json_response(hook_call.discovery_document())
+    return json_response(hook_call.discovery_document(app_state().hook_services))
 
 
 @blueprint.post("/<service_id>")
@@ -99,8 +100,14 @@ def call_service(service_id: str) -> Response:
     settings = _settings(current_app)
     body = _read_body("a CDS Hooks request")
     components = _components()
+    state = app_state()
+    core = hook_call.core_assess  # read per call: the seam tests replace
+
+    def assess(bundle: Any, **options: Any) -> Any:
+        return core(bundle, assessor=state.assessor, **options)
+
     answer = hook_call.answer_hook_call(service, body, fetcher=components.fetcher, base_url=_base_url(),
-                                        config=settings, assess=hook_call.core_assess)
+                                        config=settings, assess=assess, grouping=state.test_grouping)
     components.feedback.record_cards(service_id, answer.hook_instance, (card.record() for card in answer.cards))
     return json_response(answer.body)
 

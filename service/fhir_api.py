@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from . import __version__
-from .assess import get_assessor
+from .app_state import app_state
 from .fhir_outputs.capability_statement import (
     assess_operation_definition,
     calcinosis_type_codesystem,
@@ -23,9 +23,9 @@ blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
 @blueprint.post("/$assess")
 def assess() -> Response:
     """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient."""
-    config = current_app.config["CALCINOSIS"]
-    bundle = read_json_body(request, max_bytes=config["MAX_BODY_BYTES"])
-    run = get_assessor(config).assess(bundle)
+    state = app_state()
+    bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
+    run = state.assess(bundle)
     return fhir_response(build_result_bundle(run.patients, run.issues))
 
 

@@ -25,9 +25,9 @@ def shared_dir() -> Path:
 
 @pytest.fixture
 def app(tmp_path):
-    from service import create_app
+    from tests.support.cds_app import make_app
 
-    return create_app({
+    return make_app({
         "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
         "CDS_REQUIRE_JWT": False,
     })
@@ -44,3 +44,15 @@ def assess_fixture(prefix: str) -> Path:
                if not p.name.endswith(".expected.json")]
     assert len(matches) == 1, f"expected one fixture {prefix}-*.json, found {matches}"
     return matches[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Say, before the run starts, that the real FHIR server will be installed (a one-time ~90 s stall)."""
+    if not any("test_cds_real_fhir_server.py" in item.nodeid for item in items):
+        return
+    from tests.support.real_fhir_server import install_notice
+
+    notice = install_notice()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if notice and reporter is not None:
+        reporter.write_line(f"NOTE: {notice}", yellow=True, bold=True)

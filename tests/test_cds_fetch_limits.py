@@ -19,7 +19,7 @@ from tests.support.cds_app import FakeCore, make_app, metastatic_assessment
 FIXTURES = Path(__file__).resolve().parents[1] / "fhir_fixtures" / "cds-hooks"
 EHR = "https://ehr.example.org/fhir"
 PATIENT_ID = "esrd-7301"
-SERVICE = hook_call.SERVICES["calcinosis-patient-view"]
+SERVICE = hook_call.load_services()["calcinosis-patient-view"]
 
 
 def _request_missing(*keys: str, fhir_server: str = EHR) -> dict:

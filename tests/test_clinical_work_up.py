@@ -373,9 +373,9 @@ def test_a_drafted_ct_is_not_suggested_again_on_order_sign(calcinosis_patient):
 
 
 def test_the_cds_prefetch_asks_for_the_skin_pathology_report_that_shows_a_biopsy_was_done():
-    from service.hooks.hook_call import SERVICES
+    from service.hooks.hook_call import load_services
 
-    for service in SERVICES.values():
+    for service in load_services().values():
         assert "http://loinc.org|65754-4" in service["prefetch"]["labs"], service["id"]
         assert service["prefetch"]["procedures"].startswith("Procedure?patient=")
 

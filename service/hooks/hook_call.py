@@ -1,7 +1,7 @@
 """One CDS service call end to end: validate, gather data, assess through the core, build cards.
 
-The clinical work is `service.assess.assess_bundle`, the same function `$assess` uses; this module
-only wires the CDS Hooks specifics around it.
+The clinical work is the app's `Assessor`, the same one `$assess` uses; this module only wires the
+CDS Hooks specifics around it.
 """
 
 from __future__ import annotations
@@ -33,18 +33,20 @@ def load_services(path: Path = _SERVICES_FILE) -> dict[str, dict[str, Any]]:
     return {service["id"]: service for service in document["services"]}
 
 
-SERVICES = load_services()
-
-
-def discovery_document(services: Mapping[str, Mapping[str, Any]] = SERVICES) -> dict[str, Any]:
+def discovery_document(services: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The body of GET /cds-services."""
     return {"services": [dict(service) for service in services.values()]}
 
 
 def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
-                data_gaps: Iterable[DataGap] = ()) -> Any:
-    """The shared assessment core (imported lazily so this package loads without the rule library)."""
-    from ..assess import assess_bundle
+                data_gaps: Iterable[DataGap] = (), assessor: Any = None) -> Any:
+    """The assessment core: `assessor` (the app's own) when given, else the process-wide one of `config`.
+
+    The one place a hook call reaches the core, so tests can stand a fixed answer in for it.
+    """
+    if assessor is not None:
+        return assessor.assess(bundle, now=now, data_gaps=data_gaps)
+    from ..assess import assess_bundle  # lazily, so this package loads without the rule library
 
     return assess_bundle(bundle, config=config, now=now, data_gaps=data_gaps)
 
@@ -77,8 +79,11 @@ def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
 
 def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetcher, base_url: str,
                      config: Mapping[str, Any], assess: AssessFunction = core_assess,
-                     now: datetime | None = None) -> HookAnswer:
-    """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors."""
+                     now: datetime | None = None, grouping: LabTestGrouping | None = None) -> HookAnswer:
+    """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors.
+
+    `grouping`: which codes are the same test (the app's own); by default read from VALUESET_DIR.
+    """
     call = validate_hook_call(service, body, max_draft_orders=int(setting(config, "CDS_MAX_DRAFT_ORDERS")))
     gathered = gather_bundle(service, call, fetcher)
     # Searches read only in part reach the rules, so the cards' texts agree with their data notes.
@@ -87,7 +92,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
     if assessment is None:
         return HookAnswer({"cards": []}, (), call.hook_instance)
     selections = call.context.get("selections") if call.hook == "order-select" else None
-    grouping = LabTestGrouping(setting(config, "VALUESET_DIR"))
+    grouping = grouping or LabTestGrouping(setting(config, "VALUESET_DIR"))
     run_issues = tuple(getattr(run, "issues", ()) or ())
     notes = located_notes(gathered.notes, run_issues, assessment.issues, gathered.entry_locations,
                           patient_provided=gathered.patient_provided)

@@ -41,8 +41,7 @@ def _expansion_codes(resource: dict[str, Any]) -> list[tuple[str, str]]:
     return codes
 
 
-@lru_cache(maxsize=8)
-def _group_by_code(valueset_dir: str) -> dict[tuple[str, str], str]:
+def _read_groups(valueset_dir: str) -> dict[tuple[str, str], str]:
     """(system, code) -> url of the smallest expanded ValueSet in the folder that holds it.
 
     The smallest set is the analyte's own (a code may also sit in a broader panel set, which must
@@ -60,11 +59,18 @@ def _group_by_code(valueset_dir: str) -> dict[tuple[str, str], str]:
     return {key: min(found)[1] for key, found in holders.items()}
 
 
+@lru_cache(maxsize=8)
+def _group_by_code(valueset_dir: str) -> dict[tuple[str, str], str]:
+    """`_read_groups`, read once per folder and process (callers without an app)."""
+    return _read_groups(valueset_dir)
+
+
 class LabTestGrouping:
     """Answers "is this test already ordered?" through the core's value sets."""
 
-    def __init__(self, valueset_dir: str | Path = SHIPPED_VALUESET_DIR) -> None:
-        self._groups = _group_by_code(str(valueset_dir))
+    def __init__(self, valueset_dir: str | Path = SHIPPED_VALUESET_DIR, *, reread: bool = False) -> None:
+        """`reread`: read the folder now instead of reusing this process's earlier reading (an app's own)."""
+        self._groups = _read_groups(str(valueset_dir)) if reread else _group_by_code(str(valueset_dir))
 
     def key(self, system: str, code: str) -> object:
         """The analyte's value set holding the code, or the code itself when no value set does."""

@@ -419,6 +419,11 @@ def _load_cached(directory: Path) -> Terminology:
     return _load(directory)
 
 
+def read_terminology(directory: str | Path | None = None) -> Terminology:
+    """The terminology tables in `directory` (default: this package), read now (an Assessor reads its own)."""
+    return _load(Path(directory).resolve() if directory is not None else DATA_DIRECTORY)
+
+
 def load_terminology(directory: str | Path | None = None) -> Terminology:
     """The terminology tables in `directory` (default: this package), loaded once per directory."""
     return _load_cached(Path(directory).resolve() if directory is not None else DATA_DIRECTORY)
@@ -426,5 +431,5 @@ def load_terminology(directory: str | Path | None = None) -> Terminology:
 
 __all__ = [
     "AGE_UNKNOWN_SOURCE_LABEL", "NO_DEFAULT_RANGE_FOR_AGE", "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
-    "UnitConversionError", "UnitFactor", "load_terminology",
+    "UnitConversionError", "UnitFactor", "load_terminology", "read_terminology",
 ]

@@ -19,9 +19,22 @@ ASSESSED_AT = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 
 
 def make_app(config: dict[str, Any]) -> Flask:
+    """`create_app(config)` with the Assessor this process built for the same settings, compiled once."""
     from service import create_app
 
-    return create_app(config)
+    return create_app(config, assessor=shared_assessor(config))
+
+
+def shared_assessor(config: dict[str, Any]) -> Any:
+    """The process-wide Assessor for `config`'s settings: tests build hundreds of apps on the same rules.
+
+    `create_app` refuses it if it was built for other settings; tests of the app's own library
+    (tests/test_app_state.py) call `create_app` without it.
+    """
+    from service.assess import get_assessor
+    from service.config import load_config
+
+    return get_assessor(load_config(config))
 
 
 class FakeCore:

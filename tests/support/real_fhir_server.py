@@ -27,6 +27,20 @@ def sekmet_venv() -> Path:
     return Path(os.environ.get("CALCINOSIS_SEKMET_VENV", default))
 
 
+def prepare_command(venv: Path) -> str:
+    """The one command that prepares the server's environment in advance (the one `.ci/run` runs)."""
+    return f'python3 -m venv {venv} && {venv}/bin/pip install -q "{SEKMET_PACKAGE}"'
+
+
+def install_notice() -> str | None:
+    """What the run is about to do when the server is not installed yet (None when it is)."""
+    venv = sekmet_venv()
+    if (venv / "bin" / "sekmet").exists():
+        return None
+    return (f"the real FHIR server test will now install {SEKMET_PACKAGE} into {venv} (once; about 90 s; "
+            f"needs the package index). To prepare it beforehand: {prepare_command(venv)}")
+
+
 def ensure_sekmet() -> Path:
     """The sekmet console script, installing it into its own venv if needed; skips when impossible."""
     venv = sekmet_venv()
