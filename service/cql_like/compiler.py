@@ -386,10 +386,10 @@ class Compiler:
             return (lambda ctx: ctx.scope[name]), env[name]
         if name in self.define_nodes:
             compiled = self.compile_define(name)
-            return (lambda ctx: ctx.library._define_value(ctx, name)), compiled.type
+            return (lambda ctx: ctx.library.define_value(ctx, name)), compiled.type
         if name in self.parameters:
             param = self.parameters[name]
-            return (lambda ctx: ctx.library._parameter_value(ctx, name)), param.type
+            return (lambda ctx: ctx.library.parameter_value(ctx, name)), param.type
         if name in self.valuesets:
             vs = self.valuesets[name]
             return (lambda ctx: vs), T.VALUESET

@@ -108,13 +108,13 @@ class Library:
         return Context(self, provider, now, values)
 
     def _result(self, ctx: Context, name: str) -> DefineResult:
-        value = self._define_value(ctx, name, merge=False)
+        value = self.define_value(ctx, name, merge=False)
         side_evidence = ctx.define_cache[name][1]
         evidence = set(side_evidence)
         collect_record_sources(value, evidence)
         return DefineResult(value, tuple(sorted(evidence)))
 
-    def _define_value(self, ctx: Context, name: str, merge: bool = True) -> Any:
+    def define_value(self, ctx: Context, name: str, merge: bool = True) -> Any:
         """Value of a define for this context (cached); its evidence is merged into the caller's."""
         cached = ctx.define_cache.get(name)
         if cached is None:
@@ -135,7 +135,7 @@ class Library:
             ctx.ev.update(cached[1])
         return cached[0]
 
-    def _parameter_value(self, ctx: Context, name: str) -> Any:
+    def parameter_value(self, ctx: Context, name: str) -> Any:
         """An override, else the default evaluated in this context (so `Now()` in a default is `now`)."""
         values = ctx.parameter_values
         if name in values:

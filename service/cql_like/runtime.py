@@ -8,12 +8,9 @@ that rows a `where` rejects leave no trace.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .values import Code, CqlTuple, Record
-
-if TYPE_CHECKING:
-    from .library import Library
 
 
 class DataProvider(Protocol):
@@ -25,6 +22,21 @@ class DataProvider(Protocol):
 
     def retrieve(self, type_name: str, codes: frozenset[Code] | None) -> Sequence[Record]:
         """Records of a model type, filtered to those whose primary code is in `codes` (None: all)."""
+        ...
+
+
+class DefinitionSource(Protocol):
+    """What compiled closures ask of the library through the context: other defines and parameters.
+
+    A protocol, so the runtime does not import the library module that builds contexts.
+    """
+
+    def define_value(self, ctx: Context, name: str) -> Any:
+        """A define's value for this context (cached per evaluation), its evidence merged into `ctx.ev`."""
+        ...
+
+    def parameter_value(self, ctx: Context, name: str) -> Any:
+        """A parameter's override, else its default evaluated in this context."""
         ...
 
 
@@ -41,7 +53,7 @@ class Context:
     __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "ev", "scope",
                  "_patient", "_patient_loaded", "library")
 
-    def __init__(self, library: Library, provider: DataProvider, now: datetime,
+    def __init__(self, library: DefinitionSource, provider: DataProvider, now: datetime,
                  parameter_values: Mapping[str, Any]) -> None:
         self.library = library
         self.provider = provider
