@@ -248,3 +248,120 @@ def test_evaluation_messages_speak_cql_not_python(expression, words):
     message = info.value.message
     assert words in message
     assert not any(name in message for name in ("microsecond", "Error", "InvalidOperation", "decimal."))
+
+
+# --------------------------------------------------------------------------- structured fields
+
+BROKEN_BODY = ('define "Calcium": 1\ndefine "B": "Calcum" + 1\ndefine "C": exists 5\ndefine "D": {1, 2}[\'a\']\n'
+               'define "E": [Observation] O where O.efective > Now()\ndefine "F": Count(5)\n'
+               'define "G": Frobnicate(1)\n')
+
+# `rules check` output on BROKEN_BODY, as it was before the errors carried structured fields:
+# the fields add information without changing a character of what is printed.
+BROKEN_RENDERED = """\
+{file}:5:13: name error: unknown name "Calcum" (did you mean 'Calcium'?)
+    define "B": "Calcum" + 1
+                ^
+{file}:6:20: type error: exists needs a List, got Integer
+    define "C": exists 5
+                       ^
+{file}:7:20: type error: an index must be Integer, got String
+    define "D": {{1, 2}}['a']
+                       ^
+{file}:8:37: type error: Observation has no element 'efective' (did you mean 'effective'?)
+    define "E": [Observation] O where O.efective > Now()
+                                        ^
+{file}:9:13: type error: Count argument 1 must be a List, got Integer (signature: Count(List<T>) -> Integer)
+    define "F": Count(5)
+                ^
+{file}:10:13: name error: unknown function Frobnicate (did you mean 'Truncate'?)
+    define "G": Frobnicate(1)
+                ^"""
+
+
+def test_a_misspelt_define_carries_the_name_it_meant_as_a_field():
+    (error,) = compile_errors('define "Calcium": 1\ndefine "B": "Calcum" + 1')
+    assert isinstance(error, CqlNameError)
+    assert error.suggestion == "Calcium"
+    assert error.message == 'unknown name "Calcum" (did you mean \'Calcium\'?)'
+    assert error.position == ("rules/t.cql", 5, 13)
+    assert (error.position.file, error.position.line, error.position.column) == ("rules/t.cql", 5, 13)
+
+
+def test_a_name_nothing_resembles_has_no_suggestion():
+    (error,) = compile_errors('define "B": "Zzzzqx" + 1')
+    assert isinstance(error, CqlNameError)
+    assert error.suggestion is None and "did you mean" not in error.message
+
+
+def test_a_type_error_carries_the_expected_and_the_found_type():
+    (error,) = compile_errors("define \"D\": {1, 2}['a']")
+    assert isinstance(error, CqlTypeError)
+    assert (error.expected, error.found) == ("Integer", "String")
+    (error,) = compile_errors('define "C": exists 5')
+    assert (error.expected, error.found) == ("List", "Integer")
+
+
+def test_a_function_argument_of_the_wrong_type_carries_expected_and_found():
+    (error,) = compile_errors('define "F": Count(5)')
+    assert isinstance(error, CqlTypeError)
+    assert (error.expected, error.found) == ("List", "Integer")
+
+
+def test_a_parameter_default_of_the_wrong_type_carries_expected_and_found():
+    with pytest.raises(CqlCompilationError) as info:
+        compile_library("library T version '1'\nparameter \"Lookback\" Quantity default 365\ncontext Patient\n"
+                        "define \"A\": Today() - \"Lookback\"", filename="rules/t.cql", model=MODEL)
+    (error,) = info.value.errors
+    assert isinstance(error, CqlTypeError)
+    assert (error.expected, error.found) == ("Quantity", "Integer")
+
+
+def test_an_unknown_field_is_a_type_error_with_a_suggestion():
+    (error,) = compile_errors('define "E": [Observation] O where O.efective > Now()')
+    assert error.suggestion == "effective"
+
+
+def test_a_misspelt_define_asked_for_by_name_carries_the_suggestion():
+    library = compile_library(HEADER + 'define "Calcium": 1', filename="t.cql", model=MODEL)
+    with pytest.raises(CqlNameError) as info:
+        library.evaluate_define("Calcum", EmptyProvider(), now=NOW)
+    assert info.value.suggestion == "Calcium"
+    assert "(did you mean 'Calcium'?)" in info.value.message
+
+
+def test_rules_check_output_is_unchanged_by_the_structured_fields(tmp_path):
+    path = tmp_path / "b.cql"
+    path.write_text(HEADER + BROKEN_BODY, encoding="utf-8")
+    errors = check_paths([tmp_path], MODEL)
+    assert render_errors(errors) == BROKEN_RENDERED.format(file=path)
+    assert [type(e) for e in errors] == [CqlNameError, CqlTypeError, CqlTypeError, CqlTypeError, CqlTypeError,
+                                         CqlNameError]
+    assert [e.suggestion for e in errors] == ["Calcium", None, None, "effective", None, "Truncate"]
+
+
+def test_the_rules_check_command_prints_the_same_text(tmp_path, capsys):
+    from service.cli import main
+
+    path = tmp_path / "b.cql"
+    path.write_text(HEADER + BROKEN_BODY, encoding="utf-8")
+    assert main(["rules", "check", str(path)]) == 1
+    assert capsys.readouterr().err == BROKEN_RENDERED.format(file=path) + "\n6 error(s)\n"
+
+
+def test_every_error_class_of_the_engine_lives_in_one_module_under_cql_error():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import service.cql_like as package
+    from service.cql_like.errors import CqlError
+
+    outside = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__.startswith(package.__name__):
+                if cls.__module__ != "service.cql_like.errors" or not issubclass(cls, CqlError):
+                    outside.append(f"{cls.__module__}.{cls.__name__}")
+    assert outside == []

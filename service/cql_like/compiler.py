@@ -11,18 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import ast
 from . import functions as fn
 from . import operators as ops
 from . import regex_guard
 from . import types as T
-from .errors import CqlError, CqlNameError, CqlTypeError
+from .errors import (CqlError, CqlNameError, CqlRuntimeError, CqlTypeError, EvaluationFailure, UnitError,
+                     closest_name, did_you_mean)
 from .model import ModelInfo
 from .parser import source_line
-from .quantity import Quantity, UnitError, is_valid_unit
-from .runtime import Context, EvaluationFailure, collect_record_sources
+from .quantity import Quantity, is_valid_unit
+from .runtime import Context, collect_record_sources
 from .valuesets import ValueSet
 from .values import Code, Concept, CqlTuple, Interval, Record
 
@@ -74,7 +75,7 @@ def _guard(closure: Closure, node: ast.Node) -> Closure:
             return closure(ctx)
         except EvaluationFailure:
             raise
-        except (UnitError, ops.CqlRuntimeError) as exc:
+        except (UnitError, CqlRuntimeError) as exc:
             raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
         except ZeroDivisionError:
             return None
@@ -169,12 +170,20 @@ class Compiler:
 
     # ---- errors -----------------------------------------------------------
     def error(self, cls: type[CqlError], message: str, node: ast.Node | None = None, *, line: int | None = None,
-              column: int | None = None) -> tuple[Closure, T.CqlType]:
-        """Record an error at the node (or explicit line/column); returns a placeholder so compilation goes on."""
+              column: int | None = None, suggest: tuple[str, Iterable[str]] | None = None,
+              **fields: Any) -> tuple[Closure, T.CqlType]:
+        """Record an error at the node (or explicit line/column); returns a placeholder so compilation goes on.
+
+        `suggest` is (misspelt name, known names): the closest known name becomes the error's `suggestion`
+        and the message's "(did you mean ...)"; `fields` are the class's own (`expected`, `found`).
+        """
         line = line if line is not None else (node.line if node is not None else None)
         column = column if column is not None else (node.column if node is not None else None)
+        if suggest is not None:
+            fields["suggestion"] = closest_name(*suggest)
+            message += did_you_mean(fields["suggestion"])
         self.errors.append(cls(message, filename=self.filename, line=line, column=column,
-                               source_line=source_line(self.source, line)))
+                               source_line=source_line(self.source, line), **fields))
         return _fail, T.ANY
 
     # ---- declarations -------------------------------------------------------
@@ -195,15 +204,15 @@ class Compiler:
         for vs in lib.valuesets:
             found = self.available_valuesets.get(vs.url)
             if found is None:
-                self.error(CqlNameError, f"value set '{vs.url}' (\"{vs.name}\") not found among the loaded value sets"
-                           + CqlNameError.suggestion(vs.url, self.available_valuesets), vs)
+                self.error(CqlNameError, f"value set '{vs.url}' (\"{vs.name}\") not found among the loaded value sets",
+                           vs, suggest=(vs.url, self.available_valuesets))
                 found = ValueSet(vs.url, frozenset())
             self._declare(vs, self.valuesets, found)
         for code in lib.codes:
             system = self.codesystems.get(code.system)
             if system is None:
-                self.error(CqlNameError, f"unknown code system \"{code.system}\""
-                           + CqlNameError.suggestion(code.system, self.codesystems), code)
+                self.error(CqlNameError, f"unknown code system \"{code.system}\"", code,
+                           suggest=(code.system, self.codesystems))
             self._declare(code, self.codes, Code(code.code, system, code.display))
         for statement in lib.statements:
             if isinstance(statement, ast.ExpressionDef):
@@ -260,7 +269,7 @@ class Compiler:
             default, default_type = self.expr(node.default, {})
             if declared is not None and not T.assignable(default_type, declared):
                 self.error(CqlTypeError, f"default of parameter \"{node.name}\" is {default_type}, declared {declared}",
-                           node.default)
+                           node.default, expected=str(declared), found=str(default_type))
             elif declared is not None:
                 default = _coerce(default, default_type, declared)
         self.parameters[node.name] = CompiledParameter(node.name, declared or default_type, default, node)
@@ -299,7 +308,7 @@ class Compiler:
             self._compiling_functions.pop()
         if declared is not None and not T.assignable(body_type, declared):
             self.error(CqlTypeError, f"function {node.name} is declared to return {declared} but its body is {body_type}",
-                       node.body)
+                       node.body, expected=str(declared), found=str(body_type))
         elif declared is not None:
             body = _coerce(body, body_type, declared)
         compiled.body = body
@@ -318,7 +327,7 @@ class Compiler:
             if spec.name in self.model.types:
                 return T.CqlType(spec.name)
             candidates = list(T.SYSTEM_TYPES) + list(self.model.types)
-            self.error(CqlNameError, f"unknown type '{spec.name}'" + CqlNameError.suggestion(spec.name, candidates), spec)
+            self.error(CqlNameError, f"unknown type '{spec.name}'", spec, suggest=(spec.name, candidates))
             return T.ANY
         if isinstance(spec, ast.ListTypeSpec):
             return T.list_of(self.type_of_spec(spec.element))
@@ -403,8 +412,8 @@ class Compiler:
         if row_type == T.ANY:   # a sort item over rows of unknown type: an element of the row
             getter = self._member_getter(name, track=False)
             return (lambda ctx: getter(ctx.scope[_ROW])), T.ANY
-        return self.error(CqlNameError, f"unknown name \"{name}\"" + CqlNameError.suggestion(name, self._all_names(env)),
-                          node)
+        return self.error(CqlNameError, f"unknown name \"{name}\"",
+                          node, suggest=(name, self._all_names(env)))
 
     # fields -----------------------------------------------------------------------
     def _field_type(self, target: T.CqlType, name: str) -> T.CqlType | None:
@@ -468,8 +477,8 @@ class Compiler:
             field_type = self._field_type(element_type, name)
             if field_type is None:
                 candidates = self._field_names(element_type)
-                return self.error(CqlTypeError, f"{element_type} has no element '{name}'"
-                                  + CqlNameError.suggestion(name, candidates), node)
+                return self.error(CqlTypeError, f"{element_type} has no element '{name}'", node,
+                                  suggest=(name, candidates))
             result_type = T.list_of(field_type.element if isinstance(field_type, T.ListType) else field_type) \
                 if is_list else field_type
         get = self._member_getter(name)
@@ -485,7 +494,8 @@ class Compiler:
         target, target_type = self.expr(node.target, env)
         index, index_type = self.expr(node.index, env)
         if not T.assignable(index_type, T.INTEGER):
-            return self.error(CqlTypeError, f"an index must be Integer, got {index_type}", node.index)
+            return self.error(CqlTypeError, f"an index must be Integer, got {index_type}", node.index,
+                              expected="Integer", found=str(index_type))
         if target_type == T.STRING:
             result_type = T.STRING
         elif isinstance(target_type, T.ListType):
@@ -501,7 +511,7 @@ class Compiler:
             if value is None or i is None:
                 return None
             if not isinstance(value, (str, list, tuple)):  # a fact of another type than the model declares
-                raise ops.CqlRuntimeError("cannot index into a value that is not a String or a List")
+                raise CqlRuntimeError("cannot index into a value that is not a String or a List")
             if i < 0 or i >= len(value):
                 return None
             return value[i]
@@ -524,7 +534,8 @@ class Compiler:
         try:
             result_type = spec.resolve(arg_types)
         except fn.SignatureMismatch as exc:
-            return self.error(CqlTypeError, f"{node.name} {exc} (signature: {spec.signature})", node)
+            return self.error(CqlTypeError, f"{node.name} {exc} (signature: {spec.signature})", node,
+                              expected=exc.expected, found=exc.found)
         if node.name == "Coalesce":   # the picked argument takes the common type (Integer -> Decimal)
             targets = [result_type] * len(arg_types) if len(arg_types) > 1 else [T.list_of(result_type)]
             closures = [_coerce(c, a, t) for c, a, t in zip(closures, arg_types, targets)]
@@ -539,8 +550,8 @@ class Compiler:
 
     def _call_name_error(self, node: ast.Call):
         candidates = list(fn.REGISTRY) + list(self.function_nodes)
-        return self.error(CqlNameError, f"unknown function {node.name}" + CqlNameError.suggestion(node.name, candidates),
-                          node)
+        return self.error(CqlNameError, f"unknown function {node.name}",
+                          node, suggest=(node.name, candidates))
 
     @staticmethod
     def _builtin_call(spec: fn.FunctionSpec, args: list[Closure]) -> Closure:
@@ -654,7 +665,8 @@ class Compiler:
             return (lambda ctx: ops.logical_not(operand(ctx))), T.BOOLEAN
         if op == "exists":
             if t != T.ANY and not isinstance(t, T.ListType):
-                return self.error(CqlTypeError, f"exists needs a List, got {t}", node.operand)
+                return self.error(CqlTypeError, f"exists needs a List, got {t}", node.operand,
+                                  expected="List", found=str(t))
 
             def exists(ctx: Context) -> bool:
                 """True when the list has a non-null element; those elements become evidence."""
@@ -672,10 +684,12 @@ class Compiler:
             return _guard(lambda ctx: ops.negate(operand(ctx)), node), t
         if op in ("distinct", "flatten"):
             if t != T.ANY and not isinstance(t, T.ListType):
-                return self.error(CqlTypeError, f"{op} needs a List, got {t}", node.operand)
+                return self.error(CqlTypeError, f"{op} needs a List, got {t}", node.operand,
+                                  expected="List", found=str(t))
             if op == "flatten" and isinstance(t, T.ListType) and t.element != T.ANY \
                     and not isinstance(t.element, T.ListType):
-                return self.error(CqlTypeError, f"flatten needs a List of Lists, got {t}", node.operand)
+                return self.error(CqlTypeError, f"flatten needs a List of Lists, got {t}", node.operand,
+                                  expected="List of Lists", found=str(t))
             impl = ops.distinct if op == "distinct" else ops.flatten
             result = t
             if op == "flatten" and isinstance(t, T.ListType):
@@ -696,7 +710,8 @@ class Compiler:
             return (lambda ctx: operand(ctx) is wanted), T.BOOLEAN
         if op in ("start", "end"):
             if t != T.ANY and not isinstance(t, T.IntervalType):
-                return self.error(CqlTypeError, f"{op} of needs an Interval, got {t}", node.operand)
+                return self.error(CqlTypeError, f"{op} of needs an Interval, got {t}", node.operand,
+                                  expected="Interval", found=str(t))
             impl = ops.start_of if op == "start" else ops.end_of
             return (lambda ctx: impl(operand(ctx))), (t.point if isinstance(t, T.IntervalType) else T.ANY)
         if op.endswith(" from"):
@@ -719,7 +734,7 @@ class Compiler:
         if any(T.assignable(t, a) for a in allowed):
             return True
         names = " or ".join(str(a) for a in allowed)
-        self.error(CqlTypeError, f"{what} needs {names}, got {t}", node)
+        self.error(CqlTypeError, f"{what} needs {names}, got {t}", node, expected=names, found=str(t))
         return False
 
     _LOGIC = {"and": ops.logical_and, "or": ops.logical_or, "xor": ops.logical_xor, "implies": ops.logical_implies}
@@ -838,7 +853,8 @@ class Compiler:
         if op == "in":
             if rt == T.VALUESET:
                 if lt not in (T.CODE, T.CONCEPT, T.ANY, T.STRING):
-                    return self.error(CqlTypeError, f"only a Code or Concept can be in a value set, got {lt}", node)
+                    return self.error(CqlTypeError, f"only a Code or Concept can be in a value set, got {lt}", node,
+                                      expected="Code or Concept", found=str(lt))
 
                 def in_valueset(ctx: Context) -> bool:
                     """Value set membership by code and system (a bare string by code only);
@@ -871,10 +887,12 @@ class Compiler:
                         return value is not None and any(container.contains(c.system, c.code) for c in codes)
                     return ops.list_contains(container, left(ctx))
                 return _guard(in_any, node), T.BOOLEAN
-            return self.error(CqlTypeError, f"'in' needs a List, Interval or value set on the right, got {rt}", node)
+            return self.error(CqlTypeError, f"'in' needs a List, Interval or value set on the right, got {rt}", node,
+                              expected="List, Interval or value set", found=str(rt))
         if op == "included in":
             if not (isinstance(rt, T.IntervalType) or rt == T.ANY):
-                return self.error(CqlTypeError, f"'{node.op}' needs an Interval, got {rt}", node)
+                return self.error(CqlTypeError, f"'{node.op}' needs an Interval, got {rt}", node,
+                                  expected="Interval", found=str(rt))
             if isinstance(lt, T.IntervalType) or lt == T.ANY:
                 def included(ctx: Context) -> bool | None:
                     """`included in` for an interval or a point, decided by the run-time value."""
@@ -887,7 +905,8 @@ class Compiler:
         if op == "overlaps":
             for t, side in ((lt, node.left), (rt, node.right)):
                 if not (isinstance(t, T.IntervalType) or t == T.ANY):
-                    return self.error(CqlTypeError, f"overlaps needs Intervals, got {t}", side)
+                    return self.error(CqlTypeError, f"overlaps needs Intervals, got {t}", side,
+                                      expected="Interval", found=str(t))
             return _guard(lambda ctx: ops.overlaps(left(ctx), right(ctx)), node), T.BOOLEAN
         impl = ops.before if op == "before" else ops.after
         return _guard(lambda ctx: impl(left(ctx), right(ctx)), node), T.BOOLEAN
@@ -960,7 +979,7 @@ class Compiler:
             if comparand is None:
                 self._require(wt, (T.BOOLEAN,), "case when", when)
             elif T.common_type(comp_t, wt) is None:
-                self.error(CqlTypeError, f"case compares {comp_t} with {wt}", when)
+                self.error(CqlTypeError, f"case compares {comp_t} with {wt}", when, expected=str(comp_t), found=str(wt))
             t_closure, tt = self.expr(then, env)
             items.append((w, t_closure))
             types.append(tt)
@@ -990,8 +1009,8 @@ class Compiler:
     def _Retrieve(self, node: ast.Retrieve, env):
         model_type = self.model.types.get(node.type_name)
         if model_type is None:
-            return self.error(CqlNameError, f"unknown type '{node.type_name}' in retrieve"
-                              + CqlNameError.suggestion(node.type_name, self.model.types), node)
+            return self.error(CqlNameError, f"unknown type '{node.type_name}' in retrieve", node,
+                              suggest=(node.type_name, self.model.types))
         type_name = node.type_name
         result = T.list_of(T.CqlType(type_name))
         if node.terminology is None:
@@ -1008,8 +1027,8 @@ class Compiler:
             codes = frozenset({Code(code.code, code.system)})
         else:
             candidates = list(self.valuesets) + list(self.codes)
-            return self.error(CqlNameError, f"unknown value set or code \"{term}\"" + CqlNameError.suggestion(term, candidates),
-                              line=node.terminology_line, column=node.terminology_column)
+            return self.error(CqlNameError, f"unknown value set or code \"{term}\"",
+                              line=node.terminology_line, column=node.terminology_column, suggest=(term, candidates))
         return (lambda ctx: ctx.retrieve(type_name, codes)), result
 
     @staticmethod
@@ -1199,9 +1218,9 @@ class Compiler:
             if lo is not None and hi is not None:
                 order = ops.compare(lo, hi)
                 if order > 0:
-                    raise ops.CqlRuntimeError("an interval's low bound is greater than its high bound")
+                    raise CqlRuntimeError("an interval's low bound is greater than its high bound")
                 if order == 0 and not (low_closed and high_closed):
-                    raise ops.CqlRuntimeError("an interval cannot be both closed and open on the same point")
+                    raise CqlRuntimeError("an interval cannot be both closed and open on the same point")
             return Interval(lo, hi, low_closed, high_closed)
         return _guard(interval, node), T.interval_of(point)
 
@@ -1226,7 +1245,8 @@ class Compiler:
             element = self.type_of_spec(node.element_type)
             for (c, t), item in zip(compiled, node.items):
                 if not T.assignable(t, element):
-                    self.error(CqlTypeError, f"list element is {t}, declared {element}", item)
+                    self.error(CqlTypeError, f"list element is {t}, declared {element}", item,
+                               expected=str(element), found=str(t))
         else:
             element = self._branch_type([t for _, t in compiled], node) if compiled else T.ANY
         closures = [_coerce(c, t, element) for c, t in compiled]

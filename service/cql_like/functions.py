@@ -18,12 +18,9 @@ from typing import Any, Callable
 from . import operators as ops
 from . import regex_guard
 from . import types as T
+from .errors import CqlRuntimeError, SignatureMismatch
 from .quantity import IncompatibleUnitsError, Quantity
 from .values import Code, Concept
-
-
-class SignatureMismatch(Exception):
-    """Arguments do not fit a signature; the message says which and why."""
 
 
 Resolver = Callable[[list[T.CqlType]], T.CqlType]
@@ -68,13 +65,13 @@ def _element(t: T.CqlType, position: int = 1) -> T.CqlType:
         return T.ANY
     if isinstance(t, T.ListType):
         return t.element
-    raise SignatureMismatch(f"argument {position} must be a List, got {t}")
+    raise SignatureMismatch(f"argument {position} must be a List, got {t}", expected="List", found=str(t))
 
 
 def _expect(t: T.CqlType, allowed: tuple[T.CqlType, ...], position: int) -> None:
     if not any(T.assignable(t, a) for a in allowed):
         names = " or ".join(str(a) for a in allowed)
-        raise SignatureMismatch(f"argument {position} must be {names}, got {t}")
+        raise SignatureMismatch(f"argument {position} must be {names}, got {t}", expected=names, found=str(t))
 
 
 def fixed(params: tuple[tuple[T.CqlType, ...], ...], result: T.CqlType, optional: int = 0) -> Resolver:
@@ -370,7 +367,7 @@ def _date(year, month, day):
     try:
         return date(year, month, day)
     except (ValueError, OverflowError):
-        raise ops.CqlRuntimeError(f"invalid date: Date({year}, {month}, {day}) is not a calendar date") from None
+        raise CqlRuntimeError(f"invalid date: Date({year}, {month}, {day}) is not a calendar date") from None
 
 
 @register("DateTime", "DateTime(Integer year, month, day[, hour, minute, second, millisecond][, Decimal offset]) -> DateTime",
@@ -379,14 +376,14 @@ def _datetime(year, month, day, hour=0, minute=0, second=0, millisecond=0, offse
     if year is None or month is None or day is None:
         return None
     if millisecond is not None and not 0 <= millisecond <= 999:
-        raise ops.CqlRuntimeError(f"invalid datetime: millisecond {millisecond} is not between 0 and 999")
+        raise CqlRuntimeError(f"invalid datetime: millisecond {millisecond} is not between 0 and 999")
     if offset is not None and not -14 <= offset <= 14:
-        raise ops.CqlRuntimeError(f"invalid datetime: offset {offset} is not between -14 and 14 hours")
+        raise CqlRuntimeError(f"invalid datetime: offset {offset} is not between -14 and 14 hours")
     tz = timezone.utc if offset is None else timezone(timedelta(hours=float(offset)))
     try:
         return datetime(year, month, day, hour or 0, minute or 0, second or 0, (millisecond or 0) * 1000, tzinfo=tz)
     except (ValueError, OverflowError):
-        raise ops.CqlRuntimeError(f"invalid datetime: DateTime({year}, {month}, {day}, {hour}, {minute}, {second}) "
+        raise CqlRuntimeError(f"invalid datetime: DateTime({year}, {month}, {day}, {hour}, {minute}, {second}) "
                                   "is not a calendar date and time") from None
 
 
@@ -397,7 +394,7 @@ def _datetime(year, month, day, hour=0, minute=0, second=0, millisecond=0, offse
 def _round(value, precision=0):
     precision = precision or 0
     if not 0 <= precision <= 8:
-        raise ops.CqlRuntimeError(f"Round precision {precision} is not between 0 and 8 (Decimals keep 8 places)")
+        raise CqlRuntimeError(f"Round precision {precision} is not between 0 and 8 (Decimals keep 8 places)")
     return ops.round8(ops.to_decimal(value).quantize(Decimal(1).scaleb(-precision), rounding=ROUND_HALF_UP))
 
 
@@ -462,7 +459,8 @@ def _power(value, exponent):
 def _length_type(args):
     _arity(args, 1)
     if not (args[0] in (T.STRING, T.ANY) or isinstance(args[0], T.ListType)):
-        raise SignatureMismatch(f"argument 1 must be String or List, got {args[0]}")
+        raise SignatureMismatch(f"argument 1 must be String or List, got {args[0]}", expected="String or List",
+                                found=str(args[0]))
     return T.INTEGER
 
 

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from .ast import SHALLOW_NESTING
 from .compiler import CompiledDefine, Compiler, promote_value
 from .deep import run_deep
-from .errors import CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError, CqlSyntaxError
+from .errors import (CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError, CqlSyntaxError, EvaluationFailure,
+                     UnplacedError, closest_name, did_you_mean)
 from .model import ModelInfo
 from .parser import parse, source_line
-from .runtime import Context, DataProvider, EvaluationFailure, collect_record_sources
+from .runtime import Context, DataProvider, collect_record_sources
 from .valuesets import ValueSet, from_mapping, load_valueset_dir
 
 if TYPE_CHECKING:
@@ -90,8 +91,9 @@ class Library:
                         now: datetime) -> DefineResult:
         """Evaluate one define (and what it needs) only; unknown define or parameter names raise CqlNameError."""
         if name not in self._defines:
+            suggestion = closest_name(name, self.define_names)
             raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
-                               + CqlNameError.suggestion(name, self.define_names), filename=self.filename)
+                               + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
         if self._deep:
             return run_deep(lambda: self._result(self._context(provider, parameters, now), name))
         return self._result(self._context(provider, parameters, now), name)
@@ -102,8 +104,9 @@ class Library:
         values = {}
         for name, value in (parameters or {}).items():
             if name not in self._parameters:
+                suggestion = closest_name(name, self._parameters)
                 raise CqlNameError(f"no parameter \"{name}\" in library {self.name or self.filename}"
-                                   + CqlNameError.suggestion(name, self._parameters), filename=self.filename)
+                                   + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
             values[name] = promote_value(value, self._parameters[name].type)
         return Context(self, provider, now, values)
 
@@ -209,7 +212,7 @@ def compile_library(source: str, *, filename: str = "<string>", model: ModelInfo
     """Parse, resolve and type-check a library; raises CqlCompilationError listing every error."""
     try:
         return _compile(source, filename, model, valueset_dir, valuesets)
-    except CqlCompilationError:
+    except (CqlCompilationError, UnplacedError):   # an unplaced error escaping is a bug: not a rule author's error
         raise
     except CqlError as exc:
         raise CqlCompilationError([exc]) from None
@@ -251,6 +254,8 @@ def check_library(path: str | Path, *, model: ModelInfo, valueset_dir: str | Pat
         load_library(path, model=model, valueset_dir=valueset_dir)
     except CqlCompilationError as exc:
         return list(exc.errors)
+    except UnplacedError:
+        raise
     except CqlError as exc:
         return [exc]
     return []

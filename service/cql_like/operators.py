@@ -15,7 +15,8 @@ from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
 from functools import cmp_to_key
 from typing import Any, Callable, Iterable
 
-from .quantity import Quantity, UnitError
+from .errors import CqlRuntimeError, UnitError
+from .quantity import Quantity
 from .values import Code, Concept, CqlTuple, Interval, Record
 
 EIGHT_PLACES = Decimal("1e-8")
@@ -42,10 +43,6 @@ INTEGER_MIN, INTEGER_MAX = -2**31, 2**31 - 1
 def checked_int(value: int) -> int | None:
     """CQL Integer is 32-bit: an overflowing result is null."""
     return value if INTEGER_MIN <= value <= INTEGER_MAX else None
-
-
-class CqlRuntimeError(ValueError):
-    """A value-level failure the evaluator reports as a CqlEvaluationError."""
 
 
 def round8(value: Decimal | None) -> Decimal | None:

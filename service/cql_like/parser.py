@@ -16,7 +16,7 @@ from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .errors import CqlError, CqlSyntaxError
+from .errors import CqlError, CqlSyntaxError, EscapeError, UnplacedError
 
 if TYPE_CHECKING:
     from lark.tree import Meta
@@ -34,15 +34,6 @@ _ESCAPES = {"'": "'", '"': '"', "`": "`", "\\": "\\", "/": "/", "n": "\n", "t": 
 def _parser() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
                 maybe_placeholders=True)
-
-
-class EscapeError(ValueError):
-    """An escape sequence CQL does not define; `offset` is the backslash's index in the body."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.message, self.offset = message, offset
-
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -486,7 +477,7 @@ def parse(source: str, filename: str = "<string>") -> ast.LibraryNode:
     try:
         library = _ToAst(source, filename).transform(tree)
     except VisitError as exc:
-        if isinstance(exc.orig_exc, CqlError):
+        if isinstance(exc.orig_exc, CqlError) and not isinstance(exc.orig_exc, UnplacedError):
             raise _located(exc.orig_exc, source, filename) from None
         raise
     depth, deepest = ast.nesting_depth(library)
@@ -498,11 +489,14 @@ def parse(source: str, filename: str = "<string>") -> ast.LibraryNode:
 
 
 def _located(error: CqlError, source: str, filename: str) -> CqlError:
-    """The same error with the file name and source line filled in (raised before they were known)."""
+    """The same error with the file name and source line filled in (raised before they were known);
+    its other fields (suggestion, expected and found types) are kept."""
     if error.filename is not None and error.source_line is not None:
         return error
-    return type(error)(error.message, filename=filename, line=error.line, column=error.column,
-                       source_line=source_line(source, error.line))
+    error.filename = filename
+    error.source_line = source_line(source, error.line)
+    error.args = (error.render(),)
+    return error
 
 
 def source_line(source: str, line: int | None) -> str | None:

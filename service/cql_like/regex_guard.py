@@ -13,15 +13,11 @@ from functools import lru_cache
 import re._constants as sre_constants  # type: ignore[import-not-found]
 import re._parser as sre_parse  # type: ignore[import-not-found]
 
-from .operators import CqlRuntimeError
+from .errors import RegexRejected
 
 MAX_TEXT_LENGTH = 10_000
 
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
-
-
-class RegexRejected(CqlRuntimeError):
-    """A pattern or text `Matches` refuses to run (message says why)."""
 
 
 @lru_cache(maxsize=1024)

@@ -40,14 +40,6 @@ class DefinitionSource(Protocol):
         ...
 
 
-class EvaluationFailure(Exception):
-    """A runtime failure at a known node; the library turns it into CqlEvaluationError naming the define."""
-
-    def __init__(self, message: str, line: int, column: int) -> None:
-        self.message, self.line, self.column = message, line, column
-        super().__init__(message)
-
-
 class Context:
     """Evaluation state for one patient and one `now`; compiled closures take it as their only argument."""
     __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "ev", "scope",

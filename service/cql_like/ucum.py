@@ -32,6 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .errors import IncompatibleUnitsError, UnitError, UnknownUnitError
+
 __all__ = [
     "UnitError",
     "UnknownUnitError",
@@ -52,40 +54,6 @@ UNIT_TABLE_PATH = Path(__file__).with_name("data") / "ucum_units.json"
 # Characters that end a unit symbol outside square brackets.
 _SYMBOL_STOPS = frozenset("./(){}+-0123456789")
 _OPERATION_PREPOSITIONS = {"compare": "with", "convert": "to", "add": "and", "subtract": "and"}
-
-
-class UnitError(ValueError):
-    """A unit cannot be used as asked (base of every unit problem)."""
-
-
-class UnknownUnitError(UnitError):
-    """The unit text is not valid UCUM (within the supported table).
-
-    `position` is the 0-based offset of the offending part within `unit_text`,
-    so a caller that knows where the unit literal starts can report an exact
-    column; `hint` is a corrected spelling when a common mistake was detected.
-    """
-
-    def __init__(self, unit_text: str, position: int, fragment: str, reason: str,
-                 hint: str | None = None) -> None:
-        self.unit_text = unit_text
-        self.position = position
-        self.fragment = fragment
-        self.reason = reason
-        self.hint = hint
-        message = f"{reason} at position {position} of unit '{unit_text}'"
-        if hint is not None:
-            message += f"; did you mean '{hint}'?"
-        super().__init__(message)
-
-
-class IncompatibleUnitsError(UnitError):
-    """Two units have different dimensions (or one needs an offset) and cannot be converted."""
-
-    def __init__(self, message: str, left: str, right: str) -> None:
-        self.left = left
-        self.right = right
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

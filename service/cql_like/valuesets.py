@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import CqlError
+from .errors import CqlValueSetError
 from .values import Code
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -35,12 +35,6 @@ HIERARCHIES = {ICD10CM: "ICD-10-CM"}
 
 _ICD_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 _ICD_BLOCK = re.compile(r"^([A-Z][0-9][0-9A-Z])-([A-Z][0-9][0-9A-Z])$")
-
-
-class CqlValueSetError(CqlError):
-    """A value set file whose definition the expander cannot honour (names the file)."""
-
-    kind = "value set"
 
 
 def _icd_key(code: str) -> str:
