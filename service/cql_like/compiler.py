@@ -751,27 +751,23 @@ class Compiler:
         if op in ("and", "or"):
             self._require(lt, (T.BOOLEAN,), op, node.left)
             self._require(rt, (T.BOOLEAN,), op, node.right)
+            # The truth tables are operators.py's; only the order of evaluation is decided here.
+            logical_and, logical_or = ops.logical_and, ops.logical_or
             if op == "and":
                 def and_(ctx: Context) -> bool | None:
-                    """Three-valued `and`: false wins over null, and the right side is not evaluated after a false."""
+                    """Three-valued `and`; after a false (which decides it) the right side is not evaluated."""
                     a = left(ctx)
                     if a is False:
                         return False
-                    b = right(ctx)
-                    if b is False:
-                        return False
-                    return None if a is None or b is None else True
+                    return logical_and(a, right(ctx))
                 return and_, T.BOOLEAN
 
             def or_(ctx: Context) -> bool | None:
-                """Three-valued `or`: true wins over null, and the right side is not evaluated after a true."""
+                """Three-valued `or`; after a true (which decides it) the right side is not evaluated."""
                 a = left(ctx)
                 if a is True:
                     return True
-                b = right(ctx)
-                if b is True:
-                    return True
-                return None if a is None or b is None else False
+                return logical_or(a, right(ctx))
             return or_, T.BOOLEAN
         if op in ("xor", "implies"):
             self._require(lt, (T.BOOLEAN,), op, node.left)
