@@ -21,7 +21,7 @@ def test_importing_the_engine_does_not_import_flask():
 
 
 def test_importing_the_assessment_core_does_not_import_flask():
-    loaded = _modules_loaded_by("import service.assess, service.fhir_outputs.result_bundle")
+    loaded = _modules_loaded_by("import service.pipeline.assess, service.fhir_outputs.result_bundle")
     assert "flask" not in loaded
 
 
