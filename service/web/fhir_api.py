@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import __version__
+from ..version import __version__
 from .app_state import app_state
 from ..fhir_outputs.capability_statement import (
     assess_operation_definition,
