@@ -193,3 +193,10 @@ def test_the_checker_catches_an_import_that_points_up():
 
 def test_the_knowledge_folder_is_data_only():
     assert not list((SERVICE / "knowledge").rglob("*.py"))
+
+
+def test_the_readme_architecture_names_every_package():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    folders = {p.name for p in SERVICE.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert {f for f in folders if f"  {f}/" not in section} == set()
