@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from service.assess import get_assessor  # noqa: E402
+from service.pipeline.assess import get_assessor  # noqa: E402
 from service.config import load_config  # noqa: E402
 from service.cql_like import load_library, load_model_info  # noqa: E402
 from service.fhir_outputs.result_bundle import build_result_bundle  # noqa: E402
-from service.ingest import read_bundle  # noqa: E402
-from service.normalize import build_facts  # noqa: E402
+from service.pipeline.ingest import read_bundle  # noqa: E402
+from service.pipeline.normalize import build_facts  # noqa: E402
 
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 FLOOR_DEFINE = "Calcium"

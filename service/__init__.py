@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["create_app", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import create_app
+    from .web.app import create_app
 
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from .web.app import create_app
 
         return create_app
     raise AttributeError(f"module 'service' has no attribute {name!r}")

@@ -70,7 +70,7 @@ def _setup_errors() -> tuple[type[Exception], ...]:
 
 
 def _assessor(args: argparse.Namespace) -> Any:
-    from .assess import get_assessor
+    from .pipeline.assess import get_assessor
 
     return get_assessor(_config_from_args(args))
 
@@ -116,7 +116,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`serve`: run the HTTP API under gunicorn until interrupted."""
-    from .wsgi_server import serve
+    from .web.wsgi_server import serve
 
     serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads, timeout=args.timeout)
     return 0
@@ -150,8 +150,8 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
     """`rules eval`: print one define's value for each patient of a bundle, to see why a rule fired or not."""
     from .cql_like import CqlError
     from .cql_like.tooling import render_result
-    from .ingest import read_bundle
-    from .normalize import build_facts
+    from .pipeline.ingest import read_bundle
+    from .pipeline.normalize import build_facts
 
     try:
         assessor = _assessor(args)

@@ -151,7 +151,7 @@ def test_an_app_refuses_an_assessor_built_for_other_settings(tmp_path):
     import pytest
 
     from service import create_app
-    from service.assess import Assessor
+    from service.pipeline.assess import Assessor
     from service.config import load_config
     from service.errors import ConfigError
 

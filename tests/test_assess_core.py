@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from conftest import FIXTURE_NOW, assess_fixture
-from service.assess import get_assessor
+from service.pipeline.assess import get_assessor
 from service.cql_like.errors import CqlEvaluationError
 
 
@@ -33,7 +33,7 @@ def test_a_rule_failing_on_one_patient_is_reported_and_the_others_are_assessed(m
 
 
 def test_resources_sent_without_id_or_full_url_are_cited_by_location_not_lost():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.fhir_outputs.result_bundle import build_result_bundle
 
     calcium = {"resourceType": "Observation", "status": "final",
@@ -55,7 +55,7 @@ def test_resources_sent_without_id_or_full_url_are_cited_by_location_not_lost():
 # --- ingest and normalization seen through the whole assessment ---------------------------------------
 
 def _lab_bundle(*observations, extra=()):
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01", "gender": "female"}
     resources = [patient, *observations, *extra]
@@ -178,7 +178,7 @@ def test_the_milk_alkali_picture_is_named_and_its_medication_and_bicarbonate_are
 
 
 def test_a_childs_phosphate_without_birth_date_is_not_read_as_high_by_the_adult_range():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}  # the child's birthDate is missing
     condition = _named_condition("c1", "Juvenile dermatomyositis")
@@ -252,7 +252,7 @@ def test_the_iatrogenic_rationale_gives_the_date_and_route_of_an_administration(
 
 
 def test_corrected_calcium_is_not_called_normal_when_the_age_is_unknown():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     def lab(code, value, unit):
         return {"resource": {"resourceType": "Observation", "id": f"o-{code}", "status": "final",

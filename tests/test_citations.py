@@ -55,7 +55,7 @@ def test_no_assess_output_names_a_seed_a_team_file_or_a_repository_path(fixed_cl
 
 @pytest.mark.parametrize("path", ASSESS_BUNDLES, ids=lambda p: p.stem)
 def test_no_cli_summary_names_a_seed_a_team_file_or_a_repository_path(path: Path):
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.summary import format_summary
 
     run = assess_bundle(json.loads(path.read_text(encoding="utf-8")), now=FIXTURE_NOW)
@@ -83,7 +83,7 @@ def test_the_documents_the_service_serves_name_no_seed_or_team_file(fixed_client
 # ---- every citation resolves to a publication -------------------------------------------------
 
 def _assessed_patients() -> Iterator[Any]:
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     for path in ASSESS_BUNDLES:
         yield from assess_bundle(json.loads(path.read_text(encoding="utf-8")), now=FIXTURE_NOW).patients
@@ -127,7 +127,7 @@ def test_every_grade_test_and_order_alert_of_every_fixture_cites_a_bibliography_
 
 
 def test_the_statpearls_citation_reads_as_a_clinician_cites_it():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     bundle = json.loads((FIXTURES_DIR / "assess" / "01-dystrophic-systemic-sclerosis.json").read_text())
     (patient,) = assess_bundle(bundle, now=FIXTURE_NOW).patients

@@ -250,7 +250,7 @@ def test_a_confirmed_calcinosis_cutis_with_normal_labs_and_no_cause_is_idiopathi
 def test_a_fhir_rule_out_and_a_family_history_condition_are_read_as_such_end_to_end():
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.fhir_outputs.result_bundle import build_result_bundle
     from test_knowledge_scenarios import NOW
 

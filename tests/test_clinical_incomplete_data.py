@@ -451,7 +451,7 @@ def test_a_next_link_without_a_url_still_marks_the_search_incomplete(fixed_clien
 
 
 def test_a_searchset_page_of_patients_only_marks_every_clinical_search_incomplete():
-    from service.ingest import CLINICAL_TYPES, read_bundle
+    from service.pipeline.ingest import CLINICAL_TYPES, read_bundle
 
     bundle = {"resourceType": "Bundle", "type": "searchset",
               "link": [{"relation": "self", "url": "https://ehr.example.org/fhir/Patient?name=x"},
@@ -464,7 +464,7 @@ def test_a_searchset_page_of_patients_only_marks_every_clinical_search_incomplet
 
 
 def test_a_caller_gap_naming_one_patient_leaves_the_others_complete():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.assessment_model import DataGap
     from service.config import load_config
 

@@ -366,7 +366,7 @@ def _risk_assessment(bundle: dict[str, Any]) -> dict[str, Any]:
     from fhir.resources.R4B.bundle import Bundle
 
     from conftest import FIXTURE_NOW
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.fhir_outputs.result_bundle import build_result_bundle
 
     run = assess_bundle(bundle, now=FIXTURE_NOW)

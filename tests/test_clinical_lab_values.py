@@ -263,7 +263,7 @@ def _egfr_as_sent(rid, pid, value):
 
 @pytest.fixture(scope="module")
 def assessed():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.fhir_outputs.result_bundle import build_result_bundle
 
     resources = [

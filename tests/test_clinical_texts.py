@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from conftest import FIXTURE_NOW, FIXTURES_DIR
-from service.assess import assess_bundle
+from service.pipeline.assess import assess_bundle
 from test_clinical_incomplete_data import evaluate
 from test_knowledge_scenarios import (ICD10CM, SNOMED, Facts, calcium, condition, grades, obs, patient, phosphate,
                                       scenario_esrd_high_product_without_necrosis,

@@ -17,7 +17,7 @@ from service.cql_like import compile_library, load_model_info
 from service.cql_like.errors import CqlCompilationError, CqlError
 from service.cql_like.valuesets import ValueSet, load_valueset_dir, valueset_from_resource
 from service.cql_like.values import Code, Concept, Record
-from service.facts import PatientFacts
+from service.pipeline.facts import PatientFacts
 from tests.test_knowledge_scenarios import (
     ICD10CM, KNOWLEDGE_DIR, SNOMED, Facts, calcium, condition, grades, patient, phosphate, procedure,
     recommended_codes,

@@ -284,7 +284,7 @@ def _calcinosis_bundle() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def calcinosis_patient():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     run = assess_bundle(_calcinosis_bundle(), now=NOW)
     (patient_assessment,) = run.patients
@@ -317,7 +317,7 @@ def test_the_bone_scan_proposal_carries_its_name_and_no_unverified_code(calcinos
 
 
 def test_the_care_plan_says_which_tests_were_left_out_and_why():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
     from service.fhir_outputs.result_bundle import build_result_bundle
 
     subject = {"reference": "Patient/cc-1"}
@@ -381,7 +381,7 @@ def test_the_cds_prefetch_asks_for_the_skin_pathology_report_that_shows_a_biopsy
 
 
 def test_a_skin_pathology_report_sent_as_fhir_is_read_and_the_biopsy_not_proposed_again():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     bundle = _calcinosis_bundle()
     bundle["entry"].append({"resource": {

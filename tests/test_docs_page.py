@@ -192,7 +192,7 @@ def test_a_head_request_answers_like_the_get_without_a_body(client):
 
 def test_markdown_html_is_shown_as_text_never_run():
     """The README is ours, but raw HTML in it is escaped all the same (rendered with html disabled)."""
-    from service.docs_page import render_page
+    from service.web.docs_page import render_page
 
     page = render_page("# Title\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))\n\n## A & B\n")
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -201,6 +201,6 @@ def test_markdown_html_is_shown_as_text_never_run():
 
 
 def test_a_document_without_a_heading_still_has_a_title():
-    from service.docs_page import render_page
+    from service.web.docs_page import render_page
 
     assert "<title>Calcinosis rule documentation</title>" in render_page("Just text.\n")

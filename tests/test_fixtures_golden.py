@@ -16,7 +16,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from conftest import FIXTURE_NOW, FIXTURES_DIR
-from service.assess import assess_bundle
+from service.pipeline.assess import assess_bundle
 from service.fhir_outputs.result_bundle import build_result_bundle
 
 ASSESS_DIR = FIXTURES_DIR / "assess"

@@ -131,7 +131,7 @@ def test_patient_limit_is_configurable(tmp_path):
 
 
 def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_input_values(client, monkeypatch, caplog):
-    from service import assess
+    from service.pipeline import assess
 
     secret = "-".join(["Jane", "Doe", "1970"])  # built at run time: absent from the source lines
 

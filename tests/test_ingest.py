@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import InputError
-from service.ingest import KEPT_TYPES, read_bundle
+from service.pipeline.ingest import KEPT_TYPES, read_bundle
 
 PATIENT_UUID = "urn:uuid:7c1b1f36-2f7e-4a51-9d0b-6f1a2d3e4c5a"
 

@@ -787,7 +787,7 @@ def test_a_grade_s_evidence_is_the_records_it_used():
 # ---- from FHIR JSON: a route coded without display reaches the rules as a code -----------------
 
 def test_a_fhir_medication_administration_with_a_coded_route_and_no_display_is_iatrogenic_end_to_end():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     def entry(resource: dict) -> dict:
         return {"fullUrl": f"http://example.org/fhir/{resource['resourceType']}/{resource['id']}", "resource": resource}

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from service.cql_like.quantity import Quantity
 from service.cql_like.values import Code, Interval
-from service.ingest import KeptResource, PatientResources, read_bundle
-from service.normalize import build_facts
+from service.pipeline.ingest import KeptResource, PatientResources, read_bundle
+from service.pipeline.normalize import build_facts
 
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 PATIENT_UUID = "urn:uuid:5a0f6b3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -774,7 +774,7 @@ def test_a_lab_range_in_si_units_is_rounded_like_the_value():
 
 @pytest.mark.parametrize("si_value, conventional", [(2.55, 10.2), (2.12, 8.5)])
 def test_si_and_conventional_calcium_at_the_range_edges_get_the_same_assessment(si_value, conventional):
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     def assessed(value, unit):
         run = assess_bundle({"resourceType": "Bundle", "type": "collection", "entry": [
@@ -796,7 +796,7 @@ def test_si_and_conventional_calcium_at_the_range_edges_get_the_same_assessment(
 # --- dates and where issues point ------------------------------------------------------------------
 
 def test_a_result_dated_only_by_issued_is_used_by_the_rules():
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     observation = ucum_lab("17861-6", 12.5, "mg/dL", effective=None, issued="2026-11-01T10:00:00Z")
     run = assess_bundle({"resourceType": "Bundle", "type": "collection", "entry": [

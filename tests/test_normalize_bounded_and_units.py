@@ -172,8 +172,8 @@ def test_a_comparator_this_service_does_not_read_is_still_refused():
 @pytest.mark.parametrize("comparator", [["<"], 3, {"code": "<"}, ""])
 def test_a_comparator_that_is_not_text_is_refused_without_failing(comparator):
     # R4 validation at ingest refuses these; the normalizer still never fails on them.
-    from service.ingest import KeptResource, PatientResources
-    from service.normalize import build_facts
+    from service.pipeline.ingest import KeptResource, PatientResources
+    from service.pipeline.normalize import build_facts
     from test_normalize import NOW, patient
 
     observation = bounded("2731-8", comparator, 3, "pg/mL")

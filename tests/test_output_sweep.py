@@ -98,7 +98,7 @@ def _fixture_patients() -> Iterator[tuple[str, Any]]:
     import orjson
 
     from conftest import FIXTURE_NOW, FIXTURES_DIR
-    from service.assess import assess_bundle
+    from service.pipeline.assess import assess_bundle
 
     for path in sorted((FIXTURES_DIR / "assess").glob("*.json")):
         if path.name.endswith(".expected.json") or path.name == "MANIFEST.json":

@@ -19,7 +19,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from conftest import FIXTURE_NOW, FIXTURES_DIR
-from service.assess import assess_bundle
+from service.pipeline.assess import assess_bundle
 from service.fhir_outputs import build_result_bundle, operation_outcome
 from service.assessment_model import InputIssue
 

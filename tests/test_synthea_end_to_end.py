@@ -9,7 +9,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from conftest import FIXTURE_NOW, shared_dir
-from service.assess import assess_bundle
+from service.pipeline.assess import assess_bundle
 from service.fhir_outputs.result_bundle import build_result_bundle
 
 SAMPLES_DIR = shared_dir() / "fhir-samples" / "synthea"

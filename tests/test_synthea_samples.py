@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from service.cql_like.values import Code
-from service.ingest import read_bundle
-from service.normalize import build_facts
+from service.pipeline.ingest import read_bundle
+from service.pipeline.normalize import build_facts
 
 SHARED = Path(os.environ.get("CALCINOSIS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 SAMPLES = SHARED / "fhir-samples" / "synthea"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.ages import age_on
+from service.terminology.ages import age_on
 from service.terminology import LOINC, UnitConversionError, load_terminology
 from tests.support.provenance import INTERNAL_NOTES, marks, provenance_problems
 

@@ -46,7 +46,7 @@ def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datet
     """
     if assessor is not None:
         return assessor.assess(bundle, now=now, data_gaps=data_gaps)
-    from ..assess import assess_bundle  # lazily, so this package loads without the rule library
+    from ..pipeline.assess import assess_bundle  # lazily, so this package loads without the rule library
 
     return assess_bundle(bundle, config=config, now=now, data_gaps=data_gaps)
 

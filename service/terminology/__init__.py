@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from ..ages import Age, AgeBound
+from .ages import Age, AgeBound
 from ..errors import CalcinosisError
 
 LOINC = "http://loinc.org"

@@ -31,7 +31,7 @@ def shared_assessor(config: dict[str, Any]) -> Any:
     `create_app` refuses it if it was built for other settings; tests of the app's own library
     (tests/test_app_state.py) call `create_app` without it.
     """
-    from service.assess import get_assessor
+    from service.pipeline.assess import get_assessor
     from service.config import load_config
 
     return get_assessor(load_config(config))

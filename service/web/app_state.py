@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 from flask import Flask, current_app
 
-from .assess import Assessor, AssessmentRun, assessor_settings
-from .errors import ConfigError
-from .hooks.hook_call import load_services
-from .hooks.order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
+from ..pipeline.assess import Assessor, AssessmentRun, assessor_settings
+from ..errors import ConfigError
+from ..hooks.hook_call import load_services
+from ..hooks.order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
 
 EXTENSION = "calcinosis"
 

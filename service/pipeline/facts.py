@@ -11,8 +11,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from .assessment_model import InputIssue
-from .cql_like.values import Code, Concept, Record
+from ..assessment_model import InputIssue
+from ..cql_like.values import Code, Concept, Record
 
 # Among results filed at the same instant, the one that supersedes counts: a preliminary result is
 # replaced by the final one, and a final one by its amendment or correction (the library's

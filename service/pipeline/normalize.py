@@ -6,7 +6,7 @@ Procedure, ServiceRequest). Filtering that is a clinical choice (which
 Condition statuses count, the latest result within the lookback, medication
 name matching) is left to the rule library; this module delivers the fields
 those choices need and drops only what can never be used (see
-service.observations for lab values).
+service.pipeline.observations for lab values).
 
 Dates: FHIR dateTimes of partial precision ('2026-10') become the start of
 the period, in UTC (for a lab result an information issue says so); a time
@@ -28,18 +28,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from .assessment_model import DataGap, InputIssue
-from .cql_like.quantity import Quantity
-from .cql_like.values import Concept, Record
+from ..assessment_model import DataGap, InputIssue
+from ..cql_like.quantity import Quantity
+from ..cql_like.values import Concept, Record
 from .facts import PatientFacts, counting_order_key
-from .fhir_dates import parse_datetime, parse_partial_date
-from .fhir_elements import (MAX_TEXT_LENGTH, categories_text, choice_datetime, concept, display_text, first_code,
+from ..fhir_reading.dates import parse_datetime, parse_partial_date
+from ..fhir_reading.elements import (MAX_TEXT_LENGTH, categories_text, choice_datetime, concept, display_text, first_code,
                             long_text_paths, normalized_name, reference_of, text_or_none)
 from .ingest import MEDICATION_USERS, KeptResource, PatientResources
 from .issue_lists import capped
 from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location, skipped_result_gap
-from .references import ReferenceIndex, reference_keys
-from .terminology import Terminology, load_terminology
+from ..fhir_reading.references import ReferenceIndex, reference_keys
+from ..terminology import Terminology, load_terminology
 
 
 def build_facts(patient: PatientResources, *, now: datetime,

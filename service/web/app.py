@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .assessment_model import InputIssue
-from .config import PACKAGE_DIR, load_settings
+from ..assessment_model import InputIssue
+from ..config import PACKAGE_DIR, load_settings
 from .docs_page import CONTENT_SECURITY_POLICY, render_page
-from .errors import AuthenticationError, ServiceError
-from .fhir_outputs.operation_outcome import operation_outcome
+from ..errors import AuthenticationError, ServiceError
+from ..fhir_outputs.operation_outcome import operation_outcome
 from .http_io import fhir_response
 
 if TYPE_CHECKING:
-    from .assess import Assessor
+    from ..pipeline.assess import Assessor
 
 log = logging.getLogger("calcinosis_cds")
 

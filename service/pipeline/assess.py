@@ -17,17 +17,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .assessment_model import DataGap, InputIssue, PatientAssessment
-from .bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, read_bibliography
-from .config import load_config
-from .cql_like import Library, load_library, load_model_info
-from .cql_like.errors import CqlEvaluationError
-from .errors import InputError
-from .cql_like.quantity import Quantity
+from ..assessment_model import DataGap, InputIssue, PatientAssessment
+from ..bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, read_bibliography
+from ..config import load_config
+from ..cql_like import Library, load_library, load_model_info
+from ..cql_like.errors import CqlEvaluationError
+from ..errors import InputError
+from ..cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
-from .terminology import read_terminology
+from ..terminology import read_terminology
 
 log = logging.getLogger(__name__)
 

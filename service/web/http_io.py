@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from flask import Request, Response
 
-from .errors import InputError
+from ..errors import InputError
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"

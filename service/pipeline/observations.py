@@ -35,15 +35,15 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .ages import Age, age_on
-from .assessment_model import COMPARATOR_WORDS, InputIssue
-from .cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
-from .cql_like.values import Code, Concept, Interval, Record
-from .fhir_dates import PartialDate, parse_datetime, parse_partial_date
-from .fhir_elements import choice_datetime, codings, concept, display_text, first_code, text_or_none
-from .ingest import KeptResource
-from .terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology,
+from ..assessment_model import COMPARATOR_WORDS, InputIssue
+from ..cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
+from ..cql_like.values import Code, Concept, Interval, Record
+from ..fhir_reading.dates import PartialDate, parse_datetime, parse_partial_date
+from ..fhir_reading.elements import choice_datetime, codings, concept, display_text, first_code, text_or_none
+from ..terminology.ages import Age, age_on
+from ..terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology,
                           UnitConversionError)
+from .ingest import KeptResource
 
 # Statuses whose results count; 'preliminary' counts but is noted.
 COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})

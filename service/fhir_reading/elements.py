@@ -11,8 +11,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .cql_like.values import Code, Concept
-from .fhir_dates import parse_datetime
+from ..cql_like.values import Code, Concept
+from .dates import parse_datetime
 
 _WHITESPACE = re.compile(r"\s+")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .assessment_model import InputIssue
+from ..assessment_model import InputIssue
 
 MAX_ISSUES = 500
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from .assessment_model import (
+from ..assessment_model import (
     CALCINOSIS_TYPES,
     RISK_ORDER,
     AvailableTest,
@@ -25,9 +25,9 @@ from .assessment_model import (
     ValueUsed,
     citations_text,
 )
-from .bibliography import Bibliography, load_bibliography
-from .cql_like.values import Record
-from .errors import CalcinosisError
+from ..bibliography import Bibliography, load_bibliography
+from ..cql_like.values import Record
+from ..errors import CalcinosisError
 
 GRADE_DEFINES: dict[str, str] = {
     "dystrophic": "Dystrophic",

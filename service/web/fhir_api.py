@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from . import __version__
+from ..version import __version__
 from .app_state import app_state
-from .fhir_outputs.capability_statement import (
+from ..fhir_outputs.capability_statement import (
     assess_operation_definition,
     calcinosis_type_codesystem,
     capability_statement,
 )
-from .fhir_outputs.result_bundle import build_result_bundle
+from ..fhir_outputs.result_bundle import build_result_bundle
 from .http_io import fhir_response, read_json_body
 
 blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")

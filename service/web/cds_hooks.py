@@ -12,11 +12,11 @@ from typing import Any, Mapping
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from .app_state import app_state
-from .errors import InputError
-from .hooks import hook_call
-from .hooks.components import HookComponents, build_components
-from .hooks.feedback_checks import check_against_issued_cards
-from .hooks.request_validation import validate_feedback
+from ..errors import InputError
+from ..hooks import hook_call
+from ..hooks.components import HookComponents, build_components
+from ..hooks.feedback_checks import check_against_issued_cards
+from ..hooks.request_validation import validate_feedback
 from .http_io import json_response, read_json_body
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from typing import Any, Iterable, cast
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from .assessment_model import DataGap, InputIssue
-from .errors import InputError
+from ..assessment_model import DataGap, InputIssue
+from ..errors import InputError
 from .issue_lists import capped
-from .references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
+from ..fhir_reading.references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
                          relative_reference, server_base)
 
 SUPPORTED_BUNDLE_TYPES = ("collection", "batch", "transaction", "searchset", "document")
