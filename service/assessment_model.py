@@ -8,10 +8,11 @@ surface be built and tested on its own.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, runtime_checkable
 
 CalcinosisType = Literal["dystrophic", "metastatic", "idiopathic", "iatrogenic", "calciphylaxis"]
 RiskLevel = Literal["negligible", "low", "moderate", "high"]
@@ -24,18 +25,51 @@ RISK_ORDER: dict[str, int] = {"high": 3, "moderate": 2, "low": 1, "negligible": 
 COMPARATOR_WORDS: dict[str, str] = {"<": "below", "<=": "at most", ">=": "at least", ">": "above"}
 
 
+# "Bundle.entry[3]" and "Bundle.entry[3].resource" as the core writes them into locations and diagnostics.
+_ENTRY_MENTION = re.compile(r"Bundle\.entry\[(\d+)\](\.resource)?")
+_ENTRY_LOCATION = re.compile(r"Bundle\.entry\[(\d+)\](?:\.(.*))?$")
+
+# Where entry `index` of the assessed Bundle is, for a reader of another document (a CDS Hooks request):
+# `path` is "" for the entry itself or "resource" for its resource; None when it cannot say.
+EntryLocator = Callable[[int, str], "str | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class InputIssue:
     """Something in the caller's input that was skipped or is doubtful.
 
     `location` is FHIRPath-like and points into what the caller sent, e.g.
-    ``Bundle.entry[3].resource.valueQuantity.unit``.
+    ``Bundle.entry[3].resource.valueQuantity.unit``: the text an OperationOutcome carries. The same
+    place, structured, for a surface that must locate it in another document: `entry_index` (3) and
+    `path` inside the entry ("resource.valueQuantity.unit"; "" for the entry itself), both None when
+    the issue is not about one entry. They are filled from `location` when the issue is built, so
+    every issue of the core carries them and no surface reads the text back.
     """
 
     severity: Severity
     code: str  # FHIR issue-type code: invalid, structure, value, not-supported, code-invalid, processing ...
     diagnostics: str
     location: str | None = None
+    entry_index: int | None = None
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.entry_index is None and self.location:
+            match = _ENTRY_LOCATION.match(self.location)
+            if match is not None:
+                object.__setattr__(self, "entry_index", int(match.group(1)))
+                object.__setattr__(self, "path", match.group(2) or "")
+
+    def diagnostics_located(self, locate: EntryLocator) -> str:
+        """The diagnostics without their own leading location (the issue carries it), each other bundle entry
+        they mention written where `locate` says it is (left as written when `locate` cannot say)."""
+        text = self.diagnostics
+        if _ENTRY_MENTION.match(text) is not None:
+            head, _, rest = text.partition(": ")
+            if rest and " " not in head:
+                text = rest
+        return _ENTRY_MENTION.sub(
+            lambda m: locate(int(m.group(1)), "resource" if m.group(2) else "") or m.group(0), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +294,24 @@ class PatientAssessment:
     def leading(self) -> TypeGrade:
         """The most likely type: grades are kept most likely first."""
         return self.grades[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentRun:
+    """The outcome of assessing one bundle: one assessment per patient, plus bundle-level issues."""
+
+    patients: tuple[PatientAssessment, ...]
+    issues: tuple[InputIssue, ...] = ()
+
+
+@runtime_checkable
+class AssessBundle(Protocol):
+    """"Assess this bundle": the one way a surface that gathers its own data (CDS Hooks) asks the core.
+
+    `config` is the service configuration, `now` the evaluation instant (None: the core's clock), and
+    `data_gaps` the searches the caller could read only in part. The core's `core_assess` and the
+    tests' fakes both answer it.
+    """
+
+    def __call__(self, bundle: Mapping[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
+                 data_gaps: Iterable[DataGap] = ()) -> AssessmentRun: ...

@@ -139,12 +139,16 @@ def test_issue_locations_are_translated_entry_by_entry():
     locations = (("context.draftOrders.entry[0]", "context.draftOrders.entry[0].resource"),
                  ("prefetch.patient", "prefetch.patient"),
                  ("prefetch.labs.entry[2]", "prefetch.labs.entry[2].resource"))
-    assert caller_location("Bundle.entry[2].resource.valueQuantity.code", locations) == \
+
+    def at(location):
+        return InputIssue("warning", "value", "doubtful", location)
+
+    assert caller_location(at("Bundle.entry[2].resource.valueQuantity.code"), locations) == \
         "prefetch.labs.entry[2].resource.valueQuantity.code"
-    assert caller_location("Bundle.entry[1].resource.birthDate", locations) == "prefetch.patient.birthDate"
-    assert caller_location("Bundle.entry[0].fullUrl", locations) == "context.draftOrders.entry[0].fullUrl"
-    assert caller_location("Bundle.entry[10].resource", locations) == "Bundle.entry[10].resource"
-    assert caller_location(None, locations) is None
+    assert caller_location(at("Bundle.entry[1].resource.birthDate"), locations) == "prefetch.patient.birthDate"
+    assert caller_location(at("Bundle.entry[0].fullUrl"), locations) == "context.draftOrders.entry[0].fullUrl"
+    assert caller_location(at("Bundle.entry[10].resource"), locations) == "Bundle.entry[10].resource"
+    assert caller_location(at(None), locations) is None
 
 
 def test_located_notes_stop_at_a_hundred_and_say_how_many_more():

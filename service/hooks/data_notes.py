@@ -1,8 +1,8 @@
 """The data notes of a card: what was skipped, partial or doubtful in the data, for two readers.
 
 The EHR's developers need every note with its location in the request they sent: the core reports
-issues against the collection Bundle it was handed ("Bundle.entry[3].resource..."), which the
-caller never saw, so each location is translated back through the entry map
+issues against the collection Bundle it was handed (entry 3, "resource.valueQuantity"), which the
+caller never saw, so each issue's entry number and path are translated back through the entry map
 `prefetch.gather_bundle` builds ("prefetch.labs.entry[0].resource...",
 "context.draftOrders.entry[2].resource...", or, for data the service read from fhirServer itself,
 the resource it read: "Observation/o1..."). These go, located, in the card's extension.
@@ -15,7 +15,6 @@ At most three such lines reach the card's text.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -27,7 +26,6 @@ from .order_codes import LabTestGrouping
 # (entry location, resource location) in the caller's request, one per collection Bundle entry.
 EntryLocations = Sequence[tuple[str, str]]
 
-_BUNDLE_ENTRY = re.compile(r"Bundle\.entry\[(\d+)\](\.resource)?")
 _AGE_UNKNOWN = "age unknown"
 _READ_PROBLEMS = ("fatal", "error", "warning")
 
@@ -53,37 +51,31 @@ class DataNote:
         return note
 
 
-def caller_location(location: str | None, entry_locations: EntryLocations) -> str | None:
-    """`location` with its "Bundle.entry[i]" prefix replaced by where entry i came from; unchanged otherwise."""
-    if not location:
-        return location
-    match = _BUNDLE_ENTRY.match(location)
-    if match is None:
-        return location
-    index = int(match.group(1))
-    if index >= len(entry_locations):
-        return location
-    entry_location, resource_location = entry_locations[index]
-    prefix = resource_location if match.group(2) else entry_location
-    return prefix + location[match.end():]
+def entry_location(index: int, path: str, entry_locations: EntryLocations) -> str | None:
+    """Where entry `index` of the core's Bundle (at `path` inside it: "" for the entry, "resource..." inside its
+    resource) came from in the caller's request; None for an entry the map does not hold."""
+    if not 0 <= index < len(entry_locations):
+        return None
+    entry, resource = entry_locations[index]
+    if path == "resource" or path.startswith(("resource.", "resource[")):
+        return resource + path[len("resource"):]
+    return entry + (f".{path}" if path else "")
 
 
-def _translated_text(text: str, entry_locations: EntryLocations) -> str:
-    """The diagnostics with each Bundle location in them translated, and their own leading location dropped
-    (it is the note's location)."""
-    prefix = _BUNDLE_ENTRY.match(text)
-    if prefix is not None:
-        head, _, rest = text.partition(": ")
-        if rest and " " not in head:
-            text = rest
-    return _BUNDLE_ENTRY.sub(lambda m: caller_location(m.group(0), entry_locations) or m.group(0), text)
+def caller_location(issue: InputIssue, entry_locations: EntryLocations) -> str | None:
+    """The issue's location with its bundle entry replaced by where that entry came from; its own location
+    when it is not about an entry the map holds."""
+    if issue.entry_index is None:
+        return issue.location
+    return entry_location(issue.entry_index, issue.path or "", entry_locations) or issue.location
 
 
 def _issue_note(issue: InputIssue, entry_locations: EntryLocations, text: str | None = None) -> DataNote:
-    where = caller_location(issue.location, entry_locations)
+    where = caller_location(issue, entry_locations)
     if where is not None and (where == "Bundle" or where.startswith("Bundle.")):
         where = None  # the service's own collection Bundle: nothing the caller could look up
-    return DataNote(issue.severity, text or _translated_text(issue.diagnostics, entry_locations), where)
+    located = issue.diagnostics_located(lambda index, path: entry_location(index, path, entry_locations))
+    return DataNote(issue.severity, text or located, where)
 
 
 def located_notes(gathering_notes: Iterable[DataNote], run_issues: Iterable[InputIssue],
@@ -119,12 +111,11 @@ def _plural(count: int, word: str) -> str:
     return word if count == 1 else word + "s"
 
 
-def _entry_resource(bundle: Mapping[str, Any], location: str | None) -> dict[str, Any] | None:
-    match = _BUNDLE_ENTRY.match(location or "")
+def _entry_resource(bundle: Mapping[str, Any], index: int | None) -> dict[str, Any] | None:
     entries = bundle.get("entry") or []
-    if match is None or int(match.group(1)) >= len(entries):
+    if index is None or not 0 <= index < len(entries) or not isinstance(entries[index], dict):
         return None
-    resource = entries[int(match.group(1))].get("resource")
+    resource = entries[index].get("resource")
     return resource if isinstance(resource, dict) else None
 
 
@@ -167,7 +158,7 @@ def _result_lines(issues: Iterable[InputIssue], assessment: PatientAssessment, b
     for issue in issues:
         if issue.severity not in _READ_PROBLEMS:
             continue
-        resource = _entry_resource(bundle, issue.location)
+        resource = _entry_resource(bundle, issue.entry_index)
         if resource is None or resource.get("resourceType") != "Observation":
             continue
         key = id(resource)

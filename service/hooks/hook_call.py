@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..assessment_model import DataGap, PatientAssessment
+from ..assessment_model import AssessBundle, AssessmentRun, DataGap, PatientAssessment
 from ..config import setting
 from .cards import CardContext, IssuedCard, build_cards
 from .data_notes import clinician_lines, located_notes
@@ -22,10 +22,10 @@ from .order_codes import LabTestGrouping
 from .prefetch import gather_bundle
 from .request_validation import HookCall, validate_hook_call
 
+if TYPE_CHECKING:
+    from ..pipeline.assess import Assessor
+
 _SERVICES_FILE = Path(__file__).with_name("services.json")
-
-AssessFunction = Callable[..., Any]
-
 
 def load_services(path: Path = _SERVICES_FILE) -> dict[str, dict[str, Any]]:
     """The service definitions by id, from the one data file discovery is served from."""
@@ -38,9 +38,10 @@ def discovery_document(services: Mapping[str, Mapping[str, Any]]) -> dict[str, A
     return {"services": [dict(service) for service in services.values()]}
 
 
-def core_assess(bundle: dict[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
-                data_gaps: Iterable[DataGap] = (), assessor: Any = None) -> Any:
-    """The assessment core: `assessor` (the app's own) when given, else the process-wide one of `config`.
+def core_assess(bundle: Mapping[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
+                data_gaps: Iterable[DataGap] = (), assessor: Assessor | None = None) -> AssessmentRun:
+    """The assessment core (an `AssessBundle`): `assessor` (the app's own) when given, else the process-wide
+    one of `config`.
 
     The one place a hook call reaches the core, so tests can stand a fixed answer in for it.
     """
@@ -60,9 +61,9 @@ class HookAnswer:
     hook_instance: str
 
 
-def _patient_of(run: Any, patient_id: str) -> PatientAssessment | None:
+def _patient_of(run: AssessmentRun, patient_id: str) -> PatientAssessment | None:
     """The assessment of the patient in context; never another patient's, even if it is the only one."""
-    for patient in getattr(run, "patients", ()) or ():
+    for patient in run.patients:
         if patient.patient_id == patient_id or patient.patient_reference.rsplit("/", 1)[-1] == patient_id:
             return patient
     return None
@@ -78,7 +79,7 @@ def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
 
 
 def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetcher, base_url: str,
-                     config: Mapping[str, Any], assess: AssessFunction = core_assess,
+                     config: Mapping[str, Any], assess: AssessBundle = core_assess,
                      now: datetime | None = None, grouping: LabTestGrouping | None = None) -> HookAnswer:
     """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors.
 
@@ -93,7 +94,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
         return HookAnswer({"cards": []}, (), call.hook_instance)
     selections = call.context.get("selections") if call.hook == "order-select" else None
     grouping = grouping or LabTestGrouping(setting(config, "VALUESET_DIR"))
-    run_issues = tuple(getattr(run, "issues", ()) or ())
+    run_issues = run.issues
     notes = located_notes(gathered.notes, run_issues, assessment.issues, gathered.entry_locations,
                           patient_provided=gathered.patient_provided)
     context = CardContext(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..assessment_model import DataGap, InputIssue, PatientAssessment
+from ..assessment_model import AssessmentRun, DataGap, InputIssue, PatientAssessment
 from ..bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, read_bibliography
 from ..config import load_config
 from ..cql_like import Library, load_library, load_model_info
@@ -30,14 +29,6 @@ from .rules_adapter import to_patient_assessment
 from ..terminology import read_terminology
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class AssessmentRun:
-    """The outcome of assessing one bundle: one assessment per patient, plus bundle-level issues."""
-
-    patients: tuple[PatientAssessment, ...]
-    issues: tuple[InputIssue, ...]
 
 
 class Assessor:

@@ -7,11 +7,13 @@ The views only unpack the request, delegate to `service.hooks` and serialize; ev
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from datetime import datetime
+from typing import Any, Iterable, Mapping
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from .app_state import app_state
+from ..assessment_model import AssessmentRun, DataGap
 from ..errors import InputError
 from ..hooks import hook_call
 from ..hooks.components import HookComponents, build_components
@@ -103,8 +105,9 @@ def call_service(service_id: str) -> Response:
     state = app_state()
     core = hook_call.core_assess  # read per call: the seam tests replace
 
-    def assess(bundle: Any, **options: Any) -> Any:
-        return core(bundle, assessor=state.assessor, **options)
+    def assess(bundle: Mapping[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
+               data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
+        return core(bundle, config=config, now=now, data_gaps=data_gaps, assessor=state.assessor)
 
     answer = hook_call.answer_hook_call(service, body, fetcher=components.fetcher, base_url=_base_url(),
                                         config=settings, assess=assess, grouping=state.test_grouping)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from flask import Flask
 
-from service.assessment_model import (AvailableTest, OrderAlert, PanelTest, PatientAssessment, TypeGrade,
-                                      ValueUsed)
+from service.assessment_model import (AssessmentRun, AvailableTest, DataGap, InputIssue, OrderAlert, PanelTest,
+                                      PatientAssessment, TypeGrade, ValueUsed)
 
 ASSESSED_AT = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 
@@ -38,19 +38,22 @@ def shared_assessor(config: dict[str, Any]) -> Any:
 
 
 class FakeCore:
-    """Returns a fixed AssessmentRun and remembers the bundles it was given."""
+    """Stands in for `hook_call.core_assess` (an `AssessBundle`): returns a fixed AssessmentRun and
+    remembers the bundles it was given."""
 
-    def __init__(self, *patients: PatientAssessment) -> None:
+    def __init__(self, *patients: PatientAssessment, issues: tuple[InputIssue, ...] = ()) -> None:
         self.patients = patients
-        self.bundles: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []  # the keyword arguments of each call (now, data_gaps ...)
+        self.issues = issues
+        self.bundles: list[Mapping[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []  # the keyword arguments of each call (now, data_gaps)
 
-    def __call__(self, bundle: dict[str, Any], *, config: Any = None, now: Any = None, **options: Any) -> Any:
-        from types import SimpleNamespace
-
+    def __call__(self, bundle: Mapping[str, Any], *, config: Mapping[str, Any] | None = None,
+                 now: datetime | None = None, data_gaps: Iterable[DataGap] = (),
+                 assessor: object = None) -> AssessmentRun:
+        """`assessor`, the app's own, is accepted as `core_assess` accepts it, and not used."""
         self.bundles.append(bundle)
-        self.calls.append(dict(options, now=now))
-        return SimpleNamespace(patients=self.patients, issues=())
+        self.calls.append({"now": now, "data_gaps": data_gaps})
+        return AssessmentRun(self.patients, self.issues)
 
 
 BASELINE_MISSING = (
