@@ -131,6 +131,15 @@ def test_a_draft_infusion_sent_without_subject_still_gets_its_warning(client):
     assert "phosphate" in alert["summary"].lower()
 
 
+def test_a_draft_of_another_analyte_does_not_hide_a_missing_test(client):
+    body = request_for("order-sign")
+    body["context"]["draftOrders"]["entry"][1]["resource"]["code"]["coding"] = [
+        {"system": "http://loinc.org", "code": "2885-2", "display": "Protein [Mass/volume] in Serum or Plasma"}]
+    _, assessment = _cards(client, "order-sign", body)
+    codes = _suggested_codes(assessment)
+    assert "2731-8" in codes and "2885-2" not in codes
+
+
 @pytest.mark.parametrize("coding", [
     {"system": "http://loinc.org", "code": "14866-8", "display": "Parathyrin.intact [Moles/volume] in Serum or Plasma"},
     {"system": "http://loinc.org/", "code": "2731-8"},

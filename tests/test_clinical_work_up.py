@@ -360,16 +360,53 @@ def test_the_card_offers_each_imaging_study_as_its_own_suggestion_beside_the_lab
     assert "(None)" not in card.card["detail"] and "None" not in str(labels)
 
 
-def test_a_drafted_ct_is_not_suggested_again_on_order_sign(calcinosis_patient):
+def _draft_order(order_id: str, coding: dict[str, str]) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "id": order_id, "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/cc-1"}, "code": {"coding": [coding]}}
+
+
+def _assessed_with(*drafts: dict[str, Any]):
+    from service.pipeline.assess import assess_bundle
+
+    bundle = _calcinosis_bundle()
+    bundle["entry"] += [{"resource": draft} for draft in drafts]
+    (patient_assessment,) = assess_bundle(bundle, now=NOW).patients
+    return patient_assessment
+
+
+def test_a_drafted_ct_is_not_suggested_again_on_order_sign():
     from service.hooks.cards import CardContext, build_cards
 
-    context = CardContext(hook="order-sign", base_url="https://cds.example.org", patient_reference="Patient/cc-1",
-                          draft_order_codes=frozenset({(SNOMED, "77477000")}))
-    (card,) = build_cards(calcinosis_patient, context)
+    drafted = _assessed_with(_draft_order("draft-ct", {"system": SNOMED, "code": "77477000"}))
+    context = CardContext(hook="order-sign", base_url="https://cds.example.org", patient_reference="Patient/cc-1")
+    (card,) = build_cards(drafted, context)
     suggested = [a["resource"]["code"].get("coding", [{}])[0].get("code") for s in card.card["suggestions"]
                  for a in s["actions"]]
     assert "77477000" not in suggested
     assert None in suggested  # the bone scan, named only, is still offered
+
+
+@pytest.mark.parametrize("coding", [
+    {"system": LOINC, "code": "2731-8"},
+    {"system": LOINC, "code": "14866-8"},  # PTH in moles: the same test through the PTH value set
+    {"system": LOINC + "/", "code": "2731-8"},  # a LOINC system written with a trailing slash
+])
+def test_a_draft_order_for_pth_takes_pth_out_of_the_suggestions_through_the_rule_library_alone(coding):
+    """No draft order codes reach the card: the library's "PTH Order" decides, and the card follows."""
+    from service.hooks.cards import CardContext, build_cards
+
+    drafted = _assessed_with(_draft_order("draft-pth", coding))
+    assert "2731-8" not in [t.code for t in drafted.recommended]
+    (pth,) = [t for t in drafted.available if t.code == "2731-8"]
+    assert pth.ordered and pth.source == "ServiceRequest/draft-pth"
+    context = CardContext(hook="order-sign", base_url="https://cds.example.org", patient_reference="Patient/cc-1")
+    (card,) = build_cards(drafted, context)
+    suggested = [a["resource"]["code"].get("coding", [{}])[0].get("code") for s in card.card["suggestions"]
+                 for a in s["actions"]]
+    assert "2731-8" not in suggested and "14866-8" not in suggested
+    assert "62292-8" in suggested  # vitamin D, not ordered, is still proposed
+    undrafted = _assessed_with()
+    assert "2731-8" in [t.code for t in undrafted.recommended]
 
 
 def test_the_cds_prefetch_asks_for_the_skin_pathology_report_that_shows_a_biopsy_was_done():

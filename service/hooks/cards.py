@@ -35,7 +35,6 @@ from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, Pat
 from ..fhir_outputs.vocabulary import panel_test_code
 from .draft_orders import reference_key
 from .feedback_store import CardRecord
-from .order_codes import LabTestGrouping
 
 if TYPE_CHECKING:
     from .data_notes import DataNote
@@ -61,12 +60,12 @@ class CardContext:
     base_url: str  # where this service is reached, for source/link URLs
     patient_reference: str  # "Patient/<context.patientId>"
     selections: tuple[str, ...] | None = None  # order-select: alert only on these orders
-    draft_order_codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) already in draftOrders
+    # (system, code) in draftOrders: only the wording ('Order 2 more tests'); the core decides what is ordered
+    draft_order_codes: frozenset[tuple[str, str]] = frozenset()
     # Every note on what was skipped, partial or doubtful in the data, located in the request (extension).
     data_notes: tuple["DataNote", ...] = field(default=())
     # The few of them that changed the result, in plain words for the clinician (the detail's "Data notes").
     note_lines: tuple[str, ...] = field(default=())
-    test_grouping: LabTestGrouping = field(default_factory=LabTestGrouping)  # which codes are the same test
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,19 +276,17 @@ def _indicator(assessment: PatientAssessment, data: Mapping[str, Any]) -> str | 
     return None
 
 
-def _missing_tests(assessment: PatientAssessment, context: CardContext) -> list[PanelTest]:
-    """The recommended tests not already drafted, under any code of the same value set. A test
-    proposed by name only has no code to compare: the core already left it out when an open order
-    names it (draft orders are part of the data it assessed)."""
-    return [t for t in assessment.recommended
-            if not (t.coded and context.test_grouping.is_ordered(t.system, t.code, context.draft_order_codes))]
+def _missing_tests(assessment: PatientAssessment) -> list[PanelTest]:
+    """The tests the core left missing. Whether one is already ordered is the rule library's decision
+    alone (its "... Order" defines): the draft orders are part of the data it assessed."""
+    return list(assessment.recommended)
 
 
 def _assessment_card(assessment: PatientAssessment, context: CardContext,
                      data: Mapping[str, Any]) -> IssuedCard | None:
     if not assessment.grades:
         return None
-    missing = _missing_tests(assessment, context)
+    missing = _missing_tests(assessment)
     unconfirmed = assessment.unconfirmed
     indicator = _indicator(assessment, data)
     leading = assessment.leading

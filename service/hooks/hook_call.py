@@ -70,7 +70,8 @@ def _patient_of(run: AssessmentRun, patient_id: str) -> PatientAssessment | None
 
 
 def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
-    """(system, code) of the context patient's draft ServiceRequests, so no suggestion duplicates one.
+    """(system, code) of the context patient's draft ServiceRequests, for the suggestion's wording only
+    (the core, which assessed the same drafts, already left their tests out of the missing work-up).
 
     The same subject rule as the Bundle handed to the core: an order without subject is the
     context patient's; one naming another patient was refused by validation and is skipped here.
@@ -107,7 +108,6 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
         note_lines=clinician_lines(assessment, gathered.notes, (*run_issues, *assessment.issues),
                                    bundle=gathered.bundle, data_gaps=gathered.data_gaps,
                                    patient_provided=gathered.patient_provided, grouping=grouping),
-        test_grouping=grouping,
     )
     cards = tuple(build_cards(assessment, context))
     return HookAnswer({"cards": [c.card for c in cards]}, cards, call.hook_instance)

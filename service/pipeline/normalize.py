@@ -25,6 +25,7 @@ Terminology.default_range), and an information issue lists what was applied.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -229,7 +230,7 @@ class _Normalizer:
         resource = kept.resource
         return Record("ServiceRequest", {
             "id": text_or_none(resource.get("id")),
-            "code": concept(resource.get("code")),
+            "code": _plain_systems(concept(resource.get("code"))),
             "status": text_or_none(resource.get("status")),
             "intent": text_or_none(resource.get("intent")),
             "authoredOn": parse_datetime(resource.get("authoredOn")),
@@ -376,3 +377,13 @@ def _first_route(dosages: Any) -> Concept | None:
             if isinstance(dosage, dict) and dosage.get("route") is not None:
                 return concept(dosage["route"])
     return None
+
+
+def _plain_systems(value: Concept | None) -> Concept | None:
+    """The concept with each code system written without a trailing slash ('http://loinc.org/' is LOINC), so
+    the rule library's "... Order" defines recognise an order however the EHR wrote its system; they are the
+    one place that decides which tests are already ordered."""
+    if value is None or not any(c.system and c.system.endswith("/") for c in value.codes):
+        return value
+    codes = tuple(replace(c, system=c.system.rstrip("/")) if c.system else c for c in value.codes)
+    return replace(value, codes=codes)
