@@ -449,3 +449,25 @@ def test_a_family_history_is_recognized_by_the_start_of_its_name(name: str, fami
                               model=MODEL, valueset_dir=VALUESET_DIR)
     result = library.evaluate_define("First Is Family History", Facts([condition(None, None, name)], patient()), now=NOW)
     assert result.value is family_history
+
+
+def test_the_same_test_grouping_reads_the_value_sets_as_the_rule_library_does_filters_and_excludes_included(
+        tmp_path: Path):
+    """One reading of the value-set files: a code selected by an is-a filter is a member for the hooks' grouping
+    exactly as for the engine, and an excluded code is not."""
+    from service.cql_like.valuesets import load_valueset_dir
+    from service.hooks.order_codes import LabTestGrouping
+    icd = "http://hl7.org/fhir/sid/icd-10-cm"
+    _write(tmp_path, "burns.json", _valueset({
+        "include": [{"system": icd, "filter": [{"property": "concept", "op": "is-a", "value": "T22"}]}],
+        "exclude": [{"system": icd, "concept": [{"code": "T22.0"}]}]}, url="urn:test:forearm-burns"))
+    grouping = LabTestGrouping(tmp_path, reread=True)
+    assert grouping.is_ordered(icd, "T22.211A", [(icd, "T22.30XA")])  # both below T22, through the filter
+    assert not grouping.is_ordered(icd, "T22.211A", [(icd, "T22.0")])  # excluded: only itself
+    engine = load_valueset_dir(tmp_path)["urn:test:forearm-burns"]
+    assert engine.contains(icd, "T22.211A") and not engine.contains(icd, "T22.0")
+
+
+def test_the_hooks_have_no_value_set_reader_of_their_own():
+    source = (Path(__file__).resolve().parents[1] / "service" / "hooks" / "order_codes.py").read_text(encoding="utf-8")
+    assert "import json" not in source and "json.loads" not in source and "read_value_sets" in source
