@@ -42,8 +42,8 @@ class InputIssue:
     ``Bundle.entry[3].resource.valueQuantity.unit``: the text an OperationOutcome carries. The same
     place, structured, for a surface that must locate it in another document: `entry_index` (3) and
     `path` inside the entry ("resource.valueQuantity.unit"; "" for the entry itself), both None when
-    the issue is not about one entry. They are filled from `location` when the issue is built, so
-    every issue of the core carries them and no surface reads the text back.
+    the issue is not about one entry. They are filled from `location` when the issue is built (the
+    model reads the text the core wrote, once), so every issue carries them and no surface parses it.
     """
 
     severity: Severity
@@ -54,11 +54,11 @@ class InputIssue:
     path: str | None = None
 
     def __post_init__(self) -> None:
-        if self.entry_index is None and self.location:
+        # `location` is authoritative, so `dataclasses.replace(issue, location=...)` moves both together.
+        if self.location is not None:
             match = _ENTRY_LOCATION.match(self.location)
-            if match is not None:
-                object.__setattr__(self, "entry_index", int(match.group(1)))
-                object.__setattr__(self, "path", match.group(2) or "")
+            object.__setattr__(self, "entry_index", int(match.group(1)) if match else None)
+            object.__setattr__(self, "path", (match.group(2) or "") if match else None)
 
     def diagnostics_located(self, locate: EntryLocator) -> str:
         """The diagnostics without their own leading location (the issue carries it), each other bundle entry

@@ -43,6 +43,11 @@ def test_an_issue_about_a_bundle_entry_carries_the_entry_number_and_the_path_ins
     assert (entry.entry_index, entry.path) == (0, "")
     whole = InputIssue("error", "too-costly", "too many", "Bundle.entry")
     assert (whole.entry_index, whole.path) == (None, None)
+    from dataclasses import replace
+
+    moved = replace(issue, location="Bundle.entry[5].resource.code")
+    assert (moved.entry_index, moved.path) == (5, "resource.code")
+    assert replace(issue, location="Bundle").entry_index is None
 
 
 def test_the_core_reports_an_unreadable_observation_by_its_entry_number():
