@@ -3,7 +3,8 @@
 This is the seam between the core (ingest -> normalize -> rule library) and
 every surface that presents it: FHIR resources for `$assess`, cards for CDS
 Hooks, the CLI summary. Keeping it free of FHIR and Flask types lets each
-surface be built and tested on its own.
+surface be built and tested on its own. `AssessBundle` and `AssessmentRun` are the
+typed call and answer by which a surface that gathers its own data (CDS Hooks) asks the core.
 """
 
 from __future__ import annotations
