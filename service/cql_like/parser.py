@@ -514,13 +514,60 @@ def _syntax_error(exc: UnexpectedInput, source: str, filename: str) -> CqlSyntax
         line, column = len(lines), len(lines[-1]) + 1
         message = "unexpected end of text" + _expected(exc)
     elif isinstance(exc, UnexpectedToken):
-        message = f"unexpected {str(exc.token)!r}" + _expected(exc)
+        line, column, word = _whole_word(source, line, column, str(exc.token))
+        message = f"unexpected {word!r}" + _expected(exc) + _expression_not_term_hint(source, line, column)
     elif isinstance(exc, UnexpectedCharacters):
         message = f"unexpected character {source[exc.pos_in_stream]!r}" if exc.pos_in_stream < len(source) else "unexpected character"
     else:
         message = "invalid syntax"
     return CqlSyntaxError(message, filename=filename, line=line, column=column,
                           source_line=source_line(source, line))
+
+
+_WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLURAL_PRECISIONS = "years|months|weeks|days|hours|minutes|seconds|milliseconds"
+# cql.g4's expression-level duration phrases (#durationBetweenExpression, #differenceBetweenExpression)
+_DURATION_PHRASE = re.compile(rf"(?:(difference|duration)\s+in\s+)?({_PLURAL_PRECISIONS})\s+between\b")
+
+
+def _offset(source: str, line: int, column: int) -> int:
+    lines = source.split("\n")
+    return sum(len(text) + 1 for text in lines[:line - 1]) + column - 1
+
+
+def _whole_word(source: str, line: int | None, column: int | None, token: str) -> tuple[int | None, int | None, str]:
+    """The whole word the failing token belongs to, and where it starts.
+
+    The lexer matches keywords by prefix, so `days` where no plural precision is allowed fails at
+    its `s` after `day` was taken; the author wrote `days`, and the error should name and point at it.
+    """
+    if not line or not column:
+        return line, column, token
+    start = _offset(source, line, column)
+    if not 0 <= start < len(source) or not _WORD_CHAR.match(source[start]):
+        return line, column, token
+    while start > 0 and _WORD_CHAR.match(source[start - 1]) and source[start - 1] != "\n":
+        start -= 1
+        column -= 1
+    word = _WORD.match(source, start)
+    return line, column, word.group(0) if word else token
+
+
+def _expression_not_term_hint(source: str, line: int | None, column: int | None) -> str:
+    """Why `1 + difference in days between a and b` fails, and the fix.
+
+    In cql.g4 the duration phrases are expressions, not terms: `+`, `*`, `.` and `from` take them
+    only in parentheses.
+    """
+    if not line or not column:
+        return ""
+    phrase = _DURATION_PHRASE.match(source, _offset(source, line, column))
+    if phrase is None:
+        return ""
+    words = f"{phrase.group(1)} in {phrase.group(2)}" if phrase.group(1) else phrase.group(2)
+    return (f"; `{words} between ...` is an expression in CQL, not a term: "
+            "put it in parentheses to use it as an operand")
 
 
 def _expected(exc: UnexpectedInput) -> str:
