@@ -109,3 +109,32 @@ def test_compliance_suite_has_library_cases():
 @pytest.mark.parametrize("case", LIBRARY_CASES, ids=[c.id for c in LIBRARY_CASES])
 def test_every_compliance_library_parses(case):
     parse(case.source, case.id)
+
+
+@pytest.mark.parametrize("expression, what", [
+    ("1 + [Observation]", "'+' on"),
+    ("[Observation] & 'x'", "'&' on"),
+    ("2 * X O where true", "'*' on"),
+    ("year from [Observation]", "'year from' on"),
+    ("start of X O where true", "'start of' on"),
+    ("-[Observation]", "'-' on"),
+    ("x between [A] and 1", "'between' on"),
+    ("days between [A] and x", "'between' on"),
+])
+def test_a_retrieve_or_query_is_not_a_term_operand(expression: str, what: str):
+    """cql.g4 has #retrieveExpression and #queryExpression: term operators take them only in parentheses."""
+    with pytest.raises(CqlSyntaxError) as info:
+        parse(_define(expression))
+    assert what in str(info.value) and "needs parentheses around it" in str(info.value)
+
+
+@pytest.mark.parametrize("expression", [
+    "1 + ([Observation])", "year from (X O where true)", "exists [Observation]", "not X O where true",
+    "x in [Observation]", "distinct [Observation]", "Count([Observation]) + 1", "[A] union [B]",
+])
+def test_a_retrieve_or_query_stays_an_expression_operand(expression: str):
+    if "union" in expression:
+        with pytest.raises(CqlSyntaxError):  # not in this subset at all
+            parse(_define(expression))
+        return
+    parse(_define(expression))

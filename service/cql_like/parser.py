@@ -112,6 +112,11 @@ class _ToAst(Transformer_NonRecursive):
                                  "needs parentheses around it", filename=self._filename, line=target.line,
                                  column=target.column, source_line=source_line(self._source, target.line))
 
+    def _between_operands(self, low: ast.Node, high: ast.Node) -> None:
+        """The bounds of every `between` are terms in cql.g4 (expressionTerm)."""
+        self._only_parenthesized(low, "'between' on")
+        self._only_parenthesized(high, "'between' on")
+
     @property
     def _parenthesized(self) -> set[int]:
         if not hasattr(self, "_paren_nodes"):
@@ -249,18 +254,25 @@ class _ToAst(Transformer_NonRecursive):
     def binary(self, meta: Meta, children: list[Any]) -> ast.Binary:
         """Any infix operator; multi-word operators (`included in`) are joined with single spaces."""
         left, op, right = children
-        return ast.Binary(_keyword(op), left, right, **_pos(meta))
+        name = _keyword(op)
+        if name in _TERM_OPERATORS:
+            self._only_parenthesized(left, f"'{name}' on")
+            self._only_parenthesized(right, f"'{name}' on")
+        return ast.Binary(name, left, right, **_pos(meta))
 
     def between(self, meta: Meta, children: list[Any]) -> ast.Between:
         """`x between low and high`."""
+        self._between_operands(children[1], children[2])
         return ast.Between(children[0], children[1], children[2], **_pos(meta))
 
     def duration_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
-        """`years between a and b` (whole periods)."""
+        """`[duration in] years between a and b` (whole periods)."""
+        self._between_operands(children[1], children[2])
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], **_pos(meta))
 
     def difference_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
         """`difference in years between a and b` (boundaries crossed)."""
+        self._between_operands(children[1], children[2])
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], True, **_pos(meta))
 
     def not_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
@@ -306,14 +318,18 @@ class _ToAst(Transformer_NonRecursive):
 
     def power(self, meta: Meta, children: list[Any]) -> ast.Binary:
         """`a ^ b`."""
+        self._only_parenthesized(children[0], "'^' on")
+        self._only_parenthesized(children[1], "'^' on")
         return ast.Binary("^", children[0], children[1], **_pos(meta))
 
     def boundary_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """`start of x` / `end of x`."""
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])} of' on")
         return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
 
     def component_from(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """`year from x` (and the other date/time components)."""
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])} from' on")
         return ast.Unary(f"{_keyword(children[0])} from", children[1], **_pos(meta))
 
     def convert(self, meta: Meta, children: list[Any]) -> ast.Convert:
@@ -323,6 +339,7 @@ class _ToAst(Transformer_NonRecursive):
     def polarity(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """Unary `-x` or `+x`."""
         op = "negate" if _keyword(children[0]) == "-" else "plus"
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])}' on")
         return ast.Unary(op, children[1], **_pos(meta))
 
     def member(self, meta: Meta, children: list[Any]) -> ast.Member:
@@ -458,6 +475,11 @@ class _ToAst(Transformer_NonRecursive):
             raise CqlSyntaxError(f"{text} has partial precision; DateTime literals need hours, minutes and seconds "
                                  "(e.g. @2026-01-01T10:30:00)", **_pos(meta))
         return ast.Literal("DateTime", text[1:], **_pos(meta))
+
+
+# cql.g4's expressionTerm operators (#additionExpressionTerm, #multiplicationExpressionTerm,
+# #powerExpressionTerm): their operands are terms, so a retrieve or query needs parentheses there.
+_TERM_OPERATORS = frozenset({"+", "-", "&", "*", "/", "div", "mod", "^"})
 
 
 def _is_type_spec(node: ast.Node) -> bool:
