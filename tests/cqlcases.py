@@ -44,7 +44,7 @@ class Case:
 
 
 def wrap(preamble: str | None, body: str) -> str:
-    head = "library Compliance version '1.0.0'\nusing FHIR version '4.0.1'\n"
+    head = "library Compliance version '1.0.0'\nusing CalcinosisFacts version '1.0.0'\n"
     if preamble:
         head += preamble.rstrip("\n") + "\n"
     return head + "context Patient\n" + body

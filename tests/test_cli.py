@@ -143,7 +143,7 @@ def test_a_malformed_now_is_a_usage_error_not_a_traceback(capsys):
 
 def test_assess_with_a_broken_rule_library_says_where_without_a_traceback(tmp_path, capsys):
     broken = tmp_path / "broken.cql"
-    broken.write_text("library Broken version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+    broken.write_text("library Broken version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
                       "define \"A\": Frist({1})\n", encoding="utf-8")
     assert main(["assess", _fixture("04"), "--rules", str(broken)]) == 1
     err = capsys.readouterr().err

@@ -128,7 +128,7 @@ def test_a_definition_the_expander_cannot_honour_is_refused_naming_the_file(comp
 
 
 _LIBRARY = """library T version '1.0.0'
-using FHIR version '4.0.1'
+using CalcinosisFacts version '1.0.0'
 codesystem "ICD": 'http://hl7.org/fhir/sid/icd-10-cm'
 valueset "Burns": 'urn:test:burns'
 code "Forearm Burn": 'T22.211A' from "ICD"
@@ -423,7 +423,7 @@ def test_replace_matches_replaces_every_match_and_refers_to_groups():
 
 def test_a_nested_quantifier_in_a_literal_replace_matches_pattern_is_refused_at_load():
     with pytest.raises(CqlCompilationError) as caught:
-        compile_library("library T version '1.0.0'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+        compile_library("library T version '1.0.0'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
                         "define \"X\": ReplaceMatches('aaa', '(a+)+', '')", model=MODEL)
     assert "ReplaceMatches pattern" in str(caught.value)
 

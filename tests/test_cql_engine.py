@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 LOINC = "http://loinc.org"
 
 LIBRARY = """library Labs version '3.0.0'
-using FHIR version '4.0.1'
+using CalcinosisFacts version '1.0.0'
 codesystem "LOINC": 'http://loinc.org'
 valueset "Calcium": 'https://example.org/ValueSet/calcium'
 parameter "Lookback" Quantity default 1 year
@@ -167,7 +167,7 @@ def test_parameter_defaults_are_evaluated_at_the_evaluation_instant():
 
 # ---- deep expressions and implicit conversions -----------------------------------------------
 
-DEEP_HEADER = "library Deep version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+DEEP_HEADER = "library Deep version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 
 
 def _evaluate_one(body: str, **kwargs):

@@ -18,7 +18,7 @@ SHIPPED_LIBRARY = ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
 SHIPPED_VALUESETS = ROOT / "service" / "knowledge" / "valuesets"
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 
-HEADER = "library T version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 
 
 def compile_errors(body: str) -> list:

@@ -19,7 +19,7 @@ from cqlcases import FactsProvider
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-HEADER = "library T version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 LITERAL = {True: "true", False: "false", None: "null"}
 # Comparing amounts of substance with mass concentrations fails when it is evaluated.
 FAILS = "(2.5 'mmol/L' > 10 'mg/dL')"

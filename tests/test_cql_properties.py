@@ -139,7 +139,7 @@ def test_formatted_decimal_reads_back_as_the_same_value(x):
 from service.cql_like import CqlError, load_library  # noqa: E402
 from service.cql_like.values import Code, Concept, Record  # noqa: E402
 
-ROBUST_HEADER = "library Fuzz version '1'\nusing FHIR version '4.0.1'\ncontext Patient\n"
+ROBUST_HEADER = "library Fuzz version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 
 _ATOMS = st.sampled_from([
     "null", "true", "false", "0", "1", "-1", "2147483647", "2.5", "0.0", "99999999999999999999.0", "'a'", "''",

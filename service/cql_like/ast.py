@@ -22,7 +22,7 @@ class Node:
 
 @dataclass
 class NamedTypeSpec(Node):
-    """A named type such as `Decimal` or `FHIR.Observation` (namespace is the model prefix, if any)."""
+    """A named type such as `Decimal` or `Facts.Observation` (namespace is the model prefix, if any)."""
     name: str
     namespace: str | None = None
 
@@ -207,7 +207,7 @@ class ListSelector(Node):
 
 @dataclass
 class UsingDef(Node):
-    """`using FHIR version '4.0.1'` declaration."""
+    """`using Facts version '1.0.0'` declaration."""
     model: str
     version: str | None = None
 

@@ -192,7 +192,14 @@ class Compiler:
         lib = self.lib
         for using in lib.usings:
             if using.model != "System" and using.model != self.model.model:
-                self.error(CqlNameError, f"unknown model '{using.model}'; this engine provides '{self.model.model}'", using)
+                wanted = f"using {self.model.model}" + (f" version '{self.model.version}'" if self.model.version else "")
+                if using.model == "FHIR":
+                    self.error(CqlNameError, f"model 'FHIR' is not available: this engine reads normalized facts, "
+                                             f"not FHIR resources; declare `{wanted}`", using,
+                               suggestion=self.model.model)
+                else:
+                    self.error(CqlNameError, f"unknown model '{using.model}'; this engine provides "
+                                             f"'{self.model.model}' (`{wanted}`)", using, suggestion=self.model.model)
             elif using.version and self.model.version and using.version != self.model.version and using.model != "System":
                 self.error(CqlNameError, f"model {using.model} version '{using.version}' is not available "
                                          f"(have '{self.model.version}')", using)
@@ -476,6 +483,12 @@ class Compiler:
         if element_type != T.ANY:
             field_type = self._field_type(element_type, name)
             if field_type is None:
+                fhir = self._fhir_counterpart(node, element_type, env)
+                if fhir is not None:
+                    fhir_path, record, facts_field = fhir
+                    return self.error(CqlTypeError, f"{element_type} has no element '{name}' (the facts model is "
+                                                    f"not FHIR: FHIR's {record}.{fhir_path} is the facts field "
+                                                    f"'{facts_field}')", node, suggestion=facts_field)
                 candidates = self._field_names(element_type)
                 return self.error(CqlTypeError, f"{element_type} has no element '{name}'", node,
                                   suggest=(name, candidates))
@@ -483,6 +496,24 @@ class Compiler:
                 if is_list else field_type
         get = self._member_getter(name)
         return (lambda ctx: get(ctx, target(ctx))), result_type
+
+    def _fhir_counterpart(self, node: ast.Member, target_type: T.CqlType, env) -> tuple[str, str, str] | None:
+        """(FHIR path, record type, facts field) when the member is a FHIR element name the model maps.
+
+        `O.valueQuantity` is looked up on O's record type; `C.clinicalStatus.coding` as the path
+        `clinicalStatus.coding` on C's. The mapping is the model file's `fhirNames`: data, not code.
+        """
+        paths = [(node.name, target_type)]
+        if isinstance(node.target, ast.Member):
+            # the target compiled without error, so its own target does too: this only reads its type
+            paths.append((f"{node.target.name}.{node.name}", self.expr(node.target.target, env)[1]))
+        for path, owner_type in paths:
+            if isinstance(owner_type, T.ListType):
+                owner_type = owner_type.element
+            model_type = self.model.types.get(getattr(owner_type, "name", None) or "")
+            if model_type is not None and path in model_type.fhir_names:
+                return path, model_type.name, model_type.fhir_names[path]
+        return None
 
     def _field_names(self, target: T.CqlType) -> list[str]:
         if isinstance(target, T.TupleType):

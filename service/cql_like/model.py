@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,10 +17,15 @@ from . import types as T
 
 @dataclass(frozen=True)
 class ModelType:
-    """A retrievable record type: its fields with their types, and the field a retrieve filters codes on."""
+    """A retrievable record type: its fields with their types, and the field a retrieve filters codes on.
+
+    `fhir_names` maps a FHIR element path (`valueQuantity`, `clinicalStatus.coding`) to the facts field
+    that carries it, so an author who writes the FHIR name is pointed at the field.
+    """
     name: str
     fields: Mapping[str, T.CqlType]
     primary_code_path: str | None = None
+    fhir_names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,8 @@ class ModelInfo:
         """Build from the JSON form (field types as text such as 'List<Code>'); a missing version is ''."""
         types = {}
         for name, spec in data["types"].items():
-            fields = {field: parse_type_name(text) for field, text in spec.get("fields", {}).items()}
-            types[name] = ModelType(name, fields, spec.get("primaryCodePath"))
+            fields = {name_: parse_type_name(text) for name_, text in spec.get("fields", {}).items()}
+            types[name] = ModelType(name, fields, spec.get("primaryCodePath"), dict(spec.get("fhirNames", {})))
         return cls(data["model"], data.get("version", ""), data.get("patientType", "Patient"), types)
 
     def record_type(self, name: str) -> T.CqlType:

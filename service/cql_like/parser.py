@@ -112,6 +112,11 @@ class _ToAst(Transformer_NonRecursive):
                                  "needs parentheses around it", filename=self._filename, line=target.line,
                                  column=target.column, source_line=source_line(self._source, target.line))
 
+    def _between_operands(self, low: ast.Node, high: ast.Node) -> None:
+        """The bounds of every `between` are terms in cql.g4 (expressionTerm)."""
+        self._only_parenthesized(low, "'between' on")
+        self._only_parenthesized(high, "'between' on")
+
     @property
     def _parenthesized(self) -> set[int]:
         if not hasattr(self, "_paren_nodes"):
@@ -249,18 +254,25 @@ class _ToAst(Transformer_NonRecursive):
     def binary(self, meta: Meta, children: list[Any]) -> ast.Binary:
         """Any infix operator; multi-word operators (`included in`) are joined with single spaces."""
         left, op, right = children
-        return ast.Binary(_keyword(op), left, right, **_pos(meta))
+        name = _keyword(op)
+        if name in _TERM_OPERATORS:
+            self._only_parenthesized(left, f"'{name}' on")
+            self._only_parenthesized(right, f"'{name}' on")
+        return ast.Binary(name, left, right, **_pos(meta))
 
     def between(self, meta: Meta, children: list[Any]) -> ast.Between:
         """`x between low and high`."""
+        self._between_operands(children[1], children[2])
         return ast.Between(children[0], children[1], children[2], **_pos(meta))
 
     def duration_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
-        """`years between a and b` (whole periods)."""
+        """`[duration in] years between a and b` (whole periods)."""
+        self._between_operands(children[1], children[2])
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], **_pos(meta))
 
     def difference_between(self, meta: Meta, children: list[Any]) -> ast.DurationBetween:
         """`difference in years between a and b` (boundaries crossed)."""
+        self._between_operands(children[1], children[2])
         return ast.DurationBetween(_keyword(children[0]), children[1], children[2], True, **_pos(meta))
 
     def not_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
@@ -306,14 +318,18 @@ class _ToAst(Transformer_NonRecursive):
 
     def power(self, meta: Meta, children: list[Any]) -> ast.Binary:
         """`a ^ b`."""
+        self._only_parenthesized(children[0], "'^' on")
+        self._only_parenthesized(children[1], "'^' on")
         return ast.Binary("^", children[0], children[1], **_pos(meta))
 
     def boundary_expr(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """`start of x` / `end of x`."""
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])} of' on")
         return ast.Unary(_keyword(children[0]), children[1], **_pos(meta))
 
     def component_from(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """`year from x` (and the other date/time components)."""
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])} from' on")
         return ast.Unary(f"{_keyword(children[0])} from", children[1], **_pos(meta))
 
     def convert(self, meta: Meta, children: list[Any]) -> ast.Convert:
@@ -323,6 +339,7 @@ class _ToAst(Transformer_NonRecursive):
     def polarity(self, meta: Meta, children: list[Any]) -> ast.Unary:
         """Unary `-x` or `+x`."""
         op = "negate" if _keyword(children[0]) == "-" else "plus"
+        self._only_parenthesized(children[1], f"'{_keyword(children[0])}' on")
         return ast.Unary(op, children[1], **_pos(meta))
 
     def member(self, meta: Meta, children: list[Any]) -> ast.Member:
@@ -460,6 +477,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Literal("DateTime", text[1:], **_pos(meta))
 
 
+# cql.g4's expressionTerm operators (#additionExpressionTerm, #multiplicationExpressionTerm,
+# #powerExpressionTerm): their operands are terms, so a retrieve or query needs parentheses there.
+_TERM_OPERATORS = frozenset({"+", "-", "&", "*", "/", "div", "mod", "^"})
+
+
 def _is_type_spec(node: ast.Node) -> bool:
     return isinstance(node, (ast.NamedTypeSpec, ast.ListTypeSpec, ast.IntervalTypeSpec, ast.TupleTypeSpec))
 
@@ -514,13 +536,60 @@ def _syntax_error(exc: UnexpectedInput, source: str, filename: str) -> CqlSyntax
         line, column = len(lines), len(lines[-1]) + 1
         message = "unexpected end of text" + _expected(exc)
     elif isinstance(exc, UnexpectedToken):
-        message = f"unexpected {str(exc.token)!r}" + _expected(exc)
+        line, column, word = _whole_word(source, line, column, str(exc.token))
+        message = f"unexpected {word!r}" + _expected(exc) + _expression_not_term_hint(source, line, column)
     elif isinstance(exc, UnexpectedCharacters):
         message = f"unexpected character {source[exc.pos_in_stream]!r}" if exc.pos_in_stream < len(source) else "unexpected character"
     else:
         message = "invalid syntax"
     return CqlSyntaxError(message, filename=filename, line=line, column=column,
                           source_line=source_line(source, line))
+
+
+_WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLURAL_PRECISIONS = "years|months|weeks|days|hours|minutes|seconds|milliseconds"
+# cql.g4's expression-level duration phrases (#durationBetweenExpression, #differenceBetweenExpression)
+_DURATION_PHRASE = re.compile(rf"(?:(difference|duration)\s+in\s+)?({_PLURAL_PRECISIONS})\s+between\b")
+
+
+def _offset(source: str, line: int, column: int) -> int:
+    lines = source.split("\n")
+    return sum(len(text) + 1 for text in lines[:line - 1]) + column - 1
+
+
+def _whole_word(source: str, line: int | None, column: int | None, token: str) -> tuple[int | None, int | None, str]:
+    """The whole word the failing token belongs to, and where it starts.
+
+    The lexer matches keywords by prefix, so `days` where no plural precision is allowed fails at
+    its `s` after `day` was taken; the author wrote `days`, and the error should name and point at it.
+    """
+    if not line or not column:
+        return line, column, token
+    start = _offset(source, line, column)
+    if not 0 <= start < len(source) or not _WORD_CHAR.match(source[start]):
+        return line, column, token
+    while start > 0 and _WORD_CHAR.match(source[start - 1]) and source[start - 1] != "\n":
+        start -= 1
+        column -= 1
+    word = _WORD.match(source, start)
+    return line, column, word.group(0) if word else token
+
+
+def _expression_not_term_hint(source: str, line: int | None, column: int | None) -> str:
+    """Why `1 + difference in days between a and b` fails, and the fix.
+
+    In cql.g4 the duration phrases are expressions, not terms: `+`, `*`, `.` and `from` take them
+    only in parentheses.
+    """
+    if not line or not column:
+        return ""
+    phrase = _DURATION_PHRASE.match(source, _offset(source, line, column))
+    if phrase is None:
+        return ""
+    words = f"{phrase.group(1)} in {phrase.group(2)}" if phrase.group(1) else phrase.group(2)
+    return (f"; `{words} between ...` is an expression in CQL, not a term: "
+            "put it in parentheses to use it as an operand")
 
 
 def _expected(exc: UnexpectedInput) -> str:
