@@ -72,7 +72,7 @@ def test_duration_in_is_the_same_as_the_bare_precision():
     assert shape("duration in months between x and y") == shape("months between x and y")
 
 
-@pytest.mark.parametrize("word", ["difference", "duration", "days", "between", "distinct", "within", "exists"])
+@pytest.mark.parametrize("word", ["difference", "duration", "days", "between", "distinct", "within", "exists", "when"])
 def test_reserved_words_are_not_identifiers(word: str):
     with pytest.raises(CqlSyntaxError) as info:
         parse(_define(f"1 + {word}"))
