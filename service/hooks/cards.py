@@ -18,7 +18,6 @@ request, the orders an alert concerns, the rule library's version).
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -26,30 +25,22 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, PatientAssessment, TypeGrade, ValueUsed,
                                 citations_text, omitted_by_reason)
 from ..fhir_outputs.vocabulary import panel_test_code
+from .card_data import CARD_DATA, load_card_data  # noqa: F401  (load_card_data: re-exported)
+from .data_notes import DataNote
 from .draft_orders import reference_key
 from .feedback_store import CardRecord
 
-if TYPE_CHECKING:
-    from .data_notes import DataNote
-
-_CARD_DATA_FILE = Path(__file__).with_name("cards.json")
 _RULES_README = Path(__file__).resolve().parents[1] / "knowledge" / "README.md"
 SUMMARY_LIMIT = 140  # the spec: "<140 characters"
 
 
-def load_card_data(path: Path = _CARD_DATA_FILE) -> dict[str, Any]:
-    """Wording, override reasons and indicator policy, from the data file."""
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-CARD_DATA = load_card_data()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +54,7 @@ class CardContext:
     # (system, code) in draftOrders: only the wording ('Order 2 more tests'); the core decides what is ordered
     draft_order_codes: frozenset[tuple[str, str]] = frozenset()
     # Every note on what was skipped, partial or doubtful in the data, located in the request (extension).
-    data_notes: tuple["DataNote", ...] = field(default=())
+    data_notes: tuple[DataNote, ...] = field(default=())
     # The few of them that changed the result, in plain words for the clinician (the detail's "Data notes").
     note_lines: tuple[str, ...] = field(default=())
 

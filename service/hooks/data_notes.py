@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..assessment_model import DataGap, InputIssue, PatientAssessment
 from ..terminology import load_terminology
-from .cards import CARD_DATA
+from .card_data import CARD_DATA
 from .order_codes import LabTestGrouping
 
 # (entry location, resource location) in the caller's request, one per collection Bundle entry.
