@@ -103,17 +103,6 @@ def citations_text(citations: tuple[Citation, ...]) -> str:
     return "; ".join(dict.fromkeys(c.text for c in citations))
 
 
-def citations_in_brief(citations: tuple[Citation, ...]) -> str:
-    """Publications and sections without the quotes, each publication once:
-    'StatPearls "Calcinosis Cutis" (Le C, Bedocs PM, 2019), Evaluation, Histopathology'."""
-    sections: dict[str, list[str]] = {}
-    for citation in citations:
-        named = sections.setdefault(citation.label or citation.reference, [])
-        if citation.section and citation.section not in named:
-            named.append(citation.section)
-    return "; ".join(", ".join([label, *named]) for label, named in sections.items())
-
-
 @dataclass(frozen=True, slots=True)
 class TypeGrade:
     """One calcinosis type graded by the rule library."""

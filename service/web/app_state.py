@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from ..pipeline.assess import Assessor, AssessmentRun, assessor_settings
 from ..errors import ConfigError
 from ..hooks.hook_call import load_services
-from ..hooks.order_codes import SHIPPED_VALUESET_DIR, LabTestGrouping
+from ..hooks.order_codes import LabTestGrouping
 
 EXTENSION = "calcinosis"
 
@@ -53,7 +53,7 @@ def build_state(settings: Mapping[str, Any], assessor: Assessor | None = None) -
                      if value != wanted]
         raise ConfigError(f"the Assessor given to create_app was built for other settings: {', '.join(differing)}")
     services = MappingProxyType({key: MappingProxyType(value) for key, value in load_services().items()})
-    grouping = LabTestGrouping(settings.get("VALUESET_DIR") or SHIPPED_VALUESET_DIR, reread=True)
+    grouping = LabTestGrouping(settings["VALUESET_DIR"], reread=True)
     return AppState(MappingProxyType(dict(settings)), assessor, services, grouping)
 
 
