@@ -202,6 +202,19 @@ def test_a_convention_far_from_the_derived_factor_is_refused_at_load(tmp_path):
         read_terminology(tmp_path)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("unit", "g/mool", "molar mass unit 'g/mool' is not a UCUM unit"),
+    ("value", "0", "molar mass 0 must be a positive number"),
+    ("value", "NaN", "molar mass NaN must be a positive number"),
+])
+def test_an_unusable_molar_mass_is_refused_at_load(tmp_path, field, value, message):
+    data = _copy_tables(tmp_path)
+    data["analytes"]["pth"]["molar_mass"][field] = value
+    _write(tmp_path, data)
+    with pytest.raises(TerminologyDataError, match=f"analytes.json: analyte pth: {message}"):
+        read_terminology(tmp_path)
+
+
 def test_molar_masses_are_data_the_factors_follow_them(tmp_path):
     data = _copy_tables(tmp_path)
     data["analytes"]["creatinine"]["molar_mass"]["value"] = "100"

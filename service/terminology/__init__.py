@@ -381,9 +381,12 @@ BRIDGE_KEYS = {"molar_mass": "molar mass", "charge": "charge"}
 
 def _bridges(row: dict[str, Any], where: str) -> tuple[Bridge, ...]:
     """The analyte's molar mass and charge, each with its UCUM unit, mark and source."""
-    return tuple(
-        Bridge(name, _decimal(spec["value"], f"{where}: {key}"), spec["unit"], spec["mark"], spec["source"])
-        for key, name in BRIDGE_KEYS.items() if (spec := row.get(key)) is not None)
+    try:
+        return tuple(
+            Bridge(name, _decimal(spec["value"], f"{where}: {key}"), spec["unit"], spec["mark"], spec["source"])
+            for key, name in BRIDGE_KEYS.items() if (spec := row.get(key)) is not None)
+    except UnitDerivationError as error:
+        raise TerminologyDataError(f"{where}: {error}") from error
 
 
 def _unit_factor(unit: str, spec: dict[str, Any], canonical: str | None, bridges: tuple[Bridge, ...],

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from fractions import Fraction
 
-from ..cql_like.ucum import UnitError, conversion_factor, divide_units, multiply_units
+from ..cql_like.ucum import UnitError, conversion_factor, divide_units, is_valid_unit, multiply_units
 
 # Digits kept of a derived factor that no finite decimal writes exactly (a charge of 3).
 INEXACT_FACTOR_DIGITS = 28
+
+
+class UnitDerivationError(ValueError):
+    """A molar mass or charge is unusable, or no UCUM conversion, alone or through one, leads from a unit
+    to the canonical unit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,12 @@ class Bridge:
     unit: str  # UCUM, e.g. 'g/mol'
     mark: str
     source: str
+
+    def __post_init__(self) -> None:
+        if not (self.value.is_finite() and self.value > 0):
+            raise UnitDerivationError(f"{self.name} {self.value} must be a positive number")
+        if not is_valid_unit(self.unit):
+            raise UnitDerivationError(f"{self.name} unit '{self.unit}' is not a UCUM unit")
 
     @property
     def text(self) -> str:
@@ -42,10 +53,6 @@ class Derivation:
 
     factor: Decimal
     how: str  # "UCUM mmol/L -> mg/dL x molar mass 40.08 g/mol"
-
-
-class UnitDerivationError(ValueError):
-    """No UCUM conversion, alone or through a declared bridge, leads from the unit to the canonical unit."""
 
 
 def derive_factor(unit: str, canonical: str, bridges: tuple[Bridge, ...]) -> Derivation:
