@@ -38,7 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # below the pipeline
     "fhir_outputs": frozenset({"bibliography"}) | BASE,
     "fhir_reading": frozenset({"cql_like"}) | BASE,
-    "terminology": BASE,
+    "terminology": frozenset({"cql_like"}) | BASE,  # unit factors are derived with the engine's UCUM
     "bibliography": frozenset({"assessment_model", "errors"}),
     "cql_like": frozenset(),  # the engine knows nothing of the service
     # the shared bottom, itself ordered

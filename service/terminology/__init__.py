@@ -1,9 +1,11 @@
 """Lab terminology: LOINC -> analyte, unit conversion and default ranges, loaded from JSON.
 
 The tables (analytes.json, unit_aliases.json, reference_ranges.json,
-interpretation_codes.json) hold every code, factor and range together with
+interpretation_codes.json) hold every code, molar mass and range together with
 its verification mark (V, V2, U) and the public source it was checked against, so a
-reviewer checks data rather than code; this module only loads and applies them.
+reviewer checks data rather than code; this module only loads and applies them. Unit
+factors are not tabled: each is derived at load with the rule engine's UCUM, through the
+analyte's molar mass or charge where the dimensions differ (unit_factors.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .ages import Age, AgeBound
+from .unit_factors import Bridge, UnitDerivationError, derive_factor
 from ..errors import CalcinosisError
 
 LOINC = "http://loinc.org"
@@ -52,6 +55,12 @@ class UnitFactor:
     # Said (information) wherever a result is read through this row: a unit accepted only with a
     # reading the sender did not write out (bare 'mL/min' for eGFR is read per 1.73 m2).
     note: str | None = None
+    # What UCUM and the analyte's molar mass or charge give, and how ('UCUM mmol/L -> mg/dL x molar
+    # mass 40.08 g/mol'); `factor` is this one unless the row states a convention.
+    derived_factor: Decimal | None = None
+    derivation: str = ""
+    # Why a clinical convention replaces the derived factor (ionized calcium x 4.0), else None.
+    convention: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,12 @@ class Analyte:
     units: Mapping[str, UnitFactor]
     unitless_means_canonical: bool = False
     group: str | None = None
+    # The molar mass and/or charge through which units of another dimension convert.
+    bridges: tuple[Bridge, ...] = ()
+
+    def bridge(self, name: str) -> Bridge | None:
+        """The analyte's 'molar mass' or 'charge' as declared in analytes.json, or None."""
+        return next((bridge for bridge in self.bridges if bridge.name == name), None)
 
     @property
     def is_quantitative(self) -> bool:
@@ -337,18 +352,17 @@ def _decimal(text: Any, where: str) -> Decimal:
 
 def _load_analytes(path: Path) -> tuple[dict[str, Analyte], dict[tuple[str, str], AnalyteCode]]:
     data = _read_json(path)
+    max_deviation = _decimal(data["convention_max_deviation"], f"{path.name}: convention_max_deviation")
     analytes: dict[str, Analyte] = {}
     for key, row in data["analytes"].items():
-        units = {
-            unit: UnitFactor(unit, _decimal(spec["factor"], f"{path.name}: {key}.{unit}"), spec["mark"], spec["source"],
-                             spec.get("note"))
-            for unit, spec in row.get("units", {}).items()
-        }
         canonical = row.get("canonical_unit")
+        bridges = _bridges(row, f"{path.name}: analyte {key}")
+        units = {unit: _unit_factor(unit, spec, canonical, bridges, max_deviation, f"{path.name}: analyte {key}")
+                 for unit, spec in row.get("units", {}).items()}
         if row["kind"] == QUANTITATIVE and (canonical is None or canonical not in units):
             raise TerminologyDataError(f"{path.name}: analyte {key} has no factor for its canonical unit")
         analytes[key] = Analyte(key, row["label"], row["kind"], canonical, MappingProxyType(units),
-                                bool(row.get("unitless_means_canonical", False)), row.get("group"))
+                                bool(row.get("unitless_means_canonical", False)), row.get("group"), bridges)
     codes: dict[tuple[str, str], AnalyteCode] = {}
     for row in data["codes"]:
         if row["analyte"] not in analytes:
@@ -359,6 +373,47 @@ def _load_analytes(path: Path) -> tuple[dict[str, Analyte], dict[tuple[str, str]
             row["system"], row["code"], row["analyte"], row["label"], row["loinc_name"], row["specimen"],
             row["mark"], row.get("name_mark", row["mark"]), row["source"], _match_names(row, path))
     return analytes, codes
+
+
+# The analyte quantities that link a unit to a canonical unit of another dimension, in the order tried.
+BRIDGE_KEYS = {"molar_mass": "molar mass", "charge": "charge"}
+
+
+def _bridges(row: dict[str, Any], where: str) -> tuple[Bridge, ...]:
+    """The analyte's molar mass and charge, each with its UCUM unit, mark and source."""
+    try:
+        return tuple(
+            Bridge(name, _decimal(spec["value"], f"{where}: {key}"), spec["unit"], spec["mark"], spec["source"])
+            for key, name in BRIDGE_KEYS.items() if (spec := row.get(key)) is not None)
+    except UnitDerivationError as error:
+        raise TerminologyDataError(f"{where}: {error}") from error
+
+
+def _unit_factor(unit: str, spec: dict[str, Any], canonical: str | None, bridges: tuple[Bridge, ...],
+                 max_deviation: Decimal, where: str) -> UnitFactor:
+    """One accepted unit: its factor derived with UCUM (through a bridge where the dimensions differ),
+    or a convention that the derived factor confirms to within `max_deviation`."""
+    where = f"{where}: unit '{unit}'"
+    if "factor" in spec:
+        raise TerminologyDataError(
+            f"{where}: factors are derived from UCUM and the analyte's molar mass or charge, not written; "
+            "a deliberate other factor is a 'convention' with its reason")
+    if canonical is None:
+        raise TerminologyDataError(f"{where}: the analyte has no canonical unit to convert to")
+    try:
+        derived = derive_factor(unit, canonical, bridges)
+    except UnitDerivationError as error:
+        raise TerminologyDataError(f"{where}: {error}") from error
+    factor, convention = derived.factor, None
+    if "convention" in spec:
+        factor = _decimal(spec["convention"]["factor"], where)
+        convention = spec["convention"]["why"]
+        if abs(factor - derived.factor) > derived.factor * max_deviation:
+            raise TerminologyDataError(
+                f"{where}: the convention factor {factor} is further than {max_deviation} (relative) "
+                f"from the derived {derived.factor} ({derived.how})")
+    return UnitFactor(unit, factor, spec["mark"], spec["source"], spec.get("note"),
+                      derived.factor, derived.how, convention)
 
 
 def _match_names(row: dict[str, Any], path: Path) -> tuple[str, ...]:
@@ -431,5 +486,5 @@ def load_terminology(directory: str | Path | None = None) -> Terminology:
 
 __all__ = [
     "AGE_UNKNOWN_SOURCE_LABEL", "NO_DEFAULT_RANGE_FOR_AGE", "LOINC", "UCUM", "Analyte", "AnalyteCode", "DefaultRange", "Terminology", "TerminologyDataError",
-    "UnitConversionError", "UnitFactor", "load_terminology", "read_terminology",
+    "UnitConversionError", "UnitFactor", "Bridge", "load_terminology", "read_terminology",
 ]

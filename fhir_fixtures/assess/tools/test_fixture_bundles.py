@@ -25,7 +25,7 @@ LOOKBACK_START = datetime.fromisoformat("2025-11-15T09:00:00+00:00")
 NOW_INSTANT = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
 
 # SI -> conventional factors, as verified against the LOINC-to-LOINC conversion table of
-# miracum/loinc-conversion (the factors of service/terminology/analytes.json).
+# miracum/loinc-conversion (the factors the terminology derives from service/terminology/analytes.json).
 TO_CONVENTIONAL = {
     "2000-8": ("17861-6", 4.008),
     "14879-1": ("2777-1", 3.097),
