@@ -45,7 +45,7 @@ def trend_spec(trend: Mapping[str, Any], *, width: int = 640, title: str | None 
         "vconcat": rows,
         "resolve": {"scale": {"shape": "shared", "color": "shared"}},
         "config": {"font": "system-ui, sans-serif", "axis": {"labelFontSize": 11, "titleFontSize": 11},
-                   "title": {"fontSize": 13, "anchor": "start"}, "legend": {"orient": "top"}},
+                   "title": {"fontSize": 13, "anchor": "start"}, "legend": {"orient": "top", "labelLimit": 320}},
     }
     if title:
         spec["title"] = title
@@ -92,7 +92,7 @@ def _panel(panel: Mapping[str, Any], points: Sequence[Mapping[str, Any]], width:
                                          "legend": {"orient": "right"} if len(panel["series"]) > 1 else None}}},
             {"mark": {"type": "point", "filled": True, "size": 70, "strokeWidth": 2},
              "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": None,
-                                        "scale": {"zero": False}},
+                                        "scale": {"zero": False}, "axis": {"format": "~g"}},
                           "shape": _status_channel("shape"), "color": _status_channel("color"),
                           "tooltip": _tooltip()}},
         ],
