@@ -342,7 +342,8 @@ async function drawTrend(index) {
   await state.view.runAsync();
   $("chart").dataset.rendered = "true";
   $("download-svg").disabled = false;
-  const rows = trend.points.map((p) => [p.series, p.date || "(no date)", p.reported,
+  const when = (iso) => (iso ? iso.replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC") : "(no date)");
+  const rows = trend.points.map((p) => [p.series, when(p.date), p.reported,
     p.value === null ? "not plotted" : `${p.value} ${p.unit}`,
     el("span", { class: `status-${p.status}`, text: p.statusText }), p.why,
     p.rangeLow !== null && p.rangeHigh !== null ? `${p.rangeLow}–${p.rangeHigh}` : ""]);
