@@ -139,6 +139,8 @@ def test_the_metastatic_esrd_fixture_shows_its_card_and_its_trend(browser, origi
     tip = browser.find_element(By.ID, "chart-tooltip").text
     assert "as reported" in tip and "status" in tip and "used by the rules" in tip
 
+    browser.save_screenshot(str(ARTIFACTS / "metastatic-esrd-hover-1280.png"))
+    browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(ARTIFACTS / "metastatic-esrd-1280.png"))
     browser.execute_script("document.getElementById('trend').scrollIntoView()")
     browser.save_screenshot(str(ARTIFACTS / "metastatic-esrd-trend-1280.png"))
