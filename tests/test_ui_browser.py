@@ -134,10 +134,12 @@ def test_the_metastatic_esrd_fixture_shows_its_card_and_its_trend(browser, origi
     grades = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#risk tbody tr td:nth-child(2)")]
     assert grades[0] == "▲▲ high" or grades[0].endswith("high")
 
-    ActionChains(browser).move_to_element(points[0]).perform()
+    product = points[2]  # the panels' order: calcium, phosphate, Ca x P, then the small multiples
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", product)
+    ActionChains(browser).move_to_element(product).perform()
     WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.find_element(By.ID, "chart-tooltip").is_displayed())
     tip = browser.find_element(By.ID, "chart-tooltip").text
-    assert "as reported" in tip and "status" in tip and "used by the rules" in tip
+    assert "as reported" in tip and "used by the rules" in tip and "Ca x P" in tip and "82.08 mg2/dL2" in tip
 
     browser.save_screenshot(str(ARTIFACTS / "metastatic-esrd-hover-1280.png"))
     browser.execute_script("window.scrollTo(0, 0)")
