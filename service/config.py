@@ -247,6 +247,23 @@ class Settings(BaseSettings):
         expected='a list of browser origins such as ["https://sandbox.cds-hooks.org"] (no path), or ["*"]',
         description="Browser origins allowed by CORS on /cds-services (the public CDS Hooks sandbox by default).")
 
+    # --- the web page (/ui/) ---
+    UI_SANDBOX: Annotated[bool, BeforeValidator(_explicit_bool)] = _setting(
+        False, expected="true or false",
+        description="Let the /ui/ page try CDS Hooks calls without a JWT (POST /ui/try/<id>); development only.")
+    UI_REPORT_LINKS: Annotated[bool, BeforeValidator(_explicit_bool)] = _setting(
+        False, expected="true or false",
+        description="Cards of verified CDS Hooks calls link to the trend page of the assessment (unguessable, expiring).")
+    UI_REPORT_TTL_SECONDS: int = _setting(
+        600, gt=0, le=86400, expected="a whole number of seconds from 1 to 86400",
+        description="How long a card's trend link stays valid (seconds); the stored trend is deleted after it.")
+    UI_REPORT_DB: Annotated[str | None, BeforeValidator(_empty_is_unset)] = _setting(
+        None, expected="the path of an SQLite file, or unset",
+        description="SQLite file of the trend reports cards link to; unset: ui-reports.sqlite3 beside CDS_FEEDBACK_DB.")
+    UI_FIXTURE_DIR: Annotated[str | None, BeforeValidator(_empty_is_unset)] = _setting(
+        None, expected="the path of a folder holding MANIFEST.json and bundles, or unset",
+        description="Example bundles the /ui/ page offers; unset: the repository's fhir_fixtures/assess when present.")
+
     _retired: tuple[str, ...] = PrivateAttr(default=())
 
     @classmethod

@@ -30,9 +30,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary"}) | BASE,
     "summary": frozenset({"fhir_outputs"}) | BASE,
     # the HTTP surface (the only place Flask lives)
-    "web": frozenset({"hooks", "pipeline", "fhir_outputs"}) | BASE,
+    "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend"}) | BASE,
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
+    # the laboratory trend and its chart, read again from the Bundle an assessment was made from
+    "trend": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # bundle -> facts -> rules -> assessment
     "pipeline": frozenset({"fhir_reading", "cql_like", "terminology", "bibliography"}) | BASE,
     # below the pipeline

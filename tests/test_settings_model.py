@@ -48,6 +48,12 @@ DEFAULTS_BEFORE = {
     "CDS_FHIR_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
     "CDS_MAX_DRAFT_ORDERS": 200,
     "CDS_CORS_ORIGINS": ["https://sandbox.cds-hooks.org"],
+    # the /ui/ page: its CDS Hooks try-out and report links off unless an operator turns them on
+    "UI_SANDBOX": False,
+    "UI_REPORT_LINKS": False,
+    "UI_REPORT_TTL_SECONDS": 600,
+    "UI_REPORT_DB": None,
+    "UI_FIXTURE_DIR": None,
 }
 
 

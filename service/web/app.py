@@ -92,7 +92,8 @@ def _register_request_logging(app: Flask) -> None:
         """One log line per request; the request id is echoed in X-Request-ID so callers can quote it."""
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         # Method, route and status only: never bodies, query strings, tokens or patient data.
-        log.info("%s %s %s %.1fms id=%s", request.method, request.path, response.status_code,
+        # A path holding a secret (a report token) is logged as its route (`g.log_path`).
+        log.info("%s %s %s %.1fms id=%s", request.method, g.get("log_path") or request.path, response.status_code,
                  elapsed_ms, g.get("request_id"))
         response.headers["X-Request-ID"] = g.get("request_id", "")
         return response
@@ -147,11 +148,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor |
     from .app_state import init_app_state
     init_app_state(app, settings, assessor)
 
-    from . import cds_hooks, fhir_api
+    from . import cds_hooks, fhir_api, ui
 
     app.register_blueprint(fhir_api.blueprint)
     app.register_blueprint(cds_hooks.blueprint)
     cds_hooks.init_app(app)
+    ui.init_app(app)
 
     _register_error_handlers(app)
     _register_request_logging(app)

@@ -19,6 +19,7 @@ from ..hooks import hook_call
 from ..hooks.components import HookComponents, build_components
 from ..hooks.feedback_checks import check_against_issued_cards
 from ..hooks.request_validation import validate_feedback
+from . import ui
 from .http_io import json_response, read_json_body
 
 log = logging.getLogger(__name__)
@@ -104,14 +105,22 @@ def call_service(service_id: str) -> Response:
     components = _components()
     state = app_state()
     core = hook_call.core_assess  # read per call: the seam tests replace
+    assessed: list[tuple[Mapping[str, Any], AssessmentRun]] = []  # what was assessed, for a report link
 
     def assess(bundle: Mapping[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
                data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
-        return core(bundle, config=config, now=now, data_gaps=data_gaps, assessor=state.assessor)
+        run = core(bundle, config=config, now=now, data_gaps=data_gaps, assessor=state.assessor)
+        assessed.append((bundle, run))
+        return run
 
     answer = hook_call.answer_hook_call(service, body, fetcher=components.fetcher, base_url=_base_url(),
                                         config=settings, assess=assess, grouping=state.test_grouping)
     components.feedback.record_cards(service_id, answer.hook_instance, (card.record() for card in answer.cards))
+    if assessed and settings.get("UI_REPORT_LINKS"):
+        context = body.get("context") if isinstance(body, dict) else None
+        patient_id = context.get("patientId") if isinstance(context, dict) else None
+        if isinstance(patient_id, str):
+            ui.link_cards_to_report(answer.body, assessed[-1][0], assessed[-1][1], patient_id, _base_url())
     return json_response(answer.body)
 
 

@@ -15,6 +15,8 @@ from ..fhir_outputs.capability_statement import (
     capability_statement,
 )
 from ..fhir_outputs.result_bundle import build_result_bundle
+from ..errors import InputError
+from ..trend.assessed import add_chart_documents, trends_of
 from .http_io import fhir_response, read_json_body
 
 blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -26,7 +28,21 @@ def assess() -> Response:
     state = app_state()
     bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
     run = state.assess(bundle)
-    return fhir_response(build_result_bundle(run.patients, run.issues))
+    result = build_result_bundle(run.patients, run.issues)
+    if _wants_chart():
+        result = add_chart_documents(result, trends_of(state.assessor, bundle, run, state.settings))
+    return fhir_response(result)
+
+
+def _wants_chart() -> bool:
+    """`?chart=svg`: each patient's trend chart as a DocumentReference beside the RiskAssessment."""
+    chart = request.args.get("chart")
+    if chart is None:
+        return False
+    if chart != "svg":
+        raise InputError.single(f"unsupported chart format {chart[:20]!r}: the only one is chart=svg",
+                                location="chart", code="not-supported", status=400)
+    return True
 
 
 @blueprint.get("/metadata")
