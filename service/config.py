@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     CDS_FHIR_MAX_RESPONSE_BYTES: int = _setting(
         10 * 1024 * 1024, gt=0, expected=_WHOLE,
         description="Largest FHIR response page read (bytes, after decoding); a larger one gives a 412.")
+    CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER: int = _setting(
+        4, gt=0, expected=_WHOLE,
+        description="FHIR reads waiting on one server at once, per worker process; one more is refused at once (412, busy).")
     CDS_MAX_DRAFT_ORDERS: int = _setting(
         200, gt=0, expected=_WHOLE, description="Most entries accepted in context.draftOrders; more is a 400.")
     CDS_FEEDBACK_DB: PathSetting = _setting(
