@@ -126,7 +126,7 @@ class JwksCache:
         return jwks
 
 
-def _asymmetric(algorithms: Iterable[str]) -> list[str]:
+def asymmetric(algorithms: Iterable[str]) -> list[str]:
     """Never "none" (unsigned) nor HS* (a shared secret), whatever the configuration lists."""
     return [alg for alg in algorithms if not alg.lower().startswith("none") and not alg.upper().startswith("HS")]
 
@@ -192,7 +192,7 @@ class ClientVerifier:
                  replay_store: TokenIdStore | None = None, min_refetch_seconds: float = 60,
                  clock: Callable[[], float] = time.time) -> None:
         self.trusted_issuers = {iss: _issuer_spec(iss, spec) for iss, spec in (trusted_issuers or {}).items()}
-        self.algorithms = _asymmetric(algorithms)
+        self.algorithms = asymmetric(algorithms)
         self.leeway = float(leeway_seconds)
         self.max_age = float(max_age_seconds)
         self.jwks_cache = jwks_cache or JwksCache(3600)
