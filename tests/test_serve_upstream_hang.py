@@ -44,8 +44,8 @@ def served_against(hanging, tmp_path):
                CALCINOSIS_CDS_REQUIRE_JWT="false",
                CALCINOSIS_CDS_FHIR_SERVER_ALLOWLIST=json.dumps([hanging.base]),
                CALCINOSIS_CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER="2",
-               CALCINOSIS_CDS_FHIR_TOTAL_TIMEOUT_SECONDS="15",
-               CALCINOSIS_CDS_FHIR_READ_TIMEOUT_SECONDS="15",
+               CALCINOSIS_CDS_FHIR_TOTAL_TIMEOUT_SECONDS="8",
+               CALCINOSIS_CDS_FHIR_READ_TIMEOUT_SECONDS="8",
                PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
         _cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "8"],
