@@ -62,6 +62,17 @@ def test_a_read_beyond_the_servers_slots_is_refused_at_once_as_busy(hanging):
     holder.join(10)
 
 
+def test_every_path_on_one_server_shares_its_slots(hanging):
+    """Another fhirServer path under the allowlisted base reaches the same server: no extra slots."""
+    fetcher = FhirFetcher(allowlist=[hanging.base], connect_timeout=1, read_timeout=5, max_pages=10,
+                          total_timeout=5, max_concurrent_reads=1)
+    holder = _hold_one_read(fetcher, hanging)
+    with pytest.raises(FetchServerBusy):
+        fetcher.for_one_call().fetch(f"{hanging.base}/r4", "Condition?patient=1", None)
+    hanging.close()
+    holder.join(10)
+
+
 def test_a_hook_call_finding_the_server_busy_gets_412_saying_so(hanging):
     fetcher = FhirFetcher(allowlist=[hanging.base], connect_timeout=1, read_timeout=5, max_pages=10,
                           total_timeout=5, max_concurrent_reads=1)

@@ -3,7 +3,8 @@
 Without a bound, a FHIR server that hangs ties up every worker thread that reads from it until
 each call's total deadline passes, and `/healthz` and `$assess` queue behind them. With one, the
 reads beyond the bound are refused at once (the hook call answers 412, "the server is busy")
-and the other threads stay free. The bound is per worker process and per server base URL.
+and the other threads stay free. The bound is per worker process and per server origin
+(scheme, host and port: every path under an allowlisted base reaches the same server).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class ServerBusy(CalcinosisError):
 
 
 class ServerBulkheads:
-    """One non-blocking counting slot set per server base URL, shared by all threads of the process."""
+    """One non-blocking set of slots per server origin, shared by all threads of the process."""
 
     def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max(1, int(max_in_flight))

@@ -256,10 +256,11 @@ class FhirFetcher:
         """One GET holding one of the server's read slots, cut off at the call's deadline."""
         left = self._time_left(what)
         try:
-            with self.bulkheads.slot(server.base), hard_deadline(left) as watch:
+            # Slots per origin: paths under one allowlisted base all reach the same server.
+            with self.bulkheads.slot(server.origin), hard_deadline(left) as watch:
                 return self._get_json_within(url, access_token, what, left, watch)
         except ServerBusy:
-            raise FetchServerBusy(f"the FHIR server {server.base} is busy: {self.bulkheads.max_in_flight} reads "
+            raise FetchServerBusy(f"the FHIR server {server.origin} is busy: {self.bulkheads.max_in_flight} reads "
                                   "from this service are still waiting on it (CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER), "
                                   f"so {what} was not requested; try again shortly") from None
 
