@@ -140,6 +140,36 @@ def _log_level(value: str) -> str:
     return value
 
 
+ASSESS_AUTHORIZATION_KEYS = frozenset({"issuer", "jwks_url", "jwks", "scope", "audience"})
+DEFAULT_ASSESS_SCOPE = "system/RiskAssessment.write"
+
+
+def _assess_authorization(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Unset, or an issuer with its keys (one of jwks_url or jwks), the scope required and the audience."""
+    if value is None:
+        return None
+    unknown = set(value) - ASSESS_AUTHORIZATION_KEYS
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    if not isinstance(value.get("issuer"), str) or not value["issuer"].strip():
+        raise ValueError("issuer missing")
+    if ("jwks_url" in value) == ("jwks" in value):
+        raise ValueError("exactly one of jwks_url and jwks is needed")
+    if "jwks_url" in value:
+        if not isinstance(value["jwks_url"], str):
+            raise ValueError("jwks_url is not a URL")
+        _http_url(value["jwks_url"])
+    elif not isinstance(value["jwks"], dict) or not isinstance(value["jwks"].get("keys"), list):
+        raise ValueError("jwks is not a JWKS")
+    scope = value.get("scope", DEFAULT_ASSESS_SCOPE)
+    if not isinstance(scope, str) or not scope or any(char.isspace() for char in scope):
+        raise ValueError("scope is not one scope")
+    audience = value.get("audience")
+    if audience is not None and (not isinstance(audience, str) or not audience):
+        raise ValueError("audience is not a string")
+    return dict(value, scope=scope)
+
+
 def _setting(default: Any = None, *, description: str, expected: str, default_factory: Any = None,
              **bounds: Any) -> Any:
     """A field with its one-line meaning and the words the start-up error uses for what it expects."""
@@ -198,6 +228,15 @@ class Settings(BaseSettings):
         "INFO", expected="one of " + ", ".join(LOG_LEVELS),
         description="Level of the service's logs (method, route, status, duration, request id; never bodies).")
 
+    ASSESS_AUTHORIZATION: Annotated[dict[str, Any] | None, BeforeValidator(_empty_is_unset),
+                                    BeforeValidator(_decoded_json), AfterValidator(_assess_authorization)] = _setting(
+        None, expected=('unset, or a JSON object {"issuer": "...", "jwks_url": "https://..." or "jwks": {...}, '
+                        '"scope": "system/RiskAssessment.write", "audience": "..."}'),
+        description="Require an OAuth 2.0 bearer token (a JWT from this issuer with this scope) on $assess; unset: open.")
+    ASSESS_CPU_BUDGET_SECONDS: float = _setting(
+        4.0, gt=0, expected=_SECONDS,
+        description="CPU one $assess request may cost, estimated up front from its size; above it a 413 before any work.")
+
     # --- CDS Hooks ---
     CDS_REQUIRE_JWT: Annotated[bool, BeforeValidator(_explicit_bool)] = _setting(
         True, expected="true or false",
@@ -237,6 +276,9 @@ class Settings(BaseSettings):
     CDS_FHIR_MAX_RESPONSE_BYTES: int = _setting(
         10 * 1024 * 1024, gt=0, expected=_WHOLE,
         description="Largest FHIR response page read (bytes, after decoding); a larger one gives a 412.")
+    CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER: int = _setting(
+        4, gt=0, expected=_WHOLE,
+        description="FHIR reads waiting on one server at once, per worker process; one more is refused at once (412, busy).")
     CDS_MAX_DRAFT_ORDERS: int = _setting(
         200, gt=0, expected=_WHOLE, description="Most entries accepted in context.draftOrders; more is a 400.")
     CDS_FEEDBACK_DB: PathSetting = _setting(

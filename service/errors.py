@@ -52,6 +52,16 @@ class DataUnavailableError(ServiceError):
     status = 412
 
 
+class AccessDeniedError(ServiceError):
+    """A bearer token refused by `$assess`: 401 (missing or invalid) or 403 (lacking the scope), with the
+    WWW-Authenticate challenge RFC 6750 asks for, so the client knows to fetch a new token."""
+
+    def __init__(self, diagnostics: str, *, challenge: str, status: int = 401) -> None:
+        super().__init__(InputIssue("error", "login" if status == 401 else "forbidden", diagnostics, None),
+                         status=status)
+        self.headers = {"WWW-Authenticate": challenge}
+
+
 class AuthenticationError(CalcinosisError):
     """A CDS client could not be trusted. Rendered as a bare 401; the reason is only logged."""
 

@@ -96,10 +96,39 @@ def test_a_token_signed_by_another_key_with_the_same_kid_is_refused(secured_clie
     assert _call(secured_client, impostor.sign(DISCOVERY_URL)).status_code == 401
 
 
-def test_a_jku_that_is_not_allowlisted_is_refused_without_fetching_it(secured_client, es384_key):
+def test_a_jku_that_is_not_allowlisted_is_never_fetched_nor_its_keys_trusted(secured_client):
+    """An issuer with inline keys is verified against them whatever jku a token names (the sandbox's
+    case, below): a token signed by the key the attacker's jku would serve is refused, unfetched."""
+    attacker = ClientKey("ES384")
     with responses.RequestsMock() as mocked:  # any request would fail the test: none is registered
-        token = es384_key.sign(DISCOVERY_URL, headers={"jku": "https://attacker.example.net/jwks.json"})
+        token = attacker.sign(DISCOVERY_URL, headers={"jku": "https://attacker.example.net/jwks.json"})
         assert _call(secured_client, token).status_code == 401
+        assert len(mocked.calls) == 0
+
+
+def test_a_jku_that_is_not_allowlisted_is_refused_without_fetching_it_when_no_keys_are_inline():
+    key = ClientKey("ES384")
+    verifier = _verifier(jwks_url=JWKS_URL)
+    with responses.RequestsMock() as mocked:
+        token = key.sign(SERVICE_URL, headers={"jku": "https://attacker.example.net/jwks.json"})
+        with pytest.raises(AuthenticationError, match="jku .* is not allowlisted"):
+            verifier.verify(f"Bearer {token}", SERVICE_URL)
+        assert len(mocked.calls) == 0
+
+
+SANDBOX = "https://sandbox.cds-hooks.org"
+
+
+def test_the_sandboxs_tokens_verify_against_its_inline_keys_although_they_name_a_jku(tmp_path, monkeypatch):
+    """The CDS Hooks sandbox always sends a jku; an operator who pasted its keys must not need it fetched."""
+    sandbox_key = ClientKey("ES384")
+    monkeypatch.setattr(hook_call, "core_assess", FakeCore(quiet_assessment("pat-1")))
+    client = make_app({"CDS_REQUIRE_JWT": True, "CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+                       "CDS_TRUSTED_ISSUERS": {SANDBOX: {"jwks": sandbox_key.jwks}}}).test_client()
+    with responses.RequestsMock() as mocked:  # a fetch of the jku would fail the test
+        token = sandbox_key.sign(DISCOVERY_URL, issuer=SANDBOX, sub=None,
+                                 headers={"jku": f"{SANDBOX}/.well-known/jwks.json"})
+        assert _call(client, token).status_code == 200
         assert len(mocked.calls) == 0
 
 

@@ -54,6 +54,10 @@ DEFAULTS_BEFORE = {
     "UI_REPORT_TTL_SECONDS": 600,
     "UI_REPORT_DB": None,
     "UI_FIXTURE_DIR": None,
+    # added since, each off or unchanged in effect for a service that does not set it
+    "ASSESS_AUTHORIZATION": None,
+    "ASSESS_CPU_BUDGET_SECONDS": 4.0,
+    "CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER": 4,
 }
 
 
@@ -96,6 +100,9 @@ def test_the_model_covers_exactly_the_keys_the_configuration_holds(clean_environ
     ("CDS_FHIR_CONNECT_TIMEOUT_SECONDS", "0", "above 0"),
     ("CDS_FHIR_READ_TIMEOUT_SECONDS", "soon", "number"),
     ("CDS_FHIR_TOTAL_TIMEOUT_SECONDS", "-1", "above 0"),
+    ("CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER", "0", "above 0"),
+    ("ASSESS_CPU_BUDGET_SECONDS", "cheap", "number"),
+    ("ASSESS_AUTHORIZATION", '{"issuer": "https://auth.example.org"}', "jwks_url"),
     ("CDS_JWT_LEEWAY_SECONDS", "-5", "0 or more"),
     ("CDS_JWT_MAX_AGE_SECONDS", "0", "above 0"),
     ("CDS_JWKS_CACHE_SECONDS", "an hour", "number"),
@@ -223,7 +230,7 @@ def test_the_readme_defaults_agree_with_the_model(clean_environment, monkeypatch
 def test_the_readme_keys_named_in_prose_are_settings():
     """A key the text mentions in backticks (CDS_*, or a table's neighbour) must exist in the model."""
     text = (ROOT / "README.md").read_text("utf-8")
-    named = set(re.findall(r"`(?:CALCINOSIS_)?((?:CDS|MAX|LOOKBACK|PUBLIC|EVALUATION|LOG|RULE|VALUESET|MODEL|BIBLIO)"
+    named = set(re.findall(r"`(?:CALCINOSIS_)?((?:CDS|MAX|LOOKBACK|PUBLIC|EVALUATION|LOG|RULE|VALUESET|MODEL|BIBLIO|ASSESS)"
                            r"_[A-Z0-9_]*[A-Z0-9])(?=[`=\s])", text))
     assert "CDS_MAX_DRAFT_ORDERS" in named
     from service.config import RETIRED

@@ -4,9 +4,12 @@ The client's access token is a credential for patient data, so it is only ever s
 on the configured allowlist, compared in canonical form (see `safe_urls`), and paging links are
 only followed under that same server and allowlist. Redirects are never followed, since the token
 would travel with them. A total deadline per hook call (besides the per-read timeouts, which a
-server trickling bytes never trips) bounds how long a clinician's screen waits; a page cap and a
-size cap per page, enforced while streaming, bound how much is read. Nothing here logs a token,
-an id, a query string or a response body.
+server trickling bytes never trips) bounds how long a clinician's screen waits, and a thread:
+a timer cuts the connection when it passes, whether the server is silent, trickles its headers or
+trickles its body (`deadline_http`). At most CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER reads wait on
+one server at once (`bulkheads`); one more is refused at once as "busy", so a hanging server holds
+a few threads, not all of them. A page cap and a size cap per page, enforced while streaming,
+bound how much is read. Nothing here logs a token, an id, a query string or a response body.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import urllib3
 
 from ..config import setting
 from ..errors import CalcinosisError
+from .bulkheads import ServerBulkheads, ServerBusy
+from .deadline_http import DeadlineAdapter, Watch, hard_deadline
 from .safe_urls import SafeUrl, is_under_any, parse_safe_url
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,10 @@ class FetchError(CalcinosisError):
 
 class FetchLimitExceeded(FetchError):
     """The call's total time or a page's size cap was exceeded: the data cannot be had within bounds."""
+
+
+class FetchServerBusy(FetchError):
+    """Every read slot for the server is taken by reads still waiting on it: this one was not attempted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +136,20 @@ class FhirFetcher:
 
     def __init__(self, *, allowlist: Iterable[str], connect_timeout: float, read_timeout: float, max_pages: int,
                  total_timeout: float = 20.0, max_response_bytes: int = 10 * 1024 * 1024,
-                 session: requests.Session | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_concurrent_reads: int = 4, session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.allowlist = tuple(allowlist)
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.max_pages = max(1, int(max_pages))
         self.total_timeout = float(total_timeout)
         self.max_response_bytes = max(1, int(max_response_bytes))
         self.session = session or requests.Session()
+        if isinstance(self.session, requests.Session):
+            adapter = DeadlineAdapter()
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        # Shared by every per-call copy: the bound holds across all threads of the process.
+        self.bulkheads = ServerBulkheads(max_concurrent_reads)
         self._clock = clock
         self._deadline: float | None = None
 
@@ -148,6 +164,7 @@ class FhirFetcher:
             max_pages=setting(config, "CDS_FHIR_MAX_PAGES"),
             total_timeout=setting(config, "CDS_FHIR_TOTAL_TIMEOUT_SECONDS"),
             max_response_bytes=setting(config, "CDS_FHIR_MAX_RESPONSE_BYTES"),
+            max_concurrent_reads=setting(config, "CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER"),
         )
 
     def for_one_call(self) -> "FhirFetcher":
@@ -162,9 +179,18 @@ class FhirFetcher:
             return None
         left = self._deadline - self._clock()
         if left <= 0:
-            raise FetchLimitExceeded(f"reading {what} from the FHIR server took longer than the "
-                                     f"{self.total_timeout:g} s allowed per call (CDS_FHIR_TOTAL_TIMEOUT_SECONDS)")
+            raise self._too_slow(what)
         return left
+
+    def _too_slow(self, what: str) -> FetchLimitExceeded:
+        return FetchLimitExceeded(f"reading {what} from the FHIR server took longer than the "
+                                  f"{self.total_timeout:g} s allowed per call (CDS_FHIR_TOTAL_TIMEOUT_SECONDS)")
+
+    def _check_cut(self, what: str, watch: Watch | None) -> None:
+        """FetchLimitExceeded when the deadline has passed or cut the connection (a read that failed because of it)."""
+        if watch is not None and watch.expired:
+            raise self._too_slow(what)
+        self._time_left(what)
 
     def may_contact(self, fhir_server: str) -> bool:
         """True when `fhir_server` is on the allowlist, so it may be queried and sent the access token."""
@@ -184,7 +210,7 @@ class FhirFetcher:
         """Read `query` (e.g. "Patient/1" or "Observation?patient=1") relative to `fhir_server`."""
         server = self.check_server(fhir_server)
         what = resource_type_of(query)
-        first = self._get_json(f"{server.base}/{query.lstrip('/')}", access_token, what)
+        first = self._get_json(server, f"{server.base}/{query.lstrip('/')}", access_token, what)
         if first.get("resourceType") != "Bundle" or first.get("type") != "searchset":
             if first.get("resourceType") == "OperationOutcome":
                 raise FetchError(f"the FHIR server answered {what} with an OperationOutcome")
@@ -219,26 +245,39 @@ class FhirFetcher:
             if pages >= self.max_pages:
                 notes.append(PAGE_CAP_NOTE.format(pages=pages, what=what))
                 return FetchResult(tuple(resources), truncated=True, notes=tuple(notes))
-            page = self._get_json(target.text, access_token, what)
+            page = self._get_json(server, target.text, access_token, what)
             if page.get("resourceType") != "Bundle":
                 raise FetchError(f"the FHIR server's next page for {what} is not a Bundle")
             pages += 1
             resources.extend(match_entries(page, what))
             notes.extend(f"the FHIR server noted for {what}: {text}" for text in outcome_diagnostics(page))
 
-    def _get_json(self, url: str, access_token: str | None, what: str) -> dict[str, Any]:
+    def _get_json(self, server: SafeUrl, url: str, access_token: str | None, what: str) -> dict[str, Any]:
+        """One GET holding one of the server's read slots, cut off at the call's deadline."""
+        left = self._time_left(what)
+        try:
+            # Slots per origin: paths under one allowlisted base all reach the same server.
+            with self.bulkheads.slot(server.origin), hard_deadline(left) as watch:
+                return self._get_json_within(url, access_token, what, left, watch)
+        except ServerBusy:
+            raise FetchServerBusy(f"the FHIR server {server.origin} is busy: {self.bulkheads.max_in_flight} reads "
+                                  "from this service are still waiting on it (CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER), "
+                                  f"so {what} was not requested; try again shortly") from None
+
+    def _get_json_within(self, url: str, access_token: str | None, what: str, left: float | None,
+                         watch: Watch | None) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
-        left = self._time_left(what)
         timeout = self.timeout if left is None else (min(self.timeout[0], left), min(self.timeout[1], left))
         try:
             # Never follow a redirect: the token would go wherever the Location header says.
             response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         except requests.Timeout:
-            self._time_left(what)
+            self._check_cut(what, watch)
             raise FetchError(f"the FHIR server did not answer {what} in time") from None
         except requests.RequestException as error:
+            self._check_cut(what, watch)
             raise FetchError(f"the FHIR server could not be reached for {what} ({type(error).__name__})") from None
         with response:
             log.info("FHIR fetch %s -> %s", what, response.status_code)
@@ -249,7 +288,8 @@ class FhirFetcher:
                                  "redirects are not followed with the access token")
             if response.status_code != 200:
                 raise FetchError(f"the FHIR server answered {what} with HTTP {response.status_code}")
-            body = self._read_capped(response, what)
+            body = self._read_capped(response, what, watch)
+        self._check_cut(what, watch)  # a body cut short by the deadline must not be read as a whole one
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -262,7 +302,7 @@ class FhirFetcher:
         return FetchLimitExceeded(f"the FHIR server's answer to {what} is larger than the "
                                   f"{self.max_response_bytes} bytes allowed per page (CDS_FHIR_MAX_RESPONSE_BYTES)")
 
-    def _read_capped(self, response: requests.Response, what: str) -> bytes:
+    def _read_capped(self, response: requests.Response, what: str, watch: Watch | None = None) -> bytes:
         """The (decoded) body, read in pieces so the size cap and the deadline hold while it arrives.
 
         `read1` returns whatever has arrived instead of waiting for a full chunk (as iter_content
@@ -284,6 +324,6 @@ class FhirFetcher:
                     raise self._too_large(what)
                 pieces.append(piece)
         except (urllib3.exceptions.HTTPError, OSError, requests.RequestException):
-            self._time_left(what)
+            self._check_cut(what, watch)
             raise FetchError(f"the FHIR server's answer to {what} could not be read completely") from None
         return b"".join(pieces)

@@ -18,6 +18,7 @@ from .cards import CardContext, IssuedCard, build_cards
 from .data_notes import clinician_lines, located_notes
 from .draft_orders import draft_test_codes
 from .fhir_fetch import FhirFetcher
+from .gathered_size import check_gathered_size
 from .order_codes import LabTestGrouping
 from .prefetch import gather_bundle
 from .request_validation import HookCall, validate_hook_call
@@ -82,12 +83,13 @@ def _draft_order_codes(call: HookCall) -> frozenset[tuple[str, str]]:
 def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetcher, base_url: str,
                      config: Mapping[str, Any], assess: AssessBundle = core_assess,
                      now: datetime | None = None, grouping: LabTestGrouping | None = None) -> HookAnswer:
-    """The cards for one call. Raises InputError (400), DataUnavailableError (412) or the core's errors.
+    """The cards for one call. Raises InputError (400, 413), DataUnavailableError (412) or the core's errors.
 
     `grouping`: which codes are the same test (the app's own); by default read from VALUESET_DIR.
     """
     call = validate_hook_call(service, body, max_draft_orders=int(setting(config, "CDS_MAX_DRAFT_ORDERS")))
     gathered = gather_bundle(service, call, fetcher)
+    check_gathered_size(gathered, config)  # refused in the call's terms, before the core would ask for a split
     # Searches read only in part reach the rules, so the cards' texts agree with their data notes.
     run = assess(gathered.bundle, config=config, now=now, data_gaps=gathered.data_gaps)
     assessment = _patient_of(run, call.patient_id)

@@ -2,7 +2,8 @@
 
 The token must be signed with an asymmetric key of an issuer on the allowlist, found in that
 issuer's JWKS (given inline, or fetched from its configured URL or a `jku` listed for that same
-issuer: one trusted issuer can never name another's keys), be meant for the endpoint called
+issuer: one trusted issuer can never name another's keys; an issuer given inline keys and no `jku`
+list is verified against those keys whatever `jku` its tokens name, which is then never fetched), be meant for the endpoint called
 (`aud`: the spec allows a string or an array of strings; an array is accepted when one of its
 members is exactly the endpoint URL, never a prefix or look-alike), be fresh (`exp`, `iat`, `nbf`)
 and be used once (`jti`). RSA keys under 2048 bits and EC keys on another curve than the `alg`
@@ -125,7 +126,7 @@ class JwksCache:
         return jwks
 
 
-def _asymmetric(algorithms: Iterable[str]) -> list[str]:
+def asymmetric(algorithms: Iterable[str]) -> list[str]:
     """Never "none" (unsigned) nor HS* (a shared secret), whatever the configuration lists."""
     return [alg for alg in algorithms if not alg.lower().startswith("none") and not alg.upper().startswith("HS")]
 
@@ -191,7 +192,7 @@ class ClientVerifier:
                  replay_store: TokenIdStore | None = None, min_refetch_seconds: float = 60,
                  clock: Callable[[], float] = time.time) -> None:
         self.trusted_issuers = {iss: _issuer_spec(iss, spec) for iss, spec in (trusted_issuers or {}).items()}
-        self.algorithms = _asymmetric(algorithms)
+        self.algorithms = asymmetric(algorithms)
         self.leeway = float(leeway_seconds)
         self.max_age = float(max_age_seconds)
         self.jwks_cache = jwks_cache or JwksCache(3600)
@@ -270,23 +271,28 @@ class ClientVerifier:
     def _signing_key(self, issuer: str, header: Mapping[str, Any], algorithm: str) -> Any:
         spec = self.trusted_issuers[issuer]
         jku = header.get("jku")
-        if jku is not None:
-            # Only URLs configured for this issuer: a URL trusted for one issuer says nothing about another.
-            allowed = set(spec["jku"]) | ({spec["jwks_url"]} if isinstance(spec.get("jwks_url"), str) else set())
-            if jku not in allowed:
-                raise AuthenticationError(f"jku {jku!r} is not allowlisted for issuer {issuer!r}")
-            jwks_source: Callable[[bool], Mapping[str, Any]] = lambda refresh: self.jwks_cache.get(jku, refresh=refresh)
-        elif isinstance(spec.get("jwks"), dict):
-            jwks_source = lambda refresh: spec["jwks"]
+        inline = spec.get("jwks") if isinstance(spec.get("jwks"), dict) else None
+        # Only URLs configured for this issuer: a URL trusted for one issuer says nothing about another.
+        allowed = set(spec["jku"]) | ({spec["jwks_url"]} if isinstance(spec.get("jwks_url"), str) else set())
+        jwks_source: Callable[[bool], Mapping[str, Any]]
+        if jku is not None and jku in allowed:
+            jwks_source = lambda refresh: self.jwks_cache.get(jku, refresh=refresh)
+        elif inline is not None and not spec["jku"]:
+            # Keys given inline are the issuer's trust anchor: a jku the token names (the CDS Hooks
+            # sandbox always names one) is never fetched, and the token must verify against these.
+            # An issuer configured with a jku list has every jku checked against it instead.
+            jwks_source = lambda refresh: inline
+        elif jku is not None:
+            raise AuthenticationError(f"jku {jku!r} is not allowlisted for issuer {issuer!r}")
         elif spec.get("jwks_url"):
             jwks_source = lambda refresh: self.jwks_cache.get(spec["jwks_url"], refresh=refresh)
         else:
             raise AuthenticationError(f"issuer {issuer!r} has neither jwks nor jwks_url configured")
         kid = header.get("kid")
-        key = _find_key(jwks_source(False), kid, algorithm)
-        fetched = jku is not None or not isinstance(spec.get("jwks"), dict)
+        key = find_key(jwks_source(False), kid, algorithm)
+        fetched = inline is None or (jku is not None and jku in allowed)
         if key is None and fetched and self.refetch_limiter.allow(issuer):
-            key = _find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
+            key = find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
         if key is None:
             raise AuthenticationError(f"no key with kid {kid!r} for issuer {issuer!r}")
         refusal = acceptable_key(key, algorithm)
@@ -295,7 +301,8 @@ class ClientVerifier:
         return key
 
 
-def _find_key(jwks: Mapping[str, Any], kid: Any, algorithm: str) -> Any:
+def find_key(jwks: Mapping[str, Any], kid: Any, algorithm: str) -> Any:
+    """The public key of `jwks` with this `kid` usable for `algorithm` (the only key when no kid), else None."""
     keys = [k for k in jwks.get("keys") or () if isinstance(k, dict)]
     candidates = [k for k in keys if kid is None or k.get("kid") == kid]
     if kid is None and len(candidates) != 1:

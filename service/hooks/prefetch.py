@@ -30,8 +30,8 @@ from ..assessment_model import DataGap, InputIssue
 from ..errors import DataUnavailableError, InputError
 from .data_notes import DataNote
 from .draft_orders import indexed_draft_resources, subject_patient_id
-from .fhir_fetch import (PAGE_CAP_NOTE, FetchError, FetchLimitExceeded, FhirFetcher, indexed_match_entries, next_link,
-                         outcome_diagnostics, resource_type_of)
+from .fhir_fetch import (PAGE_CAP_NOTE, FetchError, FetchLimitExceeded, FetchServerBusy, FhirFetcher,
+                         indexed_match_entries, next_link, outcome_diagnostics, resource_type_of)
 from .request_validation import HookCall
 
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
@@ -54,6 +54,9 @@ class GatheredData:
     entry_locations: tuple[tuple[str, str], ...] = field(default=())
     patient_provided: bool = True
     data_gaps: tuple[DataGap, ...] = field(default=())  # searches read only in part, for the core
+    # (location, resources sent by the client, resources read from fhirServer) per prefetch key and
+    # for context.draftOrders: what a refusal of too much data names.
+    sources: tuple[tuple[str, int, int], ...] = field(default=())
 
 
 # A resource gathered for the core, with its (entry, resource) location in the caller's request.
@@ -218,6 +221,8 @@ def _follow_prefetch_pages(key: str, resource_type: str, value: Mapping[str, Any
         result = fetcher.read_further_pages(call.fhir_server, value, call.access_token, resource_type, pages_read=1)
     except FetchLimitExceeded as error:
         raise _limit_412(key, error) from None
+    except FetchServerBusy as error:
+        raise DataUnavailableError([_busy_issue(key, error)], status=412) from None
     except FetchError as error:
         notes.append(DataNote("warning", f"{what} is only the first page of its search; the rest could not be read "
                               f"({error}) and was not considered", link, "partial"))
@@ -246,6 +251,11 @@ def _foreign_patient_412(key: str, location: str) -> DataUnavailableError:
         f"{key!r}; it was not used", location)], status=412)
 
 
+def _busy_issue(key: str, error: FetchServerBusy) -> InputIssue:
+    """A read refused because the server already has as many reads waiting as allowed: try again later."""
+    return InputIssue("error", "throttled", f"prefetch {key!r}: {error}", f"prefetch.{key}")
+
+
 def _limit_412(key: str, error: FetchLimitExceeded) -> DataUnavailableError:
     return DataUnavailableError([InputIssue("error", "too-costly", f"prefetch {key!r}: {error}",
                                             f"prefetch.{key}")], status=412)
@@ -259,13 +269,17 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
     notes: list[DataNote] = []
     gaps: list[DataGap] = []
     fetched: list[str] = []
+    sources: list[tuple[str, int, int]] = []
     fetcher = fetcher.for_one_call()  # one total deadline for every read of this call
     for key, template in service.get("prefetch", {}).items():
         value = provided.get(key, ...)
         if value is None:
             continue  # the client says there is no data: not fetched
         if value is not ... and value.get("resourceType") != "OperationOutcome":
-            located.extend(_prefetched(key, template, value, call, fetcher, notes, gaps))
+            from_key = _prefetched(key, template, value, call, fetcher, notes, gaps)
+            sent = sum(entry_location.startswith("prefetch.") for _, entry_location, _ in from_key)
+            sources.append((f"prefetch.{key}", sent, len(from_key) - sent))
+            located.extend(from_key)
             continue
         query = render_template(template, call.context)
         if query is None:
@@ -283,6 +297,9 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
         except FetchLimitExceeded as error:
             unavailable.append(_limit_412(key, error).issues[0])
             continue
+        except FetchServerBusy as error:
+            unavailable.append(_busy_issue(key, error))
+            continue
         except FetchError as error:
             unavailable.append(InputIssue("error", "transient", f"prefetch {key!r} is missing and {error}",
                                           f"prefetch.{key}"))
@@ -295,6 +312,7 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
             located.extend(_as_fetched(_check_owner(found, call.patient_id), query))
         except _PatientMismatch as mismatch:
             raise _foreign_patient_412(key, mismatch.location) from None
+        sources.append((f"prefetch.{key}", 0, len(found)))
         notes.extend(_fetch_notes(result.notes, query))
         if result.truncated:
             gaps.append(_gap(key, template, call))
@@ -303,11 +321,13 @@ def gather_bundle(service: Mapping[str, Any], call: HookCall, fetcher: FhirFetch
         raise DataUnavailableError(unavailable, status=412)
     drafts = [(resource, f"context.draftOrders.entry[{index}]", f"context.draftOrders.entry[{index}].resource")
               for index, resource in indexed_draft_resources(call.context.get("draftOrders"), call.patient_id)]
+    if drafts:
+        sources.append(("context.draftOrders", len(drafts), 0))
     # Draft orders first: the EHR's in-progress version of an order wins over a stored copy.
     bundle, entry_locations = _collection(drafts + located, call.fhir_server)
     patient_provided = any(entry["resource"].get("resourceType") == "Patient" for entry in bundle["entry"])
     return GatheredData(bundle, tuple(notes), tuple(fetched), entry_locations, patient_provided,
-                        tuple(dict.fromkeys(gaps)))
+                        tuple(dict.fromkeys(gaps)), tuple(sources))
 
 
 def _collection(located: list[Located], fhir_server: str | None) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:

@@ -47,7 +47,8 @@ def _register_error_handlers(app: Flask) -> None:
         """A caller's error: its issues as an OperationOutcome with the error's 4xx status."""
         log.info("request %s rejected: %s %s", g.get("request_id"), error.status,
                  "; ".join(i.code for i in error.issues))
-        return fhir_response(operation_outcome(error.issues), status=error.status)
+        return fhir_response(operation_outcome(error.issues), status=error.status,
+                             headers=getattr(error, "headers", None))
 
     @app.errorhandler(AuthenticationError)
     def authentication_error(error: AuthenticationError) -> Response:
@@ -151,6 +152,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor |
     from . import cds_hooks, fhir_api, ui
 
     app.register_blueprint(fhir_api.blueprint)
+    fhir_api.init_app(app)
     app.register_blueprint(cds_hooks.blueprint)
     cds_hooks.init_app(app)
     ui.init_app(app)

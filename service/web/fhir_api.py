@@ -5,7 +5,7 @@ Views unpack, delegate and serialize; everything else lives in the core and fhir
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from ..version import __version__
 from .app_state import app_state
@@ -17,16 +17,38 @@ from ..fhir_outputs.capability_statement import (
 from ..fhir_outputs.result_bundle import build_result_bundle
 from ..errors import InputError
 from ..trend.assessed import add_chart_documents, trends_of
+from .access_tokens import AccessTokenVerifier
 from .http_io import fhir_response, read_json_body
+from .request_budget import check_budget
 
 blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
+_VERIFIER = "calcinosis_assess_tokens"
+
+
+def init_app(app: Flask) -> None:
+    """Build the `$assess` token verifier when ASSESS_AUTHORIZATION asks for one (none: `$assess` is open)."""
+    app.extensions[_VERIFIER] = AccessTokenVerifier.from_config(app.config["CALCINOSIS"])
+
+
+def _fhir_base_url() -> str:
+    """The service's FHIR base as clients name it: the default `aud` of an access token for `$assess`."""
+    public = current_app.config["CALCINOSIS"].get("PUBLIC_BASE_URL")
+    return f"{public.rstrip('/')}/fhir" if public else request.url_root.rstrip("/") + "/fhir"
 
 
 @blueprint.post("/$assess")
 def assess() -> Response:
-    """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient."""
+    """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient.
+
+    The bearer token (when ASSESS_AUTHORIZATION is set) is checked before the body is read, and the
+    CPU budget before any assessment work.
+    """
     state = app_state()
+    verifier = current_app.extensions.get(_VERIFIER)
+    if verifier is not None:
+        verifier.verify(request.headers.get("Authorization"), _fhir_base_url())
     bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
+    check_budget(bundle, request.content_length or 0, state.settings)
     run = state.assess(bundle)
     result = build_result_bundle(run.patients, run.issues)
     if _wants_chart():
