@@ -26,7 +26,7 @@ def assess() -> Response:
     state = app_state()
     bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
     run = state.assess(bundle)
-    return fhir_response(build_result_bundle(run.patients, run.issues))
+    return fhir_response(build_result_bundle(run.patients, run.issues, validate=state.settings["VALIDATE_OUTPUTS"]))
 
 
 @blueprint.get("/metadata")
