@@ -183,3 +183,29 @@ def test_with_validation_on_an_invalid_output_is_a_clear_error_naming_where():
     with pytest.raises(OutputValidationError, match=r"RiskAssessment/[0-9a-f-]+\.condition: reference to a "
                                                     r"Observation is not allowed here in R4; allowed: Condition"):
         build_result_bundle([bad], [], validate=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(recommended=st.lists(PANEL_TESTS, min_size=1, max_size=4,
+                            unique_by=lambda t: (t.code, t.system, t.display)))
+def test_every_service_request_a_card_suggests_is_valid_r4(recommended):
+    """The CDS Hooks cards propose the same tests as draft ServiceRequests, built valid the same way."""
+    from fhir.resources.R4B.servicerequest import ServiceRequest
+
+    from service.hooks.cards import CardContext, build_cards
+    from tests.support.cds_app import metastatic_assessment
+
+    assessment = dataclasses.replace(metastatic_assessment(), recommended=tuple(recommended))
+    context = CardContext(hook="patient-view", base_url="https://cds.example.org", patient_reference="Patient/pat-1")
+    proposed = [action["resource"] for issued in build_cards(assessment, context)
+                for suggestion in issued.card.get("suggestions", []) for action in suggestion["actions"]
+                if action.get("resource", {}).get("resourceType") == "ServiceRequest"]
+    assert proposed
+    for resource in proposed:
+        ServiceRequest.model_validate(resource)
+    checked = CardContext(hook="patient-view", base_url="https://cds.example.org", patient_reference="Patient/pat-1",
+                          validate_outputs=True)
+    again = [action["resource"] for issued in build_cards(assessment, checked)
+             for suggestion in issued.card.get("suggestions", []) for action in suggestion["actions"]
+             if action.get("resource", {}).get("resourceType") == "ServiceRequest"]
+    assert len(again) == len(proposed)
