@@ -26,6 +26,7 @@ from ..cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
+from .selection import read_selection
 from ..terminology import read_terminology
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Assessor:
                                              model=load_model_info(Path(config["MODEL_INFO"])),
                                              valueset_dir=Path(config["VALUESET_DIR"]))
         self.terminology = read_terminology()
+        self.selection = read_selection(self.terminology, config["VALUESET_DIR"])
         self.bibliography: Bibliography = read_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
         fixed = config.get("EVALUATION_TIME")
         self.fixed_now: datetime | None = (
@@ -66,7 +68,7 @@ class Assessor:
         """
         now = _aware(now or self.fixed_now or datetime.now(timezone.utc))
         self._check_workload(bundle)
-        ingested = read_bundle(bundle)
+        ingested = read_bundle(bundle, self.selection)
         if len(ingested.patients) > self.max_patients:
             raise _too_many("patients", len(ingested.patients), self.max_patients)
         bundle_issues = list(ingested.issues)
@@ -103,6 +105,8 @@ class Assessor:
         for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if not isinstance(kind, str):
+                continue  # not a resource: ingest reports it with its location
             if kind == "Patient":
                 patients += 1
             if kind in KEPT_TYPES:
