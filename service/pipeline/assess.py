@@ -26,6 +26,7 @@ from ..cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
+from .records import RecordBuilder
 from .selection import read_selection
 from ..terminology import read_terminology
 
@@ -41,9 +42,10 @@ class Assessor:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.settings: tuple[tuple[str, str], ...] = assessor_settings(config)
-        self.library: Library = load_library(Path(config["RULE_LIBRARY"]),
-                                             model=load_model_info(Path(config["MODEL_INFO"])),
+        model = load_model_info(Path(config["MODEL_INFO"]))
+        self.library: Library = load_library(Path(config["RULE_LIBRARY"]), model=model,
                                              valueset_dir=Path(config["VALUESET_DIR"]))
+        self.records = RecordBuilder(model)  # the normalizer builds records through the model the library uses
         self.terminology = read_terminology()
         self.selection = read_selection(self.terminology, config["VALUESET_DIR"])
         self.bibliography: Bibliography = read_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
@@ -77,7 +79,7 @@ class Assessor:
         for patient in ingested.patients:
             gaps = ingested.gaps + tuple(gap for gap in caller_gaps if _concerns(gap, patient.patient_id,
                                                                                  patient.patient_reference))
-            facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps)
+            facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps, records=self.records)
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
                 result = self.library.evaluate(facts, parameters=self.parameters, now=now)

@@ -38,13 +38,14 @@ from ..fhir_reading.elements import (MAX_TEXT_LENGTH, categories_text, choice_da
                             normalized_name, reference_of, text_or_none)
 from .ingest import MEDICATION_USERS, KeptResource, PatientResources
 from .issue_lists import capped
+from .records import RecordBuilder, shipped_record_builder
 from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location, skipped_result_gap
 from ..fhir_reading.references import ReferenceIndex, reference_keys
 from ..terminology import Terminology, load_terminology
 
 
-def build_facts(patient: PatientResources, *, now: datetime,
-                terminology: Terminology | None = None, gaps: tuple[DataGap, ...] = ()) -> PatientFacts:
+def build_facts(patient: PatientResources, *, now: datetime, terminology: Terminology | None = None,
+                gaps: tuple[DataGap, ...] = (), records: RecordBuilder | None = None) -> PatientFacts:
     """Normalize one patient's resources into `PatientFacts`.
 
     `now` is the evaluation time: an Observation dated after it is reported
@@ -53,15 +54,18 @@ def build_facts(patient: PatientResources, *, now: datetime,
     `gaps` are the searches of this patient read only in part; with the resources
     that were skipped (`patient.skipped`, results whose value or unit cannot be
     used) they reach the rules as DataGap records, so what was not read is never
-    taken as absent.
+    taken as absent. `records` builds every record through the facts model (the configured model's
+    when None).
     """
-    return _Normalizer(patient, now, terminology or load_terminology(), gaps).facts()
+    return _Normalizer(patient, now, terminology or load_terminology(), gaps,
+                       records or shipped_record_builder()).facts()
 
 
 class _Normalizer:
     def __init__(self, patient: PatientResources, now: datetime, terminology: Terminology,
-                 gaps: tuple[DataGap, ...] = ()) -> None:
+                 gaps: tuple[DataGap, ...], build: RecordBuilder) -> None:
         self.patient = patient
+        self.build = build
         self.gaps = gaps
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
         self.terminology = terminology
@@ -87,9 +91,9 @@ class _Normalizer:
     def facts(self) -> PatientFacts:
         """The patient's facts for the rules; issues met on the way are collected in `self.issues`."""
         patient_record, age = self._patient_record()
-        gap_records: list[Record] = [_search_gap(gap) for gap in self.gaps]
+        gap_records: list[Record] = [_search_gap(self.build, gap) for gap in self.gaps]
         observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location,
-                                             gap_records)
+                                             gap_records, self.build)
         builders: dict[str, Callable[[KeptResource], Record | None]] = {
             "Observation": observations.record,
             "Condition": self._condition,
@@ -115,7 +119,7 @@ class _Normalizer:
         self._check_same_instant_results(results)
         for skipped in self.patient.skipped:
             gap = (observations.skipped_gap(skipped) if skipped.resource_type == "Observation"
-                   else _skipped_resource_gap(skipped))
+                   else _skipped_resource_gap(self.build, skipped))
             if gap is not None:
                 gap_records.append(gap)
         records.extend(gap_records)
@@ -160,7 +164,7 @@ class _Normalizer:
                 f"birthDate '{birth_text}' is partial: {birth.earliest.isoformat()} (the earliest day it allows) "
                 "is used for the age"))
         gender = resource.get("gender")
-        record = Record("Patient", {
+        record = self.build("Patient", {
             "id": text_or_none(resource.get("id")) or self.patient.patient_id,
             "birthDate": birth.earliest if birth is not None else None,
             "gender": gender if isinstance(gender, str) else None,
@@ -173,7 +177,7 @@ class _Normalizer:
         resource = kept.read
         onset, _ = choice_datetime(resource, "onset")
         abatement, _ = choice_datetime(resource, "abatement")
-        return Record("Condition", {
+        return self.build("Condition", {
             "id": text_or_none(resource.get("id")),
             "code": concept(resource.get("code")),
             "clinicalStatus": first_code(resource.get("clinicalStatus")),
@@ -187,7 +191,7 @@ class _Normalizer:
     def _medication_request(self, kept: KeptResource) -> Record:
         resource = kept.read
         code, name = self._medication(kept)
-        return Record("MedicationRequest", {
+        return self.build("MedicationRequest", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -202,7 +206,7 @@ class _Normalizer:
         code, name = self._medication(kept)
         effective, _ = choice_datetime(resource, "effective")
         dosage = resource.get("dosage")
-        return Record("MedicationAdministration", {
+        return self.build("MedicationAdministration", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -215,7 +219,7 @@ class _Normalizer:
         resource = kept.read
         code, name = self._medication(kept)
         effective, _ = choice_datetime(resource, "effective")
-        return Record("MedicationStatement", {
+        return self.build("MedicationStatement", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -227,7 +231,7 @@ class _Normalizer:
     def _procedure(self, kept: KeptResource) -> Record:
         resource = kept.read
         performed, _ = choice_datetime(resource, "performed")
-        return Record("Procedure", {
+        return self.build("Procedure", {
             "id": text_or_none(resource.get("id")),
             "code": concept(resource.get("code")),
             "status": text_or_none(resource.get("status")),
@@ -236,7 +240,7 @@ class _Normalizer:
 
     def _service_request(self, kept: KeptResource) -> Record:
         resource = kept.read
-        return Record("ServiceRequest", {
+        return self.build("ServiceRequest", {
             "id": text_or_none(resource.get("id")),
             "code": _plain_systems(concept(resource.get("code"))),
             "status": text_or_none(resource.get("status")),
@@ -327,16 +331,16 @@ class _Normalizer:
                 f" are filed at the same instant {effective.isoformat()}"))
 
 
-def _search_gap(gap: DataGap) -> Record:
+def _search_gap(build: RecordBuilder, gap: DataGap) -> Record:
     """A search read only in part, as the facts model's DataGap (no code: any record of the type)."""
-    return Record("DataGap", {"resourceType": gap.resource_type, "reason": gap.reason, "code": None,
+    return build("DataGap", {"resourceType": gap.resource_type, "reason": gap.reason, "code": None,
                               "effective": None, "location": gap.location})
 
 
-def _skipped_resource_gap(kept: KeptResource) -> Record:
+def _skipped_resource_gap(build: RecordBuilder, kept: KeptResource) -> Record:
     """A skipped Condition, Procedure, order or medication, with its code when it can be read."""
     element = "medicationCodeableConcept" if kept.resource_type in MEDICATION_USERS else "code"
-    return skipped_result_gap(kept, concept(kept.resource.get(element)), None)
+    return skipped_result_gap(build, kept, concept(kept.resource.get(element)), None)
 
 
 def _why_used(used: Record, other: Record) -> str:

@@ -44,6 +44,7 @@ from ..terminology.ages import Age, age_on
 from ..terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology,
                           UnitConversionError)
 from .ingest import KeptResource
+from .records import RecordBuilder, shipped_record_builder
 
 # Statuses whose results count; 'preliminary' counts but is noted.
 COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -76,8 +77,10 @@ class ObservationNormalizer:
     """Turns one patient's Observations into Records, collecting issues."""
 
     def __init__(self, terminology: Terminology, age: PatientAgeContext, issues: list[InputIssue],
-                 birth_date_location: EntryPlace | None = None, gaps: list[Record] | None = None) -> None:
+                 birth_date_location: EntryPlace | None = None, gaps: list[Record] | None = None,
+                 build: RecordBuilder | None = None) -> None:
         self.terminology = terminology
+        self.build = build or shipped_record_builder()
         self.age = age
         self.issues = issues
         self.birth_date_location = birth_date_location
@@ -147,14 +150,14 @@ class ObservationNormalizer:
                 self._value_unreadable = False
                 if not self._fill_quantitative(kept, analyte_code, fields):
                     if self._value_unreadable:
-                        self.gaps.append(skipped_result_gap(kept, fields["code"], fields["effective"]))
+                        self.gaps.append(skipped_result_gap(self.build, kept, fields["code"], fields["effective"]))
                     return None
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
         self._fill_lab_interpretation(resource, fields)
         if fields["comparator"] is not None and analyte_code is not None:
             self._note_bound(kept, analyte_code, fields)
-        return Record("Observation", fields, kept.source)
+        return self.build("Observation", fields, kept.source)
 
     def skipped_gap(self, kept: KeptResource) -> Record | None:
         """The DataGap of an Observation skipped before it was read (it fails R4 validation): a result of
@@ -166,7 +169,7 @@ class ObservationNormalizer:
             return None
         code = self._observation_concept(resource.get("code")) if analyte_code is not None else None
         effective, _ = choice_datetime(resource, "effective")
-        return skipped_result_gap(kept, code, effective or parse_datetime(resource.get("issued")))
+        return skipped_result_gap(self.build, kept, code, effective or parse_datetime(resource.get("issued")))
 
     # --- code ---------------------------------------------------------------------------------------
     def _observation_concept(self, codeable: Any) -> Concept | None:
@@ -613,9 +616,10 @@ class ObservationNormalizer:
         self.issues.append(InputIssue.at(location, "information", "informational", diagnostics))
 
 
-def skipped_result_gap(kept: KeptResource, code: Concept | None, effective: datetime | None) -> Record:
+def skipped_result_gap(build: RecordBuilder, kept: KeptResource, code: Concept | None,
+                       effective: datetime | None) -> Record:
     """A DataGap record for a resource that was there but could not be used (see service/knowledge/model.json)."""
-    return Record("DataGap", {
+    return build("DataGap", {
         "resourceType": kept.resource_type, "reason": "resource-skipped", "code": code,
         "effective": effective, "location": kept.location,
     })
