@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, cast
+from typing import Any, cast
 
 from ..assessment_model import DataGap, EntryPlace, InputIssue, Severity, entry_location_text
 from ..errors import InputError
