@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .ast import SHALLOW_NESTING
-from .compiler import CompiledDefine, Compiler, promote_value
+from .codegen import CompiledDefine, GeneratedLibrary, promote_value
+from .compiler import compile_tree
 from .deep import run_deep
 from .errors import (CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError, CqlSyntaxError, EvaluationFailure,
                      UnplacedError, closest_name, did_you_mean)
@@ -52,16 +53,16 @@ class EvaluationResult(Mapping[str, DefineResult]):
 class Library:
     """A library that compiled cleanly: evaluate it against any data provider, any number of times."""
 
-    def __init__(self, compiler: Compiler, *, deep: bool = False) -> None:
-        node = compiler.lib
+    def __init__(self, generated: GeneratedLibrary, *, deep: bool = False) -> None:
+        node = generated.tree
         self.name: str | None = node.name
         self.version: str | None = node.version
-        self.filename = compiler.filename
-        self._source = compiler.source
-        self._defines: dict[str, CompiledDefine] = compiler.defines
-        self._parameters = compiler.parameters
-        self.define_names: tuple[str, ...] = tuple(compiler.define_nodes)
-        self.define_types = {name: compiler.defines[name].type for name in self.define_names}
+        self.filename = generated.filename
+        self._source = generated.source
+        self._defines: dict[str, CompiledDefine] = generated.defines
+        self._parameters = generated.parameters
+        self.define_names: tuple[str, ...] = tuple(generated.defines)
+        self.define_types = {name: generated.defines[name].type for name in self.define_names}
         self._deep = deep or getattr(node, "nesting", 0) > SHALLOW_NESTING
         # defaults as evaluated at load (for display); evaluation re-evaluates them with its own `now`
         self.parameters: dict[str, Any] = {}
@@ -192,12 +193,8 @@ def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuese
 
     def build(deep: bool) -> Library:
         """Compile the tree into a Library; `deep` marks it to evaluate on a large-stack thread."""
-        compiler = Compiler(tree, source=source, filename=filename, model=model, valuesets=available)
-        compiler.compile()
-        if compiler.errors:
-            raise CqlCompilationError(compiler.errors)
-        library = Library(compiler, deep=deep)
-        return library
+        generated = compile_tree(tree, source=source, filename=filename, model=model, valuesets=available)
+        return Library(generated, deep=deep)
     if tree.nesting > SHALLOW_NESTING:
         return run_deep(build, True)
     try:
