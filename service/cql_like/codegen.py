@@ -20,6 +20,7 @@ from . import operators as ops
 from . import types as T
 from .checker import ROW, ROW_ELEMENT, BuiltinTarget, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, \
     membership_form
+from .constants import constant_nodes
 from .errors import CqlRuntimeError, EvaluationFailure, UnitError
 from .runtime import Context, collect_record_sources
 from .valuesets import ValueSet
@@ -144,8 +145,32 @@ def _coerce(closure: Closure, actual: T.CqlType, target: T.CqlType) -> Closure:
     return promoted
 
 
-def _consuming(closure: Closure) -> Closure:
-    """The operand's records become evidence: an operator read the whole value (=, is null, Length, ...)."""
+def _computed_once(closure: Closure) -> Closure:
+    """A constant expression (see constants.py), evaluated by the first evaluation that reaches it
+    and then kept for every later one; a failure is not kept, so each evaluation reports it."""
+    kept: list[Any] = []
+
+    def constant(ctx: Context) -> Any:
+        """The expression's one value."""
+        if kept:
+            return kept[0]
+        value = closure(ctx)
+        kept[:] = [value]
+        return value
+    return constant
+
+
+# Static types whose values are never, and never hold, a record: consuming them is no evidence.
+_RECORD_FREE = frozenset({T.BOOLEAN, T.INTEGER, T.DECIMAL, T.STRING, T.QUANTITY, T.DATE, T.DATETIME, T.CODE,
+                          T.CONCEPT, T.VALUESET})
+
+
+def _consuming(closure: Closure, static_type: T.CqlType) -> Closure:
+    """The operand's records become evidence: an operator read the whole value (=, is null, Length, ...).
+    An operand whose static type holds no record (a String, an Interval, ...) is left as it is."""
+    if static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType):
+        return closure
+
     def consumed(ctx: Context) -> Any:
         """The closure's value, with its records recorded as evidence."""
         value = closure(ctx)
@@ -189,6 +214,23 @@ def member_getter(name: str, track: bool = True):
     return lambda value: get(None, value)
 
 
+def argument_key(value: Any) -> Any:
+    """A key equal for two arguments only when no function can tell them apart: strings, whole
+    numbers and booleans by value and kind, Decimals by their digits and exponent (1.0 and 1.00
+    print differently), lists element by element, anything else (records, dates, quantities,
+    tuples) by identity."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is int or kind is bool:
+        return (kind, value)
+    if kind is Decimal:
+        return (kind, value.as_tuple())
+    if kind is list:
+        return (list, *map(argument_key, value))
+    return (object, id(value))
+
+
 class Generator:
     """Builds the closures of a checked library: one method per node class, no checks."""
     def __init__(self, checked: CheckedLibrary) -> None:
@@ -196,6 +238,8 @@ class Generator:
         self.types = checked.types
         self.targets = checked.targets
         self.functions: dict[int, CompiledFunction] = {}
+        self.constants = constant_nodes(checked)
+        self._inside_constant = False
 
     def generate(self) -> GeneratedLibrary:
         """Closures for every parameter default and define (function bodies as calls reach them)."""
@@ -219,15 +263,27 @@ class Generator:
         checked = self.checked.functions[id(node)]
         compiled = CompiledFunction(node.name, checked.operand_names, checked.operand_types, checked.returns, None, node)
         self.functions[id(node)] = compiled
-        body = self.expr(node.body)
+        inside_constant, self._inside_constant = self._inside_constant, False   # every call shares the body
+        try:
+            body = self.expr(node.body)
+        finally:
+            self._inside_constant = inside_constant
         if checked.declared is not None:
             body = _coerce(body, checked.body_type, checked.declared)
         compiled.body = body
         return compiled
 
     def expr(self, node: ast.Node) -> Closure:
-        """The closure of one expression; dispatches on the node class."""
-        return getattr(self, "_" + type(node).__name__)(node)
+        """The closure of one expression; dispatches on the node class. The outermost node of a
+        constant expression is computed once per library (its parts then need no caching)."""
+        build = getattr(self, "_" + type(node).__name__)
+        if self._inside_constant or id(node) not in self.constants or isinstance(node, ast.Literal):
+            return build(node)
+        self._inside_constant = True
+        try:
+            return _computed_once(build(node))
+        finally:
+            self._inside_constant = False
 
     def _typed(self, node: ast.Node) -> tuple[Closure, T.CqlType]:
         return self.expr(node), self.types[id(node)]
@@ -298,7 +354,7 @@ class Generator:
         if target.argument_types is not None:
             closures = [_coerce(c, a, t) for c, a, t in zip(closures, arg_types, target.argument_types)]
         if spec.evidence == "none":
-            closures = [_consuming(c) for c in closures]
+            closures = [_consuming(c, t) for c, t in zip(closures, arg_types)]
         return _guard(self._builtin_call(spec, closures), node)
 
     @staticmethod
@@ -365,16 +421,29 @@ class Generator:
         compiled = self._function(function)
         names = compiled.operand_names
         args = [_coerce(c, a, p) for c, a, p in zip(closures, arg_types, compiled.operand_types)]
+        function_key = id(function)
 
         def call(ctx: Context) -> Any:
-            """Evaluate the function body with its operands bound, restoring the caller's scope after."""
+            """The function body's value with its operands bound, computed once per evaluation and
+            arguments: a repeated call gives the kept value and adds the same evidence again."""
             values = [a(ctx) for a in args]
-            saved = ctx.scope
+            key = (function_key, *map(argument_key, values))
+            kept = ctx.call_cache.get(key)
+            if kept is not None:
+                if kept[1]:
+                    ctx.ev.update(kept[1])
+                return kept[0]
+            saved_scope, saved_ev = ctx.scope, ctx.ev
             ctx.scope = dict(zip(names, values))
+            own_ev = ctx.ev = set()
             try:
-                return compiled.body(ctx)
+                value = compiled.body(ctx)
             finally:
-                ctx.scope = saved
+                ctx.scope, ctx.ev = saved_scope, saved_ev
+            if own_ev:
+                saved_ev.update(own_ev)
+            ctx.call_cache[key] = (value, own_ev, values)   # the arguments stay alive: their ids stay theirs
+            return value
         return call
 
     # operators --------------------------------------------------------------------------
@@ -401,10 +470,10 @@ class Generator:
             impl = ops.distinct if op == "distinct" else ops.flatten
             return _guard(lambda ctx: impl(operand(ctx)), node)
         if op == "is null":
-            operand = _consuming(operand)
+            operand = _consuming(operand, t)
             return lambda ctx: operand(ctx) is None
         if op == "is not null":
-            operand = _consuming(operand)
+            operand = _consuming(operand, t)
             return lambda ctx: operand(ctx) is not None
         if op.startswith("is "):
             wanted = op.endswith("true")
@@ -457,7 +526,7 @@ class Generator:
         if op in self._LOGIC:
             impl = self._LOGIC[op]
             return lambda ctx: impl(left(ctx), right(ctx))
-        left, right = _consuming(left), _consuming(right)
+        left, right = _consuming(left, lt), _consuming(right, rt)
         if op in self._EQUALITY:
             impl = self._EQUALITY[op]
             return _guard(lambda ctx: impl(left(ctx), right(ctx)), node)

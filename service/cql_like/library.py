@@ -78,23 +78,36 @@ class Library:
 
     # ---- evaluation -----------------------------------------------------------
     def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
-                 now: datetime) -> EvaluationResult:
-        """Evaluate every define for one patient at the given `now`; parameters override defaults by name."""
-        if self._deep:
-            return run_deep(self._evaluate, provider, parameters, now)
-        return self._evaluate(provider, parameters, now)
+                 now: datetime, defines: Iterable[str] | None = None) -> EvaluationResult:
+        """Evaluate the defines for one patient at the given `now`; parameters override defaults by name.
 
-    def _evaluate(self, provider, parameters, now: datetime) -> EvaluationResult:
+        `defines` names the ones wanted (None: every define). Only those are evaluated, and what
+        they need as evaluation reaches it (each define at most once per call): a define that
+        `and`, `or`, `if` or `case` does not reach for this patient costs nothing. The result
+        holds the defines named, in declaration order; an unknown name is a CqlNameError.
+        """
+        names = self.define_names if defines is None else self._known_defines(defines)
+        if self._deep:
+            return run_deep(self._evaluate, provider, parameters, now, names)
+        return self._evaluate(provider, parameters, now, names)
+
+    def _known_defines(self, defines: Iterable[str]) -> tuple[str, ...]:
+        wanted = set(defines)
+        for name in wanted:
+            if name not in self._defines:
+                suggestion = closest_name(name, self.define_names)
+                raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
+                                   + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
+        return tuple(name for name in self.define_names if name in wanted)
+
+    def _evaluate(self, provider, parameters, now: datetime, names: tuple[str, ...]) -> EvaluationResult:
         ctx = self._context(provider, parameters, now)
-        return EvaluationResult({name: self._result(ctx, name) for name in self.define_names})
+        return EvaluationResult({name: self._result(ctx, name) for name in names})
 
     def evaluate_define(self, name: str, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                         now: datetime) -> DefineResult:
         """Evaluate one define (and what it needs) only; unknown define or parameter names raise CqlNameError."""
-        if name not in self._defines:
-            suggestion = closest_name(name, self.define_names)
-            raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
-                               + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
+        self._known_defines([name])
         if self._deep:
             return run_deep(lambda: self._result(self._context(provider, parameters, now), name))
         return self._result(self._context(provider, parameters, now), name)
