@@ -18,8 +18,7 @@ from . import ast
 from . import functions as fn
 from . import operators as ops
 from . import types as T
-from .checker import ROW, ROW_ELEMENT, BuiltinTarget, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, \
-    membership_form
+from .checker import ROW, ROW_ELEMENT, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, membership_form
 from .constants import constant_nodes
 from .errors import CqlRuntimeError, EvaluationFailure, UnitError
 from .runtime import Context, collect_record_sources

@@ -92,13 +92,15 @@ class Library:
         return self._evaluate(provider, parameters, now, names)
 
     def _known_defines(self, defines: Iterable[str]) -> tuple[str, ...]:
-        wanted = set(defines)
+        """The defines named (one name alone is one define, not its letters), in declaration order."""
+        wanted = [defines] if isinstance(defines, str) else list(defines)
         for name in wanted:
             if name not in self._defines:
                 suggestion = closest_name(name, self.define_names)
                 raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
                                    + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
-        return tuple(name for name in self.define_names if name in wanted)
+        wanted_set = set(wanted)
+        return tuple(name for name in self.define_names if name in wanted_set)
 
     def _evaluate(self, provider, parameters, now: datetime, names: tuple[str, ...]) -> EvaluationResult:
         ctx = self._context(provider, parameters, now)
