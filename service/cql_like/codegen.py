@@ -4,7 +4,9 @@ This stage trusts the checker: it takes only a `CheckedLibrary` (which exists on
 without errors), reads each node's static type and resolved target from it, and never reports a
 type or name error. Evaluation then calls closures directly, with no tree walking or dispatch per
 node. Three-valued logic and every other operator's semantics are `operators.py`'s; this module
-decides only evaluation order, evidence and where implicit conversions apply.
+decides only evaluation order, evidence and where implicit conversions apply, and what is not
+repeated: a constant expression (constants.py) is computed once per library, a user function call
+once per evaluation and arguments.
 """
 
 from __future__ import annotations
