@@ -3,7 +3,8 @@
 Run from the project root: `python bench/run.py` (add `--quick` for fewer rounds). Every figure
 is printed beside a floor measured in the same run on the same data, so the ratios mean
 something on a shared, noisy machine:
-- evaluation: every define of the compiled library vs the same engine evaluating one define
+- evaluation: every define of the compiled library, and the defines $assess reads (and what they
+  need), vs the same engine evaluating one define
   ("Calcium": a value-set retrieve, the validity filter, the sort and First), over the same
   normalized facts. The floor repeats no clinical logic, so rules change in one place only;
 - $assess: the whole path (parse, ingest, validate, normalize, evaluate, build and validate
@@ -81,16 +82,25 @@ def bench_evaluation(paths: list[Path], rounds: int) -> float:
         for provider in facts:
             assessor.library.evaluate(provider, parameters=assessor.parameters, now=NOW)
 
+    def assessment_defines() -> None:
+        """Evaluate the defines the assessment reads (what $assess evaluates) for every patient."""
+        for provider in facts:
+            assessor.library.evaluate(provider, parameters=assessor.parameters, now=NOW,
+                                      defines=assessor.output_defines)
+
     def one_define() -> None:
         """The engine's fixed cost per patient plus one retrieve-filter-sort: the floor."""
         for provider in facts:
             assessor.library.evaluate_define(FLOOR_DEFINE, provider, parameters=assessor.parameters, now=NOW)
 
     whole_s = _median_seconds(whole_library, rounds) / len(facts)
+    outputs_s = _median_seconds(assessment_defines, rounds) / len(facts)
     floor_s = _median_seconds(one_define, rounds) / len(facts)
     ratio = whole_s / floor_s if floor_s else float("inf")
     defines = len(assessor.library.define_names)
     print(f"evaluate  whole library per patient ({len(facts):3d} patients, {defines} defines) {whole_s * 1e6:9.1f} us")
+    print(f"evaluate  the assessment's {len(assessor.output_defines)} defines per patient"
+          f"                  {outputs_s * 1e6:9.1f} us")
     print(f"evaluate  one define ({FLOOR_DEFINE!r}) per patient (floor)      {floor_s * 1e6:9.1f} us")
     print(f"ratio     whole library / one define                       {ratio:9.2f} x")
     return ratio

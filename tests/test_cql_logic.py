@@ -1,6 +1,6 @@
-"""Three-valued logic has one implementation (operators.py); the compiler adds only the evaluation
-order: the right side of `and` after a false, and of `or` after a true, is not evaluated, so it can
-neither fail nor leave evidence."""
+"""Three-valued logic has one implementation (operators.py); the code generator (codegen.py) adds only
+the evaluation order: the right side of `and` after a false, and of `or` after a true, is not
+evaluated, so it can neither fail nor leave evidence."""
 
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def test_a_right_side_not_evaluated_leaves_no_evidence():
     assert result["Null"].value is None and result["Null"].evidence == ("Condition/1",)
 
 
-def test_the_compiler_combines_and_and_or_with_the_operators_functions():
-    tree = ast.parse((ROOT / "service" / "cql_like" / "compiler.py").read_text(encoding="utf-8"))
+def test_the_code_generator_combines_and_and_or_with_the_operators_functions():
+    tree = ast.parse((ROOT / "service" / "cql_like" / "codegen.py").read_text(encoding="utf-8"))
     binary = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_Binary")
     used = {n.attr for n in ast.walk(binary) if isinstance(n, ast.Attribute)}
     assert {"logical_and", "logical_or"} <= used
-    # No truth table of its own: no `None if a is None or b is None else ...` left in the compiler.
+    # No truth table of its own: no `None if a is None or b is None else ...` left in the code generator.
     conditionals = [n for n in ast.walk(binary) if isinstance(n, ast.IfExp)
                     and isinstance(n.body, ast.Constant) and n.body.value is None]
     assert conditionals == []

@@ -1,6 +1,6 @@
-"""Running the checker and evaluator on deeply nested libraries.
+"""Running the checker, code generator and evaluator on deeply nested libraries.
 
-Both walk expressions recursively (a few Python frames per level). Libraries
+Each walks expressions recursively (a few Python frames per level). Libraries
 nested deeper than ast.SHALLOW_NESTING run on a worker thread with a large
 stack and, while any such thread runs, a recursion limit sized for
 ast.MAX_NESTING levels; everything else runs on the caller's thread untouched.

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .ast import SHALLOW_NESTING
-from .compiler import CompiledDefine, Compiler, promote_value
+from .codegen import CompiledDefine, GeneratedLibrary, promote_value
+from .compiler import compile_tree
 from .deep import run_deep
 from .errors import (CqlCompilationError, CqlError, CqlEvaluationError, CqlNameError, CqlSyntaxError, EvaluationFailure,
                      UnplacedError, closest_name, did_you_mean)
@@ -52,16 +53,16 @@ class EvaluationResult(Mapping[str, DefineResult]):
 class Library:
     """A library that compiled cleanly: evaluate it against any data provider, any number of times."""
 
-    def __init__(self, compiler: Compiler, *, deep: bool = False) -> None:
-        node = compiler.lib
+    def __init__(self, generated: GeneratedLibrary, *, deep: bool = False) -> None:
+        node = generated.tree
         self.name: str | None = node.name
         self.version: str | None = node.version
-        self.filename = compiler.filename
-        self._source = compiler.source
-        self._defines: dict[str, CompiledDefine] = compiler.defines
-        self._parameters = compiler.parameters
-        self.define_names: tuple[str, ...] = tuple(compiler.define_nodes)
-        self.define_types = {name: compiler.defines[name].type for name in self.define_names}
+        self.filename = generated.filename
+        self._source = generated.source
+        self._defines: dict[str, CompiledDefine] = generated.defines
+        self._parameters = generated.parameters
+        self.define_names: tuple[str, ...] = tuple(generated.defines)
+        self.define_types = {name: generated.defines[name].type for name in self.define_names}
         self._deep = deep or getattr(node, "nesting", 0) > SHALLOW_NESTING
         # defaults as evaluated at load (for display); evaluation re-evaluates them with its own `now`
         self.parameters: dict[str, Any] = {}
@@ -77,23 +78,38 @@ class Library:
 
     # ---- evaluation -----------------------------------------------------------
     def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
-                 now: datetime) -> EvaluationResult:
-        """Evaluate every define for one patient at the given `now`; parameters override defaults by name."""
-        if self._deep:
-            return run_deep(self._evaluate, provider, parameters, now)
-        return self._evaluate(provider, parameters, now)
+                 now: datetime, defines: Iterable[str] | None = None) -> EvaluationResult:
+        """Evaluate the defines for one patient at the given `now`; parameters override defaults by name.
 
-    def _evaluate(self, provider, parameters, now: datetime) -> EvaluationResult:
+        `defines` names the ones wanted (None: every define). Only those are evaluated, and what
+        they need as evaluation reaches it (each define at most once per call): a define that
+        `and`, `or`, `if` or `case` does not reach for this patient costs nothing. The result
+        holds the defines named, in declaration order; an unknown name is a CqlNameError.
+        """
+        names = self.define_names if defines is None else self._known_defines(defines)
+        if self._deep:
+            return run_deep(self._evaluate, provider, parameters, now, names)
+        return self._evaluate(provider, parameters, now, names)
+
+    def _known_defines(self, defines: Iterable[str]) -> tuple[str, ...]:
+        """The defines named (one name alone is one define, not its letters), in declaration order."""
+        wanted = [defines] if isinstance(defines, str) else list(defines)
+        for name in wanted:
+            if name not in self._defines:
+                suggestion = closest_name(name, self.define_names)
+                raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
+                                   + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
+        wanted_set = set(wanted)
+        return tuple(name for name in self.define_names if name in wanted_set)
+
+    def _evaluate(self, provider, parameters, now: datetime, names: tuple[str, ...]) -> EvaluationResult:
         ctx = self._context(provider, parameters, now)
-        return EvaluationResult({name: self._result(ctx, name) for name in self.define_names})
+        return EvaluationResult({name: self._result(ctx, name) for name in names})
 
     def evaluate_define(self, name: str, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                         now: datetime) -> DefineResult:
         """Evaluate one define (and what it needs) only; unknown define or parameter names raise CqlNameError."""
-        if name not in self._defines:
-            suggestion = closest_name(name, self.define_names)
-            raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
-                               + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
+        self._known_defines([name])
         if self._deep:
             return run_deep(lambda: self._result(self._context(provider, parameters, now), name))
         return self._result(self._context(provider, parameters, now), name)
@@ -192,12 +208,8 @@ def _compile(source: str, filename: str, model: ModelInfo, valueset_dir, valuese
 
     def build(deep: bool) -> Library:
         """Compile the tree into a Library; `deep` marks it to evaluate on a large-stack thread."""
-        compiler = Compiler(tree, source=source, filename=filename, model=model, valuesets=available)
-        compiler.compile()
-        if compiler.errors:
-            raise CqlCompilationError(compiler.errors)
-        library = Library(compiler, deep=deep)
-        return library
+        generated = compile_tree(tree, source=source, filename=filename, model=model, valuesets=available)
+        return Library(generated, deep=deep)
     if tree.nesting > SHALLOW_NESTING:
         return run_deep(build, True)
     try:

@@ -42,7 +42,7 @@ class DefinitionSource(Protocol):
 
 class Context:
     """Evaluation state for one patient and one `now`; compiled closures take it as their only argument."""
-    __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "ev", "scope",
+    __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "call_cache", "ev", "scope",
                  "_patient", "_patient_loaded", "library")
 
     def __init__(self, library: DefinitionSource, provider: DataProvider, now: datetime,
@@ -53,6 +53,8 @@ class Context:
         self.parameter_values = dict(parameter_values)
         self.define_cache: dict[str, tuple[Any, frozenset[str]]] = {}
         self.retrieve_cache: dict[tuple[str, frozenset | None], list] = {}
+        # user function calls: (function, argument keys) -> (value, evidence, arguments kept alive)
+        self.call_cache: dict[tuple, tuple[Any, set[str], list]] = {}
         self.ev: set[str] = set()
         self.scope: dict[str, Any] = {}
         self._patient: Record | None = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -32,6 +32,9 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
 # Code systems whose is-a hierarchy the expander can answer without a terminology server.
 HIERARCHIES = {ICD10CM: "ICD-10-CM"}
+
+# Codes whose membership one value set remembers (distinct codes seen, across all evaluations).
+MEMBERSHIP_CACHE_SIZE = 50_000
 
 _ICD_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 _ICD_BLOCK = re.compile(r"^([A-Z][0-9][0-9A-Z])-([A-Z][0-9][0-9A-Z])$")
@@ -82,6 +85,10 @@ class ValueSet:
     codes: frozenset[Code]
     include: CodeSelection = CodeSelection()
     exclude: CodeSelection = CodeSelection()
+    # (system, code) -> member, decided once per code and kept as long as the value set (which is
+    # loaded with the library that uses it); bounded, so codes sent by callers cannot grow it forever.
+    _members: dict[tuple[str | None, str], bool] = field(default_factory=dict, init=False, repr=False,
+                                                          compare=False, hash=False)
 
     @property
     def has_filters(self) -> bool:
@@ -92,9 +99,14 @@ class ValueSet:
         """Is the code (of that system) a member."""
         if code is None:
             return False
-        if Code(code, system) in self.codes:
-            return True
-        return self.has_filters and self.include.has(system, code) and not self.exclude.has(system, code)
+        key = (system, code)
+        member = self._members.get(key)
+        if member is None:
+            member = Code(code, system) in self.codes or (
+                self.has_filters and self.include.has(system, code) and not self.exclude.has(system, code))
+            if len(self._members) < MEMBERSHIP_CACHE_SIZE:
+                self._members[key] = member
+        return member
 
     def contains_code_text(self, code: str) -> bool:
         """A bare code string (no system) is a member when some system's code of that text is."""

@@ -25,8 +25,8 @@ from ..errors import InputError
 from ..cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
-from .rules_adapter import to_patient_assessment
 from .records import RecordBuilder
+from .rules_adapter import OUTPUT_DEFINES, to_patient_assessment
 from .selection import read_selection
 from ..terminology import read_terminology
 
@@ -46,6 +46,9 @@ class Assessor:
         self.library: Library = load_library(Path(config["RULE_LIBRARY"]), model=model,
                                              valueset_dir=Path(config["VALUESET_DIR"]))
         self.records = RecordBuilder(model)  # the normalizer builds records through the model the library uses
+        # the defines the assessment reads, as far as this library has them (a missing one is then
+        # missing from the result, as before, and the contract error names it)
+        self.output_defines = tuple(name for name in OUTPUT_DEFINES if name in self.library.define_names)
         self.terminology = read_terminology()
         self.selection = read_selection(self.terminology, config["VALUESET_DIR"])
         self.bibliography: Bibliography = read_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
@@ -82,7 +85,8 @@ class Assessor:
             facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps, records=self.records)
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
-                result = self.library.evaluate(facts, parameters=self.parameters, now=now)
+                result = self.library.evaluate(facts, parameters=self.parameters, now=now,
+                                               defines=self.output_defines)
                 assessment = to_patient_assessment(
                     result, library=self.library, patient_id=patient.patient_id,
                     patient_reference=patient.patient_reference, assessed_at=now, issues=issues,

@@ -86,6 +86,9 @@ class PatientFacts:
         if "Observation" in self._by_type:
             self._by_type["Observation"] = in_superseding_order(self._by_type["Observation"])
         self._by_code: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
+        # per type, every (coding, position): a value set larger than the patient's codings of the
+        # type is matched by reading the codings, so a retrieve costs what the patient has, not the set
+        self._codings: dict[str, list[tuple[Code, int]]] = defaultdict(list)
         for name, items in self._by_type.items():
             for position, record in enumerate(items):
                 primary = record.get("code")
@@ -93,6 +96,7 @@ class PatientFacts:
                     continue
                 for code in dict.fromkeys((c.system, c.code) for c in primary.codes):
                     self._by_code[(name, code[0], code[1])].append(position)
+                    self._codings[name].append((Code(code[1], code[0]), position))
 
     def patient(self) -> Record | None:
         """The context Patient."""
@@ -111,9 +115,13 @@ class PatientFacts:
         records = self._by_type.get(type_name, ())
         if not records:
             return ()
-        positions: set[int] = set()
-        for code in codes:
-            positions.update(self._by_code.get((type_name, code.system, code.code), ()))
+        codings = self._codings.get(type_name, ())
+        if len(codings) < len(codes):
+            positions = {position for code, position in codings if code in codes}
+        else:
+            positions = set()
+            for code in codes:
+                positions.update(self._by_code.get((type_name, code.system, code.code), ()))
         return tuple(records[position] for position in sorted(positions))
 
     def __repr__(self) -> str:

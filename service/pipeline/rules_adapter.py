@@ -37,6 +37,13 @@ GRADE_DEFINES: dict[str, str] = {
     "calciphylaxis": "Calciphylaxis",
 }
 
+# Every define this module reads: the pipeline has the library evaluate these (and what they need)
+# and nothing else, so a define no output reads costs nothing per patient.
+OUTPUT_DEFINES: tuple[str, ...] = (
+    *GRADE_DEFINES.values(), "Type Order", "Recommended Tests", "Unconfirmed Tests", "Tests Not Proposed",
+    "Available Tests", "Values Used", "Order Alerts", "Calcinosis Condition", "Notes", "Values Note",
+    "Incomplete Analytes", "Incomplete Searches",
+)
 
 
 class RuleContractError(CalcinosisError):

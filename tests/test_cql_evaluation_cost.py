@@ -1,0 +1,175 @@
+"""What evaluation does not repeat: defines nobody asked for, calls already made with the same
+arguments, constant expressions, value-set membership of a code already looked up. Each saving
+must leave values and evidence exactly as a full evaluation gives them."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from service.cql_like import CqlEvaluationError, CqlNameError, compile_library, load_model_info
+from service.cql_like import checker, codegen, constants
+from service.cql_like import functions as fn
+from service.cql_like import valuesets
+from service.cql_like.parser import parse
+from service.cql_like.valuesets import ValueSet
+from service.cql_like.values import Code
+
+from cqlcases import FactsProvider
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
+FAILS = "(2.5 'mmol/L' > 10 'mg/dL')"
+FACTS = {"patient": {"source": "Patient/p1", "id": "p1", "gender": "female"},
+         "Condition": [{"source": "Condition/1", "clinicalStatus": "active",
+                        "code": {"concept": [["http://snomed.info/sct", "1"]]}}]}
+
+
+@pytest.fixture
+def upper_calls(monkeypatch):
+    """Every value `Upper` is called with, in libraries compiled while the fixture is active."""
+    calls: list[str] = []
+    spec = fn.REGISTRY["Upper"]
+
+    def counting(text):
+        calls.append(text)
+        return spec.impl(text)
+    monkeypatch.setitem(fn.REGISTRY, "Upper", dataclasses.replace(spec, impl=counting))
+    return calls
+
+
+def library(body: str):
+    return compile_library(HEADER + body, filename="t.cql", model=MODEL)
+
+
+# ---- only the defines asked for ------------------------------------------------------------------
+
+def test_evaluate_gives_the_defines_asked_for_in_declaration_order():
+    lib = library('define "A": 1\ndefine "B": "A" + 1\ndefine "C": 3\n')
+    result = lib.evaluate(FactsProvider({}), now=NOW, defines=["C", "B"])
+    assert list(result) == ["B", "C"]
+    assert result.values_only() == {"B": 2, "C": 3}
+
+
+def test_a_define_no_one_asked_for_is_not_evaluated():
+    lib = library(f'define "Broken": {FAILS}\ndefine "Fine": 1\ndefine "Uses": "Broken"\n')
+    assert lib.evaluate(FactsProvider({}), now=NOW, defines=["Fine"]).values_only() == {"Fine": 1}
+    with pytest.raises(CqlEvaluationError, match="cannot compare"):
+        lib.evaluate(FactsProvider({}), now=NOW, defines=["Uses"])
+    with pytest.raises(CqlEvaluationError):
+        lib.evaluate(FactsProvider({}), now=NOW)
+
+
+def test_asking_for_an_unknown_define_is_a_name_error_with_a_suggestion():
+    lib = library('define "Fine": 1\n')
+    with pytest.raises(CqlNameError) as info:
+        lib.evaluate(FactsProvider({}), now=NOW, defines=["Fien"])
+    assert info.value.suggestion == "Fine"
+
+
+def test_a_subset_has_the_values_and_evidence_of_a_full_evaluation():
+    lib = library('define "Conditions": [Condition]\n'
+                  'define "Count": Count("Conditions")\n'
+                  'define "Active": "Conditions" C where C.clinicalStatus = \'active\'\n')
+    full = lib.evaluate(FactsProvider(FACTS), now=NOW)
+    part = lib.evaluate(FactsProvider(FACTS), now=NOW, defines=["Active", "Count"])
+    assert {name: part[name] for name in part} == {name: full[name] for name in ("Count", "Active")}
+
+
+# ---- user function calls, once per evaluation and arguments --------------------------------------
+
+def test_a_call_repeated_with_the_same_arguments_is_evaluated_once_per_evaluation(upper_calls):
+    lib = library('define function Shout(s String): Upper(s)\n'
+                  'define "A": Shout(Patient.id)\ndefine "B": Shout(Patient.id)\n'
+                  'define "C": Shout(Patient.gender)\n')
+    result = lib.evaluate(FactsProvider(FACTS), now=NOW)
+    assert result.values_only() == {"A": "P1", "B": "P1", "C": "FEMALE"}
+    assert upper_calls == ["p1", "female"]
+    lib.evaluate(FactsProvider(FACTS), now=NOW)
+    assert upper_calls == ["p1", "female"] * 2, "a new evaluation (another patient) evaluates again"
+
+
+def test_a_repeated_call_adds_the_evidence_its_body_read(upper_calls):
+    # The indexer adds no evidence: the record is evidence only through what the body reads.
+    lib = library('define function Status(c Condition): Upper(c.clinicalStatus)\n'
+                  'define "A": Status(([Condition])[0])\ndefine "B": Status(([Condition])[0])\n'
+                  'define "Ignored": Length(Status(([Condition])[0])) > 100 or true\n')
+    result = lib.evaluate(FactsProvider(FACTS), now=NOW)
+    assert (result["A"].value, result["B"].value) == ("ACTIVE", "ACTIVE")
+    assert result["A"].evidence == result["B"].evidence == ("Condition/1",)
+    assert upper_calls == ["active"]
+
+
+def test_arguments_a_function_could_tell_apart_are_not_one_call():
+    keys = [codegen.argument_key(v) for v in (Decimal("1.0"), Decimal("1.00"), 1, True, "1", ["1"], None)]
+    assert len(set(keys)) == len(keys)
+    assert codegen.argument_key(["a", 1]) == codegen.argument_key(["a", 1])
+    first, second = Code("1", "s"), Code("1", "s")
+    assert codegen.argument_key(first) != codegen.argument_key(second), "other values: by identity"
+
+
+def test_equal_decimals_of_different_precision_are_different_calls():
+    lib = library("define function Same(d Decimal): d\n"
+                  'define "Whole": Same(1)\ndefine "Tenths": Same(1.0)\n')
+    values = lib.evaluate(FactsProvider({}), now=NOW).values_only()
+    assert [str(values["Whole"]), str(values["Tenths"])] == ["1", "1.0"]
+
+
+# ---- constant expressions, once per library ------------------------------------------------------
+
+def test_a_constant_expression_is_computed_once_per_library(upper_calls):
+    lib = library('define "Constant": Upper(\'abc\')\n'
+                  'define function Shout(s String): Upper(s)\n'
+                  'define "Constant call": Shout(\'def\')\n'
+                  'define "Per patient": Upper(Patient.id)\n')
+    for _ in range(3):
+        values = lib.evaluate(FactsProvider(FACTS), now=NOW).values_only()
+        assert values == {"Constant": "ABC", "Constant call": "DEF", "Per patient": "P1"}
+    assert sorted(upper_calls) == ["abc", "def", "p1", "p1", "p1"]
+
+
+def test_a_constant_that_fails_fails_in_every_evaluation():
+    lib = library(f'define "Broken": {FAILS}\n')
+    for _ in range(2):
+        with pytest.raises(CqlEvaluationError, match="cannot compare"):
+            lib.evaluate(FactsProvider({}), now=NOW)
+
+
+def test_what_reads_the_evaluation_is_never_constant():
+    header = HEADER.replace("context Patient", "parameter \"Limit\" Integer default 3\ncontext Patient")
+    source = header + (
+                       'define "Literal list": ({ 1, 2 }) X where X > 1\n'
+                       'define "Clock": Today()\n'
+                       'define "Offset": year from @2026-01-01T00:00:00Z\n'
+                       'define "Parameter": "Limit" + 1\n'
+                       'define "Data": Count([Condition])\n'
+                       'define "Via define": "Data" + 1\n'
+                       'define function Twice(x Integer): x * 2 + Count({ 1 })\n'
+                       'define "Call": Twice(2)\n'
+                       'define "Call on data": Twice("Data")\n')
+    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
+                            valuesets={}).library
+    found = constants.constant_nodes(checked)
+    is_constant = {name: id(define.node.expression) in found for name, define in checked.defines.items()}
+    assert is_constant == {"Literal list": True, "Clock": False, "Offset": False, "Parameter": False,
+                           "Data": False, "Via define": False, "Call": True, "Call on data": False}
+    (twice,) = checked.functions.values()
+    body = twice.node.body   # x * 2 + Count({ 1 }): the operand is bound by the call, the count is not
+    assert id(body) not in found and id(body.right) in found
+
+
+# ---- value-set membership, once per code ---------------------------------------------------------
+
+def test_value_set_membership_is_decided_once_per_code_and_bounded(monkeypatch):
+    vs = ValueSet("urn:vs", frozenset({Code("1", "s")}))
+    assert [vs.contains("s", "1"), vs.contains("s", "2"), vs.contains("t", "1")] == [True, False, False]
+    assert vs._members == {("s", "1"): True, ("s", "2"): False, ("t", "1"): False}
+    monkeypatch.setattr(valuesets, "MEMBERSHIP_CACHE_SIZE", 3)
+    assert vs.contains("s", "3") is False and len(vs._members) == 3
+    assert vs == ValueSet("urn:vs", frozenset({Code("1", "s")})), "what is remembered is not part of the value"
