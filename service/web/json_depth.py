@@ -15,20 +15,28 @@ from typing import Any
 # CDS Hooks adds two levels (prefetch key, request). The recursive steps fail from about 500.
 MAX_JSON_DEPTH = 100
 
-_CONTAINERS = (dict, list)
+_CONTAINERS = (dict, list)  # what orjson decodes objects and arrays to (exact types: no subclasses)
 _SHOWN_KEY = 40      # characters of one key shown in a location
 _SHOWN_PATH = 240    # characters of a location before it is cut
 
 
 def exceeds_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when some value lies inside more than `limit` nested objects and arrays."""
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
-    while stack:
-        node, depth = stack.pop()
+    """True when some value lies inside more than `limit` nested objects and arrays.
+
+    Level by level, each level's containers gathered by one comprehension: on a 20 MB Bundle this
+    costs about half of what parsing it did, a per-node stack about as much again.
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+        below: list[Any] = []
+        for node in level:
+            below += [child for child in (node.values() if type(node) is dict else node)
+                      if type(child) is dict or type(child) is list]
+        level = below
     return False
 
 
