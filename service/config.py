@@ -298,6 +298,12 @@ class Settings(BaseSettings):
         description="FHIR reads waiting on one server at once, per worker process; one more is refused at once (412, busy).")
     CDS_MAX_DRAFT_ORDERS: int = _setting(
         200, gt=0, expected=_WHOLE, description="Most entries accepted in context.draftOrders; more is a 400.")
+    CDS_MAX_FEEDBACK_ENTRIES: int = _setting(
+        100, gt=0, le=10000, expected="a whole number from 1 to 10000",
+        description="Most entries (and accepted suggestions per entry) in one feedback call; more is a 413.")
+    CDS_CARD_RETENTION_DAYS: int = _setting(
+        30, gt=0, expected=_WHOLE,
+        description="Days an issued card's record is kept; feedback on an older card is refused (400).")
     CDS_FEEDBACK_DB: PathSetting = _setting(
         default_factory=default_feedback_db, expected="the path of an SQLite file",
         description="SQLite file for card feedback, the cards issued and the JWT ids used (created on first use).")

@@ -139,13 +139,15 @@ def test_one_bad_entry_refuses_the_whole_feedback_call(client, db):
 
 def test_a_database_from_before_the_suggestion_columns_is_migrated_and_keeps_its_rows(tmp_path, core):
     db = tmp_path / "old.sqlite3"
+    # Issued yesterday: within the retention of card records, so the migration alone decides what is kept.
+    issued_at = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat(timespec="seconds")
     with closing(sqlite3.connect(db)) as connection, connection:
-        connection.executescript("""
+        connection.executescript(f"""
             CREATE TABLE issued_card (uuid TEXT PRIMARY KEY, service_id TEXT NOT NULL, card_type TEXT NOT NULL,
                                       hook_instance TEXT NOT NULL, issued_at TEXT NOT NULL);
             INSERT INTO issued_card VALUES ('6f1c2a5e-0000-4000-8000-000000000001', 'calcinosis-order-select',
                                             'assessment:metastatic', 'd1577c69-dfbe-44ad-ba6d-3e05e953b2ea',
-                                            '2026-11-01T00:00:00+00:00');
+                                            '{issued_at}');
         """)
     client = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(db)}).test_client()
     alert, _assessment = _cards(client)

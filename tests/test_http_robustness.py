@@ -129,3 +129,13 @@ def test_values_beyond_the_cql_decimal_range_are_reported_not_crashed_on(client)
     text = orjson.dumps(response.get_json()).decode()
     assert "magnitude below 10^28" in text
     assert "Bundle.entry[1].resource.valueQuantity.value" in text
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.dictionaries(st.just("feedback"), st.lists(json_values, max_size=4), max_size=1),
+                 st.dictionaries(st.sampled_from(["feedback", "card", "outcome"]), json_values, max_size=3)))
+def test_any_feedback_body_gets_an_answer_not_a_5xx(client, body):
+    response = client.post("/cds-services/calcinosis-patient-view/feedback", data=orjson.dumps(body),
+                           content_type="application/json")
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)[:2000]

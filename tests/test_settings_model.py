@@ -52,6 +52,9 @@ DEFAULTS_BEFORE = {
     "CDS_FHIR_TOTAL_TIMEOUT_SECONDS": 20.0,
     "CDS_FHIR_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
     "CDS_MAX_DRAFT_ORDERS": 200,
+    # added with the feedback limits (new keys, so no earlier default to keep)
+    "CDS_MAX_FEEDBACK_ENTRIES": 100,
+    "CDS_CARD_RETENTION_DAYS": 30,
     "CDS_CORS_ORIGINS": ["https://sandbox.cds-hooks.org"],
     # the /ui/ page: its CDS Hooks try-out and report links off unless an operator turns them on
     "UI_SANDBOX": False,
@@ -119,6 +122,9 @@ def test_the_model_covers_exactly_the_keys_the_configuration_holds(clean_environ
     ("CDS_FEEDBACK_DB", '""', "path"),
     ("RULE_LIBRARY", "42", "path"),
     ("MAX_ASSESSED_RESOURCES", "many", "whole number"),
+    ("CDS_MAX_FEEDBACK_ENTRIES", "0", "from 1 to 10000"),
+    ("CDS_MAX_FEEDBACK_ENTRIES", "100001", "from 1 to 10000"),
+    ("CDS_CARD_RETENTION_DAYS", "a month", "whole number"),
 ])
 def test_a_value_of_the_wrong_kind_stops_the_app_with_one_line_naming_the_key(clean_environment, monkeypatch,
                                                                              key, raw, expected):

@@ -77,8 +77,9 @@ class IssuedCard:
     def record(self) -> CardRecord:
         """What feedback on this card may name: its suggestions' uuids and its override reasons."""
         suggestions = tuple(str(s["uuid"]) for s in self.card.get("suggestions", ()) if s.get("uuid"))
-        reasons = tuple((str(r["system"]), str(r["code"])) for r in self.card.get("overrideReasons", ()))
-        return CardRecord(self.uuid, self.card_type, suggestions, reasons)
+        offered = tuple(self.card.get("overrideReasons", ()))
+        reasons = tuple((str(r["system"]), str(r["code"])) for r in offered)
+        return CardRecord(self.uuid, self.card_type, suggestions, reasons, tuple(str(r["display"]) for r in offered))
 
 
 def build_cards(assessment: PatientAssessment, context: CardContext,

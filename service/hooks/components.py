@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Mapping
 
 from .feedback_store import FeedbackStore
@@ -28,6 +29,6 @@ def build_components(settings: Mapping[str, Any]) -> HookComponents:
         # Token ids live beside the feedback, so every worker process sees a replay.
         verifier=ClientVerifier.from_config(settings, replay_store=SqliteReplayStore(db_path)),
         fetcher=FhirFetcher.from_config(settings),
-        feedback=FeedbackStore(db_path),
+        feedback=FeedbackStore(db_path, card_retention=timedelta(days=setting(settings, "CDS_CARD_RETENTION_DAYS"))),
         require_jwt=setting(settings, "CDS_REQUIRE_JWT") is not False,
     )

@@ -1,8 +1,8 @@
 """Feedback is checked against the card it names: issued by this service, and only what that card offered.
 
-Feedback on unknown cards, suggestions never offered or override reasons never proposed would
-pollute the acceptance statistics the feedback exists for, so such a call is refused whole (400)
-with the location of each mismatch, and nothing of it is stored.
+Feedback on unknown (or expired) cards, suggestions never offered or override reasons never
+proposed would pollute the acceptance statistics the feedback exists for, so such a call is
+refused whole (400) with the location of each mismatch, and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _entry_issues(entry: FeedbackEntry, where: str, issued: CardLookup) -> list[
     card = issued(entry.card) if is_canonical_uuid(entry.card) else None
     if card is None:
         return [request_issue("the card was not issued by this service (card must be the uuid of a card this "
-                              "service returned)", f"{where}.card", "not-found")]
+                              "service returned, within CDS_CARD_RETENTION_DAYS)", f"{where}.card", "not-found")]
     issues = []
     offered = set(card.suggestion_uuids)
     for index, suggestion_id in enumerate(entry.accepted_suggestions):
@@ -35,10 +35,21 @@ def _entry_issues(entry: FeedbackEntry, where: str, issued: CardLookup) -> list[
     return issues
 
 
-def check_against_issued_cards(entries: Iterable[FeedbackEntry], issued: CardLookup) -> None:
-    """InputError (400) listing every entry that does not match the card it names; None when all match."""
+def check_against_issued_cards(entries: Iterable[FeedbackEntry], issued: CardLookup) -> dict[str, CardRecord]:
+    """The issued card each entry names, by uuid; InputError (400) listing every entry that does not match it.
+
+    Each card is looked up once, however many entries name it.
+    """
     issues: list[InputIssue] = []
+    cards: dict[str, CardRecord | None] = {}
+
+    def lookup(card_uuid: str) -> CardRecord | None:
+        if card_uuid not in cards:
+            cards[card_uuid] = issued(card_uuid)
+        return cards[card_uuid]
+
     for index, entry in enumerate(entries):
-        issues.extend(_entry_issues(entry, f"feedback[{index}]", issued))
+        issues.extend(_entry_issues(entry, f"feedback[{index}]", lookup))
     if issues:
         raise InputError(issues, status=400)
+    return {card_uuid: card for card_uuid, card in cards.items() if card is not None}

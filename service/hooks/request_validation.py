@@ -213,7 +213,13 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _check_feedback_item(item: Any, where: str, issues: list[InputIssue], now: datetime) -> FeedbackEntry | None:
+def _too_many(where: str, count: int, max_entries: int) -> InputError:
+    return InputError.single(f"{where} holds {count} entries; at most {max_entries} are accepted per call "
+                             "(CDS_MAX_FEEDBACK_ENTRIES)", location=where, code="too-costly", status=413)
+
+
+def _check_feedback_item(item: Any, where: str, issues: list[InputIssue], now: datetime,
+                         max_entries: int) -> FeedbackEntry | None:
     if not isinstance(item, dict):
         issues.append(_issue("each feedback must be a JSON object", where, "structure"))
         return None
@@ -241,6 +247,8 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue], now: d
             issues.append(_issue("acceptedSuggestions only goes with outcome 'accepted'", f"{where}.acceptedSuggestions"))
         elif not isinstance(suggestions, list) or not suggestions:
             issues.append(_issue("acceptedSuggestions must be a non-empty array", f"{where}.acceptedSuggestions"))
+        elif len(suggestions) > max_entries:
+            raise _too_many(f"{where}.acceptedSuggestions", len(suggestions), max_entries)
         else:
             for index, suggestion in enumerate(suggestions):
                 if not isinstance(suggestion, dict) or not isinstance(suggestion.get("id"), str) or not suggestion["id"]:
@@ -286,14 +294,22 @@ def _check_feedback_item(item: Any, where: str, issues: list[InputIssue], now: d
                          code, display if isinstance(display, str) else None, comment)
 
 
-def validate_feedback(body: Any, *, now: datetime | None = None) -> tuple[FeedbackEntry, ...]:
-    """The feedback entries of a feedback call, or InputError (400) listing what is wrong and where."""
+def validate_feedback(body: Any, *, now: datetime | None = None,
+                      max_entries: int = 100) -> tuple[FeedbackEntry, ...]:
+    """The feedback entries of a feedback call, or InputError (400) listing what is wrong and where.
+
+    More than `max_entries` entries (or accepted suggestions in one entry) is refused whole with 413
+    before any is read: one call reports on the few cards of one hook call, and each entry costs a
+    lookup and a write.
+    """
     now = now or datetime.now(timezone.utc)
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise InputError.single("a feedback request must be an object with a non-empty 'feedback' array",
                                 location="feedback", code="structure", status=400)
+    if len(body["feedback"]) > max_entries:
+        raise _too_many("feedback", len(body["feedback"]), max_entries)
     issues: list[InputIssue] = []
-    entries = [_check_feedback_item(item, f"feedback[{index}]", issues, now)
+    entries = [_check_feedback_item(item, f"feedback[{index}]", issues, now, max_entries)
                for index, item in enumerate(body["feedback"])]
     if issues:
         raise InputError(issues, status=400)

@@ -8,6 +8,7 @@ request id, never with the request body).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from ..pipeline.assess import Assessor
 
 log = logging.getLogger("calcinosis_cds")
+
+# A caller's X-Request-ID is kept only when it is a plain token (what uuids, hex ids and most
+# tracing ids are): anything else, spaces or control characters included, could forge fields in
+# the log lines that quote it, and is replaced by a new id.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 _HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-costly",
                      415: "not-supported"}
@@ -91,11 +97,18 @@ def _register_error_handlers(app: Flask) -> None:
         return fhir_response(_outcome([issue]), status=500)
 
 
+def request_id(supplied: str | None) -> str:
+    """The caller's X-Request-ID when it is a safe token of at most 64 characters, else a new one."""
+    if supplied is not None and _SAFE_REQUEST_ID.fullmatch(supplied):
+        return supplied
+    return uuid.uuid4().hex
+
+
 def _register_request_logging(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
-        """Give each request an id (the caller's X-Request-ID, else a new one) and a start time for its log line."""
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        """Give each request an id (the caller's X-Request-ID if safe to log, else a new one) and a start time."""
+        g.request_id = request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
 
     @app.after_request

@@ -126,11 +126,14 @@ def call_service(service_id: str) -> Response:
 
 @blueprint.post("/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
-    """Store feedback on cards this service issued; feedback naming anything it did not issue is refused."""
+    """Store feedback on cards this service issued; feedback naming anything it did not issue is refused.
+
+    Sending the same outcome again (a client's retry) is answered 200 and stored once.
+    """
     _service_or_404(service_id)
     body = _read_body("a CDS Hooks feedback request")
-    entries = validate_feedback(body)
+    entries = validate_feedback(body, max_entries=int(_settings(current_app)["CDS_MAX_FEEDBACK_ENTRIES"]))
     store = _components().feedback
-    check_against_issued_cards(entries, lambda card_uuid: store.issued_card(service_id, card_uuid))
-    store.record_feedback(service_id, entries)
+    cards = check_against_issued_cards(entries, lambda card_uuid: store.issued_card(service_id, card_uuid))
+    store.record_feedback(service_id, entries, cards)  # a repeated outcome is not stored twice: still a 200
     return Response(status=200)

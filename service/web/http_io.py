@@ -2,7 +2,10 @@
 
 orjson does the parsing: it is fast on multi-megabyte hospital exports and refuses input
 nested deeper than 1024 levels instead of exhausting the stack, which turns the
-"100,000 nested arrays" attack into an ordinary 400.
+"100,000 nested arrays" attack into an ordinary 400. The decoded body is then held to the
+service's own, lower nesting limit (`json_depth`), once, so every later step can recurse safely.
+A body the server cannot deliver whole (a malformed chunk, a connection closed early, fewer bytes
+than its Content-Length) is the caller's framing error: a 400, never a 500 with a stack trace.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from typing import Any
 import orjson
 from flask import Request, Response
 
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
 from ..errors import InputError
+from .json_depth import MAX_JSON_DEPTH, exceeds_depth, too_deep_location
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"
@@ -45,7 +51,10 @@ def read_json_body(request: Request, *, max_bytes: int, when_empty: InputError |
     if length is not None and length > max_bytes:
         raise InputError.single(f"request body of {length} bytes exceeds the limit of {max_bytes} bytes",
                                 code="too-costly", status=413)
-    body = request.get_data(cache=False)
+    body = _read_body_bytes(request)
+    if length is not None and len(body) < length:
+        raise InputError.single(f"request body ended after {len(body)} of the {length} bytes its Content-Length "
+                                "announced", code="incomplete", status=400)
     if len(body) > max_bytes:
         raise InputError.single(f"request body exceeds the limit of {max_bytes} bytes",
                                 code="too-costly", status=413)
@@ -53,14 +62,38 @@ def read_json_body(request: Request, *, max_bytes: int, when_empty: InputError |
         raise when_empty or InputError.single("request body is empty: expected a FHIR Bundle in JSON",
                                               code="required", status=400)
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         message = str(error)  # ends with "line L column C (char N)": it says where
         if "depth limit" in message:
-            message = f"JSON nested deeper than the 1024 levels this service accepts: {message}"
+            message = f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts: {message}"
         else:
             message = f"body is not valid JSON: {message}"
         raise InputError.single(message, code="structure", status=400) from None
+    if exceeds_depth(value):
+        raise InputError.single(f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts",
+                                location=too_deep_location(value), code="structure", status=400)
+    return value
+
+
+def _read_body_bytes(request: Request) -> bytes:
+    """The raw body; a body the server could not deliver (bad chunking, connection lost) is a 400.
+
+    Only the WSGI server's input stream runs here, so whatever it raises is about the request's
+    framing or its connection, never the service's state: its type is named, its text (which can
+    quote the request) is not.
+    """
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise
+    except HTTPException as error:  # werkzeug's ClientDisconnected and its kin
+        reason = type(error).__name__
+    except Exception as error:  # noqa: BLE001 - the server's parser errors (gunicorn InvalidChunkSize...)
+        reason = type(error).__name__
+    raise InputError.single(f"the request body could not be read as HTTP/1.1 framed it ({reason}): send a "
+                            "body whose Content-Length or chunked encoding matches what follows",
+                            code="structure", status=400)
 
 
 def fhir_response(resource: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -64,7 +64,8 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
         # Threaded workers: a client that sends its body slowly holds one thread, not a whole worker
         # (with sync workers, two idle connections stalled the service for a minute). In production,
         # a buffering reverse proxy in front is still the right place to absorb slow clients.
-        "worker_class": "gthread",
+        # gthread, answering what its HTTP parser refuses with an OperationOutcome (gunicorn_worker.py).
+        "worker_class": "service.web.gunicorn_worker.OutcomeThreadWorker",
         "threads": max(1, threads),
         "reuse_port": True,
         "backlog": max(1, backlog),
