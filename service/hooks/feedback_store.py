@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .sqlite_files import SqliteFile
 from .free_text import printable
 from .request_validation import FeedbackEntry
 
@@ -136,8 +136,8 @@ class FeedbackStore:
         self.db_path = Path(db_path)
         self.card_retention = card_retention
         self._last_purge = float("-inf")
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as connection, connection:
+        self._file = SqliteFile(self.db_path)  # one connection per thread; WAL, so a kill -9 loses no commit
+        with self._file.connection() as connection:
             connection.executescript(_SCHEMA)
             _migrate(connection)
 
@@ -146,16 +146,10 @@ class FeedbackStore:
 
     def purge_expired_cards(self) -> int:
         """Delete the records of cards issued longer ago than the retention; returns how many."""
-        with closing(self._connect()) as connection, connection:
+        with self._file.connection() as connection:
             deleted = connection.execute("DELETE FROM issued_card WHERE issued_at < ?", (self._oldest_kept(),)).rowcount
         self._last_purge = time.monotonic()
         return deleted
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.db_path, timeout=10)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        return connection
 
     def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[CardRecord]) -> None:
         """Remember issued cards with what they offered."""
@@ -169,14 +163,14 @@ class FeedbackStore:
             self.purge_expired_cards()
         if not rows:
             return
-        with closing(self._connect()) as connection, connection:
+        with self._file.connection() as connection:
             connection.executemany(
                 "INSERT OR IGNORE INTO issued_card (uuid, service_id, card_type, hook_instance, issued_at,"
                 " suggestion_uuids, override_codes) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def issued_card(self, service_id: str, card_uuid: str) -> CardRecord | None:
         """The card `service_id` issued under `card_uuid`, or None (never issued, by another service, or expired)."""
-        with closing(self._connect()) as connection:
+        with self._file.connection() as connection:
             row = connection.execute(
                 "SELECT uuid, card_type, suggestion_uuids, override_codes, hook_instance FROM issued_card"
                 " WHERE uuid = ? AND service_id = ? AND issued_at >= ?",
@@ -204,7 +198,7 @@ class FeedbackStore:
             rows.append((service_id, e.card, e.outcome, json.dumps(list(e.accepted_suggestions)), e.override_system,
                          e.override_code, display, comment, e.outcome_timestamp, received,
                          card.card_type if card is not None else None, card.hook_instance if card is not None else ""))
-        with closing(self._connect()) as connection, connection:
+        with self._file.connection() as connection:
             before = connection.total_changes
             connection.executemany(
                 "INSERT OR IGNORE INTO feedback (service_id, card_uuid, outcome, accepted_suggestions, override_system,"
@@ -223,7 +217,7 @@ class FeedbackStore:
                 FROM feedback f LEFT JOIN issued_card c ON c.uuid = f.card_uuid
             ) GROUP BY card_type ORDER BY card_type
         """
-        with closing(self._connect()) as connection:
+        with self._file.connection() as connection:
             return [(row[0], int(row[1]), int(row[2]), int(row[3])) for row in connection.execute(query)]
 
     def override_reasons(self) -> list[tuple[str, str, int]]:
@@ -239,7 +233,7 @@ class FeedbackStore:
             WHERE f.outcome = 'overridden'
             GROUP BY type, f.override_system, f.override_code ORDER BY 1, 3 DESC, 2
         """
-        with closing(self._connect()) as connection:
+        with self._file.connection() as connection:
             return [(row[0], row[1], int(row[2])) for row in connection.execute(query)]
 
 
