@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -36,7 +39,31 @@ def serve(*, host: str, port: int, workers: int, threads: int, timeout: int) -> 
     (with sync workers, two idle connections stalled the service for a minute). In production,
     a buffering reverse proxy in front is still the right place to absorb slow clients.
     """
+    # Prometheus multiprocess mode: every worker writes its figures under one directory, so a
+    # scrape answered by any worker reports them all (service/web/metrics.py). Set before the
+    # workers start, since prometheus_client reads it when first imported.
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="calcinosis-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        _run(host=host, port=port, workers=workers, threads=threads, timeout=timeout)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
+    service's modules, so the master keeps preloading nothing of the service."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _run(*, host: str, port: int, workers: int, threads: int, timeout: int) -> None:
     _GunicornApplication({
+        "child_exit": _child_exit,
         "bind": f"{host}:{port}",
         "workers": max(1, workers),
         "worker_class": "gthread",
