@@ -27,7 +27,9 @@ BASE = frozenset({"assessment_model", "errors", "config", "version"})
 ALLOWED: dict[str, frozenset[str]] = {
     # top: the package's public face and the command line
     "service": frozenset({"web", "version"}),
-    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary"}) | BASE,
+    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading"}) | BASE,
+    # posting the example fixtures into a FHIR server (no service logic)
+    "fixture_loading": BASE,
     "summary": frozenset({"fhir_outputs"}) | BASE,
     # the HTTP surface (the only place Flask lives)
     "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend", "knowledge_artifacts"}) | BASE,
