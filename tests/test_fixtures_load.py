@@ -129,3 +129,18 @@ def test_load_into_a_real_fhir_server(fhir_base, capsys):
     again = requests.get(f"{fhir_base}/Observation", params={"subject": f"Patient/{patient['id']}"},
                          headers=headers, timeout=10).json()
     assert again.get("total", len(again.get("entry", []))) == len(observations)
+
+
+def test_a_hook_call_without_prefetch_reads_the_loaded_patient_from_the_server(fhir_base, tmp_path):
+    """The README's try-out: after the load, the CDS Hooks fallback finds the example patient there."""
+    from tests.support.cds_app import make_app
+
+    assert main(["fixtures", "load", "--fhir-server", fhir_base]) == 0
+    app = make_app({"CDS_REQUIRE_JWT": False, "CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+                    "CDS_FHIR_SERVER_ALLOWLIST": [fhir_base]})
+    call = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "fhirServer": fhir_base,
+            "context": {"userId": "Practitioner/example", "patientId": "esrd-7301"}}
+    response = app.test_client().post("/cds-services/calcinosis-patient-view", json=call)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    cards = response.get_json()["cards"]
+    assert cards and cards[0]["summary"].startswith("Metastatic calcinosis likely")
