@@ -15,4 +15,4 @@ USER cds
 ENV CALCINOSIS_CDS_FEEDBACK_DB=/data/feedback.sqlite3
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
-CMD ["calcinosis-cds", "serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]
+CMD ["calcinosis-cds", "serve", "--host", "0.0.0.0", "--port", "8080"]

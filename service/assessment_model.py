@@ -9,7 +9,6 @@ typed call and answer by which a surface that gathers its own data (CDS Hooks) a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,13 +25,33 @@ RISK_ORDER: dict[str, int] = {"high": 3, "moderate": 2, "low": 1, "negligible": 
 COMPARATOR_WORDS: dict[str, str] = {"<": "below", "<=": "at most", ">=": "at least", ">": "above"}
 
 
-# "Bundle.entry[3]" and "Bundle.entry[3].resource" as the core writes them into locations and diagnostics.
-_ENTRY_MENTION = re.compile(r"Bundle\.entry\[(\d+)\](\.resource)?")
-_ENTRY_LOCATION = re.compile(r"Bundle\.entry\[(\d+)\](?:\.(.*))?$")
-
 # Where entry `index` of the assessed Bundle is, for a reader of another document (a CDS Hooks request):
-# `path` is "" for the entry itself or "resource" for its resource; None when it cannot say.
+# `path` is "" for the entry itself or "resource..." inside its resource; None when it cannot say.
 EntryLocator = Callable[[int, str], "str | None"]
+
+
+def entry_location_text(index: int, path: str = "") -> str:
+    """'Bundle.entry[3]' and, with a path, 'Bundle.entry[3].resource.code': how an OperationOutcome writes it."""
+    return f"Bundle.entry[{index}]" + (f".{path}" if path else "")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPlace:
+    """A place inside one bundle entry: where an issue is, or another entry its diagnostics name
+    ("... already used by Bundle.entry[0]")."""
+
+    index: int
+    path: str = ""  # "" for the entry, "resource" for its resource, "resource.valueQuantity.unit" ...
+
+    @property
+    def text(self) -> str:
+        """The place as the core's own Bundle reads it."""
+        return entry_location_text(self.index, self.path)
+
+    def at(self, name: str) -> "EntryPlace":
+        """The element `name` ("valueQuantity", "coding[0]") inside this place."""
+        separator = "" if not self.path or name.startswith("[") else "."
+        return EntryPlace(self.index, f"{self.path}{separator}{name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +59,14 @@ class InputIssue:
     """Something in the caller's input that was skipped or is doubtful.
 
     `location` is FHIRPath-like and points into what the caller sent, e.g.
-    ``Bundle.entry[3].resource.valueQuantity.unit``: the text an OperationOutcome carries. The same
-    place, structured, for a surface that must locate it in another document: `entry_index` (3) and
-    `path` inside the entry ("resource.valueQuantity.unit"; "" for the entry itself), both None when
-    the issue is not about one entry. They are filled from `location` when the issue is built (the
-    model reads the text the core wrote, once), so every issue carries them and no surface parses it.
+    ``Bundle.entry[3].resource.valueQuantity.unit``: the text an OperationOutcome carries. An issue
+    about a bundle entry is built with `InputIssue.at_entry`, which sets the same place structured,
+    for a surface that must locate it in another document: `entry_index` (3) and `path` inside the
+    entry ("resource.valueQuantity.unit"; "" for the entry itself). They are authoritative: the
+    location text is written from them, so `dataclasses.replace(issue, entry_index=5)` moves both.
+    `detail` is the diagnostics after any leading own location, as text and `EntryPlace`s of the
+    other entries it names, so a surface writes those mentions where it found the entries without
+    reading the text back.
     """
 
     severity: Severity
@@ -53,24 +75,58 @@ class InputIssue:
     location: str | None = None
     entry_index: int | None = None
     path: str | None = None
+    detail: tuple[str | EntryPlace, ...] = ()
+    prefix: str | None = None  # the path of the leading own location in `diagnostics`; None: no such lead
 
     def __post_init__(self) -> None:
-        # `location` is authoritative, so `dataclasses.replace(issue, location=...)` moves both together.
-        if self.location is not None:
-            match = _ENTRY_LOCATION.match(self.location)
-            object.__setattr__(self, "entry_index", int(match.group(1)) if match else None)
-            object.__setattr__(self, "path", (match.group(2) or "") if match else None)
+        if self.entry_index is not None:
+            object.__setattr__(self, "path", self.path or "")
+            object.__setattr__(self, "location", entry_location_text(self.entry_index, self.path or ""))
+        else:
+            object.__setattr__(self, "path", None)
+        if self.detail:
+            lead = (f"{entry_location_text(self.entry_index, self.prefix)}: "
+                    if self.prefix is not None and self.entry_index is not None else "")
+            object.__setattr__(self, "diagnostics", lead + _render(self.detail, lambda index, path: None))
+
+    @classmethod
+    def at_entry(cls, index: int, path: str, severity: Severity, code: str, *detail: str | EntryPlace,
+                 prefix: str | None = None) -> "InputIssue":
+        """An issue at `path` inside bundle entry `index`; `detail` is the text, with the other entries it
+        names as `EntryPlace`s; `prefix` (a path in the same entry) makes the diagnostics start with
+        that location, as in "Bundle.entry[2]: ... already used by Bundle.entry[0]"."""
+        return cls(severity, code, "", None, index, path, tuple(detail) or ("",), prefix)
+
+    @classmethod
+    def at(cls, place: EntryPlace, severity: Severity, code: str, *detail: str | EntryPlace,
+           prefix: EntryPlace | None = None) -> "InputIssue":
+        """`at_entry` for a place: an issue at `place`, its diagnostics led by `prefix` when given."""
+        if prefix is not None and prefix.index != place.index:
+            raise ValueError("an issue's diagnostics are led by a place in its own entry")
+        return cls.at_entry(place.index, place.path, severity, code, *detail,
+                            prefix=prefix.path if prefix is not None else None)
+
+    @property
+    def place(self) -> EntryPlace | None:
+        """Where the issue is, structured; None when it is about no one entry."""
+        return EntryPlace(self.entry_index, self.path or "") if self.entry_index is not None else None
+
+    @property
+    def mentions(self) -> tuple[EntryPlace, ...]:
+        """The other bundle entries the diagnostics name."""
+        return tuple(part for part in self.detail if isinstance(part, EntryPlace))
 
     def diagnostics_located(self, locate: EntryLocator) -> str:
         """The diagnostics without their own leading location (the issue carries it), each other bundle entry
         they mention written where `locate` says it is (left as written when `locate` cannot say)."""
-        text = self.diagnostics
-        if _ENTRY_MENTION.match(text) is not None:
-            head, _, rest = text.partition(": ")
-            if rest and " " not in head:
-                text = rest
-        return _ENTRY_MENTION.sub(
-            lambda m: locate(int(m.group(1)), "resource" if m.group(2) else "") or m.group(0), text)
+        if not self.detail:
+            return self.diagnostics
+        return _render(self.detail, locate)
+
+
+def _render(detail: tuple[str | EntryPlace, ...], locate: EntryLocator) -> str:
+    return "".join(part if isinstance(part, str) else (locate(part.index, part.path) or part.text)
+                   for part in detail)
 
 
 @dataclass(frozen=True, slots=True)

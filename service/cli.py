@@ -107,7 +107,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
         _print_service_error(error)
         return 1
     if args.format == "json":
-        result = build_result_bundle(run.patients, run.issues)
+        result = build_result_bundle(run.patients, run.issues, validate=load_config()["VALIDATE_OUTPUTS"])
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(format_summary(run.patients, run.issues))
@@ -118,7 +118,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """`serve`: run the HTTP API under gunicorn until interrupted."""
     from .web.wsgi_server import serve
 
-    serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads, timeout=args.timeout)
+    config = load_config()
+    serve(host=args.host, port=args.port, workers=args.workers or config["SERVE_WORKERS"],
+          threads=args.threads or config["SERVE_THREADS"], backlog=args.backlog or config["SERVE_BACKLOG"],
+          timeout=args.timeout)
     return 0
 
 
@@ -237,9 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API with a production WSGI server")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=_positive, default=2, help="worker processes (default 2)")
-    serve.add_argument("--threads", type=_positive, default=8,
-                       help="threads per worker (default 8): a slow client holds one thread, not a worker")
+    serve.add_argument("--workers", type=_positive,
+                       help="worker processes (default: SERVE_WORKERS, else one per core)")
+    serve.add_argument("--threads", type=_positive,
+                       help="threads per worker (default: SERVE_THREADS): a slow client holds one thread, not a worker")
+    serve.add_argument("--backlog", type=_positive,
+                       help="connections queued per worker before new ones are refused (default: SERVE_BACKLOG)")
     serve.add_argument("--timeout", type=int, default=60, help="worker timeout in seconds")
     serve.set_defaults(handler=cmd_serve)
 

@@ -49,6 +49,8 @@ RETIRED: dict[str, str] = {
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SERVE_THREADS_DEFAULT = 2
+SERVE_BACKLOG_DEFAULT = 1024
 
 
 def default_feedback_db() -> str:
@@ -227,6 +229,21 @@ class Settings(BaseSettings):
     LOG_LEVEL: Annotated[str, BeforeValidator(_upper), AfterValidator(_log_level)] = _setting(
         "INFO", expected="one of " + ", ".join(LOG_LEVELS),
         description="Level of the service's logs (method, route, status, duration, request id; never bodies).")
+    VALIDATE_OUTPUTS: Annotated[bool, BeforeValidator(_explicit_bool)] = _setting(
+        False, expected="true or false",
+        description="Validate every output resource with fhir.resources.R4B before returning it (the builders "
+                    "write valid R4 by construction and the tests check it; this re-checks at a cost per request).")
+
+    # --- serving (`calcinosis-cds serve`; its command-line options take precedence) ---
+    SERVE_WORKERS: Annotated[int | None, BeforeValidator(_empty_is_unset)] = _setting(
+        None, gt=0, expected="a whole number of processes above 0, or unset (one per core)",
+        description="Worker processes of `calcinosis-cds serve`; unset: one per core the service may run on.")
+    SERVE_THREADS: int = _setting(
+        SERVE_THREADS_DEFAULT, gt=0, expected=_WHOLE,
+        description="Threads per worker: requests one worker runs at once (the rest wait their turn).")
+    SERVE_BACKLOG: int = _setting(
+        SERVE_BACKLOG_DEFAULT, gt=0, expected=_WHOLE,
+        description="Connections the kernel queues for each worker before refusing: a burst waits, not times out.")
 
     ASSESS_AUTHORIZATION: Annotated[dict[str, Any] | None, BeforeValidator(_empty_is_unset),
                                     BeforeValidator(_decoded_json), AfterValidator(_assess_authorization)] = _setting(

@@ -11,7 +11,7 @@ import copy
 import pytest
 
 from service.hooks.data_notes import DataNote, caller_location, located_notes
-from service.assessment_model import InputIssue
+from service.assessment_model import EntryPlace, InputIssue
 from tests.support.cds_fixtures import core_at_fixture_time, fixture_app, request_for
 
 PATIENT_ID = "esrd-7301"
@@ -140,19 +140,19 @@ def test_issue_locations_are_translated_entry_by_entry():
                  ("prefetch.patient", "prefetch.patient"),
                  ("prefetch.labs.entry[2]", "prefetch.labs.entry[2].resource"))
 
-    def at(location):
-        return InputIssue("warning", "value", "doubtful", location)
+    def at(index, path):
+        return InputIssue.at_entry(index, path, "warning", "value", "doubtful")
 
-    assert caller_location(at("Bundle.entry[2].resource.valueQuantity.code"), locations) == \
+    assert caller_location(at(2, "resource.valueQuantity.code"), locations) == \
         "prefetch.labs.entry[2].resource.valueQuantity.code"
-    assert caller_location(at("Bundle.entry[1].resource.birthDate"), locations) == "prefetch.patient.birthDate"
-    assert caller_location(at("Bundle.entry[0].fullUrl"), locations) == "context.draftOrders.entry[0].fullUrl"
-    assert caller_location(at("Bundle.entry[10].resource"), locations) == "Bundle.entry[10].resource"
-    assert caller_location(at(None), locations) is None
+    assert caller_location(at(1, "resource.birthDate"), locations) == "prefetch.patient.birthDate"
+    assert caller_location(at(0, "fullUrl"), locations) == "context.draftOrders.entry[0].fullUrl"
+    assert caller_location(at(10, "resource"), locations) == "Bundle.entry[10].resource"
+    assert caller_location(InputIssue("warning", "value", "doubtful", None), locations) is None
 
 
 def test_located_notes_stop_at_a_hundred_and_say_how_many_more():
-    issues = tuple(InputIssue("warning", "value", f"value {n} not used", f"Bundle.entry[{n}].resource.value")
+    issues = tuple(InputIssue.at_entry(n, "resource.value", "warning", "value", f"value {n} not used")
                    for n in range(105))
     notes = located_notes((DataNote("warning", "a gathering note", "prefetch.labs.link"),), (), issues, (),
                           patient_provided=True)
@@ -163,9 +163,11 @@ def test_located_notes_stop_at_a_hundred_and_say_how_many_more():
 
 
 def test_located_notes_translate_the_locations_inside_their_text_too():
-    issue = InputIssue("warning", "conflict", "calcium: conflicting results at the same time: the higher one is used; "
-                       "Bundle.entry[2].resource (9.6 mg/dL) and Bundle.entry[1].resource (9.2 mg/dL)",
-                       "Bundle.entry[2].resource")
+    issue = InputIssue.at_entry(2, "resource", "warning", "conflict",
+                                "calcium: conflicting results at the same time: the higher one is used; ",
+                                EntryPlace(2, "resource"), " (9.6 mg/dL) and ", EntryPlace(1, "resource"), " (9.2 mg/dL)")
+    assert issue.diagnostics == ("calcium: conflicting results at the same time: the higher one is used; "
+                                 "Bundle.entry[2].resource (9.6 mg/dL) and Bundle.entry[1].resource (9.2 mg/dL)")
     locations = (("prefetch.patient", "prefetch.patient"), ("prefetch.labs.entry[0]", "prefetch.labs.entry[0].resource"),
                  ("prefetch.labs.entry[1]", "prefetch.labs.entry[1].resource"))
     (note,) = located_notes((), (), (issue,), locations, patient_provided=True)
@@ -192,11 +194,11 @@ def test_results_that_could_not_be_read_are_counted_by_reason_only_when_they_cha
     from tests.support.cds_app import metastatic_assessment
 
     entries = [_lab("ca-bad-1", "17861-6"), _lab("ca-bad-2", "17861-6"), _lab("pth-old", "2731-8"), _lab("ca-1", "17861-6")]
-    unit = [InputIssue("warning", "code-invalid", "Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'",
-                       f"Bundle.entry[{i}].resource.valueQuantity.code") for i in (0, 1)]
-    old_pth = InputIssue("warning", "code-invalid", "PTH not used: unit 'x'", "Bundle.entry[2].resource.valueQuantity")
-    conflict = InputIssue("warning", "conflict", "calcium: conflicting results at the same time", "Bundle.entry[3].resource")
-    info = InputIssue("information", "informational", "Calcium: preliminary result used", "Bundle.entry[3].resource.status")
+    unit = [InputIssue.at_entry(i, "resource.valueQuantity.code", "warning", "code-invalid",
+                                "Calcium (serum) (LOINC 17861-6) not used: unit 'mg/furlong'") for i in (0, 1)]
+    old_pth = InputIssue.at_entry(2, "resource.valueQuantity", "warning", "code-invalid", "PTH not used: unit 'x'")
+    conflict = InputIssue.at_entry(3, "resource", "warning", "conflict", "calcium: conflicting results at the same time")
+    info = InputIssue.at_entry(3, "resource.status", "information", "informational", "Calcium: preliminary result used")
     calcium_unread = metastatic_assessment(incomplete_analytes=("calcium",))
     lines = _clinician_lines(calcium_unread, (*unit, old_pth, conflict, info), entries)
     # The PTH was not counted by the rules (too old, say): its note stays in the extension only.

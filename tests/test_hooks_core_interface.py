@@ -11,7 +11,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from service.assessment_model import AssessBundle, AssessmentRun, InputIssue
+from service.assessment_model import AssessBundle, AssessmentRun, EntryPlace, InputIssue
 from tests.support.cds_app import FakeCore, metastatic_assessment
 
 HOOKS = Path(__file__).resolve().parents[1] / "service" / "hooks"
@@ -35,19 +35,22 @@ def test_the_core_and_the_test_fake_both_answer_the_assess_protocol_with_an_asse
 
 
 def test_an_issue_about_a_bundle_entry_carries_the_entry_number_and_the_path_inside_it():
-    issue = InputIssue("warning", "value", "unit 'mg' is not a concentration",
-                       "Bundle.entry[3].resource.valueQuantity.unit")
+    # The core builds the place structured; the location text an OperationOutcome carries is written from it.
+    issue = InputIssue.at_entry(3, "resource.valueQuantity.unit", "warning", "value", "unit 'mg' is not a concentration")
     assert (issue.entry_index, issue.path) == (3, "resource.valueQuantity.unit")
     assert issue.location == "Bundle.entry[3].resource.valueQuantity.unit"  # OperationOutcome text unchanged
-    entry = InputIssue("warning", "required", "Bundle.entry[0]: entry has no resource; skipped", "Bundle.entry[0]")
+    entry = InputIssue.at_entry(0, "", "warning", "required", "entry has no resource; skipped", prefix="")
     assert (entry.entry_index, entry.path) == (0, "")
+    assert (entry.location, entry.diagnostics) == ("Bundle.entry[0]", "Bundle.entry[0]: entry has no resource; skipped")
     whole = InputIssue("error", "too-costly", "too many", "Bundle.entry")
     assert (whole.entry_index, whole.path) == (None, None)
     from dataclasses import replace
 
-    moved = replace(issue, location="Bundle.entry[5].resource.code")
-    assert (moved.entry_index, moved.path) == (5, "resource.code")
-    assert replace(issue, location="Bundle").entry_index is None
+    moved = replace(issue, entry_index=5, path="resource.code")
+    assert (moved.entry_index, moved.path, moved.location) == (5, "resource.code", "Bundle.entry[5].resource.code")
+    assert replace(issue, entry_index=None, location="Bundle").entry_index is None
+    # A location text is never read back: only the structured fields say which entry an issue is about.
+    assert InputIssue("warning", "value", "text", "Bundle.entry[3].resource").entry_index is None
 
 
 def test_the_core_reports_an_unreadable_observation_by_its_entry_number():
@@ -71,8 +74,10 @@ def test_the_core_reports_an_unreadable_observation_by_its_entry_number():
 
 
 def test_the_mentions_of_other_entries_in_a_diagnostic_are_written_by_the_caller():
-    issue = InputIssue("warning", "duplicate", "Bundle.entry[2]: Observation/x is already used by Bundle.entry[0]; "
-                       "this entry is skipped", "Bundle.entry[2]")
+    issue = InputIssue.at_entry(2, "", "warning", "duplicate", "Observation/x is already used by ", EntryPlace(0),
+                                "; this entry is skipped", prefix="")
+    assert issue.diagnostics == "Bundle.entry[2]: Observation/x is already used by Bundle.entry[0]; this entry is skipped"
+    assert issue.mentions == (EntryPlace(0),)
     located = issue.diagnostics_located(lambda index, path: f"prefetch.labs.entry[{index}]" + (f".{path}" if path else ""))
     assert located == "Observation/x is already used by prefetch.labs.entry[0]; this entry is skipped"
     assert issue.diagnostics_located(lambda index, path: None) == ("Observation/x is already used by Bundle.entry[0]; "

@@ -464,9 +464,13 @@ def test_observations_outside_the_analyte_table_pass_through_without_issues():
            "valueQuantity": {"value": 33.1, "unit": "kg/m2", "system": UCUM, "code": "kg/m2"}}
     survey = {"resourceType": "Observation", "id": "s", "status": "cancelled",
               "code": {"text": "survey"}, "subject": {"reference": PATIENT_UUID}}
-    facts = facts_of(bmi, survey)
-    record = only_observation(facts)
-    assert (record.get("analyte"), record.get("value")) == (None, Quantity(Decimal("33.1"), "kg/m2"))
+    # A result whose code neither the library nor the terminology reads is counted, not modelled.
+    ingested = read_bundle({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": PATIENT_UUID, "resource": patient("1970-04-02")}, {"resource": bmi}, {"resource": survey}]})
+    assert [issue.diagnostics for issue in ingested.issues] == ["not assessed (not read by the rules): Observation 1"]
+    assert [kept.resource["id"] for kept in ingested.patients[0].resources] == ["s"]
+    facts = build_facts(ingested.patients[0], now=NOW)
+    assert facts.records("Observation") == ()
     assert facts.issues == ()
 
 
@@ -605,7 +609,7 @@ _types = st.sampled_from(["Observation", "Condition", "MedicationRequest", "Medi
 @given(st.lists(st.tuples(_types, st.dictionaries(_fields, _json, max_size=6)), max_size=5),
        st.dictionaries(st.sampled_from(["id", "birthDate", "gender"]), _json, max_size=3))
 def test_build_facts_never_raises_on_unvalidated_json(resources, patient_json):
-    kept = tuple(KeptResource(kind, dict(body, resourceType=kind), f"Bundle.entry[{n}].resource", f"{kind}/{n}")
+    kept = tuple(KeptResource(kind, dict(body, resourceType=kind), n, f"{kind}/{n}")
                  for n, (kind, body) in enumerate(resources))
     group = PatientResources("p", "Patient/p", dict(patient_json, resourceType="Patient"), kept)
     facts = build_facts(group, now=NOW)
@@ -1068,7 +1072,12 @@ def test_an_observation_coded_only_in_an_unknown_local_system_is_reported_as_not
 
 
 def test_an_unrelated_loinc_observation_is_not_reported():
-    assert facts_of(ucum_lab("29463-7", 70, "kg")).issues == ()
+    ingested = read_bundle({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": PATIENT_UUID, "resource": patient("1970-04-02")}, {"resource": ucum_lab("29463-7", 70, "kg")}]})
+    # Only counted among what the rules do not read: no warning, no note about its code.
+    assert [issue.diagnostics for issue in ingested.issues] == ["not assessed (not read by the rules): Observation 1"]
+    assert ingested.patients[0].resources == () and ingested.patients[0].issues == ()
+    assert build_facts(ingested.patients[0], now=NOW).issues == ()
 
 
 # --- very long text -----------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_a_comparator_that_is_not_text_is_refused_without_failing(comparator):
     from test_normalize import NOW, patient
 
     observation = bounded("2731-8", comparator, 3, "pg/mL")
-    kept = (KeptResource("Observation", observation, "Bundle.entry[1].resource", "Observation/o1"),)
+    kept = (KeptResource("Observation", observation, 1, "Observation/o1"),)
     facts = build_facts(PatientResources("p1", "Patient/p1", patient(), kept), now=NOW)
     assert facts.records("Observation") == ()
     (issue,) = facts.issues

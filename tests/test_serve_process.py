@@ -106,3 +106,60 @@ def test_a_chunked_body_within_the_limit_is_assessed(served):
                              headers={"Content-Type": "application/fhir+json"}, timeout=30)
     assert response.status_code == 200
     assert response.json()["resourceType"] == "Bundle"
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(tmp_path):
+    """Each worker listens on its own socket (reuse_port), so the kernel spreads connections over them:
+    16 keep-alive connections to 2 workers all landing on one would happen about once in 30,000 runs."""
+    import http.client
+    import re
+
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    env = dict(os.environ, CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"), PYTHONPATH=str(PROJECT_ROOT))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                                   cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while log_path.read_text(errors="replace").count("Booting worker with pid") < 2 or not _answers(port):
+            if process.poll() is not None:
+                pytest.fail(f"server exited early:\n{log_path.read_text(errors='replace')}")
+            if time.monotonic() > deadline:
+                pytest.fail("the two workers did not answer within 90 s")
+            time.sleep(0.3)
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        first_sockets: list = []
+        for round_number in range(3):
+            for number, connection in enumerate(connections):
+                connection.request("GET", "/healthz", headers={"X-Request-ID": f"c{number}-r{round_number}"})
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+                assert response.getheader("Connection", "").lower() != "close"
+            sockets = [connection.sock for connection in connections]
+            first_sockets = first_sockets or sockets
+            # http.client reconnects silently when a server closes: the same socket means keep-alive held.
+            assert all(now is first for now, first in zip(sockets, first_sockets))
+        for connection in connections:
+            connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    answered_by = {request_id: pid for pid, request_id in
+                   re.findall(r"\[(\d+)\] INFO calcinosis_cds GET /healthz 200 \S+ id=(c\d+-r\d)", log_path.read_text())}
+    assert len(answered_by) == 48
+    per_connection = {number: {answered_by[f"c{number}-r{r}"] for r in range(3)} for number in range(16)}
+    assert all(len(pids) == 1 for pids in per_connection.values()), per_connection  # one worker per connection
+    assert len(set(answered_by.values())) == 2, per_connection
+
+
+def _answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False

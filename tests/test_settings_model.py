@@ -33,6 +33,11 @@ DEFAULTS_BEFORE = {
     "PUBLIC_BASE_URL": None,
     "EVALUATION_TIME": None,
     "LOG_LEVEL": "INFO",
+    # Added later, each with its default here:
+    "VALIDATE_OUTPUTS": False,
+    "SERVE_WORKERS": None,
+    "SERVE_THREADS": 2,
+    "SERVE_BACKLOG": 1024,
     "CDS_REQUIRE_JWT": True,
     "CDS_TRUSTED_ISSUERS": {},
     "CDS_JWT_ALGORITHMS": ["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256", "PS512"],

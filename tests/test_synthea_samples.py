@@ -14,6 +14,7 @@ import pytest
 from service.cql_like.values import Code
 from service.pipeline.ingest import read_bundle
 from service.pipeline.normalize import build_facts
+from service.pipeline.selection import default_selection
 
 SHARED = Path(os.environ.get("CALCINOSIS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 SAMPLES = SHARED / "fhir-samples" / "synthea"
@@ -58,8 +59,14 @@ def test_every_kept_resource_validates_as_r4b_and_nothing_is_lost(path):
     assert group.patient is not None
     in_bundle = Counter(entry["resource"]["resourceType"] for entry in bundle["entry"])
     kept = Counter(resource.resource_type for resource in group.resources)
-    for resource_type in ("Observation", "Condition", "MedicationRequest", "Procedure"):
+    for resource_type in ("Condition", "MedicationRequest", "Procedure"):
         assert kept[resource_type] == in_bundle[resource_type], resource_type
+    # Observations: those whose code the rules read are kept, every other one is counted in the summary.
+    selection = default_selection()
+    read = sum(1 for entry in bundle["entry"] if entry["resource"]["resourceType"] == "Observation"
+               and selection.reads_observation(entry["resource"]))
+    assert 0 < kept["Observation"] == read < in_bundle["Observation"]
+    assert f"Observation {in_bundle['Observation'] - read}" in summary.diagnostics
     assert "Claim" not in kept and "Encounter" not in kept
     assert len(facts.records("Condition")) == in_bundle["Condition"]
 

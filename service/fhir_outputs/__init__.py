@@ -1,6 +1,7 @@
 """FHIR R4 outputs of an assessment: RiskAssessment, CarePlan, ServiceRequests, OperationOutcome,
-the result Bundle, and the CapabilityStatement. No Flask in here; every resource is validated
-with `fhir.resources.R4B` before it is handed out."""
+the result Bundle, and the CapabilityStatement. No Flask in here. The builders write valid R4 by
+construction, checked with `fhir.resources.R4B` by the tests; at runtime each resource is validated
+too only when asked (the `VALIDATE_OUTPUTS` setting), except the shipped static artefacts."""
 
 from .capability_statement import assess_operation_definition, calcinosis_type_codesystem, capability_statement
 from .errors import OutputValidationError

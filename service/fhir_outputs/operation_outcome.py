@@ -1,4 +1,4 @@
-"""InputIssues -> a validated R4 OperationOutcome.
+"""InputIssues -> an R4 OperationOutcome (validated at runtime when asked).
 
 Used for the skipped inputs of an assessment and, by the HTTP layer, for every 4xx answer, so it
 accepts a single issue as well as many. The FHIRPath-like location goes into `expression` (the
@@ -10,15 +10,18 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..assessment_model import InputIssue
+from .empty_elements import without_empty_elements
 from .narrative import narrative, table
-from .validation import validate_resource
+from .validation import validated_if
 from .vocabulary import issue_severities, issue_types
 
 _FALLBACK_ISSUE_CODE = "processing"
 
 
-def operation_outcome(issues: InputIssue | Iterable[InputIssue], *, resource_id: str | None = None) -> dict[str, Any]:
-    """An OperationOutcome listing `issues` in the order given.
+def operation_outcome(issues: InputIssue | Iterable[InputIssue], *, resource_id: str | None = None,
+                      validate: bool = False) -> dict[str, Any]:
+    """An OperationOutcome listing `issues` in the order given; validated as R4 with `validate`
+    (the `VALIDATE_OUTPUTS` setting).
 
     With no issue at all it holds a single informational issue saying so, since R4 requires one.
     """
@@ -30,7 +33,7 @@ def operation_outcome(issues: InputIssue | Iterable[InputIssue], *, resource_id:
         resource["id"] = resource_id
     resource["text"] = outcome_narrative(entries)
     resource["issue"] = entries
-    return validate_resource(resource)
+    return validated_if(validate, without_empty_elements(resource))
 
 
 def outcome_narrative(entries: list[dict[str, Any]]) -> dict[str, str]:

@@ -19,7 +19,7 @@ _WHITESPACE = re.compile(r"\s+")
 # Text put into a record is read up to this many characters: a name or display this long is a data
 # error, and unbounded text must not make matching or rationales arbitrarily costly.
 MAX_TEXT_LENGTH = 1000
-# Elements holding text the records read; a longer value is reported by `long_text_paths`.
+# Elements holding text the records read; a longer value is reported by `scan_resource`.
 _TEXT_ELEMENTS = frozenset({"text", "display", "valueString"})
 # Subtrees whose text no record reads.
 _UNREAD_ELEMENTS = frozenset({"note", "extension", "modifierExtension", "identifier", "meta"})
@@ -30,25 +30,32 @@ def text_or_none(value: Any) -> str | None:
     return value[:MAX_TEXT_LENGTH] if isinstance(value, str) and value.strip() else None
 
 
-def long_text_paths(resource: Any) -> list[str]:
-    """Paths ('code.coding[0].display') of the text elements longer than MAX_TEXT_LENGTH, which the
-    readers cut (codes inside codings included)."""
+def scan_resource(resource: Any, max_depth: int) -> tuple[bool, list[str]]:
+    """One bounded, iterative walk over a resource as sent: whether it nests deeper than `max_depth`,
+    and the paths ('code.coding[0].display') of the text elements longer than MAX_TEXT_LENGTH, which
+    the readers cut (codes inside codings included). Stops at the first level too deep."""
     found: list[str] = []
-    stack: list[tuple[Any, str, str]] = [(resource, "", "")]
+    stack: list[tuple[Any, str, str, int, bool]] = [(resource, "", "", 0, True)]
     while stack:
-        current, path, name = stack.pop()
+        current, path, name, depth, read = stack.pop()
+        if depth > max_depth:
+            return True, []
         if isinstance(current, dict):
             for key, child in current.items():
-                if key not in _UNREAD_ELEMENTS:
-                    stack.append((child, f"{path}.{key}" if path else key, key))
+                if isinstance(child, (dict, list)):
+                    stack.append((child, f"{path}.{key}" if path else key, key, depth + 1,
+                                  read and key not in _UNREAD_ELEMENTS))
+                elif read and isinstance(child, str) and len(child) > MAX_TEXT_LENGTH and key not in _UNREAD_ELEMENTS:
+                    child_path = f"{path}.{key}" if path else key
+                    if key in _TEXT_ELEMENTS or (key == "code" and ".coding[" in child_path):
+                        found.append(child_path)
         elif isinstance(current, list):
             for position, child in enumerate(current):
-                stack.append((child, f"{path}[{position}]", name))
-        elif isinstance(current, str) and len(current) > MAX_TEXT_LENGTH:
-            in_coding = name == "code" and ".coding[" in path
-            if name in _TEXT_ELEMENTS or in_coding:
-                found.append(path)
-    return sorted(found)
+                if isinstance(child, (dict, list)):
+                    stack.append((child, f"{path}[{position}]", name, depth + 1, read))
+                elif read and isinstance(child, str) and len(child) > MAX_TEXT_LENGTH and name in _TEXT_ELEMENTS:
+                    found.append(f"{path}[{position}]")
+    return False, sorted(found)
 
 
 def codings(codeable: Any) -> list[dict[str, Any]]:

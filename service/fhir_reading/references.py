@@ -16,7 +16,6 @@ the referring entry's own fullUrl, as the FHIR bundle rules say.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Generic, Iterable, TypeVar
 
@@ -29,6 +28,8 @@ _RELATIVE_TAIL = re.compile(
 # The R4 `id` datatype.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _RESTFUL_BASE = re.compile(r"^https?://\S+$")
+# Whitespace (str.isspace's set: `\s` of a str pattern) or a control character (Unicode category Cc).
+_NOT_IN_URI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def is_valid_id(value: object) -> bool:
@@ -40,7 +41,7 @@ def is_valid_uri(value: object) -> bool:
     """True for a non-empty string without whitespace or control characters (the R4 `uri` datatype)."""
     if not isinstance(value, str) or not value:
         return False
-    return not any(char.isspace() or unicodedata.category(char) == "Cc" for char in value)
+    return _NOT_IN_URI.search(value) is None
 
 
 def relative_reference(reference: str) -> tuple[str, str] | None:

@@ -31,6 +31,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, PatientAssessment, TypeGrade, ValueUsed,
                                 citations_text, omitted_by_reason)
+from ..fhir_outputs.empty_elements import without_empty_elements
 from ..fhir_outputs.vocabulary import panel_test_code
 from .card_data import CARD_DATA, load_card_data  # noqa: F401  (load_card_data: re-exported)
 from .data_notes import DataNote
@@ -57,6 +58,8 @@ class CardContext:
     data_notes: tuple[DataNote, ...] = field(default=())
     # The few of them that changed the result, in plain words for the clinician (the detail's "Data notes").
     note_lines: tuple[str, ...] = field(default=())
+    # VALIDATE_OUTPUTS: validate each suggested ServiceRequest with fhir.resources (built valid R4 either way).
+    validate_outputs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,8 +684,10 @@ def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:
         "reasonCode": [{"text": test.reason}] if test.reason else None,
         "note": [{"text": f"Source: {citations_text(test.citations)}"}] if test.citations else None,
     }
-    resource = compact(resource)
-    ServiceRequest.model_validate(resource)  # a proposal the EHR cannot parse is worse than none
+    # Blank texts left out as R4 requires, so the proposal is valid as built (the tests validate it).
+    resource = without_empty_elements(compact(resource))
+    if context.validate_outputs:
+        ServiceRequest.model_validate(resource)  # a proposal the EHR cannot parse is worse than none
     return resource
 
 

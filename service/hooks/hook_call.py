@@ -110,6 +110,7 @@ def answer_hook_call(service: Mapping[str, Any], body: Any, *, fetcher: FhirFetc
         note_lines=clinician_lines(assessment, gathered.notes, (*run_issues, *assessment.issues),
                                    bundle=gathered.bundle, data_gaps=gathered.data_gaps,
                                    patient_provided=gathered.patient_provided, grouping=grouping),
+        validate_outputs=bool(setting(config, "VALIDATE_OUTPUTS")),
     )
     cards = tuple(build_cards(assessment, context))
     return HookAnswer({"cards": [c.card for c in cards]}, cards, call.hook_instance)

@@ -20,7 +20,6 @@ import json
 import sqlite3
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..config import default, setting
 from ..errors import AuthenticationError
+from .sqlite_files import SqliteFile
 
 # `sub` is not required: the public CDS Hooks sandbox omits it. An issuer configured with "sub": [...]
 # has it checked against that list.
@@ -71,15 +71,15 @@ class SqliteReplayStore:
 
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = SqliteFile(self.db_path)
         self._clock = clock
-        with closing(sqlite3.connect(self.db_path, timeout=10)) as connection, connection:
+        with self._file.connection() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS used_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL,"
                                " expires_at REAL NOT NULL, PRIMARY KEY (issuer, jti))")
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
         """True the first time any worker sees a token id; False for a replay. Expired ids are purged first."""
-        with closing(sqlite3.connect(self.db_path, timeout=10)) as connection, connection:
+        with self._file.connection() as connection:
             connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (self._clock(),))
             try:
                 connection.execute("INSERT INTO used_jti VALUES (?, ?, ?)", (issuer, jti, expires_at))

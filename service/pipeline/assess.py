@@ -27,6 +27,8 @@ from ..cql_like.quantity import Quantity
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .rules_adapter import to_patient_assessment
+from .records import RecordBuilder
+from .selection import read_selection
 from ..terminology import read_terminology
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,12 @@ class Assessor:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.settings: tuple[tuple[str, str], ...] = assessor_settings(config)
-        self.library: Library = load_library(Path(config["RULE_LIBRARY"]),
-                                             model=load_model_info(Path(config["MODEL_INFO"])),
+        model = load_model_info(Path(config["MODEL_INFO"]))
+        self.library: Library = load_library(Path(config["RULE_LIBRARY"]), model=model,
                                              valueset_dir=Path(config["VALUESET_DIR"]))
+        self.records = RecordBuilder(model)  # the normalizer builds records through the model the library uses
         self.terminology = read_terminology()
+        self.selection = read_selection(self.terminology, config["VALUESET_DIR"])
         self.bibliography: Bibliography = read_bibliography(str(config.get("BIBLIOGRAPHY") or SHIPPED_BIBLIOGRAPHY))
         fixed = config.get("EVALUATION_TIME")
         self.fixed_now: datetime | None = (
@@ -71,7 +75,7 @@ class Assessor:
         """
         now = _aware(now or self.fixed_now or datetime.now(timezone.utc))
         self._check_workload(bundle)
-        ingested = read_bundle(bundle)
+        ingested = read_bundle(bundle, self.selection)
         if len(ingested.patients) > self.max_patients:
             raise _too_many("patients", len(ingested.patients), self.max_patients)
         bundle_issues = list(ingested.issues)
@@ -80,7 +84,7 @@ class Assessor:
         for patient in ingested.patients:
             gaps = ingested.gaps + tuple(gap for gap in caller_gaps if _concerns(gap, patient.patient_id,
                                                                                  patient.patient_reference))
-            facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps)
+            facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps, records=self.records)
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
                 started = time.perf_counter()
@@ -111,6 +115,8 @@ class Assessor:
         for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if not isinstance(kind, str):
+                continue  # not a resource: ingest reports it with its location
             if kind == "Patient":
                 patients += 1
             if kind in KEPT_TYPES:

@@ -1,11 +1,14 @@
 """Bundle ingest: decoded JSON -> the resources the rules read, grouped by patient.
 
-Only the resource types the rule library reads are kept and validated with
-`fhir.resources.R4B`; everything else (claims, encounters, imaging ...) is
-skipped without being validated, so a large hospital export stays cheap, but
-it is counted in one information issue, and a nested Bundle or Observations
-contained in a DiagnosticReport (lab results the rules would never see) get
-a warning each. Entries are the same resource only when their fullUrls are
+What to read is decided before anything is validated: the resource types the
+rule library reads, and among Observations those whose code (or a component's
+code) is one the library or the terminology reads (see `selection`).
+Everything else (claims, encounters, vital signs ...) is counted in one
+information issue and never modelled, so a large hospital export stays cheap;
+a nested Bundle or Observations contained in a DiagnosticReport (lab results
+the rules would never see) get a warning each. What is read is validated once,
+and only in the elements the rules read (`fhir_reading.read_model`): the
+normalizer reads that validated projection, never the JSON again. Entries are the same resource only when their fullUrls are
 equal (bdl-7); an unusable fullUrl or Patient id is reported and not used.
 A single bad entry never sinks the request: it becomes an `InputIssue` whose
 location points into the Bundle, and the rest is still assessed. Only a
@@ -21,14 +24,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, cast
+from typing import Any, cast
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
-
-from ..assessment_model import DataGap, InputIssue
+from ..assessment_model import DataGap, EntryPlace, InputIssue, Severity, entry_location_text
 from ..errors import InputError
+from ..fhir_reading.elements import scan_resource
+from ..fhir_reading.read_model import ReadError, read_elements
 from .issue_lists import capped
+from .selection import ReadSelection, default_selection
 from ..fhir_reading.references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
                          relative_reference, server_base)
 
@@ -56,12 +59,36 @@ MAX_ISSUES_PER_RESOURCE = 20
 
 @dataclass(frozen=True)
 class KeptResource:
-    """A validated resource the rules may read, with where it sits in the Bundle."""
+    """A validated resource the rules may read, with where it sits in the Bundle.
+
+    `read` is what the normalizer reads: the elements the rules read, validated (see
+    `fhir_reading.read_model`); a KeptResource built without it (a test's) is read as sent.
+    """
 
     resource_type: str
     resource: dict  # the JSON as sent
-    location: str  # "Bundle.entry[3].resource"
+    entry_index: int  # its entry in the Bundle
     reference: str | None  # "Observation/123" or the entry's "urn:uuid:..." fullUrl
+    read: dict = None  # type: ignore[assignment]  # the validated projection (set from `resource` when not given)
+    long_texts: tuple[str, ...] = ()  # paths of text elements cut to MAX_TEXT_LENGTH, found by the one scan
+
+    def __post_init__(self) -> None:
+        if self.read is None:
+            object.__setattr__(self, "read", self.resource)
+
+    @property
+    def location(self) -> str:
+        """'Bundle.entry[3].resource': how an OperationOutcome names the resource."""
+        return entry_location_text(self.entry_index, "resource")
+
+    @property
+    def place(self) -> EntryPlace:
+        """The resource's place in the Bundle, for issues about it and its elements."""
+        return EntryPlace(self.entry_index, "resource")
+
+    def at(self, path: str) -> EntryPlace:
+        """The place of element `path` ("valueQuantity.unit") inside the resource; "" for the resource."""
+        return self.place.at(path) if path else self.place
 
     @property
     def source(self) -> str:
@@ -79,9 +106,19 @@ class PatientResources:
     patient: dict | None  # the Patient JSON; None when the patient is only referenced
     resources: tuple[KeptResource, ...]
     issues: tuple[InputIssue, ...] = ()
-    patient_location: str | None = None  # "Bundle.entry[0].resource" when the Patient is in the bundle
+    patient_entry: int | None = None  # the Patient's entry when it is in the bundle
     # Resources of this patient skipped because they fail R4 validation: data not read, not absent.
     skipped: tuple[KeptResource, ...] = ()
+    patient_read: dict | None = None  # the Patient's validated read elements (`patient` as sent when not given)
+
+    def __post_init__(self) -> None:
+        if self.patient_read is None and self.patient is not None:
+            object.__setattr__(self, "patient_read", self.patient)
+
+    @property
+    def patient_location(self) -> str | None:
+        """'Bundle.entry[0].resource' when the Patient is in the bundle."""
+        return entry_location_text(self.patient_entry, "resource") if self.patient_entry is not None else None
 
 
 @dataclass(frozen=True)
@@ -94,10 +131,12 @@ class IngestedBundle:
     gaps: tuple[DataGap, ...] = ()  # searches this searchset holds only in part (every patient's)
 
 
-def read_bundle(data: object) -> IngestedBundle:
-    """Split a decoded FHIR Bundle into per-patient resources; raises InputError if it is no usable Bundle."""
+def read_bundle(data: object, selection: ReadSelection | None = None) -> IngestedBundle:
+    """Split a decoded FHIR Bundle into per-patient resources; raises InputError if it is no usable Bundle.
+
+    `selection` says which Observations the rules read (the shipped library's when None)."""
     bundle_type, entries = _check_bundle(data)
-    ingested = _BundleReader(bundle_type).read(entries)
+    ingested = _BundleReader(bundle_type, selection or default_selection()).read(entries)
     if bundle_type != "searchset":
         return ingested
     gaps, issue = _searchset_gaps(cast(dict, data), entries)  # _check_bundle accepted it: a dict
@@ -196,11 +235,18 @@ class _Entry:
     full_url: str | None
     valid: bool = True  # False: a kept type that failed validation
     issues: list[InputIssue] = field(default_factory=list)
+    read: dict | None = None  # the validated read elements
+    long_texts: tuple[str, ...] = ()
+
+    def issue(self, severity: Severity, code: str, path: str, *detail: str | EntryPlace,
+              prefix: str | None = None) -> InputIssue:
+        """An issue at `path` inside the entry ("resource.subject"; "" for the entry itself)."""
+        return InputIssue.at_entry(self.index, path, severity, code, *detail, prefix=prefix)
 
     @property
     def location(self) -> str:
         """Where the entry's resource is, for issues about it."""
-        return f"Bundle.entry[{self.index}].resource"
+        return entry_location_text(self.index, "resource")
 
     @property
     def reference(self) -> str | None:
@@ -223,8 +269,9 @@ class _PatientGroup:
 class _BundleReader:
     """One pass over the entries, then grouping; holds the state of reading one Bundle."""
 
-    def __init__(self, bundle_type: str) -> None:
+    def __init__(self, bundle_type: str, selection: ReadSelection) -> None:
         self.bundle_type = bundle_type
+        self.selection = selection
         self.issues: list[InputIssue] = []
         self.index: ReferenceIndex[int] = ReferenceIndex()
         self.full_urls: dict[str, int] = {}  # fullUrl -> entry: equal fullUrls are the same resource (bdl-7)
@@ -243,7 +290,7 @@ class _BundleReader:
             if entry is None:
                 continue
             self.entries[position] = entry
-            if entry.resource_type in KEPT_TYPES:
+            if self._is_read(entry):
                 self._validate(entry)
                 kept.append(entry)
             else:
@@ -261,35 +308,36 @@ class _BundleReader:
 
     # --- entries --------------------------------------------------------------------------------
     def _entry(self, position: int, raw: Any) -> _Entry | None:
-        where = f"Bundle.entry[{position}]"
         if not isinstance(raw, dict):
-            self.malformed.append(InputIssue("error", "structure",
-                                             f"{where}: entry is {_json_kind(raw)}, not an object", where))
+            self.malformed.append(InputIssue.at_entry(position, "", "error", "structure",
+                                                      f"entry is {_json_kind(raw)}, not an object", prefix=""))
             return None
         resource = raw.get("resource")
         if resource is None:
             request = raw.get("request")
             method = request.get("method") if isinstance(request, dict) else None
             if isinstance(method, str):
-                self.issues.append(InputIssue(
-                    "information", "informational",
-                    f"{where}: no resource ({method} request entry); nothing to assess", where))
+                self.issues.append(InputIssue.at_entry(
+                    position, "", "information", "informational",
+                    f"no resource ({method} request entry); nothing to assess", prefix=""))
             else:
-                self.issues.append(InputIssue("warning", "required", f"{where}: entry has no resource; skipped",
-                                              f"{where}.resource"))
+                self.issues.append(InputIssue.at_entry(position, "resource", "warning", "required",
+                                                       "entry has no resource; skipped", prefix=""))
             return None
         if not isinstance(resource, dict):
-            self.malformed.append(InputIssue(
-                "error", "structure", f"{where}.resource: resource is {_json_kind(resource)}, not an object",
-                f"{where}.resource"))
+            self.malformed.append(InputIssue.at_entry(
+                position, "resource", "error", "structure", f"resource is {_json_kind(resource)}, not an object",
+                prefix="resource"))
             return None
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str) or not resource_type:
-            problem = "has no resourceType" if resource_type is None else "has a resourceType that is not a name"
-            self.malformed.append(InputIssue("error", "required", f"{where}.resource: resource {problem}",
-                                             f"{where}.resource.resourceType"))
+            problem = ("has no resourceType" if resource_type is None else
+                       f"has a resourceType that is {_json_kind(resource_type)}, not a name"
+                       if not isinstance(resource_type, str) else "has a resourceType that is not a name")
+            self.malformed.append(InputIssue.at_entry(position, "resource.resourceType", "error", "required",
+                                                      f"resource {problem}", prefix="resource"))
             return None
-        full_url = self._full_url(raw, where)
+        full_url = self._full_url(raw, position)
         entry = _Entry(position, resource_type, resource, full_url)
         resource_id = resource.get("id")
         keys = reference_keys(resource_type, resource_id if isinstance(resource_id, str) else None, entry.full_url)
@@ -297,10 +345,9 @@ class _BundleReader:
         if first is not None:
             if resource_type in KEPT_TYPES:
                 same = f"fullUrl '{_clip(full_url)}'" if full_url else f"'{resource_type}/{_clip(str(resource_id))}'"
-                self.issues.append(InputIssue(
-                    "warning", "duplicate",
-                    f"{where}: {same} is already used by Bundle.entry[{first}]; this entry is skipped",
-                    f"{where}.fullUrl" if full_url else f"{where}.resource.id"))
+                self.issues.append(InputIssue.at_entry(
+                    position, "fullUrl" if full_url else "resource.id", "warning", "duplicate",
+                    f"{same} is already used by ", EntryPlace(first), "; this entry is skipped", prefix=""))
                 return None
             return entry  # an unread type: not indexed, counted as not read
         if full_url:
@@ -310,20 +357,20 @@ class _BundleReader:
         self.index.add(position, keys)
         return entry
 
-    def _full_url(self, raw: dict, where: str) -> str | None:
+    def _full_url(self, raw: dict, position: int) -> str | None:
         """The entry's fullUrl if it is a usable R4 uri; otherwise None and a warning."""
         full_url = raw.get("fullUrl")
         if full_url is None:
             return None
         if not isinstance(full_url, str):
-            self.issues.append(InputIssue("warning", "structure",
-                                          f"{where}.fullUrl: not a string; ignored", f"{where}.fullUrl"))
+            self.issues.append(InputIssue.at_entry(position, "fullUrl", "warning", "structure",
+                                                   "not a string; ignored", prefix="fullUrl"))
             return None
         if not is_valid_uri(full_url):
             problem = "is empty" if not full_url else "contains whitespace or control characters"
-            self.issues.append(InputIssue(
-                "warning", "value", f"{where}.fullUrl: {problem}, so it is not a valid uri; ignored",
-                f"{where}.fullUrl"))
+            self.issues.append(InputIssue.at_entry(
+                position, "fullUrl", "warning", "value", f"{problem}, so it is not a valid uri; ignored",
+                prefix="fullUrl"))
             return None
         return full_url
 
@@ -341,19 +388,19 @@ class _BundleReader:
         name = entry.resource_type if _TYPE_NAME.match(entry.resource_type) else "(not a resource type name)"
         self.not_read[name] = self.not_read.get(name, 0) + 1
         if entry.resource_type == "Bundle":
-            self.issues.append(InputIssue(
-                "warning", "not-supported",
-                f"{entry.location}: a Bundle nested in an entry is not assessed: "
-                "send its entries in the outer Bundle", entry.location))
+            self.issues.append(entry.issue(
+                "warning", "not-supported", "resource",
+                "a Bundle nested in an entry is not assessed: send its entries in the outer Bundle",
+                prefix="resource"))
         elif entry.resource_type == "DiagnosticReport":
             contained = entry.resource.get("contained")
             count = sum(1 for item in contained if isinstance(item, dict)
                         and item.get("resourceType") == "Observation") if isinstance(contained, list) else 0
             if count:
-                self.issues.append(InputIssue(
-                    "warning", "not-supported",
-                    f"{entry.location}: {count} Observation(s) contained in a DiagnosticReport are not assessed: "
-                    "send each as its own entry", f"{entry.location}.contained"))
+                self.issues.append(entry.issue(
+                    "warning", "not-supported", "resource.contained",
+                    f"{count} Observation(s) contained in a DiagnosticReport are not assessed: "
+                    "send each as its own entry", prefix="resource"))
 
     def _not_read_summary(self) -> InputIssue:
         counts = sorted(self.not_read.items(), key=lambda item: (-item[1], item[0]))
@@ -361,25 +408,29 @@ class _BundleReader:
         return InputIssue("information", "informational", f"not assessed (not read by the rules): {listed}",
                           "Bundle.entry")
 
+    def _is_read(self, entry: _Entry) -> bool:
+        """A type the rules read; an Observation only when its code is one they read (see `selection`)."""
+        if entry.resource_type not in KEPT_TYPES:
+            return False
+        return entry.resource_type != "Observation" or self.selection.reads_observation(entry.resource)
+
     def _validate(self, entry: _Entry) -> None:
-        if _depth_exceeds(entry.resource, MAX_RESOURCE_DEPTH):
+        """One scan of the JSON as sent (depth, long texts), then the read elements validated once."""
+        too_deep, entry.long_texts = _scan(entry.resource)
+        if too_deep:
             entry.valid = False
-            entry.issues.append(InputIssue(
-                "error", "structure",
-                f"{entry.location}: nested more than {MAX_RESOURCE_DEPTH} levels deep; the resource is not assessed",
-                entry.location))
+            entry.issues.append(entry.issue(
+                "error", "structure", "resource",
+                f"nested more than {MAX_RESOURCE_DEPTH} levels deep; the resource is not assessed", prefix="resource"))
             return
-        try:
-            get_fhir_model_class(entry.resource_type).model_validate(entry.resource)
-        except ValidationError as error:
+        projection, errors = read_elements(entry.resource_type, entry.resource)
+        if projection is not None and "contained" in projection:
+            projection["contained"] = _read_contained(projection["contained"], errors)
+        if errors:
             entry.valid = False
-            entry.issues.extend(_validation_issues(entry.location, entry.resource_type, error.errors()))
-        except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as error:
-            entry.valid = False
-            entry.issues.append(InputIssue(
-                "error", "invalid",
-                f"{entry.location}: not a valid R4 {entry.resource_type} ({type(error).__name__}); "
-                "the resource is not assessed", entry.location))
+            entry.issues.extend(_validation_issues(entry, errors))
+            return
+        entry.read = projection
 
     # --- grouping -------------------------------------------------------------------------------
     def _group(self, kept: list[_Entry]) -> None:
@@ -430,10 +481,10 @@ class _BundleReader:
             patient_id = resource_id
         else:
             if resource_id is not None:
-                id_issues.append(InputIssue(
-                    "warning", "value",
-                    f"{entry.location}.id: '{_clip(str(resource_id), 80)}' is not a valid FHIR id; "
-                    "the patient is identified by the entry's fullUrl instead", f"{entry.location}.id"))
+                id_issues.append(entry.issue(
+                    "warning", "value", "resource.id",
+                    f"'{_clip(str(resource_id), 80)}' is not a valid FHIR id; "
+                    "the patient is identified by the entry's fullUrl instead", prefix="resource.id"))
             tail = relative_reference(entry.full_url) if entry.full_url else None
             if entry.full_url and entry.full_url.startswith("urn:uuid:") and is_valid_id(entry.full_url[9:]):
                 patient_id = entry.full_url[len("urn:uuid:"):]
@@ -448,29 +499,29 @@ class _BundleReader:
 
     def _subject_group(self, entry: _Entry, *, create: bool) -> _PatientGroup | InputIssue | None:
         """The group of the patient `entry` is about; None if it names none; an issue if it cannot be used."""
-        subject = entry.resource.get("subject")
-        where = f"{entry.location}.subject"
+        subject = (entry.read or entry.resource).get("subject")
         if subject is None:
             return None
         reference = subject.get("reference") if isinstance(subject, dict) else None
         if not isinstance(reference, str) or not reference:
-            return None if isinstance(subject, dict) else InputIssue(
-                "warning", "structure", f"{where}: not a Reference; the resource is not assessed", where)
+            return None if isinstance(subject, dict) else entry.issue(
+                "warning", "structure", "resource.subject", "not a Reference; the resource is not assessed",
+                prefix="resource.subject")
         found = self.index.lookup(reference, server_base(entry.full_url))
         if found.ambiguous:
-            return InputIssue("warning", "multiple-matches",
-                              f"{where}: {_ambiguous(reference, found)}; the resource is not assessed",
-                              f"{where}.reference")
+            return entry.issue("warning", "multiple-matches", "resource.subject.reference",
+                               *_ambiguous(reference, found), "; the resource is not assessed",
+                               prefix="resource.subject")
         target = found.target
         if target is not None:
             target_entry = self.entries.get(target)
             if target_entry is None:
                 return None
             if target_entry.resource_type != "Patient":
-                return InputIssue(
-                    "warning", "not-supported",
-                    f"{where}: refers to a {target_entry.resource_type}, not a Patient; the resource is not assessed",
-                    f"{where}.reference")
+                return entry.issue(
+                    "warning", "not-supported", "resource.subject.reference",
+                    f"refers to a {target_entry.resource_type}, not a Patient; the resource is not assessed",
+                    prefix="resource.subject")
             if target not in self.groups and not create:
                 return None
             return self._group_for_patient_entry(target_entry)
@@ -482,13 +533,13 @@ class _BundleReader:
                 group = self.groups[key] = _PatientGroup(named[1], key, None)
             return group
         if named is not None:
-            return InputIssue("warning", "not-supported",
-                              f"{where}: refers to a {named[0]}, not a Patient; the resource is not assessed",
-                              f"{where}.reference")
-        return InputIssue(
-            "warning", "not-found",
-            f"{where}: reference '{_clip(reference)}' cannot be resolved in the bundle; the resource is not assessed",
-            f"{where}.reference")
+            return entry.issue("warning", "not-supported", "resource.subject.reference",
+                               f"refers to a {named[0]}, not a Patient; the resource is not assessed",
+                               prefix="resource.subject")
+        return entry.issue(
+            "warning", "not-found", "resource.subject.reference",
+            f"reference '{_clip(reference)}' cannot be resolved in the bundle; the resource is not assessed",
+            prefix="resource.subject")
 
     def _place_without_subject(self, entries: list[_Entry]) -> None:
         """Resources with no subject belong to the bundle's only patient; with several, to none."""
@@ -504,32 +555,32 @@ class _BundleReader:
         reason = ("the bundle has no Patient" if not self.groups
                   else f"the bundle has {len(self.groups)} patients")
         for entry in entries:
-            self.issues.append(InputIssue(
-                "warning", "required",
-                f"{entry.location}: has no subject and {reason}; it cannot be tied to a patient and is not assessed",
-                f"{entry.location}.subject"))
+            self.issues.append(entry.issue(
+                "warning", "required", "resource.subject",
+                f"has no subject and {reason}; it cannot be tied to a patient and is not assessed",
+                prefix="resource"))
 
     def _link_medication(self, entry: _Entry, group: _PatientGroup) -> None:
-        medication = entry.resource.get("medicationReference")
+        medication = (entry.read or {}).get("medicationReference")
         if not isinstance(medication, dict):
             return
         reference = medication.get("reference")
-        where = f"{entry.location}.medicationReference.reference"
+        where = "resource.medicationReference.reference"
         if not isinstance(reference, str) or not reference or reference.startswith("#"):
             return  # display-only or contained: read from the resource itself
         found = self.index.lookup(reference, server_base(entry.full_url))
         if found.ambiguous:
-            group.issues.append(InputIssue(
-                "warning", "multiple-matches",
-                f"{where}: {_ambiguous(reference, found)}; the medication's code is unknown", where))
+            group.issues.append(entry.issue(
+                "warning", "multiple-matches", where,
+                *_ambiguous(reference, found), "; the medication's code is unknown", prefix=where))
             return
         target = found.target
         target_entry = self.entries.get(target) if target is not None else None
         if target_entry is None or target_entry.resource_type != "Medication":
-            group.issues.append(InputIssue(
-                "warning", "not-found",
-                f"{where}: Medication '{_clip(reference)}' is not in the bundle; the medication's code is unknown",
-                where))
+            group.issues.append(entry.issue(
+                "warning", "not-found", where,
+                f"Medication '{_clip(reference)}' is not in the bundle; the medication's code is unknown",
+                prefix=where))
             return
         if not target_entry.valid:
             group.issues.extend(target_entry.issues)
@@ -545,53 +596,58 @@ class _BundleReader:
 
     def _patient_resources(self, group: _PatientGroup) -> PatientResources:
         members = [group.members[index] for index in sorted(group.members)]
-        kept = tuple(KeptResource(m.resource_type, m.resource, m.location, self._reference(m)) for m in members)
-        patient = group.patient_entry.resource if group.patient_entry is not None else None
+        kept = tuple(KeptResource(m.resource_type, m.resource, m.index, self._reference(m), m.read, m.long_texts)
+                     for m in members)
+        patient_entry = group.patient_entry
+        patient = patient_entry.resource if patient_entry is not None else None
         issues = capped(tuple(dict.fromkeys(group.issues)))  # a Medication shared by several orders: once
-        location = group.patient_entry.location if group.patient_entry is not None else None
-        skipped = tuple(KeptResource(m.resource_type, m.resource, m.location, self._reference(m)) for m in group.skipped)
-        return PatientResources(group.patient_id, group.patient_reference, patient, kept, issues, location, skipped)
+        skipped = tuple(KeptResource(m.resource_type, m.resource, m.index, self._reference(m), {}, ())
+                        for m in group.skipped)
+        return PatientResources(group.patient_id, group.patient_reference, patient, kept, issues,
+                                patient_entry.index if patient_entry is not None else None, skipped,
+                                patient_entry.read if patient_entry is not None else None)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def _validation_issues(location: str, resource_type: str, errors: list[dict[str, Any]]) -> list[InputIssue]:
+def _scan(resource: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
+    too_deep, long_texts = scan_resource(resource, MAX_RESOURCE_DEPTH)
+    return too_deep, tuple(long_texts)
+
+
+def _read_contained(contained: list[dict[str, Any]], errors: list[ReadError]) -> list[dict[str, Any]]:
+    """The contained resources the rules read (Medications, for a `#id` medicationReference), validated;
+    a contained resource whose resourceType is no name is an error like any invalid element."""
+    read: list[dict[str, Any]] = []
+    for position, item in enumerate(contained):
+        where = f"contained[{position}]"
+        kind = item.get("resourceType")
+        if not isinstance(kind, str) or not kind:
+            errors.append(ReadError(f"{where}.resourceType", f"the resourceType is {_json_kind(kind)}, not a name"))
+            continue
+        if kind != "Medication":
+            continue
+        projection, problems = read_elements("Medication", item)
+        errors.extend(ReadError(f"{where}.{problem.path}" if problem.path else where, problem.message)
+                      for problem in problems)
+        if projection is not None:
+            read.append(dict(projection, resourceType="Medication"))
+    return read
+
+
+def _validation_issues(entry: _Entry, errors: list[ReadError]) -> list[InputIssue]:
     issues = []
     for error in errors[:MAX_ISSUES_PER_RESOURCE]:
-        path = _error_path(location, error.get("loc", ()))
-        message = str(error.get("msg", "invalid value"))
-        issues.append(InputIssue(
-            "error", "invalid",
-            f"{path}: {_clip(message, 200)} (not a valid R4 {resource_type}; the resource is not assessed)", path))
+        path = f"resource.{error.path}" if error.path else "resource"
+        issues.append(entry.issue(
+            "error", "invalid", path,
+            f"{_clip(error.message, 200)} (not a valid R4 {entry.resource_type}; the resource is not assessed)",
+            prefix=path))
     if len(errors) > MAX_ISSUES_PER_RESOURCE:
-        issues.append(InputIssue(
-            "error", "invalid",
-            f"{location}: {len(errors) - MAX_ISSUES_PER_RESOURCE} more validation errors not listed", location))
+        issues.append(entry.issue(
+            "error", "invalid", "resource",
+            f"{len(errors) - MAX_ISSUES_PER_RESOURCE} more validation errors not listed", prefix="resource"))
     return issues
-
-
-def _error_path(location: str, loc: Iterable[Any]) -> str:
-    path = location
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif isinstance(part, str) and part and part.replace("_", "").replace("-", "").isalnum():
-            path += f".{part}"
-    return path
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """True when JSON `value` nests deeper than `limit` (iterative: never recurses)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(current, dict):
-            stack.extend((child, depth + 1) for child in current.values() if isinstance(child, (dict, list)))
-        elif isinstance(current, list):
-            stack.extend((child, depth + 1) for child in current if isinstance(child, (dict, list)))
-    return False
 
 
 def _json_kind(value: object) -> str:
@@ -610,10 +666,15 @@ def _json_kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _ambiguous(reference: str, found: Resolution[int]) -> str:
-    holders = " and ".join(f"Bundle.entry[{position}]" for position in sorted(found.candidates))
-    return (f"reference '{_clip(reference)}' is ambiguous: {holders} are different resources (different fullUrls) "
-            "that it could name")
+def _ambiguous(reference: str, found: Resolution[int]) -> tuple[str | EntryPlace, ...]:
+    """'reference ... is ambiguous: Bundle.entry[1] and Bundle.entry[2] are ...', the entries as mentions."""
+    parts: list[str | EntryPlace] = [f"reference '{_clip(reference)}' is ambiguous: "]
+    for number, position in enumerate(sorted(found.candidates)):
+        if number:
+            parts.append(" and ")
+        parts.append(EntryPlace(position))
+    parts.append(" are different resources (different fullUrls) that it could name")
+    return tuple(parts)
 
 
 def _clip(text: str, limit: int = 120) -> str:

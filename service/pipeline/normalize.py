@@ -29,22 +29,23 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..assessment_model import DataGap, InputIssue
+from ..assessment_model import DataGap, EntryPlace, InputIssue, Severity
 from ..cql_like.quantity import Quantity
 from ..cql_like.values import Concept, Record
 from .facts import PatientFacts, counting_order_key
 from ..fhir_reading.dates import parse_datetime, parse_partial_date
 from ..fhir_reading.elements import (MAX_TEXT_LENGTH, categories_text, choice_datetime, concept, display_text, first_code,
-                            long_text_paths, normalized_name, reference_of, text_or_none)
+                            normalized_name, reference_of, text_or_none)
 from .ingest import MEDICATION_USERS, KeptResource, PatientResources
 from .issue_lists import capped
+from .records import RecordBuilder, shipped_record_builder
 from .observations import ObservationNormalizer, PatientAgeContext, observation_date_location, skipped_result_gap
 from ..fhir_reading.references import ReferenceIndex, reference_keys
 from ..terminology import Terminology, load_terminology
 
 
-def build_facts(patient: PatientResources, *, now: datetime,
-                terminology: Terminology | None = None, gaps: tuple[DataGap, ...] = ()) -> PatientFacts:
+def build_facts(patient: PatientResources, *, now: datetime, terminology: Terminology | None = None,
+                gaps: tuple[DataGap, ...] = (), records: RecordBuilder | None = None) -> PatientFacts:
     """Normalize one patient's resources into `PatientFacts`.
 
     `now` is the evaluation time: an Observation dated after it is reported
@@ -53,15 +54,18 @@ def build_facts(patient: PatientResources, *, now: datetime,
     `gaps` are the searches of this patient read only in part; with the resources
     that were skipped (`patient.skipped`, results whose value or unit cannot be
     used) they reach the rules as DataGap records, so what was not read is never
-    taken as absent.
+    taken as absent. `records` builds every record through the facts model (the configured model's
+    when None).
     """
-    return _Normalizer(patient, now, terminology or load_terminology(), gaps).facts()
+    return _Normalizer(patient, now, terminology or load_terminology(), gaps,
+                       records or shipped_record_builder()).facts()
 
 
 class _Normalizer:
     def __init__(self, patient: PatientResources, now: datetime, terminology: Terminology,
-                 gaps: tuple[DataGap, ...] = ()) -> None:
+                 gaps: tuple[DataGap, ...], build: RecordBuilder) -> None:
         self.patient = patient
+        self.build = build
         self.gaps = gaps
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
         self.terminology = terminology
@@ -69,19 +73,27 @@ class _Normalizer:
         self.medications = self._medication_index(patient.resources)
 
     @property
-    def _birth_date_location(self) -> str | None:
-        """The Patient's birthDate element, or the Patient entry when it has none; None without a Patient."""
-        where = self.patient.patient_location
-        if where is None or self.patient.patient is None:
+    def _birth_date_location(self) -> EntryPlace | None:
+        """The Patient's birthDate element, or the Patient resource when it has none; None without a Patient."""
+        index, resource = self.patient.patient_entry, self.patient.patient_read
+        if index is None or resource is None:
             return None
-        return f"{where}.birthDate" if "birthDate" in self.patient.patient else where
+        return EntryPlace(index, "resource.birthDate" if "birthDate" in resource else "resource")
+
+    @staticmethod
+    def _patient_issue(severity: Severity, code: str, place: EntryPlace | None, diagnostics: str,
+                       fallback: str | None = None) -> InputIssue:
+        """An issue about the Patient at `place`; at `fallback` when the Patient is not in the bundle."""
+        if place is None:
+            return InputIssue(severity, code, diagnostics, fallback)
+        return InputIssue.at(place, severity, code, diagnostics)
 
     def facts(self) -> PatientFacts:
         """The patient's facts for the rules; issues met on the way are collected in `self.issues`."""
         patient_record, age = self._patient_record()
-        gap_records: list[Record] = [_search_gap(gap) for gap in self.gaps]
+        gap_records: list[Record] = [_search_gap(self.build, gap) for gap in self.gaps]
         observations = ObservationNormalizer(self.terminology, age, self.issues, self._birth_date_location,
-                                             gap_records)
+                                             gap_records, self.build)
         builders: dict[str, Callable[[KeptResource], Record | None]] = {
             "Observation": observations.record,
             "Condition": self._condition,
@@ -107,14 +119,16 @@ class _Normalizer:
         self._check_same_instant_results(results)
         for skipped in self.patient.skipped:
             gap = (observations.skipped_gap(skipped) if skipped.resource_type == "Observation"
-                   else _skipped_resource_gap(skipped))
+                   else _skipped_resource_gap(self.build, skipped))
             if gap is not None:
                 gap_records.append(gap)
         records.extend(gap_records)
         if age.unknown_age_used:
-            self.issues.append(InputIssue(
-                "information", "informational", self._age_unknown_text(age),
-                self.patient.patient_location or "Bundle.entry"))
+            patient_entry = self.patient.patient_entry
+            self.issues.append(self._patient_issue(
+                "information", "informational",
+                EntryPlace(patient_entry, "resource") if patient_entry is not None else None,
+                self._age_unknown_text(age), fallback="Bundle.entry"))
         return PatientFacts(self.patient.patient_id, self.patient.patient_reference, patient_record, records,
                             capped(self.issues))
 
@@ -131,28 +145,26 @@ class _Normalizer:
 
     def _note_long_texts(self, kept: KeptResource) -> None:
         """Text is read up to MAX_TEXT_LENGTH characters (fhir_elements.text_or_none); say where it was cut."""
-        for path in long_text_paths(kept.resource):
-            self.issues.append(InputIssue(
-                "information", "informational",
-                f"text longer than {MAX_TEXT_LENGTH:,} characters: only the first {MAX_TEXT_LENGTH:,} are read",
-                f"{kept.location}.{path}"))
+        for path in kept.long_texts:
+            self.issues.append(InputIssue.at(
+                kept.at(path), "information", "informational",
+                f"text longer than {MAX_TEXT_LENGTH:,} characters: only the first {MAX_TEXT_LENGTH:,} are read"))
 
     # --- Patient --------------------------------------------------------------------------------
     def _patient_record(self) -> tuple[Record, PatientAgeContext]:
-        resource = self.patient.patient or {}
+        resource = self.patient.patient_read or {}
         birth_text = resource.get("birthDate")
         birth = parse_partial_date(birth_text)
         if birth_text is not None and birth is None:
-            self.issues.append(InputIssue("warning", "value",
-                                          f"birthDate {birth_text!r} is not understood: age unknown",
-                                          self._birth_date_location))
+            self.issues.append(self._patient_issue("warning", "value", self._birth_date_location,
+                                                   f"birthDate {birth_text!r} is not understood: age unknown"))
         elif birth is not None and not birth.is_exact:
-            self.issues.append(InputIssue(
-                "information", "informational",
+            self.issues.append(self._patient_issue(
+                "information", "informational", self._birth_date_location,
                 f"birthDate '{birth_text}' is partial: {birth.earliest.isoformat()} (the earliest day it allows) "
-                "is used for the age", self._birth_date_location))
+                "is used for the age"))
         gender = resource.get("gender")
-        record = Record("Patient", {
+        record = self.build("Patient", {
             "id": text_or_none(resource.get("id")) or self.patient.patient_id,
             "birthDate": birth.earliest if birth is not None else None,
             "gender": gender if isinstance(gender, str) else None,
@@ -162,10 +174,10 @@ class _Normalizer:
 
     # --- other types ----------------------------------------------------------------------------
     def _condition(self, kept: KeptResource) -> Record:
-        resource = kept.resource
+        resource = kept.read
         onset, _ = choice_datetime(resource, "onset")
         abatement, _ = choice_datetime(resource, "abatement")
-        return Record("Condition", {
+        return self.build("Condition", {
             "id": text_or_none(resource.get("id")),
             "code": concept(resource.get("code")),
             "clinicalStatus": first_code(resource.get("clinicalStatus")),
@@ -177,9 +189,9 @@ class _Normalizer:
         }, kept.source)
 
     def _medication_request(self, kept: KeptResource) -> Record:
-        resource = kept.resource
+        resource = kept.read
         code, name = self._medication(kept)
-        return Record("MedicationRequest", {
+        return self.build("MedicationRequest", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -190,11 +202,11 @@ class _Normalizer:
         }, kept.source)
 
     def _medication_administration(self, kept: KeptResource) -> Record:
-        resource = kept.resource
+        resource = kept.read
         code, name = self._medication(kept)
         effective, _ = choice_datetime(resource, "effective")
         dosage = resource.get("dosage")
-        return Record("MedicationAdministration", {
+        return self.build("MedicationAdministration", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -204,10 +216,10 @@ class _Normalizer:
         }, kept.source)
 
     def _medication_statement(self, kept: KeptResource) -> Record:
-        resource = kept.resource
+        resource = kept.read
         code, name = self._medication(kept)
         effective, _ = choice_datetime(resource, "effective")
-        return Record("MedicationStatement", {
+        return self.build("MedicationStatement", {
             "id": text_or_none(resource.get("id")),
             "code": code,
             "status": text_or_none(resource.get("status")),
@@ -217,9 +229,9 @@ class _Normalizer:
         }, kept.source)
 
     def _procedure(self, kept: KeptResource) -> Record:
-        resource = kept.resource
+        resource = kept.read
         performed, _ = choice_datetime(resource, "performed")
-        return Record("Procedure", {
+        return self.build("Procedure", {
             "id": text_or_none(resource.get("id")),
             "code": concept(resource.get("code")),
             "status": text_or_none(resource.get("status")),
@@ -227,8 +239,8 @@ class _Normalizer:
         }, kept.source)
 
     def _service_request(self, kept: KeptResource) -> Record:
-        resource = kept.resource
-        return Record("ServiceRequest", {
+        resource = kept.read
+        return self.build("ServiceRequest", {
             "id": text_or_none(resource.get("id")),
             "code": _plain_systems(concept(resource.get("code"))),
             "status": text_or_none(resource.get("status")),
@@ -242,14 +254,14 @@ class _Normalizer:
         index: ReferenceIndex[int] = ReferenceIndex()
         for position, kept in enumerate(resources):
             if kept.resource_type == "Medication":
-                resource_id = kept.resource.get("id")
+                resource_id = kept.read.get("id")
                 keys = reference_keys("Medication", resource_id if isinstance(resource_id, str) else None, None)
                 index.add(position, ([kept.reference] if kept.reference else []) + keys)
         return index
 
     def _medication(self, kept: KeptResource) -> tuple[Concept | None, str | None]:
         """The medication's code and matching name, from the CodeableConcept or the referenced Medication."""
-        resource = kept.resource
+        resource = kept.read
         if "medicationCodeableConcept" in resource:
             codeable = resource["medicationCodeableConcept"]
             return concept(codeable), normalized_name(display_text(codeable))
@@ -273,7 +285,7 @@ class _Normalizer:
                     return item
             return None
         position = self.medications.resolve(reference)
-        return self.patient.resources[position].resource if position is not None else None
+        return self.patient.resources[position].read if position is not None else None
 
     def _check_not_future(self, kept: KeptResource, record: Record) -> None:
         if record.type_name != "Observation" or record.get("analyte") is None:
@@ -281,11 +293,10 @@ class _Normalizer:
         effective = record.get("effective")
         when = effective or record.get("issued")
         if when is not None and when > self.now:
-            where = observation_date_location(kept) if effective is not None else f"{kept.location}.issued"
-            self.issues.append(InputIssue(
-                "warning", "value",
-                f"{kept.location}: dated {when.isoformat()}, after the evaluation time {self.now.isoformat()}",
-                where))
+            where = observation_date_location(kept) if effective is not None else kept.at("issued")
+            self.issues.append(InputIssue.at(
+                where, "warning", "value",
+                f"dated {when.isoformat()}, after the evaluation time {self.now.isoformat()}", prefix=kept.place))
 
     def _check_same_instant_results(self, results: list[tuple[Record, KeptResource]]) -> None:
         """Warn when results of one analyte filed at the same instant disagree: all are kept, the rules
@@ -310,24 +321,26 @@ class _Normalizer:
             if any(not _same_result(unsettled[0], record) for record in unsettled[1:]):
                 for record in unsettled:
                     record.fields["conflictingSameInstant"] = True
-            listed = " and ".join(f"{kept.location} ({_result_text(record)})" for record, kept in members)
-            self.issues.append(InputIssue(
-                "warning", "conflict",
+            listed: list[str | EntryPlace] = []
+            for number, (record, kept) in enumerate(members):
+                listed += [" and " if number else "", kept.place, f" ({_result_text(record)})"]
+            self.issues.append(InputIssue.at(
+                members[0][1].place, "warning", "conflict",
                 f"{analyte}: conflicting results at the same time: the {_why_used(used, runner_up)} "
-                f"({_result_text(used)}) is used; {listed} are filed at the same instant {effective.isoformat()}",
-                members[0][1].location))
+                f"({_result_text(used)}) is used; ", *listed,
+                f" are filed at the same instant {effective.isoformat()}"))
 
 
-def _search_gap(gap: DataGap) -> Record:
+def _search_gap(build: RecordBuilder, gap: DataGap) -> Record:
     """A search read only in part, as the facts model's DataGap (no code: any record of the type)."""
-    return Record("DataGap", {"resourceType": gap.resource_type, "reason": gap.reason, "code": None,
+    return build("DataGap", {"resourceType": gap.resource_type, "reason": gap.reason, "code": None,
                               "effective": None, "location": gap.location})
 
 
-def _skipped_resource_gap(kept: KeptResource) -> Record:
+def _skipped_resource_gap(build: RecordBuilder, kept: KeptResource) -> Record:
     """A skipped Condition, Procedure, order or medication, with its code when it can be read."""
     element = "medicationCodeableConcept" if kept.resource_type in MEDICATION_USERS else "code"
-    return skipped_result_gap(kept, concept(kept.resource.get(element)), None)
+    return skipped_result_gap(build, kept, concept(kept.resource.get(element)), None)
 
 
 def _why_used(used: Record, other: Record) -> str:

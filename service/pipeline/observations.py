@@ -35,7 +35,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..assessment_model import COMPARATOR_WORDS, InputIssue
+from ..assessment_model import COMPARATOR_WORDS, EntryPlace, InputIssue
 from ..cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
 from ..cql_like.values import Code, Concept, Interval, Record
 from ..fhir_reading.dates import PartialDate, parse_datetime, parse_partial_date
@@ -44,6 +44,7 @@ from ..terminology.ages import Age, age_on
 from ..terminology import (AGE_UNKNOWN_SOURCE_LABEL, NO_DEFAULT_RANGE_FOR_AGE, PANEL, QUANTITATIVE, UCUM, AnalyteCode, DefaultRange, Terminology,
                           UnitConversionError)
 from .ingest import KeptResource
+from .records import RecordBuilder, shipped_record_builder
 
 # Statuses whose results count; 'preliminary' counts but is noted.
 COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -68,7 +69,7 @@ class PatientAgeContext:
 class _Number:
     value: Decimal
     unit: str | None
-    unit_location: str
+    unit_location: EntryPlace
     comparator: str | None = None  # one of COMPARATOR_WORDS: the value is a bound
 
 
@@ -76,8 +77,10 @@ class ObservationNormalizer:
     """Turns one patient's Observations into Records, collecting issues."""
 
     def __init__(self, terminology: Terminology, age: PatientAgeContext, issues: list[InputIssue],
-                 birth_date_location: str | None = None, gaps: list[Record] | None = None) -> None:
+                 birth_date_location: EntryPlace | None = None, gaps: list[Record] | None = None,
+                 build: RecordBuilder | None = None) -> None:
         self.terminology = terminology
+        self.build = build or shipped_record_builder()
         self.age = age
         self.issues = issues
         self.birth_date_location = birth_date_location
@@ -89,12 +92,12 @@ class ObservationNormalizer:
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
         """One Observation as a Record, or None when unusable (an issue says why, for known analytes)."""
-        resource, loc = kept.resource, kept.location
+        resource = kept.read
         analyte_code = self._analyte_code(resource)
         status = resource.get("status")
         if not isinstance(status, str) or status not in COUNTED_STATUSES:
             if analyte_code is not None:
-                self._warn("business-rule", f"{loc}.status",
+                self._warn("business-rule", kept.at("status"),
                            f"{self._what(analyte_code)} not used: status '{status}'")
             return None
         effective, effective_element = choice_datetime(resource, "effective")
@@ -102,13 +105,13 @@ class ObservationNormalizer:
         self._note_code_systems(kept, analyte_code)
         if analyte_code is not None:
             if effective is not None and effective_element is not None:
-                self._note_partial_date(resource, f"{loc}.{effective_element}", effective_element)
+                self._note_partial_date(resource, kept.at(effective_element), effective_element)
             if effective is None and effective_element is not None:
-                self._warn("value", f"{loc}.{effective_element}",
+                self._warn("value", kept.at(effective_element),
                            f"{self._what(analyte_code)}: date '{_shown(_raw_at(resource, effective_element))}' "
                            "is not understood")
             if effective is None and issued is None:
-                self._warn("required", loc,
+                self._warn("required", kept.place,
                            f"{self._what(analyte_code)} not used: no effective date and no issued date "
                            "(cannot tell whether it is current)")
                 return None
@@ -117,11 +120,10 @@ class ObservationNormalizer:
             # older than it is, and the clinician is told which date was used.
             effective = issued
             what = self._what(analyte_code) if analyte_code is not None else "result"
-            self._note(loc, f"{what}: dated by Observation.issued: no effective time was sent")
+            self._note(kept.place, f"{what}: dated by Observation.issued: no effective time was sent")
         self._warn_about_components(kept)
         if status == "preliminary" and analyte_code is not None:
-            self.issues.append(InputIssue("information", "informational",
-                                          f"{self._what(analyte_code)}: preliminary result used", f"{loc}.status"))
+            self._note(kept.at("status"), f"{self._what(analyte_code)}: preliminary result used")
         fields: dict[str, Any] = {
             "id": text_or_none(resource.get("id")),
             "code": self._observation_concept(resource.get("code")),
@@ -148,14 +150,14 @@ class ObservationNormalizer:
                 self._value_unreadable = False
                 if not self._fill_quantitative(kept, analyte_code, fields):
                     if self._value_unreadable:
-                        self.gaps.append(skipped_result_gap(kept, fields["code"], fields["effective"]))
+                        self.gaps.append(skipped_result_gap(self.build, kept, fields["code"], fields["effective"]))
                     return None
             elif not self._fill_qualitative(kept, analyte_code, analyte.kind, fields):
                 return None
         self._fill_lab_interpretation(resource, fields)
         if fields["comparator"] is not None and analyte_code is not None:
             self._note_bound(kept, analyte_code, fields)
-        return Record("Observation", fields, kept.source)
+        return self.build("Observation", fields, kept.source)
 
     def skipped_gap(self, kept: KeptResource) -> Record | None:
         """The DataGap of an Observation skipped before it was read (it fails R4 validation): a result of
@@ -167,7 +169,7 @@ class ObservationNormalizer:
             return None
         code = self._observation_concept(resource.get("code")) if analyte_code is not None else None
         effective, _ = choice_datetime(resource, "effective")
-        return skipped_result_gap(kept, code, effective or parse_datetime(resource.get("issued")))
+        return skipped_result_gap(self.build, kept, code, effective or parse_datetime(resource.get("issued")))
 
     # --- code ---------------------------------------------------------------------------------------
     def _observation_concept(self, codeable: Any) -> Concept | None:
@@ -184,7 +186,7 @@ class ObservationNormalizer:
     def _note_code_systems(self, kept: KeptResource, analyte_code: AnalyteCode | None) -> None:
         """Say when a result was matched through a system alias, and when its code cannot be read at all
         (no coding of a known system): such a result is silently irrelevant otherwise."""
-        raw = kept.resource.get("code")
+        raw = kept.read.get("code")
         items = raw.get("coding") if isinstance(raw, dict) else None
         items = items if isinstance(items, list) else []
         if analyte_code is not None:
@@ -193,15 +195,15 @@ class ObservationNormalizer:
                     continue
                 alias = self.terminology.system_alias(item.get("system"))
                 if alias is not None and self.terminology.analyte_for(item.get("system"), item.get("code")):
-                    self._note(f"{kept.location}.code.coding[{position}]",
+                    self._note(kept.at(f"code.coding[{position}]"),
                                f"{self._what(analyte_code)}: {alias[1]} identified by its OID; "
                                f"R4 expects {alias[0]}")
             return
         if not any(isinstance(item, dict) and self.terminology.is_recognised_system(item.get("system"))
                    for item in items):
-            self._note(f"{kept.location}.code", "code not recognised: not used by the rules")
+            self._note(kept.at("code"), "code not recognised: not used by the rules")
 
-    def _note_partial_date(self, resource: dict[str, Any], where: str, element: str) -> None:
+    def _note_partial_date(self, resource: dict[str, Any], where: EntryPlace, element: str) -> None:
         """A month- or year-precision date is ordered as the first day of its period; the clinician is
         told, because the day shown in a rationale was then not measured."""
         raw = _raw_at(resource, element)
@@ -220,21 +222,21 @@ class ObservationNormalizer:
         return None
 
     def _fill_quantitative(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> bool:
-        resource, loc = kept.resource, kept.location
+        resource = kept.read
         what = self._what(analyte_code)
         if "valueQuantity" not in resource:
             present = next((name for name in VALUE_ELEMENTS if name in resource), None)
             if present is not None:
                 shown = _shown(resource[present]) if present == "valueString" else None
                 detail = f" '{shown}'" if shown is not None else ""
-                self._unusable("value", f"{loc}.{present}",
+                self._unusable("value", kept.at(present),
                                f"{what} not used: {present}{detail} is not a Quantity (a number with a unit is needed)")
             else:
                 reason = display_text(resource.get("dataAbsentReason"))
                 because = f" (dataAbsentReason: {reason})" if reason else ""
-                self._warn("required", loc, f"{what} not used: no value{because}")
+                self._warn("required", kept.place, f"{what} not used: no value{because}")
             return False
-        number = self._exact_number(resource["valueQuantity"], f"{loc}.valueQuantity", what, analyte_code.analyte)
+        number = self._exact_number(resource["valueQuantity"], kept.at("valueQuantity"), what, analyte_code.analyte)
         if number is None:
             return False
         try:
@@ -258,7 +260,7 @@ class ObservationNormalizer:
     def _fill_qualitative(self, kept: KeptResource, analyte_code: AnalyteCode, kind: str,
                           fields: dict[str, Any]) -> bool:
         """Any value counts: text as valueText, quantities passed through in their own unit."""
-        resource = kept.resource
+        resource = kept.read
         self._fill_unconverted_value(resource, fields)
         if fields["value"] is not None or fields["valueText"] is not None:
             return True
@@ -267,7 +269,7 @@ class ObservationNormalizer:
             return True  # a panel is reported by its member results or its components
         if kind == PANEL and any(name in resource for name in VALUE_ELEMENTS):
             return True
-        self._warn("required", kept.location, f"{self._what(analyte_code)} not used: no value")
+        self._warn("required", kept.place, f"{self._what(analyte_code)} not used: no value")
         return False
 
     def _fill_unconverted_value(self, resource: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -287,22 +289,22 @@ class ObservationNormalizer:
         elif isinstance(resource.get("valueRatio"), dict):
             fields["valueText"] = _ratio_text(resource["valueRatio"])
 
-    def _exact_number(self, quantity: Any, where: str, what: str, analyte_key: str) -> _Number | None:
+    def _exact_number(self, quantity: Any, where: EntryPlace, what: str, analyte_key: str) -> _Number | None:
         if not isinstance(quantity, dict):
             self._unusable("structure", where, f"{what} not used: valueQuantity is not an object")
             return None
         raw = quantity.get("value")
         comparator = quantity.get("comparator")
         if raw is None:
-            self._warn("required", f"{where}.value", f"{what} not used: the Quantity has no value")
+            self._warn("required", where.at("value"), f"{what} not used: the Quantity has no value")
             return None
         value = _json_decimal(raw)
         if value is None:
-            self._unusable("value", f"{where}.value", f"{what} not used: value {_shown(raw)} is not a JSON number within the "
+            self._unusable("value", where.at("value"), f"{what} not used: value {_shown(raw)} is not a JSON number within the "
                            "range the rules compute with (magnitude below 10^28)")
             return None
         if comparator is not None and (not isinstance(comparator, str) or comparator not in COMPARATOR_WORDS):
-            self._unusable("value", f"{where}.comparator",
+            self._unusable("value", where.at("comparator"),
                            f"{what} not used: comparator '{_shown(comparator)}' is not one of "
                            f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
             return None
@@ -312,12 +314,12 @@ class ObservationNormalizer:
             return None
         system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
-            return _Number(value, code.strip(), f"{where}.code", comparator)
+            return _Number(value, code.strip(), where.at("code"), comparator)
         if isinstance(unit_text, str) and unit_text.strip():
-            return _Number(value, unit_text.strip(), f"{where}.unit", comparator)
+            return _Number(value, unit_text.strip(), where.at("unit"), comparator)
         if isinstance(code, str) and code.strip() and system is None:
-            return _Number(value, code.strip(), f"{where}.code", comparator)
-        return _Number(value, None, f"{where}.unit", comparator)
+            return _Number(value, code.strip(), where.at("code"), comparator)
+        return _Number(value, None, where.at("unit"), comparator)
 
     def _unit_conflict(self, analyte_key: str, quantity: dict[str, Any]) -> str | None:
         """Why a Quantity's `unit` and UCUM `code` contradict each other, or None.
@@ -382,7 +384,7 @@ class ObservationNormalizer:
 
     def _note_bound(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
         """Say, at the comparator, that a bound was kept, how it reads and whether it settles the flag."""
-        quantity = kept.resource["valueQuantity"]
+        quantity = kept.read["valueQuantity"]
         comparator, bound = fields["comparator"], fields["value"]
         sent_unit = quantity.get("code") if quantity.get("system") == UCUM else None
         sent_unit = sent_unit if isinstance(sent_unit, str) and sent_unit.strip() else quantity.get("unit")
@@ -404,7 +406,7 @@ class ObservationNormalizer:
             verdict = f"not flagged: the bound does not settle it against {against} (result not quantified)"
         else:
             verdict = "not flagged: no reference range applies (result not quantified)"
-        self._note(f"{kept.location}.valueQuantity.comparator",
+        self._note(kept.at("valueQuantity.comparator"),
                    f"{self._what(analyte_code)}: '{sent}' is a bound, not a measured value: kept as '{kept_as}', "
                    f"{verdict}; never used in a product or ratio")
 
@@ -415,7 +417,7 @@ class ObservationNormalizer:
         appliesTo this service cannot read) is not used: a range meant for someone else would give
         a wrong flag, and the default band is the documented fallback.
         """
-        ranges = kept.resource.get("referenceRange")
+        ranges = kept.read.get("referenceRange")
         if not isinstance(ranges, list):
             return None
         offered = False
@@ -427,14 +429,14 @@ class ObservationNormalizer:
             offered = True
             if not self._range_applies(item, when):
                 continue
-            where = f"{kept.location}.referenceRange[{position}]"
+            where = kept.at(f"referenceRange[{position}]")
             bounds: list[Quantity | None] = []
             for bound in ("low", "high"):
                 quantity = item.get(bound)
                 if quantity is None:
                     bounds.append(None)
                     continue
-                converted = self._range_bound(quantity, f"{where}.{bound}", analyte_code)
+                converted = self._range_bound(quantity, where.at(bound), analyte_code)
                 if converted is None:
                     return None
                 bounds.append(converted)
@@ -446,7 +448,7 @@ class ObservationNormalizer:
                 return None
             return Interval(low, high)
         if offered:
-            self._note(f"{kept.location}.referenceRange",
+            self._note(kept.at("referenceRange"),
                        f"{self._what(analyte_code)}: the lab's reference ranges do not apply to this patient "
                        "(restricted to another age or sex, or to one that is not known); default range used instead")
         return None
@@ -509,7 +511,7 @@ class ObservationNormalizer:
             return age.days
         return None
 
-    def _range_bound(self, quantity: Any, where: str, analyte_code: AnalyteCode) -> Quantity | None:
+    def _range_bound(self, quantity: Any, where: EntryPlace, analyte_code: AnalyteCode) -> Quantity | None:
         what = self._what(analyte_code)
         value = _json_decimal(quantity.get("value")) if isinstance(quantity, dict) else None
         if value is None:
@@ -577,7 +579,7 @@ class ObservationNormalizer:
     def _warn_about_components(self, kept: KeptResource) -> None:
         """A lab result sent as a component of another Observation is not read: the component has no
         status, range or identity of its own the rules could cite, so the sender is told to send it alone."""
-        components = kept.resource.get("component")
+        components = kept.read.get("component")
         if not isinstance(components, list):
             return
         for position, component in enumerate(components):
@@ -585,7 +587,7 @@ class ObservationNormalizer:
                 continue
             found = self._analyte_code(component)
             if found is not None:
-                self._warn("not-supported", f"{kept.location}.component[{position}]",
+                self._warn("not-supported", kept.at(f"component[{position}]"),
                            f"{self.terminology.analyte(found.analyte).label} (LOINC {found.code}) sent as a "
                            "component of a panel is not used: send it as its own Observation")
 
@@ -602,32 +604,33 @@ class ObservationNormalizer:
     def _what(self, analyte_code: AnalyteCode) -> str:
         return f"{analyte_code.label} (LOINC {analyte_code.code})"
 
-    def _warn(self, code: str, location: str, diagnostics: str) -> None:
-        self.issues.append(InputIssue("warning", code, diagnostics, location))
+    def _warn(self, code: str, location: EntryPlace, diagnostics: str) -> None:
+        self.issues.append(InputIssue.at(location, "warning", code, diagnostics))
 
-    def _unusable(self, code: str, location: str, diagnostics: str) -> None:
+    def _unusable(self, code: str, location: EntryPlace, diagnostics: str) -> None:
         """Warn about a result whose value or unit cannot be read, and remember it was there."""
         self._value_unreadable = True
         self._warn(code, location, diagnostics)
 
-    def _note(self, location: str, diagnostics: str) -> None:
-        self.issues.append(InputIssue("information", "informational", diagnostics, location))
+    def _note(self, location: EntryPlace, diagnostics: str) -> None:
+        self.issues.append(InputIssue.at(location, "information", "informational", diagnostics))
 
 
-def skipped_result_gap(kept: KeptResource, code: Concept | None, effective: datetime | None) -> Record:
+def skipped_result_gap(build: RecordBuilder, kept: KeptResource, code: Concept | None,
+                       effective: datetime | None) -> Record:
     """A DataGap record for a resource that was there but could not be used (see service/knowledge/model.json)."""
-    return Record("DataGap", {
+    return build("DataGap", {
         "resourceType": kept.resource_type, "reason": "resource-skipped", "code": code,
         "effective": effective, "location": kept.location,
     })
 
 
-def observation_date_location(kept: KeptResource) -> str:
+def observation_date_location(kept: KeptResource) -> EntryPlace:
     """Where the date a result is filed under comes from: the effective[x] element sent, else issued."""
-    _, element = choice_datetime(kept.resource, "effective")
+    _, element = choice_datetime(kept.read, "effective")
     if element is not None:
-        return f"{kept.location}.{element}"
-    return f"{kept.location}.issued" if "issued" in kept.resource else kept.location
+        return kept.at(element)
+    return kept.at("issued") if "issued" in kept.read else kept.place
 
 
 def _is_normal_range(item: dict[str, Any]) -> bool:

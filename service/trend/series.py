@@ -18,7 +18,6 @@ phosphate drawn the same day, for the chart only, and say so.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -35,7 +34,6 @@ CHART_DATA_FILE = Path(__file__).with_name("chart_data.json")
 USED, EARLIER, STALE, SKIPPED = "used", "earlier", "stale", "skipped"
 PRODUCT = "ca-x-p"
 CORRECTED = "calcium-corrected"
-_ENTRY_INDEX = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
 @lru_cache(maxsize=1)
@@ -146,7 +144,7 @@ def _patient_trend(resources: PatientResources, assessment: PatientAssessment, t
             continue
         record = records.get(kept.source) if kept in resources.resources else None
         points.append(_result_point(kept, analyte, record, terminology, used, cutoff,
-                                    reasons.get(_entry_index(kept.location), ())))
+                                    reasons.get(kept.entry_index, ())))
     points.extend(_derived_points(assessment, records))
     points.extend(_earlier_products(points, assessment))
     points.sort(key=lambda p: (p.analyte, _sort_key(p.effective)))
@@ -245,11 +243,6 @@ def _reasons_by_entry(issues: Iterable[InputIssue]) -> dict[int, tuple[str, ...]
             if text not in found.setdefault(issue.entry_index, []):
                 found[issue.entry_index].append(text)
     return {index: tuple(texts) for index, texts in found.items()}
-
-
-def _entry_index(location: str) -> int | None:
-    match = _ENTRY_INDEX.match(location)
-    return int(match.group(1)) if match else None
 
 
 def _reported(resource: Mapping[str, Any]) -> str:

@@ -12,15 +12,16 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..assessment_model import InputIssue
 from ..config import PACKAGE_DIR, load_settings
 from .docs_page import CONTENT_SECURITY_POLICY, render_page
 from ..errors import AuthenticationError, ServiceError
+from ..fhir_outputs.errors import OutputValidationError
 from ..fhir_outputs.operation_outcome import operation_outcome
 from .http_io import fhir_response
 
@@ -36,9 +37,15 @@ _HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413
 def _configure_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        # The process id tells apart the workers of `calcinosis-cds serve`, as gunicorn's own lines do.
+        logging.basicConfig(format="%(asctime)s [%(process)d] %(levelname)s %(name)s %(message)s")
     logging.getLogger("calcinosis_cds").setLevel(level)
     logging.getLogger("service").setLevel(level)
+
+
+def _outcome(issues: Sequence[InputIssue]) -> dict[str, Any]:
+    """The OperationOutcome of an error answer, validated at runtime when the app's settings ask for it."""
+    return operation_outcome(issues, validate=current_app.config["CALCINOSIS"]["VALIDATE_OUTPUTS"])
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -47,7 +54,7 @@ def _register_error_handlers(app: Flask) -> None:
         """A caller's error: its issues as an OperationOutcome with the error's 4xx status."""
         log.info("request %s rejected: %s %s", g.get("request_id"), error.status,
                  "; ".join(i.code for i in error.issues))
-        return fhir_response(operation_outcome(error.issues), status=error.status,
+        return fhir_response(_outcome(error.issues), status=error.status,
                              headers=getattr(error, "headers", None))
 
     @app.errorhandler(AuthenticationError)
@@ -63,7 +70,7 @@ def _register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         issue = InputIssue("error", _HTTP_ISSUE_CODES.get(status, "processing"),
                            f"{error.name}: {error.description}", None)
-        response = fhir_response(operation_outcome([issue]), status=status)
+        response = fhir_response(_outcome([issue]), status=status)
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
@@ -74,11 +81,14 @@ def _register_error_handlers(app: Flask) -> None:
         # The exception's message can quote the request (validation errors echo input values),
         # so only its type and the code path are logged.
         frames = "".join(traceback.format_tb(error.__traceback__))
-        log.error("request %s failed unexpectedly: %s\n%s", g.get("request_id"), type(error).__name__, frames)
+        # An output that failed validation (VALIDATE_OUTPUTS) is located by our own resource id and element.
+        where = f" at {error.location}" if isinstance(error, OutputValidationError) and error.location else ""
+        log.error("request %s failed unexpectedly: %s%s\n%s", g.get("request_id"), type(error).__name__, where,
+                  frames)
         issue = InputIssue("fatal", "exception",
                            f"internal error while processing the request (request id {g.get('request_id')})",
                            None)
-        return fhir_response(operation_outcome([issue]), status=500)
+        return fhir_response(_outcome([issue]), status=500)
 
 
 def _register_request_logging(app: Flask) -> None:

@@ -58,7 +58,7 @@ def assess() -> Response:
     bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
     check_budget(bundle, request.content_length or 0, state.settings)
     run = state.assess(bundle)
-    result = build_result_bundle(run.patients, run.issues)
+    result = build_result_bundle(run.patients, run.issues, validate=state.settings["VALIDATE_OUTPUTS"])
     if _wants_chart():
         result = add_chart_documents(result, trends_of(state.assessor, bundle, run, state.settings))
     return fhir_response(result)

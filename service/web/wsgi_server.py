@@ -1,4 +1,21 @@
-"""Run the app under gunicorn, configured from the command line rather than a config file."""
+"""Run the app under gunicorn, configured from the settings and the command line rather than a config file.
+
+How the settings were chosen (measured with `python bench/perf.py` on a 2-core machine; the README's
+Performance section has the figures):
+- `reuse_port`: every worker binds its own listening socket (SO_REUSEPORT) and the kernel spreads
+  new connections across them. With one socket shared by all workers, whichever worker woke first
+  took every keep-alive connection of a burst and kept it, so one worker served all the load while
+  the others sat idle.
+- one worker per core by default: the assessment is CPU-bound Python, so a process per core is
+  what runs requests in parallel; more processes only share the same cores.
+- few threads per worker (2): threads of one process share its interpreter lock, so more of them
+  do not run more requests at once; they only slice each request thinner and stretch every
+  latency. Two keep a worker busy while one thread waits on the network.
+- bounded queues: a worker runs `threads` requests at once; a burst beyond that waits its turn,
+  first in the worker (at most gunicorn's `worker_connections`, 1000, connections) and then in the
+  worker's kernel backlog (`SERVE_BACKLOG`), instead of being turned away; only beyond both is a
+  connection refused, which a client sees at once rather than after a timeout.
+"""
 
 from __future__ import annotations
 
@@ -32,42 +49,28 @@ class _GunicornApplication(BaseApplication):
         return create_app()
 
 
-def serve(*, host: str, port: int, workers: int, threads: int, timeout: int) -> None:
-    """Serve until interrupted. Access logs stay off: the app logs method, path and status only.
-
-    Threaded workers: a client that sends its body slowly holds one thread, not a whole worker
-    (with sync workers, two idle connections stalled the service for a minute). In production,
-    a buffering reverse proxy in front is still the right place to absorb slow clients.
-    """
-    # Prometheus multiprocess mode: every worker writes its figures under one directory, so a
-    # scrape answered by any worker reports them all (service/web/metrics.py). Set before the
-    # workers start, since prometheus_client reads it when first imported.
-    own_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_dir = tempfile.mkdtemp(prefix="calcinosis-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+def cores_available() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow), at least 1."""
     try:
-        _run(host=host, port=port, workers=workers, threads=threads, timeout=timeout)
-    finally:
-        if own_dir:
-            shutil.rmtree(own_dir, ignore_errors=True)
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
-def _child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
-    service's modules, so the master keeps preloading nothing of the service."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def _run(*, host: str, port: int, workers: int, threads: int, timeout: int) -> None:
-    _GunicornApplication({
+def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int, backlog: int,
+                     timeout: int) -> dict[str, Any]:
+    """The gunicorn settings `serve` runs with; `workers` None means one per core."""
+    return {
         "child_exit": _child_exit,
         "bind": f"{host}:{port}",
-        "workers": max(1, workers),
+        "workers": max(1, workers or cores_available()),
+        # Threaded workers: a client that sends its body slowly holds one thread, not a whole worker
+        # (with sync workers, two idle connections stalled the service for a minute). In production,
+        # a buffering reverse proxy in front is still the right place to absorb slow clients.
         "worker_class": "gthread",
         "threads": max(1, threads),
+        "reuse_port": True,
+        "backlog": max(1, backlog),
         "timeout": timeout,
         "graceful_timeout": 10,
         "accesslog": None,
@@ -79,4 +82,31 @@ def _run(*, host: str, port: int, workers: int, threads: int, timeout: int) -> N
         # gunicorn's control socket lives at one path per user: two instances would fight over it,
         # and the service needs no runtime control beyond signals.
         "control_socket_disable": True,
-    }).run()
+    }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
+    service's modules, so the master keeps preloading nothing of the service."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def serve(*, host: str, port: int, workers: int | None, threads: int, backlog: int, timeout: int) -> None:
+    """Serve until interrupted. Access logs stay off: the app logs method, path and status only.
+
+    Prometheus multiprocess mode: every worker writes its figures under one directory, so a scrape
+    answered by any worker reports them all (service/web/metrics.py). The directory is set before the
+    workers start, since prometheus_client reads it when first imported, and removed at exit.
+    """
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="calcinosis-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        _GunicornApplication(gunicorn_options(host=host, port=port, workers=workers, threads=threads,
+                                              backlog=backlog, timeout=timeout)).run()
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)

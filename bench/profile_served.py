@@ -1,0 +1,96 @@
+"""Where a served patient-view call spends its time, by layer, from a profile of the app in process.
+
+Run from the project root: `python bench/profile_served.py [--large] [--calls N]`. The app is built as
+`serve` builds it (JWT verified with a trusted key, replay store and card records in SQLite) and
+called through Flask's test client, so everything but gunicorn and the socket is profiled; the
+served floor (`/healthz` in `bench/perf.py`) is what those cost. Each function's own time is given
+to the layer its file belongs to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from perf import ISSUER, SERVICE_PATH, _client_key, _sign_tokens  # noqa: E402
+from workloads import SMALL_PATIENT_VIEW_SOURCE, patient_view_body, synthea_samples  # noqa: E402
+
+# (layer, substrings of a file path or built-in name), first match wins.
+LAYERS = [
+    ("rule engine (cql_like)", ("service/cql_like/",)),
+    ("ingest and normalize (pipeline, fhir_reading, terminology)",
+     ("service/pipeline/", "service/fhir_reading/", "service/terminology/")),
+    ("input validation (fhir.resources, pydantic)", ("fhir/resources", "fhir_core", "pydantic")),
+    ("replay store and card records (SQLite)", ("sqlite3", "feedback_store")),
+    ("JWT verification (PyJWT, cryptography)", ("jwt/", "jwt_auth", "cryptography", "_rust")),
+    ("cards and CDS Hooks checks (hooks)", ("service/hooks/",)),
+    ("outputs (fhir_outputs)", ("service/fhir_outputs/",)),
+    ("JSON parse and serialize (orjson, json)", ("orjson", "json/", "'loads'", "'dumps'")),
+    ("Flask and Werkzeug", ("flask/", "werkzeug/", "service/web/")),
+]
+
+
+def _layer(filename: str, function: str) -> str:
+    text = f"{filename}:{function}"
+    for layer, needles in LAYERS:
+        if any(needle in text for needle in needles):
+            return layer
+    return "other (Python runtime, stdlib)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", action="store_true", help="the large patient-view call (a Synthea sample)")
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args()
+    from service import create_app
+
+    source = synthea_samples()[-1] if args.large else SMALL_PATIENT_VIEW_SOURCE
+    body = patient_view_body(source)
+    key, jwks = _client_key()
+    base = "http://127.0.0.1"
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"PUBLIC_BASE_URL": base, "CDS_TRUSTED_ISSUERS": {ISSUER: {"jwks": jwks}},
+                          "CDS_FEEDBACK_DB": str(Path(tmp) / "feedback.sqlite3"), "LOG_LEVEL": "WARNING"})
+        client = app.test_client()
+        tokens = _sign_tokens(key, base + SERVICE_PATH, args.calls + 2, Path(tmp) / "tokens.txt").read_text().split()
+
+        def call(token: str) -> None:
+            answer = client.post(SERVICE_PATH, data=body, headers={"Content-Type": "application/json",
+                                                                    "Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.status_code
+
+        call(tokens.pop())  # warm up
+        start = time.perf_counter()
+        for token in tokens[:args.calls]:
+            call(token)
+        plain_ms = (time.perf_counter() - start) / args.calls * 1000
+        tokens = _sign_tokens(key, base + SERVICE_PATH, args.calls, Path(tmp) / "more.txt").read_text().split()
+        profile = cProfile.Profile()
+        profile.enable()
+        for token in tokens:
+            call(token)
+        profile.disable()
+    totals: dict[str, float] = defaultdict(float)
+    for (filename, _, function), (_, _, own, _, _) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        totals[_layer(filename, function)] += own
+    whole = sum(totals.values())
+    print(f"patient-view {'large' if args.large else 'small'} ({len(body) / 1e3:,.0f} KB), in process: "
+          f"{plain_ms:.1f} ms a call without the profiler; share of the profiled time by layer:")
+    for layer, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"  {layer:60} {100 * seconds / whole:5.1f} %  {seconds / args.calls * 1000:7.1f} ms a call (profiled)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
