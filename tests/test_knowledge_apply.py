@@ -94,6 +94,18 @@ def test_apply_agrees_with_assess(client, file, subject):
 MANIFEST_PATIENTS = {fixture["file"]: fixture["patients"] for fixture in MANIFEST["fixtures"]}
 
 
+def test_the_agreement_covers_proposals_and_evaluation_problems(client):
+    """The fixtures compared above include proposed tests and skipped inputs, so neither side is vacuous."""
+    counts = {}
+    for prefix, subject in (("04-metastatic-esrd.json", "Patient/170cbf6b-56f0-50c0-b30f-2f94fc292362"),
+                            ("14-unknown-unit.json", "Patient/p-unit-014")):
+        bundle = json.loads((FIXTURES_DIR / "assess" / prefix).read_text())
+        care_plan = client.post(APPLY, json=parameters(bundle, subject)).get_json()
+        counts[prefix] = (len(_contained(care_plan, "ServiceRequest")), len(_contained(care_plan, "OperationOutcome")))
+    assert counts["04-metastatic-esrd.json"][0] > 0
+    assert counts["14-unknown-unit.json"][1] > 0
+
+
 def test_apply_reads_a_subject_given_as_a_reference(client):
     bundle = json.loads((FIXTURES_DIR / "assess" / "01-dystrophic-systemic-sclerosis.json").read_text())
     body = parameters(bundle, "x")

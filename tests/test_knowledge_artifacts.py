@@ -81,7 +81,7 @@ def test_data_requirements_are_the_retrieves_of_the_library(artifacts):
     whole = {r["type"] for r in requirements if "codeFilter" not in r}
     assert ("Observation", f"{CANONICAL}/ValueSet/calcium-total") in filtered
     assert ("Condition", f"{CANONICAL}/ValueSet/organ-transplant") in filtered
-    assert {"Condition", "Procedure", "ServiceRequest", "MedicationRequest", "MedicationAdministration",
+    assert {"Patient", "Condition", "Procedure", "ServiceRequest", "MedicationRequest", "MedicationAdministration",
             "MedicationStatement"} <= whole
     # the service's own DataGap records are not FHIR data a client sends
     assert all(r["type"] != "DataGap" for r in requirements)

@@ -41,12 +41,15 @@ def _nodes(root: Any) -> Iterator[Any]:
 def library_retrieves(source: str, filename: str = "<library>") -> tuple[Retrieve, ...]:
     """The distinct retrieves of a library, sorted; a terminology that names a value set gives its url.
 
-    Parsing a large library takes seconds, so the answer is kept per text (and process).
+    The library's context (`context Patient`) counts as a retrieve of its type. Parsing a large
+    library takes seconds, so the answer is kept per text (and process).
     """
     tree = parse(source, filename)
     valuesets = {definition.name: definition.url for definition in tree.valuesets}
     found = {Retrieve(node.type_name, valuesets.get(node.terminology) if node.terminology else None)
              for node in _nodes(tree) if isinstance(node, ast.Retrieve)}
+    # `context Patient` reads the patient's own record (age, sex) without a retrieve.
+    found |= {Retrieve(context.name) for context in tree.contexts}
     return tuple(sorted(found, key=lambda r: (r.type_name, r.valueset_url or "")))
 
 

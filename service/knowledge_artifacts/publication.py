@@ -13,7 +13,9 @@ from ..cql_like import Library
 from ..fhir_outputs.validation import validate_resource
 from .library_resource import build_library_resource
 from .plan_definition import build_plan_definition
-from .value_set_resources import PublishedValueSet, expansion, read_published_value_sets, validate_code
+from .narratives import library_narrative, plan_definition_narrative, value_set_narrative
+from .value_set_resources import (PublishedValueSet, expansion, filter_texts, read_published_value_sets,
+                                  validate_code)
 
 LIBRARY = "Library"
 PLAN_DEFINITION = "PlanDefinition"
@@ -47,15 +49,16 @@ class KnowledgeArtifacts:
             return self._built
 
     def _build(self) -> dict[str, dict[str, dict[str, Any]]]:
-        library = validate_resource(build_library_resource(
+        library = build_library_resource(
             self._library, valueset_urls=[published.url for published in self.value_sets.values()],
-            bibliography=self._bibliography, publication_keys=self._keys))
-        plan = validate_resource(build_plan_definition(self._library, bibliography=self._bibliography,
-                                                       publication_keys=self._keys))
+            bibliography=self._bibliography, publication_keys=self._keys)
+        library = validate_resource(_with_text(library, library_narrative(library)))
+        plan = build_plan_definition(self._library, bibliography=self._bibliography, publication_keys=self._keys)
+        plan = validate_resource(_with_text(plan, plan_definition_narrative(plan)))
         return {
             LIBRARY: {library["id"]: library},
             PLAN_DEFINITION: {plan["id"]: plan},
-            VALUE_SET: {vs_id: validate_resource(dict(published.resource))
+            VALUE_SET: {vs_id: validate_resource(_value_set_with_text(published))
                         for vs_id, published in self.value_sets.items()},
         }
 
@@ -101,11 +104,30 @@ class KnowledgeArtifacts:
         return next((vs for vs in self.value_sets.values() if vs.url == wanted), None)
 
     def expand(self, published: PublishedValueSet) -> dict[str, Any]:
-        return validate_resource(expansion(published))
+        return validate_resource(_with_text(expansion(published), value_set_text(published)))
 
     def validate_code(self, published: PublishedValueSet, system: str | None, code: str,
                       display: str | None = None) -> dict[str, Any]:
         return validate_resource(validate_code(published, system, code, display))
+
+
+def _with_text(resource: dict[str, Any], text: dict[str, str]) -> dict[str, Any]:
+    """The resource with its generated narrative placed after `id`, where R4 JSON has it."""
+    ordered = {key: value for key, value in resource.items() if key in ("resourceType", "id")}
+    ordered["text"] = text
+    ordered.update((key, value) for key, value in resource.items() if key not in ordered)
+    return ordered
+
+
+def value_set_text(published: PublishedValueSet) -> dict[str, str]:
+    listed = sorted((c.system or "", c.code, c.display or "") for c in published.engine.codes)
+    return value_set_narrative(dict(published.resource), listed, filter_texts(published.engine))
+
+
+def _value_set_with_text(published: PublishedValueSet) -> dict[str, Any]:
+    """The value set as its file has it, with a generated narrative when the file has none."""
+    resource = dict(published.resource)
+    return resource if resource.get("text") else _with_text(resource, value_set_text(published))
 
 
 def publication_keys(path: str | Path) -> list[str]:
