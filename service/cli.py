@@ -197,6 +197,32 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fixtures_load(args: argparse.Namespace) -> int:
+    """`fixtures load`: post every fixture to a FHIR server as a transaction; 1 when any was refused."""
+    import requests
+
+    from .fixture_loading import fixture_files, load_fixtures, wait_for_server
+
+    root = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "fhir_fixtures"
+    files = fixture_files(root)
+    if not files:
+        print(f"no fixtures under {root} (expected assess/*.json and cds-hooks/*-request.json)", file=sys.stderr)
+        return 1
+    with requests.Session() as session:
+        if args.wait_seconds:
+            try:
+                wait_for_server(args.fhir_server.rstrip("/"), args.wait_seconds, session)
+            except RuntimeError as error:
+                print(str(error), file=sys.stderr)
+                return 1
+        reports = load_fixtures(args.fhir_server, files, session=session)
+    for report in reports:
+        print(report.line())
+    failed = [report for report in reports if not report.ok]
+    print(f"{len(reports) - len(failed)} of {len(reports)} fixtures loaded into {args.fhir_server}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each subcommand sets `handler` to its cmd_* function."""
     parser = argparse.ArgumentParser(prog="calcinosis-cds", description=__doc__.splitlines()[0])
@@ -242,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     report = feedback_commands.add_parser("report", help="acceptance and override counts per card type")
     report.add_argument("--db", help="feedback database path (default: configured CDS_FEEDBACK_DB)")
     report.set_defaults(handler=cmd_feedback_report)
+
+    fixtures = commands.add_parser("fixtures", help="the example fixtures")
+    fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)
+    load = fixture_commands.add_parser("load", help="post every fixture to a FHIR server as a transaction Bundle")
+    load.add_argument("--fhir-server", required=True, help="the FHIR base URL, e.g. http://127.0.0.1:8090/fhir")
+    load.add_argument("--dir", help="the fixtures folder (default: the repository's fhir_fixtures)")
+    load.add_argument("--wait-seconds", type=_positive, default=None,
+                      help="first wait up to this long for the server's /metadata to answer")
+    load.set_defaults(handler=cmd_fixtures_load)
     return parser
 
 

@@ -27,14 +27,18 @@ BASE = frozenset({"assessment_model", "errors", "config", "version"})
 ALLOWED: dict[str, frozenset[str]] = {
     # top: the package's public face and the command line
     "service": frozenset({"web", "version"}),
-    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary"}) | BASE,
+    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading"}) | BASE,
+    # posting the example fixtures into a FHIR server (no service logic)
+    "fixture_loading": BASE,
     "summary": frozenset({"fhir_outputs"}) | BASE,
     # the HTTP surface (the only place Flask lives)
-    "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend"}) | BASE,
+    "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend", "knowledge_artifacts"}) | BASE,
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # the laboratory trend and its chart, read again from the Bundle an assessment was made from
     "trend": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
+    # the rule library published as FHIR knowledge artifacts, and PlanDefinition/$apply
+    "knowledge_artifacts": frozenset({"pipeline", "cql_like", "fhir_outputs", "bibliography"}) | BASE,
     # bundle -> facts -> rules -> assessment
     "pipeline": frozenset({"fhir_reading", "cql_like", "terminology", "bibliography"}) | BASE,
     # below the pipeline
@@ -51,7 +55,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 # Third-party packages only one component may import.
-WEB_ONLY = frozenset({"flask", "werkzeug", "flask_cors", "gunicorn"})
+WEB_ONLY = frozenset({"flask", "werkzeug", "flask_cors", "gunicorn", "prometheus_client"})
 
 
 def _modules_loaded_by(statement: str) -> set[str]:
@@ -72,6 +76,11 @@ def test_importing_the_assessment_core_does_not_import_flask():
 
 def test_importing_the_cds_hooks_logic_does_not_import_flask():
     loaded = _modules_loaded_by("import service.hooks.hook_call, service.hooks.components, service.hooks.feedback_checks")
+    assert "flask" not in loaded and "werkzeug" not in loaded
+
+
+def test_importing_the_knowledge_artifacts_does_not_import_flask():
+    loaded = _modules_loaded_by("import service.knowledge_artifacts, service.knowledge_artifacts.rule_check")
     assert "flask" not in loaded and "werkzeug" not in loaded
 
 

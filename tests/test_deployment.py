@@ -33,3 +33,26 @@ def test_compose_publishes_the_port_the_image_serves_and_keeps_feedback_in_a_vol
     assert '"127.0.0.1:8080:8080"' in compose
     assert "CALCINOSIS_CDS_FEEDBACK_DB: /data/feedback.sqlite3" in compose
     assert "feedback:/data" in compose
+
+
+def test_compose_brings_up_the_service_beside_a_fhir_server_and_a_one_shot_fixture_loader():
+    import json
+
+    import yaml
+
+    from service.cli import build_parser
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(services) == {"calcinosis-cds", "hapi", "fixtures-loader"}
+    assert services["hapi"]["image"].startswith("hapiproject/hapi:")
+    loader = services["fixtures-loader"]
+    assert loader["image"] == services["calcinosis-cds"]["image"] and loader["restart"] == "no"
+    assert "hapi" in loader["depends_on"]
+    args = build_parser().parse_args(loader["command"][1:])  # the loader runs a real command line
+    assert (args.command, args.fixtures_command, args.wait_seconds) == ("fixtures", "load", 300)
+    fixtures_mount = next(v for v in loader["volumes"] if v.startswith("./fhir_fixtures:"))
+    assert fixtures_mount.split(":")[1] == args.dir
+    # the service may query exactly the server the fixtures were loaded into
+    environment = services["calcinosis-cds"]["environment"]
+    assert json.loads(environment["CALCINOSIS_CDS_FHIR_SERVER_ALLOWLIST"]) == [args.fhir_server]
+    assert args.fhir_server.startswith("http://hapi:8080/")

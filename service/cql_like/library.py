@@ -76,6 +76,16 @@ class Library:
             except EvaluationFailure as exc:
                 raise CqlCompilationError([self._failure(exc, f"default of parameter \"{name}\"")]) from None
 
+    @property
+    def source(self) -> str:
+        """The text this library was compiled from (published as is, so what is read is what runs)."""
+        return self._source
+
+    @property
+    def parameter_types(self) -> dict[str, str]:
+        """Each parameter's declared type, by name, in declaration order (for publishing the library)."""
+        return {name: str(param.type) for name, param in self._parameters.items()}
+
     # ---- evaluation -----------------------------------------------------------
     def evaluate(self, provider: DataProvider, *, parameters: Mapping[str, Any] | None = None,
                  now: datetime, defines: Iterable[str] | None = None) -> EvaluationResult:

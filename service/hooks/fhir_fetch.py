@@ -32,6 +32,11 @@ from .safe_urls import SafeUrl, is_under_any, parse_safe_url
 
 log = logging.getLogger(__name__)
 
+# Called after every read from a FHIR server with (server origin, seconds, outcome: "ok", "busy" or
+# "failure"), so the HTTP layer can export upstream latency and failures without this module
+# knowing how they are exported.
+READ_OBSERVERS: list[Callable[[str, float, str], None]] = []
+
 PAGE_CAP_NOTE = ("only the first {pages} pages of {what} were read (CDS_FHIR_MAX_PAGES); "
                  "further pages were not read; they may hold more recent results")
 
@@ -255,14 +260,21 @@ class FhirFetcher:
     def _get_json(self, server: SafeUrl, url: str, access_token: str | None, what: str) -> dict[str, Any]:
         """One GET holding one of the server's read slots, cut off at the call's deadline."""
         left = self._time_left(what)
+        started, outcome = time.perf_counter(), "failure"
         try:
             # Slots per origin: paths under one allowlisted base all reach the same server.
             with self.bulkheads.slot(server.origin), hard_deadline(left) as watch:
-                return self._get_json_within(url, access_token, what, left, watch)
+                data = self._get_json_within(url, access_token, what, left, watch)
+                outcome = "ok"
+                return data
         except ServerBusy:
+            outcome = "busy"
             raise FetchServerBusy(f"the FHIR server {server.origin} is busy: {self.bulkheads.max_in_flight} reads "
                                   "from this service are still waiting on it (CDS_FHIR_MAX_CONCURRENT_READS_PER_SERVER), "
                                   f"so {what} was not requested; try again shortly") from None
+        finally:
+            for observer in READ_OBSERVERS:
+                observer(server.origin, time.perf_counter() - started, outcome)
 
     def _get_json_within(self, url: str, access_token: str | None, what: str, left: float | None,
                          watch: Watch | None) -> dict[str, Any]:

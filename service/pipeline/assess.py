@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..assessment_model import AssessmentRun, DataGap, InputIssue, PatientAssessment
 from ..bibliography import SHIPPED_BIBLIOGRAPHY, Bibliography, read_bibliography
@@ -31,6 +32,10 @@ from .selection import read_selection
 from ..terminology import read_terminology
 
 log = logging.getLogger(__name__)
+
+# Called with the seconds one patient's rule evaluation took, so the HTTP layer can export it
+# without the core knowing how.
+EVALUATION_OBSERVERS: list[Callable[[float], None]] = []
 
 
 class Assessor:
@@ -85,8 +90,11 @@ class Assessor:
             facts = build_facts(patient, now=now, terminology=self.terminology, gaps=gaps, records=self.records)
             issues = tuple(patient.issues) + tuple(facts.issues)
             try:
+                started = time.perf_counter()
                 result = self.library.evaluate(facts, parameters=self.parameters, now=now,
                                                defines=self.output_defines)
+                for observer in EVALUATION_OBSERVERS:
+                    observer(time.perf_counter() - started)
                 assessment = to_patient_assessment(
                     result, library=self.library, patient_id=patient.patient_id,
                     patient_reference=patient.patient_reference, assessed_at=now, issues=issues,

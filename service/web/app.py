@@ -172,10 +172,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor |
     from .app_state import init_app_state
     init_app_state(app, settings, assessor)
 
-    from . import cds_hooks, fhir_api, ui
+    from . import cds_hooks, fhir_api, knowledge_api, metrics, operations, ui
 
+    metrics.init_app(app)  # first, so its timer starts before any other hook runs
     app.register_blueprint(fhir_api.blueprint)
     fhir_api.init_app(app)
+    app.register_blueprint(knowledge_api.blueprint)
+    knowledge_api.init_app(app)
+    operations.init_app(app)
     app.register_blueprint(cds_hooks.blueprint)
     cds_hooks.init_app(app)
     ui.init_app(app)

@@ -36,6 +36,16 @@ def _fhir_base_url() -> str:
     return f"{public.rstrip('/')}/fhir" if public else request.url_root.rstrip("/") + "/fhir"
 
 
+def check_access_token() -> None:
+    """Refuse the request (401/403) unless its bearer token passes, when ASSESS_AUTHORIZATION asks for one.
+
+    Every operation that assesses a patient's data (`$assess`, `PlanDefinition/$apply`) is guarded alike.
+    """
+    verifier = current_app.extensions.get(_VERIFIER)
+    if verifier is not None:
+        verifier.verify(request.headers.get("Authorization"), _fhir_base_url())
+
+
 @blueprint.post("/$assess")
 def assess() -> Response:
     """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient.
@@ -44,9 +54,7 @@ def assess() -> Response:
     CPU budget before any assessment work.
     """
     state = app_state()
-    verifier = current_app.extensions.get(_VERIFIER)
-    if verifier is not None:
-        verifier.verify(request.headers.get("Authorization"), _fhir_base_url())
+    check_access_token()
     bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
     check_budget(bundle, request.content_length or 0, state.settings)
     run = state.assess(bundle)

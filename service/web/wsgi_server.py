@@ -20,6 +20,8 @@ Performance section has the figures):
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -59,6 +61,7 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
                      timeout: int) -> dict[str, Any]:
     """The gunicorn settings `serve` runs with; `workers` None means one per core."""
     return {
+        "child_exit": _child_exit,
         "bind": f"{host}:{port}",
         "workers": max(1, workers or cores_available()),
         # Threaded workers: a client that sends its body slowly holds one thread, not a whole worker
@@ -83,7 +86,28 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
     }
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
+    service's modules, so the master keeps preloading nothing of the service."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def serve(*, host: str, port: int, workers: int | None, threads: int, backlog: int, timeout: int) -> None:
-    """Serve until interrupted. Access logs stay off: the app logs method, path and status only."""
-    _GunicornApplication(gunicorn_options(host=host, port=port, workers=workers, threads=threads,
-                                          backlog=backlog, timeout=timeout)).run()
+    """Serve until interrupted. Access logs stay off: the app logs method, path and status only.
+
+    Prometheus multiprocess mode: every worker writes its figures under one directory, so a scrape
+    answered by any worker reports them all (service/web/metrics.py). The directory is set before the
+    workers start, since prometheus_client reads it when first imported, and removed at exit.
+    """
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="calcinosis-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        _GunicornApplication(gunicorn_options(host=host, port=port, workers=workers, threads=threads,
+                                              backlog=backlog, timeout=timeout)).run()
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
