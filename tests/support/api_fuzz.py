@@ -81,9 +81,9 @@ class FuzzReport:
 
 
 # --- known failures -----------------------------------------------------------------------------
-# 5xx whose fixes are under way elsewhere. Each recognizes the exception and the input shape that
+# 5xx already known and due to be fixed. Each recognizes the exception and the input shape that
 # causes it; a 5xx that matches none is a new failure and fails the test. Remove an entry once its
-# fix is merged (the test then proves the fix holds under fuzzing).
+# fix is in: the fuzz then checks that the fix holds.
 
 def _walk(value: Any, depth: int = 0) -> Iterator[tuple[Any, int]]:
     stack = [(value, depth)]
