@@ -13,7 +13,7 @@ import pytest
 
 from service.hooks import hook_call
 from service.web.openapi_document import DOCUMENT_FILE
-from tests.support.api_fuzz import KNOWN_FAILURES, FuzzReport, _known_as, run_fuzz
+from tests.support.api_fuzz import KNOWN_FAILURES, FuzzReport, _known_as, replay, run_fuzz
 
 # Per operation and generation mode, and stateful scenarios: about 2,100 requests in all.
 CI_EXAMPLES_PER_OPERATION = 70
@@ -87,3 +87,33 @@ def test_the_harness_reports_a_5xx_with_the_exception_behind_it(monkeypatch):
 def test_a_known_failure_is_recognized_only_by_its_exception_and_its_input(exception, body, expected):
     assert set(KNOWN_FAILURES) == {"non-string-resourceType", "deep-nesting-in-draft-orders"}
     assert _known_as(exception, body) == expected
+
+
+# One request that meets each known failure, as the fuzz would send it.
+_DEEP = json.loads("[" * 900 + "]" * 900)
+KNOWN_FAILURE_REQUESTS = {
+    "non-string-resourceType": ("POST", "/fhir/$assess", {
+        "resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": ["Patient"]}}]}),
+    "deep-nesting-in-draft-orders": ("POST", "/cds-services/calcinosis-order-sign", {
+        "hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "pat-1", "draftOrders": {
+            "resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": {"resourceType": "MedicationRequest", "code": {"extension": _DEEP}}}]}},
+        "prefetch": {key: None for key in ("patient", "labs", "conditions", "medications", "procedures")}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_FAILURE_REQUESTS))
+def test_a_known_failure_met_by_the_fuzz_is_reported_as_known(name):
+    assert set(KNOWN_FAILURE_REQUESTS) == set(KNOWN_FAILURES)
+    report = replay(*KNOWN_FAILURE_REQUESTS[name])
+    assert report.requests == 1
+    assert report.unknown_server_errors == []
+    assert [error.known_as for error in report.server_errors] in ([name], [])  # [] once it is fixed
+
+
+@pytest.mark.xfail(strict=True, reason="a known 5xx, due to be fixed: when this passes, delete its KNOWN_FAILURES "
+                                       "entry, its KNOWN_FAILURE_REQUESTS entry and this marker")
+@pytest.mark.parametrize("name", sorted(KNOWN_FAILURE_REQUESTS))
+def test_a_known_failure_is_fixed(name):
+    assert replay(*KNOWN_FAILURE_REQUESTS[name]).server_errors == []

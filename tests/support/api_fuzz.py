@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import sys
 import re
 import tempfile
@@ -265,6 +266,21 @@ def documented_operations(schema: Any) -> list[Any]:
             for method in item if method in HTTP_METHODS]
 
 
+@contextlib.contextmanager
+def _fuzz_session() -> Iterator[tuple[Any, Any, _Recorder]]:
+    """The app, its schema (with the signing and prefetch hooks), the key it trusts, and a recorder."""
+    with tempfile.TemporaryDirectory() as scratch:
+        app, key = fuzz_app(Path(scratch) / "feedback.sqlite3")
+        schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+        _sign_cds_requests(schema, key)
+        _complete_prefetch_half_the_time(schema)
+        recorder = _Recorder(app, FuzzReport())
+        try:
+            yield schema, key, recorder
+        finally:
+            recorder.close()
+
+
 def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int | None = None,
              operations: set[str] | None = None) -> FuzzReport:
     """Fuzz every operation in both generation modes, then the stateful scenarios; return the figures.
@@ -274,33 +290,34 @@ def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int 
     `seed` None: the same inputs on every run (a CI gate that does not flicker); a number: others.
     `operations` ("POST /fhir/$assess", ...): only these, statelessly (the stateful part needs them all).
     """
-    with tempfile.TemporaryDirectory() as scratch:
-        app, key = fuzz_app(Path(scratch) / "feedback.sqlite3")
-        schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-        _sign_cds_requests(schema, key)
-        _complete_prefetch_half_the_time(schema)
-        report = FuzzReport()
-        recorder = _Recorder(app, report)
-        try:
-            for operation in documented_operations(schema):
-                if operations is not None and operation.label not in operations:
-                    continue
-                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                    strategy = operation.as_strategy(generation_mode=mode, auth_storage=schema.auth)
+    with _fuzz_session() as (schema, _key, recorder):
+        for operation in documented_operations(schema):
+            if operations is not None and operation.label not in operations:
+                continue
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                strategy = operation.as_strategy(generation_mode=mode, auth_storage=schema.auth)
 
-                    @_hypothesis_settings(examples_per_operation, seed)
-                    @given(strategy)
-                    def fuzz_one(case: Any) -> None:
-                        recorder.call(case)
+                @_hypothesis_settings(examples_per_operation, seed)
+                @given(strategy)
+                def fuzz_one(case: Any) -> None:
+                    recorder.call(case)
 
-                    if seed is not None:
-                        fuzz_one = _seeded(fuzz_one, seed)
-                    fuzz_one()
-            if operations is None:
-                _run_stateful(schema, recorder, stateful_scenarios, seed)
-        finally:
-            recorder.close()
-        return report
+                if seed is not None:
+                    fuzz_one = _seeded(fuzz_one, seed)
+                fuzz_one()
+        if operations is None:
+            _run_stateful(schema, recorder, stateful_scenarios, seed)
+        return recorder.report
+
+
+def replay(method: str, path: str, body: Any) -> FuzzReport:
+    """Send one request as the fuzz would (signed when it goes to /cds-services) and report on it."""
+    with _fuzz_session() as (schema, key, recorder):
+        operation = schema[path][method.upper()]
+        headers = {"Authorization": f"Bearer {key.sign(PUBLIC_BASE_URL + path)}"} \
+            if path.startswith("/cds-services") else {}
+        recorder.call(operation.Case(body=body, headers=headers, media_type="application/json"))
+        return recorder.report
 
 
 def _seeded(test: Callable[[], None], seed: int) -> Callable[[], None]:
