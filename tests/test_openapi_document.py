@@ -7,6 +7,8 @@ import re
 
 import pytest
 from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from referencing.exceptions import Unresolvable
 from werkzeug.routing import RequestRedirect
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -37,11 +39,18 @@ def test_the_document_is_valid_openapi_3_1(document):
     validate(document)  # raises on any departure from the OpenAPI 3.1 schema, unresolved $refs included
 
 
-def test_the_validator_catches_a_broken_document(document):
+@pytest.mark.parametrize("breakage", ["dangling-ref", "bad-status-key"])
+def test_the_validator_catches_a_broken_document(document, breakage):
     broken = json.loads(json.dumps(document))
-    broken["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
-        "$ref": "#/components/schemas/NoSuchSchema"}
-    with pytest.raises(Exception):
+    healthz = broken["paths"]["/healthz"]["get"]
+    if breakage == "dangling-ref":
+        healthz["responses"]["200"]["content"]["application/json"]["schema"] = {
+            "$ref": "#/components/schemas/NoSuchSchema"}
+        expected = Unresolvable
+    else:
+        healthz["responses"] = {"two hundred": {"description": "not a status code"}}
+        expected = OpenAPIValidationError
+    with pytest.raises(expected):
         validate(broken)
 
 
