@@ -1,6 +1,6 @@
 """The fuzz profile: schemathesis across every operation of /openapi.json, no 5xx, answers as documented.
 
-About 2,000 generated requests (positive and negative, then stateful scenarios that give
+About 2,000 generated requests (positive and negative, and stateful scenarios that give
 feedback on the cards a hook call returned), in process. A long run of the same harness:
 `python -m tests.support.api_fuzz --requests 20000`.
 """

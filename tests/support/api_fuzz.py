@@ -163,6 +163,7 @@ class _Recorder:
     def __init__(self, app: Flask, report: FuzzReport) -> None:
         self.report = report
         self.last_exception: str | None = None
+        self.issued_cards: dict[str, list[str]] = collections.defaultdict(list)  # hook call path -> card uuids
         handlers = app.error_handler_spec[None][None]
         self._app, self._original = app, handlers[Exception]
 
@@ -198,6 +199,8 @@ class _Recorder:
                                                     _known_as(exception, case.body), reproduce[:4000]))
         else:
             self._check_against_document(case, response, operation)
+        if response.status_code == 200 and HOOK_CALL_PATH.match(case.operation.path):
+            self.issued_cards[case.operation.path] += [card["uuid"] for card in response.json().get("cards", [])]
         return response
 
     def _check_against_document(self, case: Any, response: Any, operation: str) -> None:
@@ -245,6 +248,25 @@ def _complete_prefetch_half_the_time(schema: Any) -> None:
         return st.sampled_from([body, completed])
 
 
+def _aim_feedback_at_issued_cards(schema: Any, recorder: "_Recorder") -> None:
+    """A schemathesis hook: half the feedback bodies name a card the service issued (else none would).
+
+    Random uuids are always refused as cards never issued; naming real ones (from the hook calls
+    answered so far) lets generated feedback reach the checks and the store behind that refusal.
+    """
+
+    @schema.hook
+    def flatmap_body(context: Any, body: Any) -> Any:
+        path = context.operation.path if context.operation else ""
+        cards = recorder.issued_cards.get(path.removesuffix("/feedback"), [])
+        if not (path.endswith("/feedback") and cards and isinstance(body, dict)
+                and isinstance(body.get("feedback"), list)):
+            return st.just(body)
+        aimed = [{**item, "card": cards[index % len(cards)]} if isinstance(item, dict) else item
+                 for index, item in enumerate(body["feedback"])]
+        return st.sampled_from([body, {**body, "feedback": aimed}])
+
+
 def _hypothesis_settings(examples: int, seed: int | None, **extra: Any) -> settings:
     return settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
                     phases=[Phase.explicit, Phase.generate], print_blob=False,
@@ -267,7 +289,7 @@ def documented_operations(schema: Any) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _fuzz_session() -> Iterator[tuple[Any, Any, _Recorder]]:
+def _fuzz_target() -> Iterator[tuple[Any, Any, _Recorder]]:
     """The app, its schema (with the signing and prefetch hooks), the key it trusts, and a recorder."""
     with tempfile.TemporaryDirectory() as scratch:
         app, key = fuzz_app(Path(scratch) / "feedback.sqlite3")
@@ -275,6 +297,7 @@ def _fuzz_session() -> Iterator[tuple[Any, Any, _Recorder]]:
         _sign_cds_requests(schema, key)
         _complete_prefetch_half_the_time(schema)
         recorder = _Recorder(app, FuzzReport())
+        _aim_feedback_at_issued_cards(schema, recorder)
         try:
             yield schema, key, recorder
         finally:
@@ -283,14 +306,18 @@ def _fuzz_session() -> Iterator[tuple[Any, Any, _Recorder]]:
 
 def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int | None = None,
              operations: set[str] | None = None) -> FuzzReport:
-    """Fuzz every operation in both generation modes, then the stateful scenarios; return the figures.
+    """Run the stateful scenarios, then fuzz every operation in both generation modes; return the figures.
 
     `examples_per_operation`: requests per (operation, generation mode), at most (Hypothesis stops
     early when it runs out of new inputs). `stateful_scenarios`: scenarios of up to 6 calls each.
     `seed` None: the same inputs on every run (a CI gate that does not flicker); a number: others.
     `operations` ("POST /fhir/$assess", ...): only these, statelessly (the stateful part needs them all).
     """
-    with _fuzz_session() as (schema, _key, recorder):
+    with _fuzz_target() as (schema, _key, recorder):
+        # Stateful first: what schemathesis learns from thousands of stateless answers steers its
+        # later link choices away from the feedback-after-card scenarios.
+        if operations is None:
+            _run_stateful(schema, recorder, stateful_scenarios, seed)
         for operation in documented_operations(schema):
             if operations is not None and operation.label not in operations:
                 continue
@@ -305,14 +332,12 @@ def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int 
                 if seed is not None:
                     fuzz_one = _seeded(fuzz_one, seed)
                 fuzz_one()
-        if operations is None:
-            _run_stateful(schema, recorder, stateful_scenarios, seed)
         return recorder.report
 
 
 def replay(method: str, path: str, body: Any) -> FuzzReport:
     """Send one request as the fuzz would (signed when it goes to /cds-services) and report on it."""
-    with _fuzz_session() as (schema, key, recorder):
+    with _fuzz_target() as (schema, key, recorder):
         operation = schema[path][method.upper()]
         headers = {"Authorization": f"Bearer {key.sign(PUBLIC_BASE_URL + path)}"} \
             if path.startswith("/cds-services") else {}
