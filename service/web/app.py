@@ -25,6 +25,7 @@ from ..errors import AuthenticationError, ServiceError
 from ..fhir_outputs.errors import OutputValidationError
 from ..fhir_outputs.operation_outcome import operation_outcome
 from .http_io import fhir_response
+from .openapi_document import register_openapi
 
 if TYPE_CHECKING:
     from ..pipeline.assess import Assessor
@@ -158,7 +159,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor |
     """
     typed = load_settings(config)
     settings = typed.model_dump()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: every route is documented in openapi.json
     app.config["CALCINOSIS"] = settings
     app.config.update({k: v for k, v in settings.items() if k.isupper()})
     # One byte of slack: a chunked body (no Content-Length) is cut at this length by the server,
@@ -187,4 +188,5 @@ def create_app(config: Mapping[str, Any] | None = None, *, assessor: "Assessor |
     _register_error_handlers(app)
     _register_request_logging(app)
     _register_docs(app)
+    register_openapi(app, settings)
     return app

@@ -1,0 +1,162 @@
+"""The OpenAPI 3.1 document at /openapi.json: valid, complete, and true to the routes and the services."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from referencing.exceptions import Unresolvable
+from werkzeug.routing import RequestRedirect
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from service.hooks.hook_call import load_services
+from service.version import __version__
+from service.web.openapi_document import DOCUMENT_FILE, openapi_document
+from tests.support.cds_app import make_app
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
+# Methods Flask and flask-cors answer for every route by themselves; not part of the API.
+IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return json.loads(DOCUMENT_FILE.read_text(encoding="utf-8"))
+
+
+def _operations(document: dict):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    assert document["openapi"].startswith("3.1.")
+    validate(document)  # raises on any departure from the OpenAPI 3.1 schema, unresolved $refs included
+
+
+@pytest.mark.parametrize("breakage", ["dangling-ref", "bad-status-key"])
+def test_the_validator_catches_a_broken_document(document, breakage):
+    broken = json.loads(json.dumps(document))
+    healthz = broken["paths"]["/healthz"]["get"]
+    if breakage == "dangling-ref":
+        healthz["responses"]["200"]["content"]["application/json"]["schema"] = {
+            "$ref": "#/components/schemas/NoSuchSchema"}
+        expected = Unresolvable
+    else:
+        healthz["responses"] = {"two hundred": {"description": "not a status code"}}
+        expected = OpenAPIValidationError
+    with pytest.raises(expected):
+        validate(broken)
+
+
+def _endpoint(app, path: str, method: str) -> str | None:
+    adapter = app.url_map.bind("localhost")
+    try:
+        endpoint, _arguments = adapter.match(path, method=method.upper())
+    except (NotFound, MethodNotAllowed, RequestRedirect):
+        return None
+    return endpoint
+
+
+def test_every_route_is_documented_and_every_documented_operation_is_a_route(app, document):
+    documented = {}
+    for path, method, _operation in _operations(document):
+        endpoint = _endpoint(app, path, method)
+        assert endpoint is not None, f"{method.upper()} {path} is documented but no route answers it"
+        documented.setdefault(endpoint, set()).add(method.upper())
+    served = {rule.endpoint: set(rule.methods) - IMPLICIT_METHODS for rule in app.url_map.iter_rules()}
+    assert documented == served
+
+
+def test_the_documented_cds_services_are_the_ones_discovery_lists(document):
+    documented = {path for path in document["paths"] if path.startswith("/cds-services/")}
+    expected = set()
+    for service_id in load_services():
+        expected |= {f"/cds-services/{service_id}", f"/cds-services/{service_id}/feedback"}
+    assert documented == expected
+
+
+def test_each_hook_call_takes_the_cds_hooks_2_0_request_of_its_own_hook(document):
+    schemas = document["components"]["schemas"]
+    for service_id, service in load_services().items():
+        operation = document["paths"][f"/cds-services/{service_id}"]["post"]
+        reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = schemas[reference.rsplit("/", 1)[1]]
+        assert set(schema["properties"]) == {"hook", "hookInstance", "context", "prefetch", "fhirServer",
+                                             "fhirAuthorization"}
+        assert set(schema["required"]) == {"hook", "hookInstance", "context"}
+        assert schema["properties"]["hook"] == {"const": service["hook"]}
+
+
+def test_every_cds_hooks_operation_and_only_those_need_the_client_jwt(document):
+    scheme = document["components"]["securitySchemes"]["cdsClientJwt"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    for path, method, operation in _operations(document):
+        expected = [{"cdsClientJwt": []}] if path.startswith("/cds-services") else None
+        assert operation.get("security") == expected, f"{method.upper()} {path}"
+        if expected:
+            assert "401" in operation["responses"], f"{method.upper()} {path}"
+
+
+def test_every_request_body_of_assess_accepts_both_json_media_types(document):
+    content = document["paths"]["/fhir/$assess"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/fhir+json", "application/json"}
+
+
+def test_each_link_leads_a_service_s_cards_to_its_own_feedback(document):
+    operation_paths = {operation["operationId"]: path for path, _method, operation in _operations(document)}
+    links = document["components"]["links"]
+    for service_id in load_services():
+        response = document["paths"][f"/cds-services/{service_id}"]["post"]["responses"]["200"]
+        targets = {operation_paths[links[ref["$ref"].rsplit("/", 1)[1]]["operationId"]]
+                   for ref in response["links"].values()}
+        assert targets == {f"/cds-services/{service_id}/feedback"}
+
+
+def test_the_document_examples_get_answers_with_cards(client, document):
+    examples = document["components"]["examples"]
+    for service_id in load_services():
+        operation = document["paths"][f"/cds-services/{service_id}"]["post"]
+        for example in operation["requestBody"]["content"]["application/json"]["examples"].values():
+            body = examples[example["$ref"].rsplit("/", 1)[1]]["value"]
+            response = client.post(f"/cds-services/{service_id}", json=body)
+            assert response.status_code == 200, response.get_data(as_text=True)[:500]
+            assert response.get_json()["cards"], service_id
+    bundle = examples["AssessBundle"]["value"]
+    response = client.post("/fhir/$assess", json=bundle, content_type="application/fhir+json")
+    assert response.status_code == 200
+    assert {e["resource"]["resourceType"] for e in response.get_json()["entry"]} >= {"RiskAssessment", "CarePlan"}
+
+
+def test_the_served_document_names_the_running_version(client, document):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    served = response.get_json()
+    assert served["info"]["version"] == __version__
+    assert "servers" not in served
+    assert served["paths"] == document["paths"]
+
+
+def test_the_served_document_names_the_public_base_url(tmp_path):
+    app = make_app({"CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"), "CDS_REQUIRE_JWT": False,
+                    "PUBLIC_BASE_URL": "https://cds.example.org/"})
+    served = app.test_client().get("/openapi.json").get_json()
+    assert served["servers"] == [{"url": "https://cds.example.org"}]
+    assert openapi_document({"PUBLIC_BASE_URL": None}).get("servers") is None
+
+
+def test_the_served_document_is_valid_too(client):
+    validate(client.get("/openapi.json").get_json())
+
+
+def test_every_documented_path_is_written_as_flask_would_answer_it(document):
+    # No trailing slashes or doubled ones: Flask would redirect those, and a client following the
+    # document would get a 308 instead of the answer.
+    for path in document["paths"]:
+        assert re.fullmatch(r"(/[A-Za-z0-9$._{}-]+)+", path), path
