@@ -33,7 +33,7 @@ from ..assessment_model import (RISK_ORDER, Citation, OrderAlert, PanelTest, Pat
                                 citations_text, omitted_by_reason)
 from ..fhir_outputs.empty_elements import without_empty_elements
 from ..fhir_outputs.vocabulary import panel_test_code
-from .card_data import CARD_DATA, load_card_data  # noqa: F401  (load_card_data: re-exported)
+from .card_data import CARD_DATA
 from .data_notes import DataNote
 from .draft_orders import reference_key
 from .feedback_store import CardRecord

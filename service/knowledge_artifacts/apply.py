@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from ..assessment_model import AssessmentRun, InputIssue, PatientAssessment
 from ..errors import InputError
-from ..fhir_outputs.care_plan import build_service_requests, care_plan_description, care_plan_id
+from ..fhir_outputs.care_plan import build_service_requests, care_plan_description
 from ..fhir_outputs.ids import content_id, fhir_instant, resource_id
 from ..fhir_outputs.narrative import items, narrative, paragraph
 from ..fhir_outputs.operation_outcome import issue_component

@@ -12,7 +12,6 @@ import re
 import time
 import traceback
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from flask import Flask, Response, current_app, g, request

@@ -19,7 +19,7 @@ from ..hooks import hook_call
 from ..hooks.components import HookComponents, build_components
 from ..hooks.feedback_checks import check_against_issued_cards
 from ..hooks.request_validation import validate_feedback
-from . import ui
+from .report_links import link_cards_to_report
 from .http_io import json_response, read_json_body
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def call_service(service_id: str) -> Response:
         context = body.get("context") if isinstance(body, dict) else None
         patient_id = context.get("patientId") if isinstance(context, dict) else None
         if isinstance(patient_id, str):
-            ui.link_cards_to_report(answer.body, assessed[-1][0], assessed[-1][1], patient_id, _base_url())
+            link_cards_to_report(answer.body, assessed[-1][0], assessed[-1][1], patient_id, _base_url())
     return json_response(answer.body)
 
 

@@ -24,14 +24,14 @@ from ..assessment_model import AssessmentRun
 from ..config import PACKAGE_DIR
 from ..errors import InputError
 from ..hooks import hook_call
-from ..hooks.example_request import HOOKS, build_hook_request, draft_order_choices
+from ..hooks.example_request import build_hook_request, draft_order_choices
 from ..trend.assessed import trends_of
 from ..trend.chart_spec import trend_spec
 from ..trend.render import to_svg, to_vega
-from ..trend.report_store import ReportStore
 from ..trend.series import PatientTrend
 from .app_state import app_state
 from .http_io import json_response, read_json_body
+from .report_links import open_report_store, report_store
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ blueprint = Blueprint("ui", __name__, url_prefix="/ui")
 STATIC_DIR = Path(__file__).with_name("static") / "ui"
 REPOSITORY_FIXTURES = PACKAGE_DIR.parent / "fhir_fixtures" / "assess"
 _FIXTURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.json$")
-_REPORTS = "calcinosis_ui_reports"
 # Same origin only: no CDN, no inline script; Vega's SVG renderer sets style attributes, hence
 # 'unsafe-inline' for styles (never for scripts).
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -52,9 +51,7 @@ DEFAULT_WIDTH = 640
 def init_app(app: Flask) -> None:
     """Register the page, and open the report store when report links are on."""
     settings = app.config["CALCINOSIS"]
-    if settings.get("UI_REPORT_LINKS"):
-        path = settings.get("UI_REPORT_DB") or str(Path(settings["CDS_FEEDBACK_DB"]).with_name("ui-reports.sqlite3"))
-        app.extensions[_REPORTS] = ReportStore(path, settings["UI_REPORT_TTL_SECONDS"])
+    open_report_store(app)
     if settings.get("UI_SANDBOX"):
         log.warning("UI_SANDBOX is on: /ui/try runs CDS Hooks calls without a client JWT (development only)")
     app.register_blueprint(blueprint)
@@ -240,35 +237,7 @@ def try_service(service_id: str) -> Response:
     return json_response(answer.body)
 
 
-# --- report links ------------------------------------------------------------------------------------
-
-def report_store(app: Flask | None = None) -> ReportStore | None:
-    """The store of reports cards link to; None when report links are off."""
-    return (app or current_app).extensions.get(_REPORTS)
-
-
-def link_cards_to_report(body: dict[str, Any], bundle: object, run: AssessmentRun, patient_id: str,
-                         base_url: str) -> None:
-    """Add to every card a link to the trend page of this assessment (report links on, cards issued).
-
-    Called only for hook calls that passed the hook's own checks (the JWT, the request's validity).
-    """
-    store = report_store()
-    cards = body.get("cards") or []
-    if store is None or not cards:
-        return
-    state = app_state()
-    trends = [item for item in trends_of(state.assessor, bundle, run, state.settings)
-              if item.patient_reference.rsplit("/", 1)[-1].rsplit(":", 1)[-1] == patient_id]
-    if not trends:
-        return
-    token = store.put(trends[0].as_json())
-    minutes = max(1, store.ttl_seconds // 60)
-    link = {"label": f"Calcium-phosphate trend (link valid {minutes} min)",
-            "url": f"{base_url}/ui/reports/{token}", "type": "absolute"}
-    for card in cards:
-        card.setdefault("links", []).append(dict(link))
-
+# --- report pages -----------------------------------------------------------------------------------
 
 def _report_or_404(token: str) -> dict[str, Any]:
     store = report_store()
