@@ -87,25 +87,19 @@ def fixed(params: tuple[tuple[T.CqlType, ...], ...], result: T.CqlType, optional
 
 def list_to_element(*allowed: T.CqlType) -> Resolver:
     """One list argument (elements of the allowed types, if any given); the result is the element type."""
+    return list_to(None, *allowed)
+
+
+def list_to(result: T.CqlType | None, *allowed: T.CqlType) -> Resolver:
+    """One list argument (elements of the allowed types, if any given); the result is always `result`
+    (None: the list's element type)."""
     def resolve(args: list[T.CqlType]) -> T.CqlType:
-        """The list's element type, after checking arity and element type."""
+        """The result type, after checking arity and element type."""
         _arity(args, 1)
         element = _element(args[0])
         if allowed and element != T.ANY:
             _expect(element, allowed, 1)
-        return element
-    return resolve
-
-
-def list_to(result: T.CqlType, *allowed: T.CqlType) -> Resolver:
-    """One list argument (elements of the allowed types, if any given); the result is always `result`."""
-    def resolve(args: list[T.CqlType]) -> T.CqlType:
-        """`result`, after checking arity and element type."""
-        _arity(args, 1)
-        element = _element(args[0])
-        if allowed and element != T.ANY:
-            _expect(element, allowed, 1)
-        return result
+        return element if result is None else result
     return resolve
 
 
