@@ -186,3 +186,40 @@ def test_every_documented_path_is_written_as_flask_would_answer_it(app, document
             adapter.match(concrete, method=method.upper())
         except RequestRedirect:
             pytest.fail(f"{method.upper()} {path} is redirected by Flask")
+
+
+def _documented_outcome_is(document: dict, response_ref: dict, answer) -> None:
+    """The answer has the documented headers and its body is the documented OperationOutcome."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    documented = document["components"]["responses"][response_ref["$ref"].rsplit("/", 1)[1]]
+    for header in documented["headers"]:
+        assert header in answer.headers, header
+    [(media, content)] = documented["content"].items()
+    assert answer.mimetype == media
+    registry = Registry().with_resource("urn:document", Resource.from_contents(document, default_specification=DRAFT202012))
+    schema = {"$ref": "urn:document" + content["schema"]["$ref"]}
+    Draft202012Validator(schema, registry=registry).validate(answer.get_json())
+
+
+@pytest.mark.parametrize("path", ["/fhir/$assess", "/fhir/PlanDefinition/calcinosis-cutis-work-up/$apply"])
+def test_a_bearer_refusal_is_answered_as_documented(tmp_path, document, path):
+    from tests.support.jwt_tokens import ClientKey
+
+    key = ClientKey("RS384")
+    app = make_app({"CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"), "ASSESS_AUTHORIZATION": {
+        "issuer": "https://auth.example.org", "jwks": key.jwks, "scope": "system/RiskAssessment.write"}})
+    client = app.test_client()
+    documented_path = path.replace("calcinosis-cutis-work-up", "{resource_id}")
+    responses = document["paths"][documented_path]["post"]["responses"]
+    missing = client.post(path, json={"resourceType": "Bundle"})
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith('Bearer realm="calcinosis-cds"')
+    _documented_outcome_is(document, responses["401"], missing)
+    unscoped = key.sign("http://localhost/fhir", issuer="https://auth.example.org", scope="system/Patient.read")
+    forbidden = client.post(path, json={"resourceType": "Bundle"}, headers={"Authorization": f"Bearer {unscoped}"})
+    assert forbidden.status_code == 403
+    assert 'error="insufficient_scope"' in forbidden.headers["WWW-Authenticate"]
+    _documented_outcome_is(document, responses["403"], forbidden)
