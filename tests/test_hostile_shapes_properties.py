@@ -206,8 +206,9 @@ def test_a_non_string_where_feedback_expects_a_string_is_never_a_5xx(served, dat
 
 
 ASSESS_BUNDLE = json.loads((ROOT / "fhir_fixtures" / "assess" / "04-metastatic-esrd.json").read_text(encoding="utf-8"))
-# resourceType is left to the ingest's own checks and tests; every other string the core reads is here.
-ASSESS_STRING_PLACES = [path for path in _string_paths(ASSESS_BUNDLE) if path[-1] != "resourceType"]
+# Every string the core reads, resourceType (the Bundle's and each entry's) included.
+ASSESS_STRING_PLACES = _string_paths(ASSESS_BUNDLE)
+ASSESS_RESOURCE_TYPE_PLACES = [path for path in ASSESS_STRING_PLACES if path[-1] == "resourceType"]
 
 
 @BOUNDED
@@ -216,3 +217,12 @@ def test_a_non_string_where_assess_expects_a_string_is_never_a_5xx(served, path,
     client, _cards = served
     response = client.post("/fhir/$assess", json=_with(ASSESS_BUNDLE, path, value))
     assert response.status_code < 500, (path, value, response.get_data(as_text=True)[:300])
+
+
+@BOUNDED
+@given(path=st.sampled_from(ASSESS_RESOURCE_TYPE_PLACES), value=wrong_types)
+def test_a_non_string_resource_type_in_assess_is_refused_as_a_4xx(served, path, value):
+    # Drawn on its own so that every run reaches resourceType, among the many other string places.
+    client, _cards = served
+    response = client.post("/fhir/$assess", json=_with(ASSESS_BUNDLE, path, value))
+    assert 400 <= response.status_code < 500, (path, value, response.get_data(as_text=True)[:300])

@@ -93,14 +93,34 @@ def test_each_hook_call_takes_the_cds_hooks_2_0_request_of_its_own_hook(document
         assert schema["properties"]["hook"] == {"const": service["hook"]}
 
 
+# The operations that assess a patient's data take a bearer token when ASSESS_AUTHORIZATION is set.
+BEARER_GUARDED = {("post", "/fhir/$assess"), ("post", "/fhir/PlanDefinition/{resource_id}/$apply")}
+
+
 def test_every_cds_hooks_operation_and_only_those_need_the_client_jwt(document):
     scheme = document["components"]["securitySchemes"]["cdsClientJwt"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
     for path, method, operation in _operations(document):
+        if (method, path) in BEARER_GUARDED:
+            continue
         expected = [{"cdsClientJwt": []}] if path.startswith("/cds-services") else None
         assert operation.get("security") == expected, f"{method.upper()} {path}"
         if expected:
             assert "401" in operation["responses"], f"{method.upper()} {path}"
+
+
+def test_assess_and_apply_and_only_those_take_an_optional_bearer_token(document):
+    scheme = document["components"]["securitySchemes"]["assessBearer"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    guarded = set()
+    for path, method, operation in _operations(document):
+        if {"assessBearer": []} in operation.get("security", []):
+            guarded.add((method, path))
+            assert operation["security"] == [{}, {"assessBearer": []}], "optional: open unless configured"
+            for status in ("401", "403"):
+                response = document["components"]["responses"][operation["responses"][status]["$ref"].rsplit("/", 1)[1]]
+                assert "WWW-Authenticate" in response["headers"], f"{status} {method.upper()} {path}"
+    assert guarded == BEARER_GUARDED
 
 
 def test_every_request_body_of_assess_accepts_both_json_media_types(document):
@@ -155,8 +175,51 @@ def test_the_served_document_is_valid_too(client):
     validate(client.get("/openapi.json").get_json())
 
 
-def test_every_documented_path_is_written_as_flask_would_answer_it(document):
-    # No trailing slashes or doubled ones: Flask would redirect those, and a client following the
-    # document would get a 308 instead of the answer.
-    for path in document["paths"]:
-        assert re.fullmatch(r"(/[A-Za-z0-9$._{}-]+)+", path), path
+def test_every_documented_path_is_written_as_flask_would_answer_it(app, document):
+    # No doubled slashes, and a trailing one only where the route has it (/ui/): Flask would redirect
+    # the others, and a client following the document would get a 308 instead of the answer.
+    adapter = app.url_map.bind("localhost")
+    for path, method, _operation in _operations(document):
+        assert re.fullmatch(r"(/[A-Za-z0-9$._{}-]+)+/?", path), path
+        concrete = re.sub(r"{[^}]+}", "x", path)
+        try:
+            adapter.match(concrete, method=method.upper())
+        except RequestRedirect:
+            pytest.fail(f"{method.upper()} {path} is redirected by Flask")
+
+
+def _documented_outcome_is(document: dict, response_ref: dict, answer) -> None:
+    """The answer has the documented headers and its body is the documented OperationOutcome."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    documented = document["components"]["responses"][response_ref["$ref"].rsplit("/", 1)[1]]
+    for header in documented["headers"]:
+        assert header in answer.headers, header
+    [(media, content)] = documented["content"].items()
+    assert answer.mimetype == media
+    registry = Registry().with_resource("urn:document", Resource.from_contents(document, default_specification=DRAFT202012))
+    schema = {"$ref": "urn:document" + content["schema"]["$ref"]}
+    Draft202012Validator(schema, registry=registry).validate(answer.get_json())
+
+
+@pytest.mark.parametrize("path", ["/fhir/$assess", "/fhir/PlanDefinition/calcinosis-cutis-work-up/$apply"])
+def test_a_bearer_refusal_is_answered_as_documented(tmp_path, document, path):
+    from tests.support.jwt_tokens import ClientKey
+
+    key = ClientKey("RS384")
+    app = make_app({"CDS_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"), "ASSESS_AUTHORIZATION": {
+        "issuer": "https://auth.example.org", "jwks": key.jwks, "scope": "system/RiskAssessment.write"}})
+    client = app.test_client()
+    documented_path = path.replace("calcinosis-cutis-work-up", "{resource_id}")
+    responses = document["paths"][documented_path]["post"]["responses"]
+    missing = client.post(path, json={"resourceType": "Bundle"})
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith('Bearer realm="calcinosis-cds"')
+    _documented_outcome_is(document, responses["401"], missing)
+    unscoped = key.sign("http://localhost/fhir", issuer="https://auth.example.org", scope="system/Patient.read")
+    forbidden = client.post(path, json={"resourceType": "Bundle"}, headers={"Authorization": f"Bearer {unscoped}"})
+    assert forbidden.status_code == 403
+    assert 'error="insufficient_scope"' in forbidden.headers["WWW-Authenticate"]
+    _documented_outcome_is(document, responses["403"], forbidden)

@@ -104,6 +104,24 @@ def test_assess_carries_the_chart_only_when_asked(ui_client):
     assert refused.status_code == 400 and "chart=svg" in refused.get_json()["issue"][0]["diagnostics"]
 
 
+def test_assess_charts_a_patient_sent_without_id_or_full_url(ui_client):
+    # Such a patient's RiskAssessment names it by a display only (no reference to match on).
+    bundle = json.loads(bundle_bytes("04"))
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"].pop("id", None)
+            entry.pop("fullUrl", None)
+    response = ui_client.post("/fhir/$assess?chart=svg", json=bundle)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    entries = [e["resource"] for e in response.get_json()["entry"]]
+    kinds = [resource["resourceType"] for resource in entries]
+    assert kinds.count("DocumentReference") == 1
+    risk = entries[kinds.index("RiskAssessment")]
+    chart = entries[kinds.index("RiskAssessment") + 1]
+    assert chart["resourceType"] == "DocumentReference" and chart["subject"] == risk["subject"]
+    assert chart["context"]["related"][0]["reference"].endswith(risk["id"])
+
+
 def test_a_hook_request_carries_the_bundles_patient_and_data(ui_client):
     bundle = json.loads(bundle_bytes("04"))
     response = ui_client.post("/ui/hook-request/order-select", json={"bundle": bundle, "draftOrders": ["iv-calcium-gluconate"]})
