@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from conftest import PROJECT_ROOT
+from tests.support.served_process import free_port, stop, wait_until_answering
 
 ASSESS = b"POST /fhir/$assess HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 HOOK = (b"POST /cds-services/calcinosis-patient-view HTTP/1.1\r\nHost: localhost\r\n"
@@ -48,17 +48,11 @@ MALFORMED = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A real server (gunicorn, threaded worker) on 127.0.0.1, JWT checks off; yields (port, log path)."""
     folder = tmp_path_factory.mktemp("framing")
-    port = _free_port()
+    port = free_port()
     log_path = folder / "server.log"
     env = dict(os.environ, CALCINOSIS_CDS_FEEDBACK_DB=str(folder / "feedback.sqlite3"),
                CALCINOSIS_CDS_REQUIRE_JWT="false", CALCINOSIS_MAX_BODY_BYTES="100000",
@@ -68,24 +62,10 @@ def served(tmp_path_factory):
                                     "--workers", "1", "--threads", "4"], cwd=PROJECT_ROOT, env=env,
                                    stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.monotonic() < deadline, "server did not answer within 60 s"
-            time.sleep(0.2)
+        wait_until_answering(process, f"http://127.0.0.1:{port}/healthz", seconds=60, output=lambda: log_path.read_text(errors="replace"))
         yield port, log_path
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, seconds=20)
 
 
 def _exchange(port: int, raw: bytes) -> bytes:

@@ -6,18 +6,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import responses
 
 from conftest import FIXTURES_DIR, PROJECT_ROOT, assess_fixture
+from tests.support.served_process import free_port, serve_command, stop, wait_until_answering
 from service import create_app
 from service.config import load_config
 from tests.support.cds_app import make_app
@@ -126,14 +122,14 @@ def test_metrics_expose_requests_latency_rule_time_cards_and_upstream_reads(tmp_
 
 def test_metrics_of_a_served_instance_add_up_every_worker(tmp_path):
     """`serve` runs several gunicorn workers; with multiprocess mode any scrape reports all their requests."""
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"), PYTHONPATH=str(PROJECT_ROOT))
-    process = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+    process = subprocess.Popen(serve_command() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, base)
+        wait_until_answering(process, f"{base}/readyz", seconds=120)
         requests_sent = 12
         for _ in range(requests_sent):  # a new connection each: the workers share them out
             assert requests.get(f"{base}/fhir/metadata", timeout=10).status_code == 200
@@ -142,38 +138,7 @@ def test_metrics_of_a_served_instance_add_up_every_worker(tmp_path):
             assert _sample(text, "calcinosis_http_requests_total", method="GET", route="/fhir/metadata",
                            status="200") == requests_sent
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cli() -> list[str]:
-    script = shutil.which("calcinosis-cds", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "service.cli"]
-
-
-def _wait_until_ready(process: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"server exited early (code {process.returncode})")
-        try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # still booting
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("server did not answer within 120 s")
-        time.sleep(0.3)
+        stop(process, seconds=20)
 
 
 @pytest.mark.parametrize("route", ["/healthz", "/readyz", "/metrics"])

@@ -3,68 +3,38 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from fhir.resources.R4B.bundle import Bundle
 
 from conftest import PROJECT_ROOT, assess_fixture
+from tests.support.served_process import free_port, serve_command, stop, wait_until_answering
 
 
 MAX_BODY_BYTES = 100_000  # above the fixture posted, below the oversized bodies sent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cli() -> list[str]:
-    script = shutil.which("calcinosis-cds", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "service.cli"]
-
-
 @pytest.fixture
 def served(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ,
                CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
                CALCINOSIS_EVALUATION_TIME="2026-11-15T09:00:00Z",
                CALCINOSIS_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
                PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
-        _cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        serve_command() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited early:\n{process.stdout.read().decode(errors='replace')}")
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # still booting
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not answer within 60 s")
-            time.sleep(0.2)
+        wait_until_answering(process, f"{base}/healthz", seconds=60,
+                             output=lambda: process.stdout.read().decode(errors="replace"))
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, seconds=20)
 
 
 def test_real_server_assesses_a_posted_fixture_and_stops_cleanly(served):
@@ -114,11 +84,11 @@ def test_keep_alive_connections_are_spread_over_the_workers(tmp_path):
     import http.client
     import re
 
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "server.log"
     env = dict(os.environ, CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"), PYTHONPATH=str(PROJECT_ROOT))
     with log_path.open("wb") as log:
-        process = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        process = subprocess.Popen(serve_command() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
                                    cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -144,12 +114,7 @@ def test_keep_alive_connections_are_spread_over_the_workers(tmp_path):
         for connection in connections:
             connection.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, seconds=20)
     answered_by = {request_id: pid for pid, request_id in
                    re.findall(r"\[(\d+)\] INFO calcinosis_cds GET /healthz 200 \S+ id=(c\d+-r\d)", log_path.read_text())}
     assert len(answered_by) == 48

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from conftest import PROJECT_ROOT, assess_fixture
-from test_serve_process import _cli, _free_port
+from tests.support.served_process import free_port, serve_command, stop, wait_until_answering
 from tests.support.stalling_servers import HangingServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fhir_fixtures" / "cds-hooks"
@@ -37,7 +36,7 @@ def hanging():
 
 @pytest.fixture
 def served_against(hanging, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ,
                CALCINOSIS_CDS_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
                CALCINOSIS_EVALUATION_TIME="2026-11-15T09:00:00Z",
@@ -48,28 +47,14 @@ def served_against(hanging, tmp_path):
                CALCINOSIS_CDS_FHIR_READ_TIMEOUT_SECONDS="8",
                PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
-        _cli() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "8"],
+        serve_command() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "8"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "server exited early"
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # still booting
-                pass
-            assert time.monotonic() < deadline, "server did not answer within 60 s"
-            time.sleep(0.2)
+        wait_until_answering(process, f"{base}/healthz", seconds=60)
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, seconds=30)
 
 
 def _hook_call(base: str, fhir_server: str) -> requests.Response:
