@@ -74,6 +74,10 @@ def region(gen: Generator, node: ast.Node, build: Callable[[ast.Node], Closure])
 
 
 # ---- helpers the generated source calls (each the exact semantics of a closure in codegen.py) ----
+# The kinds of value that can hold a record: consuming one makes its records evidence.
+_HOLDERS = frozenset({list, Record, CqlTuple})
+
+
 def _consume(ctx: Context, value: Any) -> Any:
     kind = type(value)
     if kind is list or kind is Record or kind is CqlTuple:
@@ -236,7 +240,8 @@ class _Emitter:
     def consumed(self, source: str, static_type: T.CqlType) -> str:
         if self.gen.holds_no_record(static_type):
             return source
-        return f"{self.ref(_consume)}(ctx, {source})"
+        t = self.temp()
+        return f"({t} if type({t} := {source}) not in {self.ref(_HOLDERS)} else {self.ref(_consume)}(ctx, {t}))"
 
     def _Literal(self, node: ast.Literal) -> str:
         kind, value = node.kind, node.value
@@ -272,7 +277,13 @@ class _Emitter:
 
     def _Member(self, node: ast.Member) -> str:
         target = self.child(node.target)
-        return f"{self.ref(self.gen.member_getter(node.name))}(ctx, {target})"
+        getter = self.ref(self.gen.member_getter(node.name))
+        # a record's field (its source becomes evidence, as the getter does) and a tuple's element
+        # are read here; anything else by the getter
+        t, name = self.temp(), repr(node.name)
+        return (f"({t}.fields.get({name}) if type({t} := {target}) is {self.ref(Record)}"
+                f" and (not {t}.source or ctx.ev.add({t}.source) or True)"
+                f" else {t}.get({name}) if type({t}) is {self.ref(CqlTuple)} else {getter}(ctx, {t}))")
 
     def _Indexer(self, node: ast.Indexer) -> str:
         return f"{self.ref(_index)}({self.child(node.target)}, {self.child(node.index)})"
