@@ -637,6 +637,8 @@ def distinct(items: list | None) -> list | None:
     """
     if items is None:
         return None
+    if len(items) < 2:   # nothing to compare (most query results)
+        return list(items)
     kept: list = []
     buckets: dict[Any, list] = {}
     for item in items:
