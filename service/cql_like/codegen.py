@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from . import ast
 from . import functions as fn
+from . import inline
 from . import operators as ops
 from . import types as T
 from .checker import ROW, ROW_ELEMENT, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, membership_form
@@ -70,11 +71,14 @@ class GeneratedLibrary:
     parameters: dict[str, CompiledParameter]
 
 
-def generate(checked: CheckedLibrary) -> GeneratedLibrary:
-    """The closures of a checked library; anything but a `CheckedLibrary` is refused."""
+def generate(checked: CheckedLibrary, *, inline: bool = True) -> GeneratedLibrary:
+    """The closures of a checked library; anything but a `CheckedLibrary` is refused.
+
+    `inline` (the default) compiles expression regions to Python source (inline.py); without it
+    every node is a closure of its own (the reference form, kept for tests and fallbacks)."""
     if not isinstance(checked, CheckedLibrary):
         raise TypeError(f"codegen takes a CheckedLibrary from checker.check, not {type(checked).__name__}")
-    return Generator(checked).generate()
+    return Generator(checked, inline=inline).generate()
 
 
 def _guard(closure: Closure, node: ast.Node) -> Closure:
@@ -169,7 +173,7 @@ _RECORD_FREE = frozenset({T.BOOLEAN, T.INTEGER, T.DECIMAL, T.STRING, T.QUANTITY,
 def _consuming(closure: Closure, static_type: T.CqlType) -> Closure:
     """The operand's records become evidence: an operator read the whole value (=, is null, Length, ...).
     An operand whose static type holds no record (a String, an Interval, ...) is left as it is."""
-    if static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType):
+    if Generator.holds_no_record(static_type):
         return closure
 
     def consumed(ctx: Context) -> Any:
@@ -234,13 +238,16 @@ def argument_key(value: Any) -> Any:
 
 class Generator:
     """Builds the closures of a checked library: one method per node class, no checks."""
-    def __init__(self, checked: CheckedLibrary) -> None:
+    def __init__(self, checked: CheckedLibrary, *, inline: bool = True) -> None:
         self.checked = checked
         self.types = checked.types
         self.targets = checked.targets
         self.functions: dict[int, CompiledFunction] = {}
         self.constants = constant_nodes(checked)
         self._inside_constant = False
+        self.inline = inline
+        self._built: dict[int, Closure] = {}   # closures of constant and non-inlined nodes, built once
+        self._plain = False                     # building the closure-per-node form of an inlined region
 
     def generate(self) -> GeneratedLibrary:
         """Closures for every parameter default and define (function bodies as calls reach them)."""
@@ -265,10 +272,11 @@ class Generator:
         compiled = CompiledFunction(node.name, checked.operand_names, checked.operand_types, checked.returns, None, node)
         self.functions[id(node)] = compiled
         inside_constant, self._inside_constant = self._inside_constant, False   # every call shares the body
+        plain, self._plain = self._plain, False
         try:
             body = self.expr(node.body)
         finally:
-            self._inside_constant = inside_constant
+            self._inside_constant, self._plain = inside_constant, plain
         if checked.declared is not None:
             body = _coerce(body, checked.body_type, checked.declared)
         compiled.body = body
@@ -276,15 +284,56 @@ class Generator:
 
     def expr(self, node: ast.Node) -> Closure:
         """The closure of one expression; dispatches on the node class. The outermost node of a
-        constant expression is computed once per library (its parts then need no caching)."""
+        constant expression is computed once per library (its parts then need no caching). With
+        `inline`, a region of inlinable nodes becomes one compiled Python function (inline.py),
+        and every other node is built once, whichever region refers to it."""
         build = getattr(self, "_" + type(node).__name__)
-        if self._inside_constant or id(node) not in self.constants or isinstance(node, ast.Literal):
+        if self._inside_constant or isinstance(node, ast.Literal):
             return build(node)
+        if id(node) in self.constants:
+            return self._once(node, lambda: _computed_once(self._inside(build, node)))
+        if not self.inline:
+            return build(node)
+        if inline.inlinable(node):
+            return build(node) if self._plain else inline.region(self, node, build)
+        return self._once(node, lambda: self._unplain(build, node))
+
+    # what inline.py asks of this stage (it cannot import codegen, which imports it)
+    member_getter = staticmethod(member_getter)
+    value_converter = staticmethod(value_converter)
+
+    @staticmethod
+    def holds_no_record(static_type: T.CqlType) -> bool:
+        """True when consuming a value of this static type is no evidence (see `_consuming`)."""
+        return static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType)
+
+    def _once(self, node: ast.Node, make: Callable[[], Closure]) -> Closure:
+        closure = self._built.get(id(node))
+        if closure is None:
+            closure = self._built[id(node)] = make()
+        return closure
+
+    def _inside(self, build, node: ast.Node) -> Closure:
         self._inside_constant = True
         try:
-            return _computed_once(build(node))
+            return build(node)
         finally:
             self._inside_constant = False
+
+    def _unplain(self, build, node: ast.Node) -> Closure:
+        plain, self._plain = self._plain, False
+        try:
+            return build(node)
+        finally:
+            self._plain = plain
+
+    def plain_closure(self, build, node: ast.Node) -> Closure:
+        """The closure-per-node form of an inlined region (what it falls back to on a failure)."""
+        plain, self._plain = self._plain, True
+        try:
+            return build(node)
+        finally:
+            self._plain = plain
 
     def _typed(self, node: ast.Node) -> tuple[Closure, T.CqlType]:
         return self.expr(node), self.types[id(node)]
@@ -420,15 +469,24 @@ class Generator:
 
     def _user_call(self, function: ast.FunctionDef, closures: list[Closure], arg_types: list[T.CqlType]) -> Closure:
         compiled = self._function(function)
-        names = compiled.operand_names
         args = [_coerce(c, a, p) for c, a, p in zip(closures, arg_types, compiled.operand_types)]
+        invoke = self.invoker(function)
+        return lambda ctx: invoke(ctx, [a(ctx) for a in args])
+
+    def invoker(self, function: ast.FunctionDef) -> Callable[[Context, list], Any]:
+        """invoke(ctx, argument values): the user function's body with its operands bound."""
+        compiled = self._function(function)
+        names = compiled.operand_names
         function_key = id(function)
 
-        def call(ctx: Context) -> Any:
+        def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
             arguments: a repeated call gives the kept value and adds the same evidence again."""
-            values = [a(ctx) for a in args]
-            key = (function_key, *map(argument_key, values))
+            if len(values) == 1:   # the usual case, without building an iterator
+                value = values[0]
+                key = (function_key, value if type(value) is str or value is None else argument_key(value))
+            else:
+                key = (function_key, *map(argument_key, values))
             kept = ctx.call_cache.get(key)
             if kept is not None:
                 if kept[1]:
@@ -687,6 +745,7 @@ class Generator:
         distinct_rows = node.return_ is not None and not node.return_all
         sorter = self._sort(node.sort) if node.sort else None
         filters = withs + ([where] if where is not None else [])
+        only_filter = filters[0] if len(filters) == 1 else None
 
         def run(ctx: Context) -> Any:
             """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result."""
@@ -705,7 +764,10 @@ class Generator:
                         outer_ev = ctx.ev
                         row_ev = ctx.ev = set()
                         try:
-                            ok = all(f(ctx) is True for f in filters)
+                            if only_filter is not None:
+                                ok = only_filter(ctx) is True
+                            else:
+                                ok = all(f(ctx) is True for f in filters)
                         finally:
                             ctx.ev = outer_ev
                         if not ok:

@@ -56,6 +56,9 @@ def round8(value: Decimal | None) -> Decimal | None:
 
 def is_number(value: Any) -> bool:
     """True for CQL Integer/Decimal values; bool is excluded although Python treats it as an int."""
+    kind = type(value)
+    if kind is int or kind is Decimal:
+        return True
     return isinstance(value, (int, Decimal)) and not isinstance(value, bool)
 
 
@@ -82,6 +85,9 @@ def compare(a: Any, b: Any) -> int | None:
     """-1/0/1, or None when either side is null; raises for values that cannot be ordered."""
     if a is None or b is None:
         return None
+    kind = type(a)
+    if kind is type(b) and (kind is Decimal or kind is int or kind is str):   # the usual case, decided at once
+        return (a > b) - (a < b)
     if is_number(a) and is_number(b):
         return (a > b) - (a < b)
     if isinstance(a, Quantity) or isinstance(b, Quantity):
@@ -631,6 +637,8 @@ def distinct(items: list | None) -> list | None:
     """
     if items is None:
         return None
+    if len(items) < 2:   # nothing to compare (most query results)
+        return list(items)
     kept: list = []
     buckets: dict[Any, list] = {}
     for item in items:

@@ -179,6 +179,10 @@ class Quantity:
 
     def compare(self, other: "Quantity") -> int:
         """-1, 0 or 1: exact comparison after converting `other` into this unit."""
+        if isinstance(other, Quantity) and other.unit == self.unit:   # ratio 1: the values compare as they are
+            parse_unit(self.unit)   # an unknown unit is refused all the same
+            mine, theirs = self.value, other.value
+            return (mine > theirs) - (mine < theirs)
         mine, theirs = self._exact_pair(other, "compare")
         return (mine > theirs) - (mine < theirs)
 

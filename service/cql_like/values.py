@@ -62,6 +62,27 @@ class CqlTuple(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._elements)
 
+    # The dict's own methods: Mapping's generic ones go through __getitem__ element by element,
+    # and evaluation reads tuple elements (and walks them for evidence) very often.
+    def __contains__(self, key: object) -> bool:
+        return key in self._elements
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The element's value, or `default` when the tuple has no such element."""
+        return self._elements.get(key, default)
+
+    def keys(self):
+        """The element names, in order."""
+        return self._elements.keys()
+
+    def values(self):
+        """The element values, in order."""
+        return self._elements.values()
+
+    def items(self):
+        """(name, value) pairs, in order."""
+        return self._elements.items()
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, CqlTuple):
             return self._elements == other._elements
