@@ -194,6 +194,45 @@ def test_the_replay_store_forgets_token_ids_once_they_expire(kind, tmp_path):
     assert store.first_use(EHR_ISSUER, "abc", expires_at=1600)
 
 
+def test_an_expired_token_id_is_free_again_before_the_periodic_sweep_runs(tmp_path):
+    clock = [1000.0]
+    store = SqliteReplayStore(tmp_path / "jti.sqlite3", clock=lambda: clock[0])
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1300)
+    clock[0] = 1010.0  # well within the sweep interval: no sweep runs on this call
+    assert store.first_use(EHR_ISSUER, "other", expires_at=1300)
+    assert not store.first_use(EHR_ISSUER, "other", expires_at=1300)
+    clock[0] = 1301.0 - store.PURGE_INTERVAL_SECONDS / 2  # "abc" still live: still a replay
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    clock[0] = 1301.0
+    store._next_purge = float("inf")  # the row of "abc" is expired but not swept: taken over, once
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+
+
+def _claim_token_ids(db_path: str, jtis: list[str], start, claimed) -> None:
+    """One worker process: wait for the others, then claim every token id; the ones it won go to `claimed`."""
+    store = SqliteReplayStore(db_path)
+    start.wait()
+    claimed.put([jti for jti in jtis if store.first_use(EHR_ISSUER, jti, time.time() + 600)])
+
+
+def test_worker_processes_sharing_the_replay_file_accept_each_token_id_exactly_once(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    db_path = str(tmp_path / "jti.sqlite3")
+    SqliteReplayStore(db_path)  # the file and its table exist before the workers race
+    jtis = [f"jti-{number}" for number in range(150)]
+    start, claimed = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_claim_token_ids, args=(db_path, jtis, start, claimed)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    won = [claimed.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(jti for one in won for jti in one) == sorted(jtis)  # every id accepted once, by one worker
+
+
 def test_aud_follows_public_base_url_when_configured(tmp_path, es384_key, monkeypatch):
     app = make_app({
         "CDS_REQUIRE_JWT": True, "PUBLIC_BASE_URL": "https://cds.example.org/",

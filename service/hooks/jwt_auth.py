@@ -17,7 +17,6 @@ which the HTTP layer turns into a bare 401; the reason is only logged.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -67,25 +66,39 @@ class ReplayStore:
 
 
 class SqliteReplayStore:
-    """The same as ReplayStore, shared by every worker process through one SQLite file."""
+    """The same as ReplayStore, shared by every worker process through one SQLite file.
+
+    One statement decides a token id's first use, atomically across processes: it is inserted, or
+    takes over a row whose token has expired; a live row makes it a replay. Expired rows are swept
+    in bulk at most once per PURGE_INTERVAL_SECONDS (through an index on their expiry), not on
+    every call: a sweep per call scanned every id of the last token lifetime, which grows with the
+    request rate.
+    """
+
+    PURGE_INTERVAL_SECONDS = 60.0
 
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.db_path = Path(db_path)
         self._file = SqliteFile(self.db_path)
         self._clock = clock
+        self._next_purge = float("-inf")
         with self._file.connection() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS used_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL,"
                                " expires_at REAL NOT NULL, PRIMARY KEY (issuer, jti))")
+            connection.execute("CREATE INDEX IF NOT EXISTS used_jti_expiry ON used_jti (expires_at)")
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """True the first time any worker sees a token id; False for a replay. Expired ids are purged first."""
+        """True the first time any worker sees a token id (or sees it again after it expired); False for a replay."""
+        now = self._clock()
         with self._file.connection() as connection:
-            connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (self._clock(),))
-            try:
-                connection.execute("INSERT INTO used_jti VALUES (?, ?, ?)", (issuer, jti, expires_at))
-            except sqlite3.IntegrityError:
-                return False
-        return True
+            if now >= self._next_purge:
+                self._next_purge = now + self.PURGE_INTERVAL_SECONDS
+                connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (now,))
+            claimed = connection.execute(
+                "INSERT INTO used_jti VALUES (?, ?, ?) ON CONFLICT (issuer, jti) DO UPDATE"
+                " SET expires_at = excluded.expires_at WHERE used_jti.expires_at < ?",
+                (issuer, jti, expires_at, now)).rowcount
+        return claimed == 1
 
 
 class JwksCache:
