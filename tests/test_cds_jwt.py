@@ -148,6 +148,39 @@ def test_keys_fetched_from_the_issuers_jwks_url_are_cached():
     assert len(responses.calls) == 1
 
 
+def test_a_public_key_is_parsed_once_per_jwks_document(monkeypatch):
+    from service.hooks import jwt_auth
+
+    key = ClientKey("ES384")
+    parsed = []
+    real_find_key = jwt_auth.find_key
+    monkeypatch.setattr(jwt_auth, "find_key", lambda *args: parsed.append(args[1]) or real_find_key(*args))
+    verifier = _verifier(jwks=key.jwks)
+    for _ in range(3):
+        assert verifier.verify(f"Bearer {key.sign(SERVICE_URL)}", SERVICE_URL)["iss"] == EHR_ISSUER
+    assert parsed == [key.kid]
+    with pytest.raises(AuthenticationError):  # an unknown kid is looked up every time, never cached
+        verifier.verify(f"Bearer {ClientKey('ES384').sign(SERVICE_URL)}", SERVICE_URL)
+    assert len(parsed) == 2
+
+
+@responses.activate
+def test_a_key_replaced_under_the_same_kid_is_used_once_the_jwks_is_refetched():
+    old = ClientKey("ES384")
+    new = ClientKey("ES384", kid=old.kid)
+    responses.get(JWKS_URL, json=old.jwks)
+    responses.get(JWKS_URL, json=new.jwks)
+    clock = [1000.0]
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks_url": JWKS_URL}}, algorithms=["ES384"],
+                              leeway_seconds=30, max_age_seconds=600,
+                              jwks_cache=JwksCache(60, clock=lambda: clock[0]))
+    assert verifier.verify(f"Bearer {old.sign(SERVICE_URL)}", SERVICE_URL)
+    clock[0] += 61  # the cached JWKS expires: the next call reads the issuer's current keys
+    assert verifier.verify(f"Bearer {new.sign(SERVICE_URL)}", SERVICE_URL)
+    with pytest.raises(AuthenticationError):
+        verifier.verify(f"Bearer {old.sign(SERVICE_URL)}", SERVICE_URL)
+
+
 @responses.activate
 def test_an_allowlisted_jku_is_fetched_and_used():
     key = ClientKey("ES384")
