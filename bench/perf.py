@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,11 @@ def _sign_tokens(key: Any, audience: str, count: int, path: Path) -> Path:
     import jwt
 
     now = int(time.time())
+    batch = uuid.uuid4().hex[:12]  # two batches signed in the same second never share a jti
     with path.open("w") as out:
         for number in range(count):
             claims = {"iss": ISSUER, "sub": "bench-client", "aud": audience, "iat": now, "exp": now + 900,
-                      "jti": f"bench-{now}-{number}"}
+                      "jti": f"bench-{batch}-{number}"}
             out.write(jwt.encode(claims, key, algorithm="ES256", headers={"kid": "bench"}) + "\n")
     return path
 

@@ -1,10 +1,10 @@
 """Where a served patient-view call spends its time, by layer, from a profile of the app in process.
 
 Run from the project root: `python bench/profile_served.py [--large] [--calls N]`. The app is built as
-`serve` builds it (JWT verified with a trusted key, replay store and card records in SQLite) and
-called through Flask's test client, so everything but gunicorn and the socket is profiled; the
-served floor (`/healthz` in `bench/perf.py`) is what those cost. Each function's own time is given
-to the layer its file belongs to.
+`serve` builds it (JWT verified with a trusted key, replay store and card records in SQLite, the
+heap settled as in a served worker) and called through Flask's test client, so everything but
+gunicorn and the socket is profiled; the served floor (`/healthz` in `bench/perf.py`) is what those
+cost. Each function's own time is given to the layer its file belongs to.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
     from service import create_app
+    from service.web.wsgi_server import settle_heap
 
     body = large_patient_view_body(synthea_samples()[-1]) if args.large else patient_view_body(SMALL_PATIENT_VIEW_SOURCE)
     key, jwks = _client_key()
@@ -63,6 +64,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"PUBLIC_BASE_URL": base, "CDS_TRUSTED_ISSUERS": {ISSUER: {"jwks": jwks}},
                           "CDS_FEEDBACK_DB": str(Path(tmp) / "feedback.sqlite3"), "LOG_LEVEL": "WARNING"})
+        settle_heap()  # as each served worker does once its app is built
         client = app.test_client()
         tokens = _sign_tokens(key, base + SERVICE_PATH, args.calls + 2, Path(tmp) / "tokens.txt").read_text().split()
 
