@@ -9,9 +9,11 @@ Run from the project root: `python bench/perf.py` (`--quick` for fewer rounds an
   of 20 results each: median ms, the ratio to `orjson.loads` of the same bytes timed in the same
   loop (the floor), and the peak memory traced while assessing it, beside the bytes;
 - the served path: `calcinosis-cds serve` started on 127.0.0.1 with its default settings, loaded
-  by `wrk` (Debian: `apt-get install -y wrk`) at 1, 8 and 32 connections, for a small and a large
-  patient-view call (JWT verified, each request with its own pre-signed token, so replay protection
-  stays on) and for `/healthz`, the served floor: requests/s, p50, p95, p99 and errors.
+  by `wrk` (Debian: `apt-get install -y wrk`) at 1, 8 and 32 connections, for patient-view calls of
+  17 KB, of the largest Synthea sample's prefetch and of 1.75 MB (that patient's record grown with
+  earlier years of its own kinds of resources), JWT verified, each request with its own pre-signed
+  token, so replay protection stays on, and for `/healthz`, the served floor: requests/s, p50, p95,
+  p99 and errors.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
 
-from workloads import (SMALL_PATIENT_VIEW_SOURCE, in_process_cases, patient_view_body,  # noqa: E402
-                       synthea_samples)
+from workloads import (SMALL_PATIENT_VIEW_SOURCE, in_process_cases, large_patient_view_body,  # noqa: E402
+                       patient_view_body, synthea_samples)
 
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 ISSUER = "https://ehr.example.org"
@@ -123,10 +126,11 @@ def _sign_tokens(key: Any, audience: str, count: int, path: Path) -> Path:
     import jwt
 
     now = int(time.time())
+    batch = uuid.uuid4().hex[:12]  # two batches signed in the same second never share a jti
     with path.open("w") as out:
         for number in range(count):
             claims = {"iss": ISSUER, "sub": "bench-client", "aud": audience, "iat": now, "exp": now + 900,
-                      "jti": f"bench-{now}-{number}"}
+                      "jti": f"bench-{batch}-{number}"}
             out.write(jwt.encode(claims, key, algorithm="ES256", headers={"kid": "bench"}) + "\n")
     return path
 
@@ -190,9 +194,10 @@ def bench_served(quick: bool, extra_args: list[str]) -> None:
     samples = synthea_samples()
     workloads = [("patient-view small", patient_view_body(SMALL_PATIENT_VIEW_SOURCE))]
     if samples:
-        workloads.append(("patient-view large", patient_view_body(samples[-1])))
+        workloads.append(("patient-view Synthea", patient_view_body(samples[-1])))
+        workloads.append(("patient-view large", large_patient_view_body(samples[-1])))
     else:
-        print("served: large patient-view skipped: the Synthea samples are absent")
+        print("served: Synthea and large patient-view skipped: the Synthea samples are absent")
     duration = 4 if quick else 10
     key, jwks = _client_key()
     with tempfile.TemporaryDirectory() as tmp:

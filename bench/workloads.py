@@ -8,8 +8,10 @@ served path never leaves the machine.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +23,11 @@ SHARED = Path(os.environ.get("CALCINOSIS_SHARED_DIR") or ROOT.parent / "shared")
 SYNTHEA = SHARED / "fhir-samples" / "synthea"
 SMALL_PATIENT_VIEW_SOURCE = ROOT / "fhir_fixtures" / "assess" / "04-metastatic-esrd.json"
 START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+# The large patient-view call the performance targets name: a real patient's prefetch, grown with
+# earlier years of that patient's own kinds of resources to this many bytes (at most).
+LARGE_PATIENT_VIEW_BYTES = 1_750_000
+# A FHIR date, dateTime or instant: its year is what an earlier copy of a resource moves back.
+_DATE = re.compile(r"(\d{4})(-\d{2}(-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?")
 
 # (LOINC, display, unit, value): results the rule library reads.
 LABS = [("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "mg/dL", 10.9),
@@ -125,9 +132,9 @@ def _owner(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def patient_view_body(bundle_path: Path) -> bytes:
-    """The first patient of a bundle as a patient-view call, its resources prefetched by type as an EHR
-    would send them (references as Type/id; types the service does not prefetch left out)."""
+def _prefetch_of(bundle_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(patient, prefetch): the first patient of a bundle and its resources as prefetch searchsets by
+    type, as an EHR would send them (references as Type/id; types the service does not prefetch left out)."""
     bundle = json.loads(bundle_path.read_bytes())
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     references = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries
@@ -145,9 +152,83 @@ def patient_view_body(bundle_path: Path) -> bytes:
         if owner is None and resource.get("resourceType") != "Medication":
             continue
         prefetch[key]["entry"].append({"resource": resource, "search": {"mode": "match"}})
+    return patient, prefetch
+
+
+def _call_body(patient: dict[str, Any], prefetch: dict[str, Any]) -> bytes:
     body = {"hookInstance": str(uuid.uuid4()), "hook": "patient-view",
             "context": {"userId": "Practitioner/example", "patientId": patient["id"]}, "prefetch": prefetch}
     return json.dumps(body, indent=1).encode()
+
+
+def patient_view_body(bundle_path: Path) -> bytes:
+    """The first patient of a bundle as a patient-view call, its resources prefetched by type."""
+    return _call_body(*_prefetch_of(bundle_path))
+
+
+def _years_earlier(value: Any, years: int) -> Any:
+    """`value` with every date in it moved `years` back (29 February becoming the 28th)."""
+    if isinstance(value, dict):
+        return {k: _years_earlier(v, years) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_years_earlier(v, years) for v in value]
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        moved = f"{int(value[:4]) - years:04d}{value[4:]}"
+        return moved.replace("-02-29", "-02-28") if value[4:10] == "-02-29" else moved
+    return value
+
+
+def _years_in(value: Any) -> Iterator[int]:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from _years_in(item)
+    elif isinstance(value, str) and _DATE.fullmatch(value):
+        yield int(value[:4])
+
+
+def _earlier_copy(resource: dict[str, Any], years: int, round_: int) -> dict[str, Any]:
+    """The same kind of record from `years` earlier in the patient's history, under an id of its own."""
+    moved = _years_earlier(copy.deepcopy(resource), years)
+    moved["id"] = f"{resource['id']}-h{round_}"
+    return moved
+
+
+def large_patient_view_body(bundle_path: Path, target_bytes: int = LARGE_PATIENT_VIEW_BYTES) -> bytes:
+    """A patient-view call of at most `target_bytes`, as close as whole resources allow: the patient's own
+    prefetch, then earlier years of the same patient's Observations, Conditions, medication orders and
+    procedures (round n: each record moved back n times the span the record covers, under a new id).
+
+    A long record of one patient rather than many patients' records: what a patient-view prefetch of a
+    patient with a long history carries.
+    """
+    patient, prefetch = _prefetch_of(bundle_path)
+    keys = ("labs", "conditions", "medications", "procedures")
+    originals = [(key, entry["resource"]) for key in keys for entry in prefetch[key]["entry"]
+                 if entry["resource"].get("resourceType") != "Medication"]
+    years = list(_years_in([resource for _, resource in originals])) or [2000]
+    span = max(years) - min(years) + 1
+    base = {key: list(prefetch[key]["entry"]) for key in keys}
+    rounds = max(1, -(-target_bytes // max(1, len(_call_body(patient, prefetch)))))
+    added = [(key, {"resource": _earlier_copy(resource, span * round_, round_), "search": {"mode": "match"}})
+             for round_ in range(1, rounds + 1) for key, resource in originals]
+
+    def body_with(count: int) -> bytes:
+        for key in keys:
+            prefetch[key]["entry"] = list(base[key])
+        for key, entry in added[:count]:
+            prefetch[key]["entry"].append(entry)
+        return _call_body(patient, prefetch)
+
+    low, high = 0, len(added)  # the most entries that fit lie in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(body_with(middle)) <= target_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return body_with(low)
 
 
 def in_process_cases() -> Iterator[tuple[str, bytes | None, str]]:

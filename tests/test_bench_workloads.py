@@ -46,3 +46,29 @@ def test_the_small_patient_view_call_is_answered_with_cards(client):
     response = client.post("/cds-services/calcinosis-patient-view", data=body, content_type="application/json")
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     assert response.get_json()["cards"]
+
+
+@pytest.mark.skipif(not workloads.synthea_samples(), reason="the Synthea samples are absent")
+def test_the_large_patient_view_call_is_one_patients_long_record_of_the_target_size(client):
+    body = workloads.large_patient_view_body(workloads.synthea_samples()[-1])
+    assert workloads.LARGE_PATIENT_VIEW_BYTES - 20_000 < len(body) <= workloads.LARGE_PATIENT_VIEW_BYTES
+    call = json.loads(body)
+    patient = call["prefetch"]["patient"]["id"]
+    resources = [entry["resource"] for key in ("labs", "conditions", "medications", "procedures")
+                 for entry in call["prefetch"][key]["entry"]]
+    assert len({(r["resourceType"], r["id"]) for r in resources}) == len(resources)  # every copy has its own id
+    owners = {(r.get("subject") or r.get("patient") or {}).get("reference") for r in resources
+              if r["resourceType"] != "Medication"}
+    assert owners == {f"Patient/{patient}"}
+    response = client.post("/cds-services/calcinosis-patient-view", data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.get_json()["cards"]
+
+
+def test_an_earlier_copy_moves_every_date_back_and_keeps_codes():
+    resource = {"resourceType": "Observation", "id": "o1", "code": {"coding": [{"code": "2160-0"}]},
+                "effectiveDateTime": "2024-02-29T10:00:00+01:00", "issued": "2024-03-01T10:00:00.000Z"}
+    moved = workloads._earlier_copy(resource, 3, 2)
+    assert moved["id"] == "o1-h2" and moved["code"] == resource["code"]
+    assert moved["effectiveDateTime"] == "2021-02-28T10:00:00+01:00"
+    assert moved["issued"] == "2021-03-01T10:00:00.000Z"

@@ -148,6 +148,39 @@ def test_keys_fetched_from_the_issuers_jwks_url_are_cached():
     assert len(responses.calls) == 1
 
 
+def test_a_public_key_is_parsed_once_per_jwks_document(monkeypatch):
+    from service.hooks import jwt_auth
+
+    key = ClientKey("ES384")
+    parsed = []
+    real_find_key = jwt_auth.find_key
+    monkeypatch.setattr(jwt_auth, "find_key", lambda *args: parsed.append(args[1]) or real_find_key(*args))
+    verifier = _verifier(jwks=key.jwks)
+    for _ in range(3):
+        assert verifier.verify(f"Bearer {key.sign(SERVICE_URL)}", SERVICE_URL)["iss"] == EHR_ISSUER
+    assert parsed == [key.kid]
+    with pytest.raises(AuthenticationError):  # an unknown kid is looked up every time, never cached
+        verifier.verify(f"Bearer {ClientKey('ES384').sign(SERVICE_URL)}", SERVICE_URL)
+    assert len(parsed) == 2
+
+
+@responses.activate
+def test_a_key_replaced_under_the_same_kid_is_used_once_the_jwks_is_refetched():
+    old = ClientKey("ES384")
+    new = ClientKey("ES384", kid=old.kid)
+    responses.get(JWKS_URL, json=old.jwks)
+    responses.get(JWKS_URL, json=new.jwks)
+    clock = [1000.0]
+    verifier = ClientVerifier(trusted_issuers={EHR_ISSUER: {"jwks_url": JWKS_URL}}, algorithms=["ES384"],
+                              leeway_seconds=30, max_age_seconds=600,
+                              jwks_cache=JwksCache(60, clock=lambda: clock[0]))
+    assert verifier.verify(f"Bearer {old.sign(SERVICE_URL)}", SERVICE_URL)
+    clock[0] += 61  # the cached JWKS expires: the next call reads the issuer's current keys
+    assert verifier.verify(f"Bearer {new.sign(SERVICE_URL)}", SERVICE_URL)
+    with pytest.raises(AuthenticationError):
+        verifier.verify(f"Bearer {old.sign(SERVICE_URL)}", SERVICE_URL)
+
+
 @responses.activate
 def test_an_allowlisted_jku_is_fetched_and_used():
     key = ClientKey("ES384")
@@ -192,6 +225,45 @@ def test_the_replay_store_forgets_token_ids_once_they_expire(kind, tmp_path):
     assert not store.first_use(EHR_ISSUER, "abc", expires_at=1300)
     clock[0] = 1301.0
     assert store.first_use(EHR_ISSUER, "abc", expires_at=1600)
+
+
+def test_an_expired_token_id_is_free_again_before_the_periodic_sweep_runs(tmp_path):
+    clock = [1000.0]
+    store = SqliteReplayStore(tmp_path / "jti.sqlite3", clock=lambda: clock[0])
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1300)
+    clock[0] = 1010.0  # well within the sweep interval: no sweep runs on this call
+    assert store.first_use(EHR_ISSUER, "other", expires_at=1300)
+    assert not store.first_use(EHR_ISSUER, "other", expires_at=1300)
+    clock[0] = 1301.0 - store.PURGE_INTERVAL_SECONDS / 2  # "abc" still live: still a replay
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    clock[0] = 1301.0
+    store._next_purge = float("inf")  # the row of "abc" is expired but not swept: taken over, once
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+
+
+def _claim_token_ids(db_path: str, jtis: list[str], start, claimed) -> None:
+    """One worker process: wait for the others, then claim every token id; the ones it won go to `claimed`."""
+    store = SqliteReplayStore(db_path)
+    start.wait()
+    claimed.put([jti for jti in jtis if store.first_use(EHR_ISSUER, jti, time.time() + 600)])
+
+
+def test_worker_processes_sharing_the_replay_file_accept_each_token_id_exactly_once(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    db_path = str(tmp_path / "jti.sqlite3")
+    SqliteReplayStore(db_path)  # the file and its table exist before the workers race
+    jtis = [f"jti-{number}" for number in range(150)]
+    start, claimed = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_claim_token_ids, args=(db_path, jtis, start, claimed)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    won = [claimed.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(jti for one in won for jti in one) == sorted(jtis)  # every id accepted once, by one worker
 
 
 def test_aud_follows_public_base_url_when_configured(tmp_path, es384_key, monkeypatch):

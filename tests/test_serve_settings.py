@@ -86,3 +86,21 @@ def test_the_core_count_follows_the_cpu_affinity(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
     assert wsgi_server.cores_available() == 3
     assert wsgi_server.gunicorn_options(host="h", port=1, workers=None, threads=2, backlog=8, timeout=60)["workers"] == 3
+
+
+def test_a_served_worker_settles_its_heap_once_the_app_is_built(monkeypatch):
+    import gc
+
+    threshold = gc.get_threshold()
+    built = []
+    monkeypatch.setattr("service.web.app.create_app", lambda: built.append("app") or "the app")
+    try:
+        gc.unfreeze()
+        application = wsgi_server._GunicornApplication.__new__(wsgi_server._GunicornApplication)
+        assert application.load() == "the app" and built == ["app"]
+        assert gc.get_freeze_count() > 0  # the start-up objects are out of the collector's view
+        assert gc.get_threshold()[0] == wsgi_server.YOUNG_GENERATION_THRESHOLD
+        assert gc.isenabled()  # cyclic garbage is still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -725,9 +725,19 @@ def _override_reasons(data: Mapping[str, Any], kind: str) -> list[dict[str, str]
 def compact(value: Any) -> Any:
     """Drop nulls, empty strings, empty arrays and empty objects at any depth (the response has none)."""
     if isinstance(value, dict):
-        cleaned = {k: compact(v) for k, v in value.items()}
-        return {k: v for k, v in cleaned.items() if v not in (None, "", [], {})}
+        kept = {}
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                item = compact(item)
+            if item is not None and item != "" and item != [] and item != {}:
+                kept[key] = item
+        return kept
     if isinstance(value, list):
-        cleaned_items = [compact(v) for v in value]
-        return [v for v in cleaned_items if v not in (None, "", [], {})]
+        items = []
+        for item in value:
+            if isinstance(item, (dict, list)):
+                item = compact(item)
+            if item is not None and item != "" and item != [] and item != {}:
+                items.append(item)
+        return items
     return value

@@ -17,7 +17,6 @@ which the HTTP layer turns into a bare 401; the reason is only logged.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from .sqlite_files import SqliteFile
 # has it checked against that list.
 _REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 MIN_RSA_BITS = 2048
+_MAX_CACHED_KEYS = 64
 _CURVE_OF_ALGORITHM = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
@@ -67,25 +67,39 @@ class ReplayStore:
 
 
 class SqliteReplayStore:
-    """The same as ReplayStore, shared by every worker process through one SQLite file."""
+    """The same as ReplayStore, shared by every worker process through one SQLite file.
+
+    One statement decides a token id's first use, atomically across processes: it is inserted, or
+    takes over a row whose token has expired; a live row makes it a replay. Expired rows are swept
+    in bulk at most once per PURGE_INTERVAL_SECONDS (through an index on their expiry), not on
+    every call: a sweep per call scanned every id of the last token lifetime, which grows with the
+    request rate.
+    """
+
+    PURGE_INTERVAL_SECONDS = 60.0
 
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.db_path = Path(db_path)
         self._file = SqliteFile(self.db_path)
         self._clock = clock
+        self._next_purge = float("-inf")
         with self._file.connection() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS used_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL,"
                                " expires_at REAL NOT NULL, PRIMARY KEY (issuer, jti))")
+            connection.execute("CREATE INDEX IF NOT EXISTS used_jti_expiry ON used_jti (expires_at)")
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """True the first time any worker sees a token id; False for a replay. Expired ids are purged first."""
+        """True the first time any worker sees a token id (or sees it again after it expired); False for a replay."""
+        now = self._clock()
         with self._file.connection() as connection:
-            connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (self._clock(),))
-            try:
-                connection.execute("INSERT INTO used_jti VALUES (?, ?, ?)", (issuer, jti, expires_at))
-            except sqlite3.IntegrityError:
-                return False
-        return True
+            if now >= self._next_purge:
+                self._next_purge = now + self.PURGE_INTERVAL_SECONDS
+                connection.execute("DELETE FROM used_jti WHERE expires_at < ?", (now,))
+            claimed = connection.execute(
+                "INSERT INTO used_jti VALUES (?, ?, ?) ON CONFLICT (issuer, jti) DO UPDATE"
+                " SET expires_at = excluded.expires_at WHERE used_jti.expires_at < ?",
+                (issuer, jti, expires_at, now)).rowcount
+        return claimed == 1
 
 
 class JwksCache:
@@ -199,6 +213,10 @@ class ClientVerifier:
         self.replay_store = replay_store or ReplayStore(clock)
         self.refetch_limiter = RefetchLimiter(min_refetch_seconds, clock)
         self._clock = clock
+        # Public keys parsed from a JWKS, by (JWKS document, kid, alg): parsing one cost more than
+        # verifying a signature with it.
+        self._keys: dict[tuple[int, Any, str], tuple[Mapping[str, Any], Any]] = {}
+        self._keys_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, replay_store: TokenIdStore | None = None) -> "ClientVerifier":
@@ -220,8 +238,9 @@ class ClientVerifier:
         """The verified claims of the call's JWT, or AuthenticationError saying why not."""
         token = _bearer_token(authorization_header)
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # Header and claims read in one pass (each pass re-checks every character of the token).
+            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
+            header, unverified = unverified_token["header"], unverified_token["payload"]
         except jwt.PyJWTError as error:
             raise AuthenticationError(f"malformed JWT: {error}") from None
         for name in ("alg", "kid", "jku", "typ"):
@@ -289,15 +308,33 @@ class ClientVerifier:
         else:
             raise AuthenticationError(f"issuer {issuer!r} has neither jwks nor jwks_url configured")
         kid = header.get("kid")
-        key = find_key(jwks_source(False), kid, algorithm)
+        key = self._key_of(jwks_source(False), kid, algorithm)
         fetched = inline is None or (jku is not None and jku in allowed)
         if key is None and fetched and self.refetch_limiter.allow(issuer):
-            key = find_key(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
+            key = self._key_of(jwks_source(True), kid, algorithm)  # the issuer may have rotated its keys
         if key is None:
             raise AuthenticationError(f"no key with kid {kid!r} for issuer {issuer!r}")
         refusal = acceptable_key(key, algorithm)
         if refusal is not None:
             raise AuthenticationError(f"key {kid!r} of issuer {issuer!r} refused: {refusal}")
+        return key
+
+
+    def _key_of(self, jwks: Mapping[str, Any], kid: Any, algorithm: str) -> Any:
+        """`find_key`, with each key found kept for the JWKS document it came from (a refetched
+        document is another object, so a rotated key is never served from here). Only keys found
+        are kept, so random kids cannot grow the cache; it is emptied when a refetch would."""
+        cache_key = (id(jwks), kid, algorithm)
+        with self._keys_lock:
+            cached = self._keys.get(cache_key)
+        if cached is not None and cached[0] is jwks:
+            return cached[1]
+        key = find_key(jwks, kid, algorithm)
+        if key is not None:
+            with self._keys_lock:
+                if len(self._keys) >= _MAX_CACHED_KEYS:
+                    self._keys.clear()
+                self._keys[cache_key] = (jwks, key)
         return key
 
 

@@ -103,9 +103,12 @@ def _foreign_element(resource: Mapping[str, Any], patient_id: str) -> str | None
     """
     if resource.get("resourceType") == "Patient":
         return "id" if resource.get("id") not in (None, patient_id) else None
+    own = f"Patient/{patient_id}"
     for element in ("subject", "patient"):
         value = resource.get(element)
-        if value is not None and subject_patient_id(value) != patient_id:
+        if value is None or (type(value) is dict and value.get("reference") == own):
+            continue  # the usual form, "Patient/<id>": nothing to parse
+        if subject_patient_id(value) != patient_id:
             return element
     return None
 
@@ -185,10 +188,12 @@ def _prefetched(key: str, template: str, value: Mapping[str, Any], call: HookCal
     if value.get("resourceType") != "Bundle":
         return _check_owner_or_400([(dict(value), f"prefetch.{key}", f"prefetch.{key}")], call.patient_id)
     entries = value.get("entry") or []
-    # shapes were checked in request_validation: every entry holds a resource
-    _check_owner_or_400(_in_bundle(key, list(enumerate(e["resource"] for e in entries))), call.patient_id)
+    # Shapes were checked in request_validation: every entry holds a resource. Every entry is checked
+    # for its owner (an included resource of another patient is refused too), once; the matches are
+    # then taken from the checked ones by their index.
+    checked = _check_owner_or_400(_in_bundle(key, list(enumerate(e["resource"] for e in entries))), call.patient_id)
     what = f"prefetch '{key}'"
-    located = _check_owner_or_400(_in_bundle(key, indexed_match_entries(value, what)), call.patient_id)
+    located = [checked[index] for index, _ in indexed_match_entries(value, what)]
     notes.extend(DataNote("warning", f"{what}: the EHR noted: {text}", f"prefetch.{key}", "ehr")
                  for text in outcome_diagnostics(value))
     if next_link(value) is not None:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..assessment_model import InputIssue
 from ..errors import InputError
-from .bundle_checks import readable_entries, request_issue
+from .bundle_checks import check_entries, request_issue
 from .draft_orders import check_draft_orders, check_selections
 from .safe_urls import parse_safe_url
 
@@ -135,7 +135,7 @@ def _check_fhir_access(body: Mapping[str, Any], issues: list[InputIssue]) -> tup
 
 def _check_prefetch_bundle(bundle: Mapping[str, Any], where: str, issues: list[InputIssue]) -> None:
     """Each entry must hold a FHIR resource: the core is never handed half-read data."""
-    readable_entries(bundle, where, issues)
+    check_entries(bundle, where, issues)
     total = bundle.get("total")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
         issues.append(_issue("Bundle.total must be a non-negative integer", f"{where}.total"))

@@ -13,11 +13,11 @@ without it) each process reports only its own requests.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -74,7 +74,7 @@ def _count_cards(response: Response) -> None:
     if request.endpoint not in CARD_ENDPOINTS or response.status_code != 200 or response.is_streamed:
         return
     try:
-        body: Any = json.loads(response.get_data())
+        body: Any = orjson.loads(response.get_data())
     except ValueError:
         return
     for card in body.get("cards") or () if isinstance(body, dict) else ():
