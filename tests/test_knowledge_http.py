@@ -69,6 +69,16 @@ def test_expand_by_id_and_by_url_get_and_post(client):
     assert client.get("/fhir/ValueSet/$expand").status_code == 400
 
 
+@pytest.mark.parametrize("parameter", [5, "url", {"name": "url"}, True])
+def test_a_parameters_body_whose_parameter_is_not_an_array_is_a_400_naming_it(client, parameter):
+    for operation in ("$expand", "$validate-code"):
+        response = client.post(f"/fhir/ValueSet/lupus/{operation}",
+                               json={"resourceType": "Parameters", "parameter": parameter})
+        assert response.status_code == 400
+        issue = response.get_json()["issue"][0]
+        assert (issue["code"], issue["expression"]) == ("structure", ["parameter"])
+
+
 def test_validate_code_by_query_and_by_parameters(client):
     member = client.get("/fhir/ValueSet/lupus/$validate-code",
                         query_string={"system": ICD10CM, "code": "M32.10"}).get_json()

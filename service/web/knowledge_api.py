@@ -120,8 +120,12 @@ def _operation_arguments() -> dict[str, Any]:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise InputError.single("POST a Parameters resource (or use GET with query parameters)",
                                 location="resourceType")
+    parameters = body.get("parameter")
+    if parameters is not None and not isinstance(parameters, list):
+        raise InputError.single("Parameters.parameter is an array of named parameters", location="parameter",
+                                code="structure", status=400)
     arguments: dict[str, Any] = {}
-    for parameter in body.get("parameter") or ():
+    for parameter in parameters or ():
         if isinstance(parameter, dict) and isinstance(parameter.get("name"), str):
             value = next((v for k, v in parameter.items() if k.startswith("value")), None)
             if isinstance(parameter.get("valueCoding"), dict):
