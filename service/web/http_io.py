@@ -2,8 +2,8 @@
 
 orjson does the parsing: it is fast on multi-megabyte hospital exports and refuses input
 nested deeper than 1024 levels instead of exhausting the stack, which turns the
-"100,000 nested arrays" attack into an ordinary 400. The decoded body is then held to the
-service's own, lower nesting limit (`json_depth`), once, so every later step can recurse safely.
+"100,000 nested arrays" attack into an ordinary 400. The body is held to the service's own, lower
+nesting limit (`json_depth`) by the same parse (see `decode_json`), so every later step can recurse safely.
 A `$assess` body of STREAM_FROM_BYTES or more is not decoded here but streamed (`read_bundle_body`).
 A body the server cannot deliver whole (a malformed chunk, a connection closed early, fewer bytes
 than its Content-Length) is the caller's framing error: a 400, never a 500 with a stack trace.
@@ -21,6 +21,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..errors import InputError
 from ..pipeline.bundle_stream import STREAM_FROM_BYTES, StreamedBundle
 from .json_depth import MAX_JSON_DEPTH, exceeds_depth, too_deep_location
+
+# orjson refuses more than 1,024 nested objects and arrays; inside this many arrays, more than
+# MAX_JSON_DEPTH in the body reach that limit (tests/test_input_nesting.py holds the two to agree).
+ORJSON_MAX_DEPTH = 1024
+_PADDING = ORJSON_MAX_DEPTH - MAX_JSON_DEPTH
+_OPEN, _CLOSE = b"[" * _PADDING, b"]" * _PADDING
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"
@@ -86,7 +92,24 @@ def _checked_body(request: Request, *, max_bytes: int, when_empty: InputError | 
 
 
 def decode_json(body: bytes) -> Any:
-    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise."""
+    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise.
+
+    The depth is checked by orjson itself: parsed inside `_PADDING` arrays, the body reaches orjson's
+    own limit exactly when it nests deeper than MAX_JSON_DEPTH, so a body within the limit costs one
+    copy of its bytes instead of a walk over every value (which cost about as much as the parse).
+    Only a refused body is parsed again, alone, to say why and where as before.
+    """
+    try:
+        value = orjson.loads(_OPEN + body + _CLOSE)
+    except orjson.JSONDecodeError:
+        return _decoded_alone(body)
+    for _ in range(_PADDING):
+        value = value[0]
+    return value
+
+
+def _decoded_alone(body: bytes) -> Any:
+    """The reason a body failed when padded: not JSON, or too deep (with where); else its value."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
