@@ -545,7 +545,7 @@ class ObservationNormalizer:
                 self.age.unknown_age_ranges.setdefault(analyte, band)
             return band
         oldest = age_on(birth.earliest, on)
-        youngest = age_on(birth.latest, on)
+        youngest = oldest if birth.latest == birth.earliest else age_on(birth.latest, on)
         if oldest is None:
             band = self.terminology.default_range(analyte, None)
             applied = ("flagged only outside every age band of the default range"
@@ -554,8 +554,9 @@ class ObservationNormalizer:
                        f"{self._what(analyte_code)}: taken before the patient's birthDate; {applied}")
             return band
         band = self.terminology.default_range(analyte, oldest)
-        other = self.terminology.default_range(analyte, youngest) if youngest is not None else None
-        if other is not None and band is not None and other != band:
+        other = (band if youngest is oldest else  # a birthDate of day precision: one age
+                 self.terminology.default_range(analyte, youngest) if youngest is not None else None)
+        if other is not None and band is not None and other is not band and other != band:
             key = (analyte, band.label, other.label)
             if key not in self.age.ambiguous_bands:
                 self.age.ambiguous_bands.add(key)
