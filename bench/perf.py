@@ -91,7 +91,8 @@ def bench_in_process(quick: bool) -> None:
     from service.pipeline.assess import get_assessor
 
     assessor = get_assessor(load_config({"MAX_ASSESSED_RESOURCES": 20000}))
-    print("$assess in process (parse + ingest + rules + result Bundle + serialize; floor = orjson.loads)")
+    print("$assess in process (read as the route reads: parse + depth check, or streamed from 4 MiB; ingest + "
+          "rules + result Bundle + serialize; floor = orjson.loads)")
     print(f"  {'input':32} {'bytes':>10} {'median ms':>10} {'floor ms':>9} {'ratio':>7} {'peak MB':>8} "
           f"{'peak/bytes':>10}")
     for name, body, skipped in in_process_cases():
