@@ -116,3 +116,16 @@ def test_a_streamed_body_over_http_is_refused_or_assessed_like_a_decoded_one(tmp
     assert broken.status_code == 400
     (issue,) = broken.get_json()["issue"]
     assert issue["expression"][0].startswith("Bundle")
+
+
+@pytest.mark.parametrize("kind", [{"a": 1}, ["Observation"], 3, None])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_searchset_entry_with_a_malformed_resource_type_is_a_422(kind, streamed):
+    body = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "total": 5, "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p"}, "search": {"mode": "match"}},
+        {"resource": {"resourceType": kind, "id": "o"}, "search": {"mode": "match"}}]})
+    bundle = StreamedBundle(body, max_depth=MAX_JSON_DEPTH) if streamed else orjson.loads(body)
+    with pytest.raises(InputError) as caught:
+        get_assessor().assess(bundle, now=NOW)
+    assert caught.value.status == 422
+    assert [issue.location for issue in caught.value.issues] == ["Bundle.entry[1].resource.resourceType"]

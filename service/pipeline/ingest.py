@@ -153,7 +153,7 @@ def read_bundle(data: object, selection: ReadSelection | None = None) -> Ingeste
 
 
 def _searchset_gaps(bundle: dict[str, Any], matches: int,
-                    present: set[Any]) -> tuple[tuple[DataGap, ...], InputIssue | None]:
+                    present: set[str | None]) -> tuple[tuple[DataGap, ...], InputIssue | None]:
     """The searches a searchset holds only in part: it has a `next` link, or a `total` above its matches.
 
     A partial search says nothing about what its other pages hold, so the types concerned are those
@@ -289,7 +289,7 @@ class _BundleReader:
         self.malformed: list[InputIssue] = []
         # A searchset's matches (search.mode match or none, not an OperationOutcome) and their types.
         self.matches = 0
-        self.match_types: set[Any] = set()
+        self.match_types: set[str | None] = set()
 
     def read(self, raw_entries: Iterable[Any]) -> IngestedBundle:
         """One pass over the entries (index, validate kept types), then grouping per patient.
@@ -327,7 +327,8 @@ class _BundleReader:
         resource = raw.get("resource") if isinstance(raw, dict) else None
         if isinstance(resource, dict) and _is_match(raw, resource):
             self.matches += 1
-            self.match_types.add(resource.get("resourceType"))
+            kind = resource.get("resourceType")
+            self.match_types.add(kind if isinstance(kind, str) else None)  # a malformed one is refused later
 
     def _entry(self, position: int, raw: Any) -> _Entry | None:
         if not isinstance(raw, dict):
