@@ -66,3 +66,29 @@ def test_the_hard_count_limits_keep_their_own_refusal(tmp_path):
 def test_counting_never_fails_on_a_malformed_body(bundle):
     size = count_size(bundle, 10)
     assert size.resources_read == 0 and size.patients == 0
+
+
+def _vital_signs(count: int) -> dict:
+    bundle = _observations(0)
+    bundle["entry"] += [{"resource": {"resourceType": "Observation", "id": f"v{n}", "status": "final",
+                                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                                      "subject": {"reference": "Patient/p1"}}} for n in range(count)]
+    return bundle
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_max_assessed_resources_counts_by_type_before_the_selection_by_code(tmp_path, monkeypatch, streamed):
+    """Heart rates are never read by the rules, yet count: the limit is checked from the types alone, up
+    front, so that a refusal costs no validation (README, MAX_ASSESSED_RESOURCES)."""
+    import orjson
+    import service.web.http_io as http_io
+
+    if streamed:
+        monkeypatch.setattr(http_io.read_bundle_body, "__kwdefaults__", {"stream_from": 0})
+    client = make_app({"CDS_FEEDBACK_DB": str(tmp_path / "f.sqlite3"), "MAX_ASSESSED_RESOURCES": 5}).test_client()
+    headers = {"Content-Type": "application/fhir+json"}
+    refused = client.post(ASSESS, data=orjson.dumps(_vital_signs(5)), headers=headers)
+    assert refused.status_code == 413
+    (issue,) = refused.get_json()["issue"]
+    assert issue["diagnostics"].startswith("the Bundle holds 6 resources the rules read; one request assesses at most 5")
+    assert client.post(ASSESS, data=orjson.dumps(_vital_signs(4)), headers=headers).status_code == 200

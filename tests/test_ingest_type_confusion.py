@@ -142,3 +142,21 @@ def test_assess_over_http_answers_a_non_string_resource_type_with_a_located_422(
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert [issue["expression"] for issue in outcome["issue"]] == [["Bundle.entry[1].resource.resourceType"]]
+
+
+def test_the_level_by_level_scan_agrees_with_the_path_following_one():
+    """`scan_resource` tells depth alone level by level and follows paths only for a resource with a
+    long text: both ways give the same answer, at and around the depth limit, with and without long texts."""
+    from service.fhir_reading.elements import MAX_TEXT_LENGTH, _scan_with_paths, scan_resource
+
+    long_text = "x" * (MAX_TEXT_LENGTH + 1)
+    shapes = []
+    for depth in (0, 1, 2, 3, 4, 5, 6):
+        for leaf in ("short", long_text, 7, None):
+            value: object = {"text": leaf, "note": [{"text": long_text}]}
+            for level in range(depth):
+                value = {"code": {"coding": [value]}} if level % 2 else {"extension": [value], "display": leaf}
+            shapes.append(value)
+    for shape in shapes:
+        for limit in (1, 2, 3, 4, 6, 64):
+            assert scan_resource(shape, limit) == _scan_with_paths(shape, limit)

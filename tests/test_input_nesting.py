@@ -125,3 +125,22 @@ def test_a_location_is_cut_and_escaped_when_the_keys_are_long_or_strange():
         value = {"k" * 1000 + "\n": value}
     location = too_deep_location(value)
     assert "\n" not in location and len(location) <= 243
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 50, 98, 99, 100, 101, 102, 150, 1023, 1024, 1025, 5000])
+@pytest.mark.parametrize("innermost", [b"1", b"{}", b'{"a":[]}', b'"[[{"'])
+def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, innermost):
+    from service.errors import InputError
+    from service.web.http_io import decode_json
+
+    body = b"".join(b'{"k":' if level % 2 else b"[" for level in range(depth)) + innermost + b"".join(
+        b"}" if level % 2 else b"]" for level in reversed(range(depth)))
+    inner = 0 if innermost in (b"1", b'"[[{"') else 1 if innermost == b"{}" else 2
+    expected_too_deep = depth + inner > MAX_JSON_DEPTH
+    try:
+        value = decode_json(body)
+    except InputError as error:
+        assert expected_too_deep and error.status == 400
+        assert "nested deeper than the 100 levels" in error.issues[0].diagnostics
+    else:
+        assert not expected_too_deep and value == orjson.loads(body)

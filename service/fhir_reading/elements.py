@@ -33,7 +33,31 @@ def text_or_none(value: Any) -> str | None:
 def scan_resource(resource: Any, max_depth: int) -> tuple[bool, list[str]]:
     """One bounded, iterative walk over a resource as sent: whether it nests deeper than `max_depth`,
     and the paths ('code.coding[0].display') of the text elements longer than MAX_TEXT_LENGTH, which
-    the readers cut (codes inside codings included). Stops at the first level too deep."""
+    the readers cut (codes inside codings included). Stops at the first level too deep.
+
+    Level by level first, with no path built: nearly every resource has no text that long, and its
+    depth is then all there is to tell. Paths are followed only for a resource that has one.
+    """
+    objects = [resource] if isinstance(resource, dict) else []
+    arrays = [resource] if isinstance(resource, list) else []
+    depth = 0
+    while objects or arrays:
+        values = [value for node in objects for value in node.values()]
+        values += [value for node in arrays for value in node]
+        if any(value.__class__ is not str and isinstance(value, str) or value.__class__ is str
+               and len(value) > MAX_TEXT_LENGTH for value in values):
+            return _scan_with_paths(resource, max_depth)
+        below = [value for value in values if isinstance(value, (dict, list))]
+        depth += 1
+        if below and depth > max_depth:
+            return True, []
+        objects = [value for value in below if isinstance(value, dict)]
+        arrays = [value for value in below if not isinstance(value, dict)]
+    return False, []
+
+
+def _scan_with_paths(resource: Any, max_depth: int) -> tuple[bool, list[str]]:
+    """`scan_resource`, following the path of every value."""
     found: list[str] = []
     stack: list[tuple[Any, str, str, int, bool]] = [(resource, "", "", 0, True)]
     while stack:

@@ -24,6 +24,7 @@ from ..cql_like import Library, load_library, load_model_info
 from ..cql_like.errors import CqlEvaluationError
 from ..errors import InputError
 from ..cql_like.quantity import Quantity
+from .bundle_stream import entry_types
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .records import RecordBuilder
@@ -112,19 +113,9 @@ class Assessor:
         (each gets a RiskAssessment, a CarePlan and its ServiceRequests), not with the bytes:
         a few hundred kilobytes of bare Patients would otherwise tie a worker up for minutes.
         """
-        entries = bundle.get("entry") if isinstance(bundle, dict) else None
-        if not isinstance(entries, list):
-            return
-        patients = kept = 0
-        for entry in entries:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            if not isinstance(kind, str):
-                continue  # not a resource: ingest reports it with its location
-            if kind == "Patient":
-                patients += 1
-            if kind in KEPT_TYPES:
-                kept += 1
+        _, types = entry_types(bundle)
+        patients = types.get("Patient", 0)
+        kept = sum(count for kind, count in types.items() if kind in KEPT_TYPES)
         if patients > self.max_patients:
             raise _too_many("Patient resources", patients, self.max_patients)
         if kept > self.max_resources:

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Iterable, cast
 
 from ..assessment_model import DataGap, EntryPlace, InputIssue, Severity, entry_location_text
 from ..errors import InputError
 from ..fhir_reading.elements import scan_resource
 from ..fhir_reading.read_model import ReadError, read_elements
+from .bundle_stream import StreamedBundle
 from .issue_lists import capped
 from .selection import ReadSelection, default_selection
 from ..fhir_reading.references import (ReferenceIndex, Resolution, is_valid_id, is_valid_uri, preferred_reference, reference_keys,
@@ -48,6 +49,7 @@ CLINICAL_TYPES = ("Observation", "Condition", "MedicationRequest", "MedicationAd
                   "Procedure", "ServiceRequest")
 
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+_LET_GO: dict[str, Any] = {}  # the JSON of an entry not read, once counted
 
 # Deeper JSON than this in a kept resource is refused before validation: real resources nest a
 # few levels (extensions of extensions, contained resources); pathological depth would exhaust
@@ -134,23 +136,30 @@ class IngestedBundle:
 def read_bundle(data: object, selection: ReadSelection | None = None) -> IngestedBundle:
     """Split a decoded FHIR Bundle into per-patient resources; raises InputError if it is no usable Bundle.
 
-    `selection` says which Observations the rules read (the shipped library's when None)."""
-    bundle_type, entries = _check_bundle(data)
-    ingested = _BundleReader(bundle_type, selection or default_selection()).read(entries)
+    `selection` says which Observations the rules read (the shipped library's when None). `data` may
+    be a `StreamedBundle`: its entries are then decoded one at a time, and an entry the rules do not
+    read is dropped once counted, so only what is kept stays in memory."""
+    streamed = isinstance(data, StreamedBundle)
+    bundle_type, entries = _check_bundle(data.members if streamed else data)
+    reader = _BundleReader(bundle_type, selection or default_selection())
+    ingested = reader.read(data.entries() if streamed else entries)
     if bundle_type != "searchset":
         return ingested
-    gaps, issue = _searchset_gaps(cast(dict, data), entries)  # _check_bundle accepted it: a dict
+    gaps, issue = _searchset_gaps(data.members if streamed else cast(dict, data), reader.matches,
+                                  reader.match_types)
     if not gaps or issue is None:
         return ingested
     return IngestedBundle(ingested.patients, ingested.issues + (issue,), bundle_type, gaps)
 
 
-def _searchset_gaps(bundle: dict[str, Any], entries: list[Any]) -> tuple[tuple[DataGap, ...], InputIssue | None]:
+def _searchset_gaps(bundle: dict[str, Any], matches: int,
+                    present: set[str | None]) -> tuple[tuple[DataGap, ...], InputIssue | None]:
     """The searches a searchset holds only in part: it has a `next` link, or a `total` above its matches.
 
     A partial search says nothing about what its other pages hold, so the types concerned are those
     present among its matches plus the type its `self` link searches; with neither, every type the
-    rules read. Each becomes a DataGap for every patient, and one warning says so.
+    rules read. Each becomes a DataGap for every patient, and one warning says so. `matches` and
+    `present` (their resource types) were counted as the entries were read.
     """
     links = bundle.get("link")
     where: str | None = None
@@ -159,14 +168,11 @@ def _searchset_gaps(bundle: dict[str, Any], entries: list[Any]) -> tuple[tuple[D
         if isinstance(link, dict) and link.get("relation") == "next":
             where, why = f"Bundle.link[{position}]", "it is only one page of its search (it has a next link)"
             break
-    matches = [resource for entry in entries if isinstance(entry, dict)
-               for resource in [entry.get("resource")] if isinstance(resource, dict) and _is_match(entry, resource)]
     total = bundle.get("total")
-    if where is None and isinstance(total, int) and not isinstance(total, bool) and total > len(matches):
-        where, why = "Bundle.total", f"it holds {len(matches)} of the {total} matches its total reports"
+    if where is None and isinstance(total, int) and not isinstance(total, bool) and total > matches:
+        where, why = "Bundle.total", f"it holds {matches} of the {total} matches its total reports"
     if where is None:
         return (), None
-    present = {resource.get("resourceType") for resource in matches}
     searched = _self_link_type(links)
     types = [name for name in CLINICAL_TYPES if name in present or name == searched] or list(CLINICAL_TYPES)
     issue = InputIssue(
@@ -281,11 +287,20 @@ class _BundleReader:
         self.groups: dict[object, _PatientGroup] = {}
         # Entries that are not FHIR at all (not an object, no resourceType): the Bundle is malformed.
         self.malformed: list[InputIssue] = []
+        # A searchset's matches (search.mode match or none, not an OperationOutcome) and their types.
+        self.matches = 0
+        self.match_types: set[str | None] = set()
 
-    def read(self, raw_entries: list[Any]) -> IngestedBundle:
-        """One pass over the entries (index, validate kept types), then grouping per patient."""
+    def read(self, raw_entries: Iterable[Any]) -> IngestedBundle:
+        """One pass over the entries (index, validate kept types), then grouping per patient.
+
+        An entry the rules do not read keeps only its type and place (references may name it): its
+        JSON is let go as soon as it is counted."""
         kept: list[_Entry] = []
+        searchset = self.bundle_type == "searchset"
         for position, raw in enumerate(raw_entries):
+            if searchset:
+                self._count_match(raw)
             entry = self._entry(position, raw)
             if entry is None:
                 continue
@@ -295,6 +310,7 @@ class _BundleReader:
                 kept.append(entry)
             else:
                 self._note_not_read(entry)
+                entry.resource = _LET_GO
         if self.malformed:
             # Guessing what a typeless resource was could assess the wrong data: refuse the Bundle,
             # naming every malformed entry at once so the sender can fix them in one go.
@@ -307,6 +323,13 @@ class _BundleReader:
         return IngestedBundle(patients, issues, self.bundle_type)
 
     # --- entries --------------------------------------------------------------------------------
+    def _count_match(self, raw: Any) -> None:
+        resource = raw.get("resource") if isinstance(raw, dict) else None
+        if isinstance(resource, dict) and _is_match(raw, resource):
+            self.matches += 1
+            kind = resource.get("resourceType")
+            self.match_types.add(kind if isinstance(kind, str) else None)  # a malformed one is refused later
+
     def _entry(self, position: int, raw: Any) -> _Entry | None:
         if not isinstance(raw, dict):
             self.malformed.append(InputIssue.at_entry(position, "", "error", "structure",

@@ -18,7 +18,7 @@ from ..fhir_outputs.result_bundle import build_result_bundle
 from ..errors import InputError
 from ..trend.assessed import add_chart_documents, trends_of
 from .access_tokens import AccessTokenVerifier
-from .http_io import fhir_response, read_json_body
+from .http_io import fhir_response, read_bundle_body, read_json_body
 from .request_budget import check_budget
 
 blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -51,11 +51,14 @@ def assess() -> Response:
     """POST a FHIR Bundle; get back RiskAssessment, CarePlan, ServiceRequests per patient.
 
     The bearer token (when ASSESS_AUTHORIZATION is set) is checked before the body is read, and the
-    CPU budget before any assessment work.
+    CPU budget before any assessment work. A large body is streamed, entry by entry (`read_bundle_body`).
     """
     state = app_state()
     check_access_token()
-    bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
+    if request.args.get("chart") is None:
+        bundle = read_bundle_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
+    else:  # a chart reads the whole Bundle again
+        bundle = read_json_body(request, max_bytes=state.settings["MAX_BODY_BYTES"])
     check_budget(bundle, request.content_length or 0, state.settings)
     run = state.assess(bundle)
     result = build_result_bundle(run.patients, run.issues, validate=state.settings["VALIDATE_OUTPUTS"])

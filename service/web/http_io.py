@@ -2,8 +2,9 @@
 
 orjson does the parsing: it is fast on multi-megabyte hospital exports and refuses input
 nested deeper than 1024 levels instead of exhausting the stack, which turns the
-"100,000 nested arrays" attack into an ordinary 400. The decoded body is then held to the
-service's own, lower nesting limit (`json_depth`), once, so every later step can recurse safely.
+"100,000 nested arrays" attack into an ordinary 400. The body is held to the service's own, lower
+nesting limit (`json_depth`) by the same parse (see `decode_json`), so every later step can recurse safely.
+A `$assess` body of STREAM_FROM_BYTES or more is not decoded here but streamed (`read_bundle_body`).
 A body the server cannot deliver whole (a malformed chunk, a connection closed early, fewer bytes
 than its Content-Length) is the caller's framing error: a 400, never a 500 with a stack trace.
 """
@@ -18,7 +19,14 @@ from flask import Request, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import InputError
+from ..pipeline.bundle_stream import STREAM_FROM_BYTES, StreamedBundle
 from .json_depth import MAX_JSON_DEPTH, exceeds_depth, too_deep_location
+
+# orjson refuses more than 1,024 nested objects and arrays; inside this many arrays, more than
+# MAX_JSON_DEPTH in the body reach that limit (tests/test_input_nesting.py holds the two to agree).
+ORJSON_MAX_DEPTH = 1024
+_PADDING = ORJSON_MAX_DEPTH - MAX_JSON_DEPTH
+_OPEN, _CLOSE = b"[" * _PADDING, b"]" * _PADDING
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"
@@ -46,6 +54,25 @@ def read_json_body(request: Request, *, max_bytes: int, when_empty: InputError |
     `when_empty` is the error for an empty body in the caller's own terms (a surface that does
     not expect a FHIR Bundle says what it does expect).
     """
+    return decode_json(_checked_body(request, max_bytes=max_bytes, when_empty=when_empty))
+
+
+def read_bundle_body(request: Request, *, max_bytes: int, stream_from: int = STREAM_FROM_BYTES) -> Any:
+    """Like `read_json_body` for a Bundle the core reads entry by entry: a body of `stream_from` bytes
+    or more comes back as a `StreamedBundle` (checked whole, decoded one entry at a time, so a large
+    export is never held decoded), a smaller one decoded whole (orjson is faster there)."""
+    return decode_bundle(_checked_body(request, max_bytes=max_bytes, when_empty=None), stream_from=stream_from)
+
+
+def decode_bundle(body: bytes, *, stream_from: int = STREAM_FROM_BYTES) -> Any:
+    """A Bundle body as the core reads it: streamed from `stream_from` bytes on, else decoded whole."""
+    if len(body) >= stream_from:
+        return StreamedBundle(body, max_depth=MAX_JSON_DEPTH)
+    return decode_json(body)
+
+
+def _checked_body(request: Request, *, max_bytes: int, when_empty: InputError | None) -> bytes:
+    """The raw body once its media type, its length and its framing are checked; never empty."""
     require_json_media_type(request)
     length = request.content_length
     if length is not None and length > max_bytes:
@@ -61,6 +88,28 @@ def read_json_body(request: Request, *, max_bytes: int, when_empty: InputError |
     if not body.strip():
         raise when_empty or InputError.single("request body is empty: expected a FHIR Bundle in JSON",
                                               code="required", status=400)
+    return body
+
+
+def decode_json(body: bytes) -> Any:
+    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise.
+
+    The depth is checked by orjson itself: parsed inside `_PADDING` arrays, the body reaches orjson's
+    own limit exactly when it nests deeper than MAX_JSON_DEPTH, so a body within the limit costs one
+    copy of its bytes instead of a walk over every value (which cost about as much as the parse).
+    Only a refused body is parsed again, alone, to say why and where as before.
+    """
+    try:
+        value = orjson.loads(_OPEN + body + _CLOSE)
+    except orjson.JSONDecodeError:
+        return _decoded_alone(body)
+    for _ in range(_PADDING):
+        value = value[0]
+    return value
+
+
+def _decoded_alone(body: bytes) -> Any:
+    """The reason a body failed when padded: not JSON, or too deep (with where); else its value."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:

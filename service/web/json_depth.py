@@ -16,6 +16,7 @@ from typing import Any
 MAX_JSON_DEPTH = 100
 
 _CONTAINERS = (dict, list)  # what orjson decodes objects and arrays to (exact types: no subclasses)
+_CONTAINER_SET = frozenset(_CONTAINERS)
 _SHOWN_KEY = 40      # characters of one key shown in a location
 _SHOWN_PATH = 240    # characters of a location before it is cut
 
@@ -23,20 +24,21 @@ _SHOWN_PATH = 240    # characters of a location before it is cut
 def exceeds_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when some value lies inside more than `limit` nested objects and arrays.
 
-    Level by level, each level's containers gathered by one comprehension: on a 20 MB Bundle this
-    costs about half of what parsing it did, a per-node stack about as much again.
+    Level by level, objects and arrays kept apart so that each level costs two flat comprehensions
+    and no call per node: on a 2 MB Bundle this costs about what parsing it did, where a comprehension
+    per node cost four times as much.
     """
-    level = [value] if type(value) is dict or type(value) is list else []
+    objects = [value] if type(value) is dict else []
+    arrays = [value] if type(value) is list else []
     depth = 0
-    while level:
+    while objects or arrays:
         depth += 1
         if depth > limit:
             return True
-        below: list[Any] = []
-        for node in level:
-            below += [child for child in (node.values() if type(node) is dict else node)
-                      if type(child) is dict or type(child) is list]
-        level = below
+        below = [child for node in objects for child in node.values() if child.__class__ in _CONTAINER_SET]
+        below += [child for node in arrays for child in node if child.__class__ in _CONTAINER_SET]
+        objects = [node for node in below if node.__class__ is dict]
+        arrays = [node for node in below if node.__class__ is list]
     return False
 
 

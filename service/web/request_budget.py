@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import InputError
+from ..pipeline.bundle_stream import entry_types
 from ..pipeline.ingest import KEPT_TYPES
 
 _COSTS: dict[str, float] = {key: float(value) for key, value in json.loads(
@@ -41,19 +42,10 @@ class RequestSize:
 
 
 def count_size(bundle: Any, body_bytes: int) -> RequestSize:
-    """The counts of a decoded request body (anything that is not a Bundle with entries counts as empty)."""
-    entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    read = patients = other = 0
-    for entry in entries if isinstance(entries, list) else ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        kind = resource.get("resourceType") if isinstance(resource, dict) else None
-        if kind == "Patient":
-            patients += 1
-        if isinstance(kind, str) and kind in KEPT_TYPES:
-            read += 1
-        else:
-            other += 1
-    return RequestSize(read, patients, other, body_bytes)
+    """The counts of a request body, decoded or streamed (anything that is not a Bundle with entries counts as empty)."""
+    entries, types = entry_types(bundle)
+    read = sum(count for kind, count in types.items() if kind in KEPT_TYPES)
+    return RequestSize(read, types.get("Patient", 0), entries - read, body_bytes)
 
 
 def check_budget(bundle: Any, body_bytes: int, settings: Mapping[str, Any]) -> None:
