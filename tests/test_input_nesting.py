@@ -144,3 +144,17 @@ def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, inner
         assert "nested deeper than the 100 levels" in error.issues[0].diagnostics
     else:
         assert not expected_too_deep and value == orjson.loads(body)
+
+
+@pytest.mark.parametrize("body", [b"1],[2", b"],[", b'{"resourceType": "Bundle", "type": "collection"}],[{"entry": []}',
+                                  b"[1]],[[2]"])
+def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body):
+    """The parse pads the body with arrays to let orjson hold the depth: text that closes those
+    arrays early must still be refused as not JSON, never read as its first value or fail with a 500."""
+    from service.errors import InputError
+    from service.web.http_io import decode_json
+
+    with pytest.raises(InputError) as refused:
+        decode_json(body)
+    assert refused.value.status == 400
+    assert "not valid JSON" in refused.value.issues[0].diagnostics

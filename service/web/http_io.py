@@ -104,6 +104,10 @@ def decode_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         return _decoded_alone(body)
     for _ in range(_PADDING):
+        # a body that is not one JSON value can still parse once padded ('1],[2', '],['): each padding
+        # array must then hold exactly one value, or the body alone says what is wrong with it
+        if len(value) != 1:
+            return _decoded_alone(body)
         value = value[0]
     return value
 
