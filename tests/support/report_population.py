@@ -1,0 +1,80 @@
+"""Summary rows of a made-up population, for drawing the screening report (tests and screenshots).
+
+The rows have the shape the screening engines write (one per patient) and a plausible mix: a
+kidney clinic's share of patients with high phosphate, some with a calcium or a phosphate missing,
+the work-up tests the rule library names, a few data problems. The grades are set from the values
+by a rough hand rule, not by the rule library: these rows exercise the page, not the rules.
+Seeded: the same seed gives the same rows.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any, Iterator
+
+BASELINE = ("Complete blood count", "Total protein", "24-hour urine calcium", "24-hour urine phosphate")
+HORMONES = ("Parathyroid hormone, intact", "25-OH vitamin D")
+IMAGING = ("Plain X-ray", "Skin ultrasound", "CT", "MRI", "Bone scintigraphy", "Skin biopsy")
+AUTOIMMUNE = ("ANA", "Anti-dsDNA", "Anti-ENA panel")
+LAST_DAY = date(2026, 11, 14)
+
+
+def synthetic_rows(patients: int, *, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """`patients` summary rows, one at a time."""
+    rng = random.Random(seed)
+    for number in range(patients):
+        yield _row(rng, number)
+
+
+def _row(rng: random.Random, number: int) -> dict[str, Any]:
+    kidney = rng.random() < 0.45
+    calcium = round(rng.gauss(9.2 if kidney else 9.5, 0.7 if kidney else 0.4), 1)
+    phosphate = round(min(11.5, max(1.8, rng.gauss(5.9, 1.6) if kidney else rng.gauss(3.7, 0.6))), 1)
+    missing = rng.random()
+    if missing < 0.05:
+        calcium = phosphate = None
+    elif missing < 0.12:
+        phosphate = None
+    elif missing < 0.17:
+        calcium = None
+    product = round(calcium * phosphate, 2) if calcium is not None and phosphate is not None else None
+    egfr = round(rng.uniform(5, 29) if kidney else min(120.0, max(30.0, rng.gauss(82, 18))))
+    if rng.random() < 0.1:
+        egfr = None
+    kind, grade = _grade(rng, kidney, product)
+    day = LAST_DAY - timedelta(days=rng.randrange(0, 120))
+    tests = [t for t in BASELINE if rng.random() < 0.7]
+    if calcium is None:
+        tests.append("Calcium")
+    if phosphate is None:
+        tests.append("Phosphate")
+    tests += [t for t in HORMONES if rng.random() < (0.25 if kidney else 0.5)]
+    if kind in ("dystrophic", "idiopathic"):
+        tests += [t for t in AUTOIMMUNE if rng.random() < 0.6]
+    if grade in ("high", "moderate"):
+        tests += [t for t in IMAGING if rng.random() < 0.8]
+    return {
+        "patient_id": f"pt-{number:06d}-{rng.getrandbits(32):08x}",
+        "top_type": kind, "top_grade": grade,
+        "calcium": calcium, "calcium_date": day.isoformat() if calcium is not None else None,
+        "phosphate": phosphate, "phosphate_date": day.isoformat() if phosphate is not None else None,
+        "ca_x_p": product, "ca_x_p_date": day.isoformat() if product is not None else None,
+        "egfr": egfr, "egfr_date": (day - timedelta(days=rng.randrange(0, 30))).isoformat() if egfr is not None else None,
+        "missing_tests": tests,
+        "data_problems": rng.choice((1, 1, 2, 3)) if rng.random() < 0.04 else 0,
+    }
+
+
+def _grade(rng: random.Random, kidney: bool, product: float | None) -> tuple[str | None, str | None]:
+    if rng.random() < 0.02:
+        return None, None  # not assessable
+    if product is not None and product > 70:
+        return ("calciphylaxis" if kidney and rng.random() < 0.2 else "metastatic"), "high"
+    if product is not None and product > 55 and kidney:
+        return "metastatic", "moderate"
+    if product is None:
+        return "metastatic", "low"
+    kind = rng.choices(("dystrophic", "metastatic", "idiopathic", "iatrogenic", "calciphylaxis"), (4, 5, 2, 1, 1))[0]
+    grade = rng.choices(("high", "moderate", "low", "negligible"), (1, 3, 10, 16))[0]
+    return kind, grade
