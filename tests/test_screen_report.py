@@ -123,6 +123,8 @@ def test_the_70_line_is_drawn_and_labelled():
     rule = re.search(r'<g class="mark-rule role-mark[^"]*"[^>]*>(.*?)</g>', chart).group(1)
     assert 'aria-label="value: 70"' in rule and 'stroke-dasharray="6,4"' in rule
     assert re.search(r"<text[^>]*>70 mg2/dL2</text>", chart)
+    ticks = re.findall(r"<text[^>]*>([0-9]+\+?)</text>", chart)
+    assert ticks[:17] == [str(n) for n in range(0, 150, 10)] + ["150+"] + ["0"]  # x axis, the open bin, then y
 
 
 def test_the_threshold_and_its_citation_are_the_rule_librarys():

@@ -72,7 +72,7 @@ table { border-collapse: collapse; margin: 10px 0; font-size: 14px; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 9px; text-align: left; vertical-align: top; }
 thead th { background: var(--soft); position: sticky; top: 0; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-td.id { overflow-wrap: anywhere; max-width: 24ch; font-family: ui-monospace, monospace; font-size: 13px; }
+td.id { overflow-wrap: anywhere; min-width: 14ch; max-width: 38ch; font-family: ui-monospace, monospace; font-size: 12px; }
 td small { display: block; color: var(--muted); font-size: 12px; white-space: nowrap; }
 .unknown { color: #b54708; font-style: italic; }
 .grade { display: inline-block; padding: 0 7px; border-radius: 10px; font-weight: 600; font-size: 13px; }
@@ -284,11 +284,11 @@ def _product_text(value: float | None, threshold: float) -> str | None:
 def _sources_section(threshold: str, unit: str) -> str:
     cited = report_data()["ca_x_p_threshold"]["citation"]
     citation = load_bibliography().citation(cited["source"], cited["section"], cited["quote"])
-    link = (f' <a href="{_e(citation.url)}" rel="noopener noreferrer">{_e(citation.url)}</a>'
+    link = (f' Available at <a href="{_e(citation.url)}" rel="noopener noreferrer">{_e(citation.url)}</a>.'
             if citation.url and citation.url.startswith("https://") else "")
     return ('<section id="sources"><h2>Sources</h2>\n'
-            f"<p>The Ca x P threshold of {threshold} {_e(unit)} rests on: {_e(citation.reference)}{link} "
-            f"{_e(citation.section)}: &ldquo;{_e(citation.quote)}&rdquo;</p>\n"
+            f'<p id="threshold-source">The Ca x P threshold of {threshold} {_e(unit)} rests on: {_e(citation.reference)} '
+            f"Section {_e(citation.section)}: &ldquo;{_e(citation.quote)}&rdquo;{link}</p>\n"
             "<p>No guideline behind the number was found; it is the source's threshold. The rules flag a product "
             f"that exceeds {threshold}; this page also counts a product of exactly {threshold} with those at or above "
             "it, so that none is missed.</p></section>\n")

@@ -58,8 +58,9 @@ def ca_x_p_spec(counts: ReportTally) -> dict[str, Any] | None:
     last = _tick(bins[-1].start)
     labels = f"datum.value == {last} ? '{last}+' : datum.value > {last} ? '' : datum.label"
     return fill(report_data()["charts"]["ca_x_p"], {
-        "rows": rows, "side_domain": [below, at_or_above], "x_domain": [0, ticks[-1]], "x_ticks": ticks,
-        "x_labels": labels,
+        "rows": rows, "side_domain": [below, at_or_above], "x_domain": [0, ticks[-1]],
+        # every layer states the same axis: Vega-Lite drops axis properties the layers disagree on
+        "x_axis": {"values": ticks, "labelExpr": labels, "labelOverlap": False},
         "threshold": [{"value": counts.threshold, "label": f"{_tick(counts.threshold)} {threshold['unit']}"}]})
 
 

@@ -1,6 +1,8 @@
-"""Summary rows of a made-up population, for drawing the screening report (tests and screenshots).
+"""Summary rows of a population, for drawing the screening report (tests and screenshots).
 
-The rows have the shape the screening engines write (one per patient) and a plausible mix: a
+`screened_rows` is the real thing: a synthetic Bulk Data export (the fixture scenarios made anew)
+written to disk, each patient's resources grouped and screened by the same pipeline as `$assess`;
+it costs the pipeline's time per patient. `synthetic_rows` is made up and instant. Its rows have the shape the screening engines write (one per patient) and a plausible mix: a
 kidney clinic's share of patients with high phosphate, some with a calcium or a phosphate missing,
 the work-up tests the rule library names, a few data problems. The grades are set from the values
 by a rough hand rule, not by the rule library: these rows exercise the page, not the rules.
@@ -10,8 +12,16 @@ Seeded: the same seed gives the same rows.
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+import sys
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Iterator
+
+import orjson
+
+TOOLS_DIR = Path(__file__).resolve().parents[2] / "fhir_fixtures" / "assess" / "tools"
+EVALUATION_TIME = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 
 BASELINE = ("Complete blood count", "Total protein", "24-hour urine calcium", "24-hour urine phosphate")
 HORMONES = ("Parathyroid hormone, intact", "25-OH vitamin D")
@@ -25,6 +35,35 @@ def synthetic_rows(patients: int, *, seed: int = 0) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     for number in range(patients):
         yield _row(rng, number)
+
+
+def screened_rows(patients: int, work_dir: Path, *, seed: int = 0) -> list[dict[str, Any]]:
+    """The summary rows of `patients` synthetic patients screened by the pipeline at EVALUATION_TIME.
+
+    The export is written under `work_dir` and read back whole (fine for the few hundred patients a
+    picture needs; the screening engines stream instead).
+    """
+    from service.config import load_config
+    from service.pipeline.assess import get_assessor
+    from service.screening.patient_keys import patient_key_of
+    from service.screening.patient_screen import screen_patient
+
+    if str(TOOLS_DIR) not in sys.path:
+        sys.path.insert(0, str(TOOLS_DIR))
+    from synthetic_export import write_export
+
+    export = Path(work_dir) / "export"
+    write_export(export, patients, seed=seed)
+    by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(export.glob("*.ndjson")):
+        for line in path.read_bytes().splitlines():
+            resource = orjson.loads(line)
+            key = patient_key_of(resource)
+            if key is not None:
+                by_patient[key].append(resource)
+    assessor = get_assessor(load_config({}))
+    return [screen_patient(key, resources, assessor, now=EVALUATION_TIME).summary
+            for key, resources in by_patient.items()]
 
 
 def _row(rng: random.Random, number: int) -> dict[str, Any]:
