@@ -101,9 +101,10 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         if pool:
             pool.close()
     phases["assess"] = time.perf_counter() - started - sum(phases.values())
-    facts = {"source": source.describe(), "evaluated_at": run["now"], "engine": "local"}
+    # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
+    facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
     totals = assemble(parts, out_dir, run_facts=facts, leading_issues=partitioned["problems"])
-    problems = _count_problems(out_dir / "issues.ndjson")
+    problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
@@ -227,16 +228,6 @@ def _read_json(path: Path) -> Any:
         return orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-
-
-def _count_problems(issues_file: Path) -> int:
-    """Issues that are problems (not information notes) in issues.ndjson."""
-    count = 0
-    with open(issues_file, "rb") as handle:
-        for line in handle:
-            if b'"severity":"information"' not in line:
-                count += 1
-    return count
 
 
 def _say(enabled: bool, text: str) -> None:
