@@ -27,7 +27,8 @@ BASE = frozenset({"assessment_model", "errors", "config", "version"})
 ALLOWED: dict[str, frozenset[str]] = {
     # top: the package's public face and the command line
     "service": frozenset({"web", "version"}),
-    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading"}) | BASE,
+    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading",
+                      "screening"}) | BASE,
     # posting the example fixtures into a FHIR server (no service logic)
     "fixture_loading": BASE,
     "summary": frozenset({"fhir_outputs"}) | BASE,
@@ -35,6 +36,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend", "knowledge_artifacts"}) | BASE,
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
+    # population screening: a whole export, each patient through the same pipeline and output builders
+    "screening": frozenset({"pipeline", "hooks", "fhir_outputs", "terminology", "trend", "bibliography"}) | BASE,
     # the laboratory trend and its chart, read again from the Bundle an assessment was made from
     "trend": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # the rule library published as FHIR knowledge artifacts, and PlanDefinition/$apply
