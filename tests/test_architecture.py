@@ -27,12 +27,16 @@ BASE = frozenset({"assessment_model", "errors", "config", "version"})
 ALLOWED: dict[str, frozenset[str]] = {
     # top: the package's public face and the command line
     "service": frozenset({"web", "version"}),
-    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading"}) | BASE,
+    "cli": frozenset({"web", "pipeline", "hooks", "fhir_outputs", "cql_like", "summary", "fixture_loading",
+                      "screening"}) | BASE,
     # posting the example fixtures into a FHIR server (no service logic)
     "fixture_loading": BASE,
     "summary": frozenset({"fhir_outputs"}) | BASE,
     # the HTTP surface (the only place Flask lives)
     "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend", "knowledge_artifacts"}) | BASE,
+    # population screening without Flask: whole exports through the pipeline; the $export client reads
+    # FHIR servers with the hooks' allowlist and deadlines
+    "screening": frozenset({"pipeline", "hooks", "fhir_outputs"}) | BASE,
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # the laboratory trend and its chart, read again from the Bundle an assessment was made from
