@@ -34,11 +34,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "summary": frozenset({"fhir_outputs"}) | BASE,
     # the HTTP surface (the only place Flask lives)
     "web": frozenset({"hooks", "pipeline", "fhir_outputs", "trend", "knowledge_artifacts"}) | BASE,
-    # population screening without Flask: whole exports through the pipeline; the $export client reads
-    # FHIR servers with the hooks' allowlist and deadlines
-    "screening": frozenset({"pipeline", "hooks", "fhir_outputs"}) | BASE,
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
+    # population screening: a whole export, each patient through the same pipeline and output builders
+    "screening": frozenset({"pipeline", "hooks", "fhir_outputs", "terminology", "trend", "bibliography"}) | BASE,
     # the laboratory trend and its chart, read again from the Bundle an assessment was made from
     "trend": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # the rule library published as FHIR knowledge artifacts, and PlanDefinition/$apply

@@ -1,0 +1,263 @@
+"""The output folder of a screening run, written from parts so that any engine can fill it.
+
+An engine writes the results of each piece of work (a shard of the local engine, a partition of
+Spark) with a `PartWriter` into a part folder of its own; `finish` writes the part's marker last,
+atomically, so a part with a marker is complete and is never redone by a resumed run.
+`assemble` then joins the parts, in the order given, into the files a reader expects:
+
+    RiskAssessment.ndjson, CarePlan.ndjson, ServiceRequest.ndjson   one resource a line (Bulk Data style)
+    summary.csv, summary.parquet                                    one row per patient (`summary_row`)
+    issues.ndjson                                                   every problem, with file and line
+    report.html                                                     the page for the team that asked
+
+`ScreenWriter` is the one-part case: PatientScreen results in, the folder out. The same parts in
+the same order always give the same bytes, which is what makes a resumed run match an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import importlib
+import importlib.util
+import io
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import orjson
+
+from .patient_screen import OUTPUT_TYPES, PatientScreen
+from .summary_row import SUMMARY_COLUMNS
+
+RESOURCE_FILES = tuple(f"{kind}.ndjson" for kind in OUTPUT_TYPES)
+SUMMARY_PART = "summary.ndjson"
+ISSUES_FILE = "issues.ndjson"
+PART_MARKER = "done.json"
+REPORT_FILE = "report.html"
+_LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
+_PARQUET_BATCH = 10_000
+
+
+class PartWriter:
+    """Writes one part's results into `part_dir`; complete only once `finish` has written the marker."""
+
+    def __init__(self, part_dir: Path) -> None:
+        self.part_dir = Path(part_dir)
+        if self.part_dir.exists():
+            shutil.rmtree(self.part_dir)  # an unfinished earlier attempt: start it again
+        self.part_dir.mkdir(parents=True)
+        names = (*RESOURCE_FILES, SUMMARY_PART, ISSUES_FILE)
+        self._files = {name: open(self.part_dir / name, "wb") for name in names}
+        self.counts: Counter[str] = Counter()
+
+    def add(self, screen: PatientScreen) -> None:
+        """The outputs, summary row and problems of one patient."""
+        for kind in OUTPUT_TYPES:
+            resources = screen.outputs.get(kind, ())
+            if resources:
+                self._files[f"{kind}.ndjson"].write(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+                self.counts[kind] += len(resources)
+        self._files[SUMMARY_PART].write(orjson.dumps(screen.summary) + b"\n")
+        self.counts["patients"] += 1
+        for issue in screen.issues:
+            self.add_issue(issue)
+
+    def add_issue(self, issue: dict[str, Any]) -> None:
+        """A problem not tied to one patient's assessment (a bad line, a resource with no patient)."""
+        self._files[ISSUES_FILE].write(orjson.dumps(issue) + b"\n")
+        self.counts["issues"] += 1
+
+    def finish(self) -> dict[str, int]:
+        """Flush the part to disk, then mark it complete (atomically). Returns its counts."""
+        for handle in self._files.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        counts = dict(sorted(self.counts.items()))
+        write_atomically(self.part_dir / PART_MARKER, orjson.dumps(counts))
+        return counts
+
+    def abandon(self) -> None:
+        """Close without marking: the part will be written again."""
+        for handle in self._files.values():
+            handle.close()
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None:
+            self.abandon()
+
+
+def part_counts(part_dir: Path) -> dict[str, int] | None:
+    """The counts of a complete part, or None when the part was not finished."""
+    try:
+        return orjson.loads((Path(part_dir) / PART_MARKER).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the whole new one, never a part."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def assemble(part_dirs: Sequence[Path], out_dir: Path, *, run_facts: dict[str, Any] | None = None,
+             leading_issues: Iterable[dict[str, Any]] = ()) -> dict[str, int]:
+    """Join complete parts, in the order given, into the output files of `out_dir`. Returns the totals.
+
+    `leading_issues` (problems found before any part, e.g. reading the source) open issues.ndjson.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    totals: Counter[str] = Counter()
+    for part in part_dirs:
+        counts = part_counts(part)
+        if counts is None:
+            raise ValueError(f"part {part} is not complete")
+        totals.update(counts)
+    for name in RESOURCE_FILES:
+        _concatenate([Path(part) / name for part in part_dirs], out_dir / name)
+    leading = b"".join(orjson.dumps(issue) + b"\n" for issue in leading_issues)
+    totals["issues"] += leading.count(b"\n")
+    _concatenate([Path(part) / ISSUES_FILE for part in part_dirs], out_dir / ISSUES_FILE, head=leading)
+    rows = write_summary([Path(part) / SUMMARY_PART for part in part_dirs], out_dir)
+    facts = dict(run_facts or {})
+    facts.setdefault("patients", len(rows))
+    facts.setdefault("issues", totals["issues"])
+    write_report(rows, out_dir / REPORT_FILE, facts)
+    return dict(sorted(totals.items()))
+
+
+def _concatenate(sources: Sequence[Path], target: Path, head: bytes = b"") -> None:
+    temporary = target.with_name(target.name + ".tmp")
+    with open(temporary, "wb") as out:
+        out.write(head)
+        for source in sources:
+            with open(source, "rb") as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+    os.replace(temporary, target)
+
+
+def read_rows(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """The summary rows of the parts, in order."""
+    for path in paths:
+        with open(path, "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def write_summary(part_summaries: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
+    """summary.csv and summary.parquet from the parts' rows; returns the rows (for the report)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = summary_schema()
+    rows: list[dict[str, Any]] = []
+    csv_temporary = out_dir / "summary.csv.tmp"
+    parquet_temporary = out_dir / "summary.parquet.tmp"
+    with open(csv_temporary, "w", encoding="utf-8", newline="") as csv_file, \
+            pq.ParquetWriter(parquet_temporary, schema) as parquet:
+        writer = csv.writer(csv_file, lineterminator="\n")
+        writer.writerow(SUMMARY_COLUMNS)
+        batch: list[dict[str, Any]] = []
+        for row in read_rows(part_summaries):
+            writer.writerow(csv_cells(row))
+            rows.append(row)
+            batch.append(row)
+            if len(batch) >= _PARQUET_BATCH:
+                parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch or not rows:
+            parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
+    os.replace(csv_temporary, out_dir / "summary.csv")
+    os.replace(parquet_temporary, out_dir / "summary.parquet")
+    return rows
+
+
+def summary_schema() -> Any:
+    """The Arrow schema of summary.parquet, from `SUMMARY_COLUMNS`."""
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "float": pa.float64(), "int": pa.int64(), "list[str]": pa.list_(pa.string())}
+    return pa.schema([pa.field(name, types[kind.rstrip("?")], nullable=kind.endswith("?"))
+                      for name, kind in SUMMARY_COLUMNS.items()])
+
+
+def csv_cells(row: dict[str, Any]) -> list[str]:
+    """A row as CSV cells: None empty, a list joined with '; ', a float as Python writes it."""
+    cells = []
+    for column in SUMMARY_COLUMNS:
+        value = row.get(column)
+        if value is None:
+            cells.append("")
+        elif isinstance(value, list):
+            cells.append(_LIST_SEPARATOR.join(value))
+        else:
+            cells.append(str(value))
+    return cells
+
+
+def write_report(rows: list[dict[str, Any]], out_path: Path, run_facts: dict[str, Any]) -> None:
+    """report.html: the report module's page when it is installed, else a plain table of the counts."""
+    if importlib.util.find_spec(f"{__package__}.report") is None:
+        out_path.write_text(_plain_report(rows, run_facts), encoding="utf-8")
+        return
+    report = importlib.import_module(f"{__package__}.report")
+    report.write_report(rows, out_path, run_facts)
+
+
+def _plain_report(rows: list[dict[str, Any]], run_facts: dict[str, Any]) -> str:
+    counts = Counter((row.get("top_type") or "not assessed", row.get("top_grade") or "") for row in rows)
+    lines = "".join(f"<tr><td>{html.escape(kind)}</td><td>{html.escape(grade)}</td><td>{count}</td></tr>"
+                    for (kind, grade), count in sorted(counts.items()))
+    facts = "".join(f"<li>{html.escape(str(key))}: {html.escape(str(value))}</li>"
+                    for key, value in sorted(run_facts.items()))
+    out = io.StringIO()
+    out.write("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Calcinosis cutis screening"
+              "</title></head><body><h1>Calcinosis cutis screening</h1>")
+    out.write(f"<ul>{facts}</ul><table><thead><tr><th>Most likely type</th><th>Grade</th><th>Patients</th></tr>"
+              f"</thead><tbody>{lines}</tbody></table></body></html>\n")
+    return out.getvalue()
+
+
+class ScreenWriter:
+    """PatientScreen results in, the whole output folder out (one part, assembled on `close`)."""
+
+    def __init__(self, out_dir: Path, *, run_facts: dict[str, Any] | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.run_facts = run_facts
+        self._part = PartWriter(self.out_dir / ".parts" / "all")
+
+    def add(self, screen: PatientScreen) -> None:
+        self._part.add(screen)
+
+    def add_issue(self, issue: dict[str, Any]) -> None:
+        self._part.add_issue(issue)
+
+    def close(self) -> dict[str, int]:
+        """Write the output files; returns the totals (patients, issues, resources by type)."""
+        self._part.finish()
+        totals = assemble([self._part.part_dir], self.out_dir, run_facts=self.run_facts)
+        shutil.rmtree(self.out_dir / ".parts")
+        return totals
+
+    def __enter__(self) -> "ScreenWriter":
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._part.abandon()
