@@ -9,6 +9,7 @@ client never polled before the instant it was told), with slack for clock granul
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -25,6 +26,11 @@ from service.screening.bulk_export import (DownloadIncomplete, ExportError, Expo
 from tests.support.served_process import free_port, stop, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
+TOOLS_DIR = ROOT / "fhir_fixtures" / "assess" / "tools"
+if str(TOOLS_DIR) not in sys.path:
+    sys.path.insert(0, str(TOOLS_DIR))
+
+from synthetic_export import write_export  # noqa: E402
 CLOCK_SLACK_SECONDS = 0.05  # time.time() of one process against the sleeps of another: only granularity
 
 
@@ -301,3 +307,34 @@ def test_an_unknown_group_is_a_failed_kick_off_with_the_servers_words(bulk_serve
 
     with pytest.raises(ExportFailed, match=r"Group/nope/\$export kick-off failed \(HTTP 404\): Group/nope is not known"):
         download_export(server.base, tmp_path / "export", group="nope", settings=server.settings(), progress=None)
+
+
+def _lines_by_type(folder: Path) -> dict[str, list[bytes]]:
+    """The served folder's lines by file type (`Observation.ndjson.gz` -> Observation), decompressed."""
+    found: dict[str, list[bytes]] = {}
+    for path in sorted(folder.iterdir()):
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        found[path.name.split(".", 1)[0]] = [line for line in raw.splitlines() if line.strip()]
+    return found
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip-files-and-transfer"])
+def test_a_synthetic_export_arrives_byte_for_byte_as_served(bulk_server, tmp_path, gzipped):
+    served_folder = tmp_path / "synthetic"
+    written = write_export(served_folder, 40, seed=7, gzip=gzipped, bad_lines=2)
+    served = _lines_by_type(served_folder)
+    assert sum(written.values()) == sum(len(lines) for lines in served.values())
+    server = bulk_server(data=str(served_folder), lines_per_file=150, polls_before_ready=1, retry_after=0,
+                         gzip_transfer=gzipped)
+    dest = tmp_path / "export"
+
+    result = download_export(server.base, dest, settings=server.settings(), progress=None)
+
+    for kind in export_types():
+        downloaded = [line.encode() for line in _downloaded_lines(dest, kind)]
+        assert downloaded == served.get(kind, []), kind
+    assert {item.resource_type for item in result.files} == set(export_types()) & set(served)
+    assert any(item.name == "Observation.2.ndjson" for item in result.files)
+    if gzipped:
+        files = [entry for entry in server.log() if "/_export-files/" in entry["path"]]
+        assert files and all(entry.get("gzip_sent") for entry in files)

@@ -20,6 +20,7 @@ modes, so each misbehaviour the client must survive is a real HTTP exchange:
     lines_per_file       split each type into files of at most this many lines (several per type)
     error_outcomes       diagnostics texts served as an error file of OperationOutcomes
     groups               {"<group id>": ["<patient id>", ...]} for Group/{id}/$export
+    gzip_transfer        send files gzip-encoded (Content-Encoding) to a client that accepts it
 
 Every request is recorded (method, path, query, time, whether the expected bearer token came; never
 the token) and read back at GET /_log; status polls also record when the client was told it may
@@ -64,10 +65,29 @@ def read_export(folder: Path) -> dict[str, list[bytes]]:
             raw = gzip.decompress(path.read_bytes())
         else:
             continue
+        named = path.name.split(".", 1)[0]
         for line in raw.splitlines():
             if line.strip():
-                lines.setdefault(json.loads(line)["resourceType"], []).append(line)
+                lines.setdefault(_type_of(line) or named, []).append(line)
     return lines
+
+
+def _type_of(line: bytes) -> str | None:
+    """The line's resourceType; None for a line that is not a resource (served as it is, under its file's type)."""
+    try:
+        resource = json.loads(line)
+    except ValueError:
+        return None
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _resource(line: bytes) -> dict[str, Any]:
+    try:
+        resource = json.loads(line)
+    except ValueError:
+        return {}
+    return resource if isinstance(resource, dict) else {}
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:
@@ -114,7 +134,8 @@ def create_app(config: dict[str, Any]) -> Flask:
         given = request.headers.get("Authorization")
         entry = {"method": request.method, "path": request.path, "query": request.args.to_dict(),
                  "at": time.time(), "bearer": given == f"Bearer {bearer}" if bearer else given is not None,
-                 "accept": request.headers.get("Accept"), "prefer": request.headers.get("Prefer"), **extra}
+                 "accept": request.headers.get("Accept"), "prefer": request.headers.get("Prefer"),
+                 "accept_encoding": request.headers.get("Accept-Encoding"), **extra}
         with lock:
             log.append(entry)
         return entry
@@ -164,7 +185,7 @@ def create_app(config: dict[str, Any]) -> Flask:
             if wanted is not None and kind not in wanted:
                 continue
             for line in lines:
-                resource = json.loads(line)
+                resource = _resource(line)
                 if members is not None and patient_of(resource) not in members:
                     continue
                 if changed_since(resource, since):
@@ -241,7 +262,7 @@ def create_app(config: dict[str, Any]) -> Flask:
 
     @app.get("/fhir/_export-files/<job_id>/<name>")
     def download(job_id: str, name: str) -> Response:
-        record()
+        entry = record()
         if (answer := refused()) is not None:
             return answer
         job = jobs.get(job_id)
@@ -256,6 +277,9 @@ def create_app(config: dict[str, Any]) -> Flask:
         if tries:
             return Response(_half_then_drop(body, request.environ.get("werkzeug.socket")), content_type=NDJSON,
                             headers={"Content-Length": str(len(body))})
+        if config.get("gzip_transfer") and "gzip" in (request.headers.get("Accept-Encoding") or ""):
+            entry["gzip_sent"] = True
+            return Response(gzip.compress(body, mtime=0), content_type=NDJSON, headers={"Content-Encoding": "gzip"})
         return Response(body, content_type=NDJSON)
 
     return app
