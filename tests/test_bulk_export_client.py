@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,7 +17,7 @@ import responses
 
 from service.screening.bulk_export import (BulkExportClient, DownloadIncomplete, ExportError, ExportFailed,
                                            ExportLimitExceeded, ExportLimits, ExportRefused, error_file_issues,
-                                           export_types, retry_after_seconds)
+                                           export_types, fetch_export, retry_after_seconds)
 
 BASE = "https://ehr.example.org/fhir"
 KICK_OFF = f"{BASE}/Patient/$export"
@@ -355,7 +354,7 @@ def test_types_not_asked_for_are_skipped_and_a_count_mismatch_is_reported(fake_t
 
     assert [item.name for item in result.files] == ["Patient.ndjson"]
     assert not _calls("GET", f"{FILES}/2.ndjson")
-    assert [(issue["severity"], issue["file"]) for issue in result.issues] == [
+    assert [(issue["severity"], issue.get("source")) for issue in result.issues] == [
         ("information", None), ("warning", "Patient.ndjson")]
     assert "Encounter" in result.issues[0]["diagnostics"] and "gives 3 resources" in result.issues[1]["diagnostics"]
 
@@ -382,6 +381,54 @@ def test_error_file_lines_become_issues_each_with_its_line(tmp_path):
 
     issues = error_file_issues(path, "errors/OperationOutcome.ndjson")
 
-    assert [(issue["line"], issue["severity"], issue["code"]) for issue in issues] == [
-        (1, "warning", "processing"), (1, "error", "exception"), (2, "error", "structure"), (3, "error", "structure")]
+    assert [(issue["source"], issue["severity"], issue["code"]) for issue in issues] == [
+        ("errors/OperationOutcome.ndjson:1", "warning", "processing"), ("errors/OperationOutcome.ndjson:1", "error", "exception"),
+        ("errors/OperationOutcome.ndjson:2", "error", "structure"), ("errors/OperationOutcome.ndjson:3", "error", "structure")]
     assert issues[0]["diagnostics"] == "the FHIR server reported: Observation/o1 has no code"
+
+
+# --- a resumed screen reuses a finished download -------------------------------------------------
+
+def _serve_one_file_export() -> None:
+    _kick_off_accepted()
+    _ready(_manifest([("Patient", f"{FILES}/1.ndjson")], errors=[f"{FILES}/err.ndjson"]))
+    responses.get(f"{FILES}/1.ndjson", body=_line("Patient", "p1"))
+    responses.get(f"{FILES}/err.ndjson", body=orjson.dumps({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "processing", "diagnostics": "Observation/o9 failed"}]}) + b"\n")
+
+
+@responses.activate
+def test_resume_reuses_a_finished_export_for_the_same_request_without_contacting_the_server(tmp_path, progress):
+    settings = {"CDS_FHIR_SERVER_ALLOWLIST": [BASE], "SCREEN_EXPORT_BEARER_TOKEN": TOKEN}
+    _serve_one_file_export()
+    first = fetch_export(BASE, tmp_path / "export", since="2026-10-01T00:00:00Z", settings=settings, progress=None)
+    calls = len(responses.calls)
+
+    again = fetch_export(BASE, tmp_path / "export", since="2026-10-01T00:00:00Z", settings=settings, resume=True,
+                         progress=progress.append)
+
+    assert len(responses.calls) == calls
+    assert again.files == first.files and again.issues == first.issues and len(again.issues) == 1
+    assert again.request == first.request and "_since=2026-10-01T00:00:00Z" in again.request
+    assert "reusing the export" in progress[-1]
+    with pytest.raises(ExportError, match="another request"):
+        fetch_export(BASE, tmp_path / "export", group="g1", settings=settings, resume=True, progress=None)
+    with pytest.raises(ExportError, match="already holds an export"):
+        fetch_export(BASE, tmp_path / "export", since="2026-10-01T00:00:00Z", settings=settings, progress=None)
+
+
+@responses.activate
+def test_resume_after_an_interrupted_download_starts_it_over(tmp_path):
+    dest = tmp_path / "export"
+    (dest / "errors").mkdir(parents=True)
+    (dest / "Patient.ndjson").write_bytes(b'{"resourceType": "Patient", "id": "stale"}\n')
+    (dest / "Observation.ndjson.part").write_bytes(b'{"resourceType": "Obs')
+    (dest / "errors" / "OperationOutcome.ndjson").write_bytes(b"{}\n")
+    (dest / "notes.txt").write_text("kept")
+    _serve_one_file_export()
+
+    fetch_export(BASE, dest, settings={"CDS_FHIR_SERVER_ALLOWLIST": [BASE]}, resume=True, progress=None)
+
+    assert (dest / "Patient.ndjson").read_bytes() == _line("Patient", "p1")
+    assert not (dest / "Observation.ndjson.part").exists() and (dest / "notes.txt").exists()
+    assert b"Observation/o9" in (dest / "errors" / "OperationOutcome.ndjson").read_bytes()

@@ -278,9 +278,9 @@ def test_the_servers_error_files_become_issues_with_file_and_line(bulk_server, t
 
     assert (dest / "errors" / "OperationOutcome.ndjson").exists()
     assert not list(dest.glob("OperationOutcome*")), "error files stay apart from the data"
-    assert [(issue["file"], issue["line"], issue["diagnostics"]) for issue in result.issues] == [
-        ("errors/OperationOutcome.ndjson", 1, "the FHIR server reported: Observation/o9 could not be exported"),
-        ("errors/OperationOutcome.ndjson", 2, "the FHIR server reported: Condition/c7 is unreadable"),
+    assert [(issue["source"], issue["diagnostics"]) for issue in result.issues] == [
+        ("errors/OperationOutcome.ndjson:1", "the FHIR server reported: Observation/o9 could not be exported"),
+        ("errors/OperationOutcome.ndjson:2", "the FHIR server reported: Condition/c7 is unreadable"),
     ]
     assert all(issue["severity"] == "error" for issue in result.issues)
 

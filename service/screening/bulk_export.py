@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 NDJSON_FORMAT = "application/fhir+ndjson"
 ERROR_FOLDER = "errors"
 MANIFEST_FILE = "export-manifest.json"
+EXPORT_FOLDER = "export"  # where a screen of a server keeps the downloaded export, inside its output folder
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
@@ -143,6 +144,7 @@ class ExportResult:
     issues: list[dict[str, Any]] = field(default_factory=list)
     transaction_time: str | None = None
     polls: int = 0
+    request: str | None = None  # the kick-off URL (no token): a resumed screen checks it asked the same
 
     @property
     def total_bytes(self) -> int:
@@ -248,16 +250,14 @@ class BulkExportClient:
     def run(self, base_url: str, dest: Path, *, group: str | None = None, since: str | None = None) -> ExportResult:
         """Export from `base_url` into `dest` (created; must hold no NDJSON yet) and return what was written."""
         server = self._allowed(base_url, "the FHIR server")
-        since = _check_since(since)
-        if group is not None and not _FHIR_ID.match(group):
-            raise ExportRefused(f"--group {group!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
+        url = self.kick_off_url(server, group=group, since=since)
         dest = Path(dest)
         self._prepare(dest)
         self._deadline = self._clock() + self.limits.total_timeout
-        status_url = self.kick_off(server, group=group, since=since)
+        result = ExportResult(folder=dest, request=url)
+        status_url = self.kick_off(url, group=group, since=since)
         expired = False
         try:
-            result = ExportResult(folder=dest)
             manifest = self.wait_for_manifest(status_url, result)
             self.download_all(manifest, dest, result)
             self._write_manifest(dest, manifest, result)
@@ -269,16 +269,23 @@ class BulkExportClient:
             if not expired:
                 self.delete(status_url)
 
-    def kick_off(self, server: SafeUrl, *, group: str | None, since: str | None) -> SafeUrl:
-        """Start the export; the status URL the server gives (checked against the allowlist)."""
+    def kick_off_url(self, server: SafeUrl, *, group: str | None, since: str | None) -> str:
+        """The kick-off request (no token in it), or ExportRefused for a group or instant that is not one."""
+        since = _check_since(since)
+        if group is not None and not _FHIR_ID.match(group):
+            raise ExportRefused(f"--group {group!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
         path = f"Group/{quote(group, safe='')}/$export" if group is not None else "Patient/$export"
         query = {"_outputFormat": NDJSON_FORMAT, "_type": ",".join(self.resource_types)}
         if since is not None:
             query["_since"] = since
-        url = f"{server.base}/{path}?{urlencode(query, safe=',:$')}"
+        return f"{server.base}/{path}?{urlencode(query, safe=',:$')}"
+
+    def kick_off(self, url: str, *, group: str | None, since: str | None) -> SafeUrl:
+        """Start the export; the status URL the server gives (checked against the allowlist)."""
+        path = f"Group/{group}/$export" if group is not None else "Patient/$export"
         what = f"the {path} kick-off"
-        self._progress(f"kick-off {path} at {server.origin} for {len(self.resource_types)} resource types"
-                       + (f" changed since {since}" if since else ""))
+        self._progress(f"kick-off {path} at {parse_safe_url(url).origin} for {len(self.resource_types)} resource "
+                       "types" + (f" changed since {since}" if since else ""))
         status, headers, body = self._call("GET", url, what, accept="application/fhir+json",
                                            extra={"Prefer": "respond-async"})
         if status != 202:
@@ -606,19 +613,24 @@ class BulkExportClient:
         transaction_time = manifest.get("transactionTime")
         result.transaction_time = transaction_time if isinstance(transaction_time, str) else None
         record = {
+            "request": result.request,
             "transactionTime": result.transaction_time,
             "requiresAccessToken": manifest.get("requiresAccessToken") is True,
             "output": [{"type": item.resource_type, "file": item.name, "bytes": item.size, "lines": item.lines}
                        for item in result.files],
             "error": [{"type": item.resource_type, "file": item.name, "bytes": item.size, "lines": item.lines}
                       for item in result.error_files],
-            "issues": len(result.issues),
+            "issues": result.issues,
         }
         (dest / MANIFEST_FILE).write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
 
 
 def _issue(severity: str, code: str, file: str | None, line: int | None, diagnostics: str) -> dict[str, Any]:
-    return {"severity": severity, "code": code, "file": file, "line": line, "diagnostics": diagnostics}
+    """An issues.ndjson line shaped as the screen's own: `source` is 'file:line' (or the file) in the export folder."""
+    issue = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if file is not None:
+        issue["source"] = f"{file}:{line}" if line is not None else file
+    return issue
 
 
 def error_file_issues(path: Path, name: str) -> list[dict[str, Any]]:
@@ -658,6 +670,54 @@ def _size(size: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"  # pragma: no cover
+
+
+def read_finished_export(dest: Path) -> ExportResult | None:
+    """The export a folder holds when its download finished (the manifest is written last), else None."""
+    try:
+        record = orjson.loads((Path(dest) / MANIFEST_FILE).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError):
+        raise ExportError(f"{Path(dest) / MANIFEST_FILE} cannot be read; remove the folder to download again") from None
+
+    def files(key: str) -> list[DownloadedFile]:
+        return [DownloadedFile(item["type"], item["file"], item["bytes"], item["lines"]) for item in record.get(key, [])]
+
+    return ExportResult(folder=Path(dest), files=files("output"), error_files=files("error"),
+                        issues=list(record.get("issues") or []), transaction_time=record.get("transactionTime"),
+                        request=record.get("request"))
+
+
+def clear_unfinished_export(dest: Path) -> None:
+    """Remove what an interrupted download left (only the files an export writes), so it can start again."""
+    dest = Path(dest)
+    for folder in (dest, dest / ERROR_FOLDER):
+        for pattern in ("*.ndjson", "*.ndjson.part"):
+            for path in folder.glob(pattern):
+                path.unlink()
+    if (dest / ERROR_FOLDER).is_dir() and not any((dest / ERROR_FOLDER).iterdir()):
+        (dest / ERROR_FOLDER).rmdir()
+
+
+def fetch_export(base_url: str, dest: Path, *, group: str | None = None, since: str | None = None,
+                 settings: Mapping[str, Any] | None = None, resume: bool = False,
+                 progress: Callable[[str], None] | None = stderr_progress) -> ExportResult:
+    """`download_export`; with `resume`, the export `dest` already holds when it finished for the same request
+    (else what an interrupted download left is cleared and the export starts over)."""
+    if resume:
+        done = read_finished_export(dest)
+        if done is not None:
+            client = BulkExportClient.from_config(settings or {}, progress=progress)
+            expected = client.kick_off_url(client._allowed(base_url, "the FHIR server"), group=group, since=since)
+            if done.request != expected:
+                raise ExportError(f"{dest} holds an export made with another request (server, --group or --since); "
+                                  "give another --out")
+            if progress:
+                progress(f"reusing the export already downloaded into {dest} ({len(done.files)} files)")
+            return done
+        clear_unfinished_export(dest)
+    return download_export(base_url, dest, group=group, since=since, settings=settings, progress=progress)
 
 
 def download_export(base_url: str, dest: Path, *, group: str | None = None, since: str | None = None,
