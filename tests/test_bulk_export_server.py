@@ -168,7 +168,8 @@ def test_progress_a_person_can_watch_names_polls_percent_and_bytes(bulk_server, 
     text = "\n".join(lines)
     assert "status poll 1: in progress (0%)" in text and "status poll 2: in progress (50%)" in text
     assert "next poll in 1 s" in text
-    assert any(re.fullmatch(r"Observation\.ndjson: [\d.]+ (B|KiB), 7 lines", line) for line in lines), lines
+    assert any(re.fullmatch(r"Observation\.ndjson: [\d.]+ (B|KiB), 7 lines \(file 2 of 3; [\d.]+ KiB downloaded in all\)",
+                            line) for line in lines), lines
     assert "cleanup" in lines[-1]
 
 

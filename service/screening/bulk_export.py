@@ -526,6 +526,8 @@ class BulkExportClient:
                 partial.unlink(missing_ok=True)
                 raise
             partial.replace(target)
+            self._progress(f"{name}: {_size(size)}, {lines} lines ({label}; {_size(result.total_bytes + size)} "
+                           "downloaded in all)")
             return DownloadedFile(kind, name, size, lines)
         partial.unlink(missing_ok=True)
         raise DownloadIncomplete(f"{name} ({label}) arrived cut off in each of {self.limits.attempts} tries "
@@ -598,7 +600,6 @@ class BulkExportClient:
             except orjson.JSONDecodeError:
                 raise _CutOff("it ends in the middle of a line") from None
             lines += 1
-        self._progress(f"{name}: {_size(size)}, {lines} lines")
         return size, lines
 
     def _too_large(self, name: str, size: int) -> ExportLimitExceeded:
