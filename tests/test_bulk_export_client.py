@@ -432,3 +432,15 @@ def test_resume_after_an_interrupted_download_starts_it_over(tmp_path):
     assert (dest / "Patient.ndjson").read_bytes() == _line("Patient", "p1")
     assert not (dest / "Observation.ndjson.part").exists() and (dest / "notes.txt").exists()
     assert b"Observation/o9" in (dest / "errors" / "OperationOutcome.ndjson").read_bytes()
+
+
+@responses.activate
+def test_retry_after_zero_again_and_again_is_not_a_busy_loop(fake_time, progress, tmp_path):
+    _kick_off_accepted()
+    for _ in range(3):
+        responses.get(STATUS, status=202, headers={"Retry-After": "0"})
+    _ready(_manifest([]))
+
+    _client(fake_time, progress).run(BASE, tmp_path / "out")
+
+    assert fake_time.waits == [0.5, 0.5, 0.5]

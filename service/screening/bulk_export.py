@@ -56,6 +56,7 @@ _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 _CHUNK = 64 * 1024
 _FIRST_BACKOFF_SECONDS = 1.0  # a 202 without Retry-After: 1, 2, 4 ... s up to the cap
+_MIN_POLL_WAIT_SECONDS = 0.5  # "Retry-After: 0" again and again must not become a busy loop
 _PROGRESS_EVERY_SECONDS = 2.0
 
 
@@ -336,7 +337,7 @@ class BulkExportClient:
                 else:
                     raise self._answer_error(status, body, "the export's status")
             backoff = min(backoff * 2, self.limits.max_poll_wait)
-            self._wait(min(wait, self.limits.max_poll_wait))
+            self._wait(max(_MIN_POLL_WAIT_SECONDS, min(wait, self.limits.max_poll_wait)))
 
     def download_all(self, manifest: Mapping[str, Any], dest: Path, result: ExportResult) -> None:
         """Every output file (of the types asked for) and every error file, streamed into `dest`."""
