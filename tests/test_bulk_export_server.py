@@ -12,18 +12,15 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import requests
 
 from service.screening.bulk_export import (DownloadIncomplete, ExportError, ExportExpired, ExportFailed,
                                            ExportRefused, download_export, export_types)
-from tests.support.served_process import free_port, stop, wait_until_answering
+from tests.support.bulk_data_server import BulkServers, RunningServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS_DIR = ROOT / "fhir_fixtures" / "assess" / "tools"
@@ -58,18 +55,6 @@ def write_small_export(folder: Path) -> dict[str, list[str]]:
     return {kind: [_line(item) for item in resources] for kind, resources in served.items()}
 
 
-@dataclass
-class BulkServer:
-    base: str
-    root: str
-
-    def log(self) -> list[dict[str, Any]]:
-        return requests.get(f"{self.root}/_log", timeout=10).json()
-
-    def settings(self, **more: Any) -> dict[str, Any]:
-        return {"CDS_FHIR_SERVER_ALLOWLIST": [self.base], **more}
-
-
 @pytest.fixture
 def served_data(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
     folder = tmp_path / "served"
@@ -77,29 +62,11 @@ def served_data(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
 
 
 @pytest.fixture
-def bulk_server(tmp_path: Path, served_data) -> Iterator[Callable[..., BulkServer]]:
-    """Start a server with the given configuration (the served folder filled in); all are stopped afterwards."""
-    processes: list[subprocess.Popen] = []
-
-    def start(**config: Any) -> BulkServer:
-        config.setdefault("data", str(served_data[0]))
-        port = free_port()
-        config_path = tmp_path / f"bulk-server-{port}.json"
-        config_path.write_text(json.dumps(config), encoding="utf-8")
-        output = tmp_path / f"bulk-server-{port}.log"
-        with output.open("wb") as sink:
-            process = subprocess.Popen([sys.executable, "-m", "tests.support.bulk_data_server",
-                                        "--config", str(config_path), "--port", str(port)],
-                                       cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-        processes.append(process)
-        root = f"http://127.0.0.1:{port}"
-        wait_until_answering(process, f"{root}/healthz", seconds=60,
-                             output=lambda: output.read_text("utf-8", errors="replace"))
-        return BulkServer(base=f"{root}/fhir", root=root)
-
-    yield start
-    for process in processes:
-        stop(process, seconds=10)
+def bulk_server(tmp_path: Path, served_data) -> Iterator[Callable[..., RunningServer]]:
+    """Start a server with the given configuration (the small export served unless `data` is given)."""
+    servers = BulkServers(tmp_path, served_data[0])
+    yield servers.start
+    servers.stop_all()
 
 
 def _downloaded_lines(folder: Path, kind: str) -> list[str]:

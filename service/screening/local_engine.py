@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 
@@ -64,8 +64,11 @@ class ScreenRun:
 
 def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None, resume: bool = False,
               now: datetime | None = None, config: Mapping[str, Any] | None = None,
-              progress: bool = True) -> ScreenRun:
-    """Screen every patient of `source_folder` into `out_dir` with `workers` processes (default: the cores)."""
+              progress: bool = True, extra_issues: Iterable[dict[str, Any]] = ()) -> ScreenRun:
+    """Screen every patient of `source_folder` into `out_dir` with `workers` processes (default: the cores).
+
+    `extra_issues` (met before the screen, e.g. the error files of a FHIR server's export) open issues.ndjson.
+    """
     started = time.perf_counter()
     source = Source(source_folder)
     out_dir = Path(out_dir)
@@ -93,7 +96,7 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     worker_peaks = _assess_shards(pending, shard_folder, parts, run, config, workers or os.cpu_count() or 1,
                                   total=partitioned["patients"], already=already, progress=progress)
     facts = {"source": source.describe(), "evaluated_at": run["now"], "engine": "local"}
-    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=partitioned["problems"])
+    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
     problems = _count_problems(out_dir / "issues.ndjson")
     shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())

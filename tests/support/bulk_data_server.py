@@ -25,6 +25,7 @@ modes, so each misbehaviour the client must survive is a real HTTP exchange:
 Every request is recorded (method, path, query, time, whether the expected bearer token came; never
 the token) and read back at GET /_log; status polls also record when the client was told it may
 poll again, so a test can check the client waited. GET /healthz answers 200 once serving.
+`BulkServers` starts such processes for the tests and stops them.
 """
 
 from __future__ import annotations
@@ -34,15 +35,21 @@ import gzip
 import json
 import math
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Iterator
 
+import requests
 from flask import Flask, Response, jsonify, request
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 FHIR_JSON = "application/fhir+json"
 NDJSON = "application/fhir+ndjson"
@@ -294,6 +301,52 @@ def _half_then_drop(body: bytes, sock: socket.socket | None) -> Iterator[bytes]:
         except OSError:
             pass
     raise ConnectionResetError("cut off half-way on purpose")
+
+
+@dataclass
+class RunningServer:
+    """A started server: its FHIR base, its root (for /_log) and the settings that allow it."""
+
+    base: str
+    root: str
+
+    def log(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.root}/_log", timeout=10).json()
+
+    def settings(self, **more: Any) -> dict[str, Any]:
+        return {"CDS_FHIR_SERVER_ALLOWLIST": [self.base], **more}
+
+
+class BulkServers:
+    """Starts servers as processes on free 127.0.0.1 ports (tests/support/served_process), and stops them all."""
+
+    def __init__(self, work_dir: Path, data: Path) -> None:
+        self.work_dir, self.data = Path(work_dir), Path(data)
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, **config: Any) -> RunningServer:
+        from tests.support.served_process import free_port, wait_until_answering
+
+        config.setdefault("data", str(self.data))
+        port = free_port()
+        config_path = self.work_dir / f"bulk-server-{port}.json"
+        config_path.write_text(json.dumps(config), encoding="utf-8")
+        output = self.work_dir / f"bulk-server-{port}.log"
+        with output.open("wb") as sink:
+            process = subprocess.Popen([sys.executable, "-m", "tests.support.bulk_data_server",
+                                        "--config", str(config_path), "--port", str(port)],
+                                       cwd=PROJECT_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        root = f"http://127.0.0.1:{port}"
+        wait_until_answering(process, f"{root}/healthz", seconds=60,
+                             output=lambda: output.read_text("utf-8", errors="replace"))
+        return RunningServer(base=f"{root}/fhir", root=root)
+
+    def stop_all(self) -> None:
+        from tests.support.served_process import stop
+
+        for process in self.processes:
+            stop(process, seconds=10)
 
 
 def main() -> None:
