@@ -444,3 +444,19 @@ def test_retry_after_zero_again_and_again_is_not_a_busy_loop(fake_time, progress
     _client(fake_time, progress).run(BASE, tmp_path / "out")
 
     assert fake_time.waits == [0.5, 0.5, 0.5]
+
+
+@responses.activate
+def test_an_error_file_that_cannot_be_had_is_an_issue_not_a_lost_export(fake_time, progress, tmp_path):
+    _kick_off_accepted()
+    _ready(_manifest([("Patient", f"{FILES}/1.ndjson")], errors=[f"{FILES}/err.ndjson"]))
+    responses.get(f"{FILES}/1.ndjson", body=_line("Patient", "p1"))
+    responses.get(f"{FILES}/err.ndjson", status=410)
+
+    result = _client(fake_time, progress).run(BASE, tmp_path / "out")
+
+    assert [item.name for item in result.files] == ["Patient.ndjson"] and result.error_files == []
+    (issue,) = result.issues
+    assert issue["severity"] == "warning" and issue["source"] == "errors/OperationOutcome.ndjson"
+    assert "error file could not be downloaded" in issue["diagnostics"] and "HTTP 410" in issue["diagnostics"]
+    assert (tmp_path / "out" / "export-manifest.json").exists()

@@ -368,7 +368,14 @@ class BulkExportClient:
         for number, (kind, url, _count) in enumerate(errors, start=len(outputs) + 1):
             name = f"{ERROR_FOLDER}/{kind}.ndjson" if number == len(outputs) + 1 else \
                 f"{ERROR_FOLDER}/{kind}.{number - len(outputs)}.ndjson"
-            item = self._download(url, dest, name, kind, send_token, result, f"file {number} of {total}")
+            try:
+                item = self._download(url, dest, name, kind, send_token, result, f"file {number} of {total}")
+            except ExportLimitExceeded:
+                raise
+            except ExportError as error:  # the data arrived whole; only the server's account of its errors is lost
+                result.issues.append(_issue("warning", "incomplete", name, None,
+                                            f"the server's error file could not be downloaded: {error}"))
+                continue
             result.error_files.append(item)
             result.issues.extend(error_file_issues(dest / name, name))
         self._progress(f"downloaded {len(result.files)} files and {len(result.error_files)} error files, "
