@@ -52,6 +52,7 @@ class ScreenRun:
     shards_done_before: int = 0  # finished shards a resumed run found and did not redo
     # the peak resident memory of this process plus that of each worker (an upper bound of the tree's peak)
     peak_rss_bytes: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: partition, assess, assemble
 
     @property
     def rate(self) -> float:
@@ -82,6 +83,7 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         work.mkdir(parents=True)
         write_atomically(work / RUN_FILE, orjson.dumps(run))
     shard_folder, part_folder = work / "shards", work / "parts"
+    phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
     if partitioned is None:
         shutil.rmtree(shard_folder, ignore_errors=True)
@@ -89,19 +91,22 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         result = partition(source, shard_folder, run["shards"])
         partitioned = result.to_json()
         write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
+    phases["partition"] = time.perf_counter() - started
     parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     done = {index: part_counts(part) for index, part in enumerate(parts)}
     pending = [index for index, counts in done.items() if counts is None]
     already = sum(counts.get("patients", 0) for counts in done.values() if counts)
     worker_peaks = _assess_shards(pending, shard_folder, parts, run, config, workers or os.cpu_count() or 1,
                                   total=partitioned["patients"], already=already, progress=progress)
+    phases["assess"] = time.perf_counter() - started - sum(phases.values())
     facts = {"source": source.describe(), "evaluated_at": run["now"], "engine": "local"}
     totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
     problems = _count_problems(out_dir / "issues.ndjson")
     shutil.rmtree(work, ignore_errors=True)
+    phases["assemble"] = time.perf_counter() - started - sum(phases.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
     return ScreenRun(totals.get("patients", 0), time.perf_counter() - started, problems, out_dir, totals,
-                     shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak)
+                     shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak, phases=phases)
 
 
 def _run_record(source: Source, now: datetime | None, config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ resources (Organization, Practitioner) are expected; an Observation without a pa
 
 from __future__ import annotations
 
+import resource
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from .sources import Source, SourceItem, SourceProblem
 
 SHARD_TARGET_BYTES = 8 * 1024 * 1024  # about this much JSON per shard: a few hundred patients
 MIN_SHARDS = 16
-MAX_SHARDS = 4096
-_BUFFER = 256 * 1024
+MAX_SHARDS = 1000  # one open file each while partitioning
+_BUFFERS_TOTAL = 64 * 1024 * 1024  # the write buffers of all shard files together, at most
 
 
 def shard_count_for(source: Source) -> int:
@@ -62,7 +63,9 @@ def partition(source: Source, folder: Path, shards: int) -> PartitionResult:
     """Write every resource of `source` to its patient's shard file in `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handles = [open(shard_path(folder, index), "wb", buffering=_BUFFER) for index in range(shards)]
+    _allow_open_files(shards + 64)
+    buffer = max(16 * 1024, min(256 * 1024, _BUFFERS_TOTAL // shards))
+    handles = [open(shard_path(folder, index), "wb", buffering=buffer) for index in range(shards)]
     result = PartitionResult(shards)
     first_without: dict[str, str] = {}
     try:
@@ -85,6 +88,14 @@ def partition(source: Source, folder: Path, shards: int) -> PartitionResult:
     for kind, count in sorted(result.without_patient.items()):
         result.problems.append(_without_patient_issue(kind, count, first_without[kind]))
     return result
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit to `wanted` when the hard limit allows it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted,
+                                                    hard))
 
 
 def _key(record: SourceItem) -> str | None:
