@@ -229,7 +229,8 @@ def _is_url(text: str) -> bool:
 
 def _download_for_screen(args: argparse.Namespace, config: dict[str, Any]) -> Any:
     """A FHIR server's Bulk Data $export, downloaded into --out/export (reused by --resume when finished)."""
-    from .screening.bulk_export import EXPORT_FOLDER, fetch_export, stderr_progress
+    from .screening.bulk_export import fetch_export, stderr_progress
+    from .screening.export_folder import EXPORT_FOLDER
 
     return fetch_export(args.source, Path(args.out) / EXPORT_FOLDER, group=args.group, since=args.since,
                         settings=config, resume=args.resume, progress=None if args.quiet else stderr_progress)

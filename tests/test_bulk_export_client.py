@@ -16,8 +16,10 @@ import requests
 import responses
 
 from service.screening.bulk_export import (BulkExportClient, DownloadIncomplete, ExportError, ExportFailed,
-                                           ExportLimitExceeded, ExportLimits, ExportRefused, error_file_issues,
-                                           export_types, fetch_export, retry_after_seconds)
+                                           ExportLimitExceeded, ExportLimits, ExportRefused, export_types,
+                                           fetch_export)
+from service.screening.export_answers import retry_after_seconds
+from service.screening.export_folder import error_file_issues
 
 BASE = "https://ehr.example.org/fhir"
 KICK_OFF = f"{BASE}/Patient/$export"

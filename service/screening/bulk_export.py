@@ -19,16 +19,17 @@ half-way (fewer bytes than Content-Length, a dropped connection, a last line cut
 again a bounded number of times, then stops the export with an error saying which file. The bearer
 token (SCREEN_EXPORT_BEARER_TOKEN) goes to the kick-off and status URLs, and to file URLs only when
 the manifest says they require it; no token, query string or body is ever printed or logged.
+What the server's headers and OperationOutcomes say is read in `export_answers`; what the folder
+holds (files, issues, the record written last) in `export_folder`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -44,13 +45,13 @@ from ..hooks.deadline_http import DeadlineAdapter, Watch, hard_deadline
 from ..hooks.fhir_fetch import is_allowlisted
 from ..hooks.safe_urls import SafeUrl, parse_safe_url
 from ..pipeline.ingest import KEPT_TYPES
+from .export_answers import outcome_text, progress_text, retry_after_seconds
+from .export_folder import (ERROR_FOLDER, MANIFEST_FILE, DownloadedFile, ExportResult, clear_unfinished_export, error_file_issues, export_issue, read_finished_export,
+                            write_export_record)
 
 log = logging.getLogger(__name__)
 
 NDJSON_FORMAT = "application/fhir+ndjson"
-ERROR_FOLDER = "errors"
-MANIFEST_FILE = "export-manifest.json"
-EXPORT_FOLDER = "export"  # where a screen of a server keeps the downloaded export, inside its output folder
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
@@ -125,86 +126,9 @@ class ExportLimits:
         )
 
 
-@dataclass(frozen=True)
-class DownloadedFile:
-    """One file written: its resource type, its name inside the export folder, bytes and lines."""
-
-    resource_type: str
-    name: str
-    size: int
-    lines: int
-
-
-@dataclass
-class ExportResult:
-    """What an export left in its folder, and the issues its error files (and checks) reported."""
-
-    folder: Path
-    files: list[DownloadedFile] = field(default_factory=list)
-    error_files: list[DownloadedFile] = field(default_factory=list)
-    issues: list[dict[str, Any]] = field(default_factory=list)
-    transaction_time: str | None = None
-    polls: int = 0
-    request: str | None = None  # the kick-off URL (no token): a resumed screen checks it asked the same
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(item.size for item in self.files) + sum(item.size for item in self.error_files)
-
-
 def stderr_progress(line: str) -> None:
     """The default progress: one line per step on standard error, for a person watching."""
     print(f"export: {line}", file=sys.stderr, flush=True)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """Retry-After as seconds to wait: a number of seconds or an HTTP date (RFC 9110); None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - now).total_seconds())
-
-
-def progress_text(value: str | None) -> str | None:
-    """X-Progress made safe to print: printable characters only, at most 100 (the IG's own bound)."""
-    if not value:
-        return None
-    shown = "".join(char for char in value if char.isprintable())[:100].strip()
-    return shown or None
-
-
-def outcome_text(body: bytes) -> str | None:
-    """The diagnostics of an OperationOutcome body (at most three issues, each cut to 300 characters)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("resourceType") != "OperationOutcome":
-        return None
-    texts = [_issue_text(issue) for issue in data.get("issue") or [] if isinstance(issue, dict)]
-    texts = [text for text in texts if text]
-    return "; ".join(texts[:3]) if texts else None
-
-
-def _issue_text(issue: Mapping[str, Any]) -> str | None:
-    text = issue.get("diagnostics")
-    if not isinstance(text, str) or not text.strip():
-        details = issue.get("details")
-        text = details.get("text") if isinstance(details, dict) else None
-    if isinstance(text, str) and text.strip():
-        return "".join(char for char in text.strip() if char.isprintable())[:300]
-    code = issue.get("code")
-    return f"the server reported '{code}'" if isinstance(code, str) else None
 
 
 def _check_since(since: str | None) -> str | None:
@@ -261,7 +185,7 @@ class BulkExportClient:
         try:
             manifest = self.wait_for_manifest(status_url, result)
             self.download_all(manifest, dest, result)
-            self._write_manifest(dest, manifest, result)
+            write_export_record(dest, manifest, result)
             return result
         except ExportExpired:
             expired = True
@@ -349,7 +273,7 @@ class BulkExportClient:
         wanted = set(self.resource_types)
         skipped = sorted({kind for kind, _url, _count in outputs if kind not in wanted})
         if skipped:
-            result.issues.append(_issue("information", "informational", None, None,
+            result.issues.append(export_issue("information", "informational", None, None,
                                         f"the export also listed {', '.join(skipped)}, not asked for: not downloaded"))
         outputs = [entry for entry in outputs if entry[0] in wanted]
         per_type: dict[str, int] = {}
@@ -360,7 +284,7 @@ class BulkExportClient:
             item = self._download(url, dest, name, kind, send_token, result, f"file {number} of {total}")
             result.files.append(item)
             if count is not None and count != item.lines:
-                result.issues.append(_issue("warning", "incomplete", name, None,
+                result.issues.append(export_issue("warning", "incomplete", name, None,
                                             f"the manifest gives {count} resources for {name}; {item.lines} lines "
                                             "arrived"))
         if errors:
@@ -373,7 +297,7 @@ class BulkExportClient:
             except ExportLimitExceeded:
                 raise
             except ExportError as error:  # the data arrived whole; only the server's account of its errors is lost
-                result.issues.append(_issue("warning", "incomplete", name, None,
+                result.issues.append(export_issue("warning", "incomplete", name, None,
                                             f"the server's error file could not be downloaded: {error}"))
                 continue
             result.error_files.append(item)
@@ -616,61 +540,6 @@ class BulkExportClient:
                                    f"left of the cap for the export (SCREEN_EXPORT_MAX_TOTAL_BYTES, "
                                    f"{_size(self.limits.max_total_bytes)})")
 
-    def _write_manifest(self, dest: Path, manifest: Mapping[str, Any], result: ExportResult) -> None:
-        """What was exported, without the servers' file URLs (they may carry signatures): written last, so its
-        presence says the folder holds a whole export."""
-        transaction_time = manifest.get("transactionTime")
-        result.transaction_time = transaction_time if isinstance(transaction_time, str) else None
-        record = {
-            "request": result.request,
-            "transactionTime": result.transaction_time,
-            "requiresAccessToken": manifest.get("requiresAccessToken") is True,
-            "output": [{"type": item.resource_type, "file": item.name, "bytes": item.size, "lines": item.lines}
-                       for item in result.files],
-            "error": [{"type": item.resource_type, "file": item.name, "bytes": item.size, "lines": item.lines}
-                      for item in result.error_files],
-            "issues": result.issues,
-        }
-        (dest / MANIFEST_FILE).write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-
-
-def _issue(severity: str, code: str, file: str | None, line: int | None, diagnostics: str) -> dict[str, Any]:
-    """An issues.ndjson line shaped as the screen's own: `source` is 'file:line' (or the file) in the export folder."""
-    issue = {"severity": severity, "code": code, "diagnostics": diagnostics}
-    if file is not None:
-        issue["source"] = f"{file}:{line}" if line is not None else file
-    return issue
-
-
-def error_file_issues(path: Path, name: str) -> list[dict[str, Any]]:
-    """One issue per OperationOutcome issue of an export error file (and per line that is not one)."""
-    issues: list[dict[str, Any]] = []
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                outcome = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                issues.append(_issue("error", "structure", name, number, "an error file line that is not JSON"))
-                continue
-            entries = outcome.get("issue") if isinstance(outcome, dict) else None
-            if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome" or \
-                    not isinstance(entries, list):
-                issues.append(_issue("error", "structure", name, number,
-                                     "an error file line that is not an OperationOutcome"))
-                continue
-            for entry in entries:
-                if not isinstance(entry, dict):
-                    continue
-                severity = entry.get("severity") if entry.get("severity") in (
-                    "fatal", "error", "warning", "information") else "error"
-                code = entry.get("code") if isinstance(entry.get("code"), str) else "exception"
-                issues.append(_issue(severity, code, name, number,
-                                     "the FHIR server reported: " + (_issue_text(entry) or "an unspecified problem")))
-    return issues
-
-
 def _size(size: int | None) -> str:
     if size is None:
         return "?"
@@ -681,41 +550,17 @@ def _size(size: int | None) -> str:
     return f"{size} B"  # pragma: no cover
 
 
-def read_finished_export(dest: Path) -> ExportResult | None:
-    """The export a folder holds when its download finished (the manifest is written last), else None."""
-    try:
-        record = orjson.loads((Path(dest) / MANIFEST_FILE).read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, orjson.JSONDecodeError):
-        raise ExportError(f"{Path(dest) / MANIFEST_FILE} cannot be read; remove the folder to download again") from None
-
-    def files(key: str) -> list[DownloadedFile]:
-        return [DownloadedFile(item["type"], item["file"], item["bytes"], item["lines"]) for item in record.get(key, [])]
-
-    return ExportResult(folder=Path(dest), files=files("output"), error_files=files("error"),
-                        issues=list(record.get("issues") or []), transaction_time=record.get("transactionTime"),
-                        request=record.get("request"))
-
-
-def clear_unfinished_export(dest: Path) -> None:
-    """Remove what an interrupted download left (only the files an export writes), so it can start again."""
-    dest = Path(dest)
-    for folder in (dest, dest / ERROR_FOLDER):
-        for pattern in ("*.ndjson", "*.ndjson.part"):
-            for path in folder.glob(pattern):
-                path.unlink()
-    if (dest / ERROR_FOLDER).is_dir() and not any((dest / ERROR_FOLDER).iterdir()):
-        (dest / ERROR_FOLDER).rmdir()
-
-
 def fetch_export(base_url: str, dest: Path, *, group: str | None = None, since: str | None = None,
                  settings: Mapping[str, Any] | None = None, resume: bool = False,
                  progress: Callable[[str], None] | None = stderr_progress) -> ExportResult:
     """`download_export`; with `resume`, the export `dest` already holds when it finished for the same request
     (else what an interrupted download left is cleared and the export starts over)."""
     if resume:
-        done = read_finished_export(dest)
+        try:
+            done = read_finished_export(dest)
+        except (OSError, ValueError):
+            raise ExportError(f"{Path(dest) / MANIFEST_FILE} cannot be read; remove the folder to download "
+                              "again") from None
         if done is not None:
             client = BulkExportClient.from_config(settings or {}, progress=progress)
             expected = client.kick_off_url(client._allowed(base_url, "the FHIR server"), group=group, since=since)
