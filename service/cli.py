@@ -263,10 +263,15 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if not Path(source).is_dir():
         print(f"error: {source} is not a folder (a Bulk Data export or a folder of Bundles) or a URL", file=sys.stderr)
         return 1
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         if args.engine == "spark":
-            from .screening.spark_engine import run_spark
-
+            try:
+                from .screening.spark_engine import run_spark
+            except ImportError as error:
+                print(f"error: the spark engine is not available ({error}); pip install '.[spark]'", file=sys.stderr)
+                return 1
             run = run_spark(Path(source), Path(args.out), now=now, resume=args.resume, master=args.master,
                             config=config, extra_issues=export_issues)
         else:
@@ -276,6 +281,10 @@ def cmd_screen(args: argparse.Namespace) -> int:
                             config=config, progress=not args.quiet, extra_issues=export_issues)
     except _setup_errors() as error:
         return _setup_failed(error)
+    except BrokenProcessPool:
+        print("error: a worker process died (out of memory?); finished shards are kept: run again with --resume",
+              file=sys.stderr)
+        return 1
     print(run.final_line(), file=sys.stderr)
     return 0
 

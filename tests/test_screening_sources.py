@@ -98,3 +98,19 @@ def test_the_shard_count_follows_the_size_not_the_machine(tmp_path):
     assert shard_count_for(Source(tmp_path)) == MIN_SHARDS
     (tmp_path / "Observation.2.ndjson").write_bytes(b" " * (100 * 1024 * 1024))
     assert shard_count_for(Source(tmp_path)) == 18  # 140 MiB in shards of 8 MiB
+
+
+def test_in_a_bundle_a_reference_to_a_patients_entry_names_that_patient(tmp_path):
+    """A Bundle whose Patient's fullUrl is not urn:uuid:<its id>: its resources still go to it."""
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:aaaa", "resource": {"resourceType": "Patient", "id": "p-local"}},
+        {"fullUrl": "urn:uuid:bbbb", "resource": {"resourceType": "Condition", "id": "c1",
+                                                  "subject": {"reference": "urn:uuid:aaaa"}}},
+        {"resource": {"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p-local"}}},
+    ]}
+    (tmp_path / "b.json").write_bytes(orjson.dumps(bundle))
+    result = partition(Source(tmp_path), tmp_path / "shards", MIN_SHARDS)
+    assert result.problems == []
+    groups = dict(read_shard(shard_path(tmp_path / "shards", shard_of("p-local", MIN_SHARDS))))
+    assert [origin for origin, _url, _raw in groups["p-local"]] == [f"b.json#Bundle.entry[{n}]" for n in range(3)]
+    assert [url for _origin, url, _raw in groups["p-local"]] == ["urn:uuid:aaaa", "urn:uuid:bbbb", None]

@@ -83,30 +83,41 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         work.mkdir(parents=True)
         write_atomically(work / RUN_FILE, orjson.dumps(run))
     shard_folder, part_folder = work / "shards", work / "parts"
+    parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
-    if partitioned is None:
-        shutil.rmtree(shard_folder, ignore_errors=True)
-        _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
-        result = partition(source, shard_folder, run["shards"])
-        partitioned = result.to_json()
-        write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
-    phases["partition"] = time.perf_counter() - started
-    parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
-    done = {index: part_counts(part) for index, part in enumerate(parts)}
-    pending = [index for index, counts in done.items() if counts is None]
-    already = sum(counts.get("patients", 0) for counts in done.values() if counts)
-    worker_peaks = _assess_shards(pending, shard_folder, parts, run, config, workers or os.cpu_count() or 1,
-                                  total=partitioned["patients"], already=already, progress=progress)
+    pending = _pending(parts) if partitioned is not None else list(range(run["shards"]))
+    # Started before the partition, so that each worker compiles the rule library meanwhile.
+    pool = _Workers(min(workers or os.cpu_count() or 1, len(pending)), config) if pending else None
+    try:
+        if partitioned is None:
+            shutil.rmtree(shard_folder, ignore_errors=True)
+            _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
+            partitioned = partition(source, shard_folder, run["shards"]).to_json()
+            write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
+        phases["partition"] = time.perf_counter() - started
+        done = {index: part_counts(part) for index, part in enumerate(parts)}
+        already = sum(counts.get("patients", 0) for counts in done.values() if counts)
+        worker_peaks = pool.run(pending, shard_folder, parts, run["now"], total=partitioned["patients"],
+                                already=already, progress=progress) if pool else {}
+    finally:
+        if pool:
+            pool.close()
     phases["assess"] = time.perf_counter() - started - sum(phases.values())
-    facts = {"source": source.describe(), "evaluated_at": run["now"], "engine": "local"}
+    # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
+    facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
     totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
-    problems = _count_problems(out_dir / "issues.ndjson")
+    problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
     return ScreenRun(totals.get("patients", 0), time.perf_counter() - started, problems, out_dir, totals,
                      shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak, phases=phases)
+
+
+def _pending(parts: list[Path]) -> list[int]:
+    """The shards whose part is not complete."""
+    return [index for index, part in enumerate(parts) if part_counts(part) is None]
 
 
 def _run_record(source: Source, now: datetime | None, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -125,37 +136,46 @@ def _same_run(previous: dict[str, Any], run: dict[str, Any]) -> bool:
     return same_source and same_instant and previous.get("shards") == run["shards"]
 
 
-def _assess_shards(pending: list[int], shard_folder: Path, parts: list[Path], run: dict[str, Any],
-                   config: Mapping[str, Any] | None, workers: int, *, total: int, already: int,
-                   progress: bool) -> dict[int, int]:
-    """Assess the pending shards in a pool; returns the peak resident bytes of each worker, by pid."""
-    peaks: dict[int, int] = {}
-    if not pending:
-        return peaks
-    from tqdm import tqdm
+class _Workers:
+    """The worker processes: each builds its Assessor when it starts, then assesses whole shards."""
 
-    tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-    counter = context.Value("q", already, lock=True)
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=total or None, initial=already, unit="patient", desc="screening", file=sys.stderr,
-               disable=not progress, dynamic_ncols=interactive, smoothing=0.1, mininterval=0.5 if interactive else 10)
-    config_dict = dict(config) if config is not None else None
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context,
-                             initializer=_start_worker, initargs=(config_dict, counter, os.getpid())) as pool:
-        futures: set[Future] = {pool.submit(screen_shard, str(shard_path(shard_folder, index)), str(parts[index]),
-                                            run["now"]) for index in pending}
+    def __init__(self, workers: int, config: Mapping[str, Any] | None) -> None:
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
+        config_dict = dict(config) if config is not None else None
+        self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
+                                        initargs=(config_dict, self.counter, os.getpid()))
+        self.pool.submit(os.getpid)  # the first task starts the processes (and their Assessors) now
+
+    def run(self, pending: list[int], shard_folder: Path, parts: list[Path], now_text: str, *, total: int,
+            already: int, progress: bool) -> dict[int, int]:
+        """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread in a process that has forked workers
+        peaks: dict[int, int] = {}
+        with self.counter.get_lock():
+            self.counter.value = already
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=total or None, initial=already, unit="patient", desc="screening", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=interactive, smoothing=0.1,
+                   mininterval=0.5 if interactive else 10)
+        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_path(shard_folder, index)),
+                                                 str(parts[index]), now_text) for index in pending}
         try:
             while futures:
                 finished, futures = wait(futures, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
                     _counts, pid, peak = future.result()  # a worker's crash stops the run (--resume goes on)
                     peaks[pid] = max(peaks.get(pid, 0), peak)
-                bar.update(counter.value - bar.n)
+                bar.update(self.counter.value - bar.n)
         finally:
-            bar.update(counter.value - bar.n)
+            bar.update(self.counter.value - bar.n)
             bar.close()
-    return peaks
+        return peaks
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- in the worker processes
@@ -211,16 +231,6 @@ def _read_json(path: Path) -> Any:
         return orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-
-
-def _count_problems(issues_file: Path) -> int:
-    """Issues that are problems (not information notes) in issues.ndjson."""
-    count = 0
-    with open(issues_file, "rb") as handle:
-        for line in handle:
-            if b'"severity":"information"' not in line:
-                count += 1
-    return count
 
 
 def _say(enabled: bool, text: str) -> None:

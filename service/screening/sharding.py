@@ -99,7 +99,7 @@ def _allow_open_files(wanted: int) -> None:
 
 
 def _key(record: SourceItem) -> str | None:
-    return patient_key_of(record.resource)
+    return record.patient_key or patient_key_of(record.resource)
 
 
 def _shard_line(key: str, record: SourceItem) -> bytes:

@@ -22,6 +22,8 @@ from typing import Iterator, Union
 
 import orjson
 
+from .patient_keys import PATIENT_ELEMENTS, patient_key_of
+
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 BUNDLE_SUFFIXES = (".json", ".json.gz")
 NOT_RESOURCES = frozenset({"export-manifest.json", "manifest.json"})
@@ -37,6 +39,7 @@ class SourceItem:
     raw: bytes
     resource: dict
     full_url: str | None = None
+    patient_key: str | None = None  # the patient, when the Bundle says it better than the resource alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ def _bundle_records(path: Path) -> Iterator[SourceRecord]:
     if not isinstance(entries, list):
         yield SourceProblem(name, None, "a Bundle without entries", code="not-found")
         return
+    patients = _patients_by_full_url(entries)
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
@@ -168,7 +172,28 @@ def _bundle_records(path: Path) -> Iterator[SourceRecord]:
             continue
         full_url = entry.get("fullUrl")
         yield SourceItem(f"{name}#Bundle.entry[{index}]", orjson.dumps(resource), resource,
-                         full_url if isinstance(full_url, str) else None)
+                         full_url if isinstance(full_url, str) else None, _bundle_patient(resource, patients))
+
+
+def _patients_by_full_url(entries: list) -> dict[str, str]:
+    """fullUrl -> id of the Bundle's Patients: a reference to 'urn:uuid:...' names a Patient by its entry."""
+    found = {}
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
+            key = patient_key_of(resource)
+            if key and isinstance(entry.get("fullUrl"), str):
+                found[entry["fullUrl"]] = key
+    return found
+
+
+def _bundle_patient(resource: dict, patients: dict[str, str]) -> str | None:
+    """The patient a resource refers to through its Bundle (None: read it from the resource alone)."""
+    for element in PATIENT_ELEMENTS:
+        value = resource.get(element)
+        if isinstance(value, dict):
+            return patients.get(value.get("reference"))  # type: ignore[arg-type]
+    return None
 
 
 def _reason(error: BaseException) -> str:
