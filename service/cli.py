@@ -227,6 +227,15 @@ def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
+def _download_for_screen(args: argparse.Namespace, config: dict[str, Any]) -> Any:
+    """A FHIR server's Bulk Data $export, downloaded into --out/export (reused by --resume when finished)."""
+    from .screening.bulk_export import fetch_export, stderr_progress
+    from .screening.export_folder import EXPORT_FOLDER
+
+    return fetch_export(args.source, Path(args.out) / EXPORT_FOLDER, group=args.group, since=args.since,
+                        settings=config, resume=args.resume, progress=None if args.quiet else stderr_progress)
+
+
 def cmd_screen(args: argparse.Namespace) -> int:
     """`screen`: every patient of an export, a Bundle folder or a FHIR server; outputs in --out."""
     try:
@@ -235,11 +244,22 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return _setup_failed(error)
     now = _parse_now(args.now)
     source = args.source
+    export_issues: list[dict[str, Any]] = []
     if _is_url(source):
-        # A FHIR server: its Bulk Data $export is downloaded first (service.screening.bulk_export),
-        # then screened as the export folder it wrote.
-        print("error: screening a FHIR server base URL needs the Bulk Data $export client", file=sys.stderr)
-        return 1
+        # A FHIR server: its Bulk Data $export is downloaded first, then screened as the export folder it wrote.
+        from .screening.bulk_export import ExportError
+
+        try:
+            exported = _download_for_screen(args, config)
+        except ExportError as error:
+            print(f"error: Bulk Data $export of {source.split('?')[0]}: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            return _setup_failed(error)
+        source, export_issues = str(exported.folder), exported.issues
+    elif args.group or args.since:
+        print("error: --group and --since apply to a FHIR server URL only", file=sys.stderr)
+        return 2
     if not Path(source).is_dir():
         print(f"error: {source} is not a folder (a Bulk Data export or a folder of Bundles) or a URL", file=sys.stderr)
         return 1
@@ -253,12 +273,12 @@ def cmd_screen(args: argparse.Namespace) -> int:
                 print(f"error: the spark engine is not available ({error}); pip install '.[spark]'", file=sys.stderr)
                 return 1
             run = run_spark(Path(source), Path(args.out), now=now, resume=args.resume, master=args.master,
-                            config=config)
+                            config=config, extra_issues=export_issues)
         else:
             from .screening.local_engine import run_local
 
             run = run_local(Path(source), Path(args.out), workers=args.workers, resume=args.resume, now=now,
-                            config=config, progress=not args.quiet)
+                            config=config, progress=not args.quiet, extra_issues=export_issues)
     except _setup_errors() as error:
         return _setup_failed(error)
     except BrokenProcessPool:
@@ -329,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--lookback-days", type=_positive, help="how many days a result stays current")
     screen.add_argument("--rules", help="a rule library file to use instead of the shipped one")
     screen.add_argument("--quiet", action="store_true", help="no progress bar (the final line is still printed)")
+    screen.add_argument("--group", help="with a FHIR server URL: export Group/{id}/$export instead of Patient/$export")
+    screen.add_argument("--since", type=_instant,
+                        help="with a FHIR server URL: only resources changed after this instant (_since)")
     screen.set_defaults(handler=cmd_screen)
 
     fixtures = commands.add_parser("fixtures", help="the example fixtures")

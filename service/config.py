@@ -312,6 +312,31 @@ class Settings(BaseSettings):
         expected='a list of browser origins such as ["https://sandbox.cds-hooks.org"] (no path), or ["*"]',
         description="Browser origins allowed by CORS on /cds-services (the public CDS Hooks sandbox by default).")
 
+    # --- population screening: the FHIR Bulk Data $export client (`calcinosis-cds screen URL`) ---
+    # The server and every file URL must be on CDS_FHIR_SERVER_ALLOWLIST; each request's connect and
+    # read timeouts are the CDS_FHIR_* ones, and kick-off, status and manifest answers are capped at
+    # CDS_FHIR_MAX_RESPONSE_BYTES like any FHIR response.
+    SCREEN_EXPORT_BEARER_TOKEN: Annotated[str | None, BeforeValidator(_empty_is_unset)] = _setting(
+        None, repr=False, expected="an access token (text), or unset",
+        description="Bearer token sent to the FHIR server's $export, status and (when it requires one) file URLs; "
+                    "never logged.")
+    SCREEN_EXPORT_TIMEOUT_SECONDS: float = _setting(
+        6 * 3600.0, gt=0, expected=_SECONDS,
+        description="The whole export (kick-off, waiting for the server, every download) must end within this.")
+    SCREEN_EXPORT_MAX_POLL_WAIT_SECONDS: float = _setting(
+        120.0, gt=0, expected=_SECONDS,
+        description="Longest wait between two status polls, whatever Retry-After asks (also the cap of the backoff).")
+    SCREEN_EXPORT_MAX_FILE_BYTES: int = _setting(
+        4 * 1024 ** 3, gt=0, expected=_WHOLE,
+        description="Largest export file downloaded (bytes, as written to disk); a larger one stops the export.")
+    SCREEN_EXPORT_MAX_TOTAL_BYTES: int = _setting(
+        32 * 1024 ** 3, gt=0, expected=_WHOLE,
+        description="Largest export downloaded in all (bytes, every file together); beyond it the export stops.")
+    SCREEN_EXPORT_ATTEMPTS: int = _setting(
+        3, gt=0, le=20, expected="a whole number from 1 to 20",
+        description="Tries per file download (a download cut off half-way is tried again) and per status poll "
+                    "that cannot reach the server.")
+
     # --- the web page (/ui/) ---
     UI_SANDBOX: Annotated[bool, BeforeValidator(_explicit_bool)] = _setting(
         False, expected="true or false",

@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 
@@ -65,8 +65,11 @@ class ScreenRun:
 
 def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None, resume: bool = False,
               now: datetime | None = None, config: Mapping[str, Any] | None = None,
-              progress: bool = True) -> ScreenRun:
-    """Screen every patient of `source_folder` into `out_dir` with `workers` processes (default: the cores)."""
+              progress: bool = True, extra_issues: Iterable[dict[str, Any]] = ()) -> ScreenRun:
+    """Screen every patient of `source_folder` into `out_dir` with `workers` processes (default: the cores).
+
+    `extra_issues` (met before the screen, e.g. the error files of a FHIR server's export) open issues.ndjson.
+    """
     started = time.perf_counter()
     source = Source(source_folder)
     out_dir = Path(out_dir)
@@ -103,7 +106,7 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     phases["assess"] = time.perf_counter() - started - sum(phases.values())
     # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
     facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
-    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=partitioned["problems"])
+    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
     problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
