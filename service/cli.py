@@ -1,4 +1,4 @@
-"""The `calcinosis-cds` command: assess a bundle, serve the API, check or evaluate the rules.
+"""The `calcinosis-cds` command: assess a bundle, screen a population, serve the API, check or evaluate the rules.
 
 Exit codes: 0 success, 1 the rules or the input have errors, 2 usage errors (argparse).
 """
@@ -223,6 +223,52 @@ def cmd_fixtures_load(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    """`screen`: every patient of an export, a Bundle folder or a FHIR server; outputs in --out."""
+    try:
+        config = _config_from_args(args)
+    except ConfigError as error:
+        return _setup_failed(error)
+    now = _parse_now(args.now)
+    source = args.source
+    if _is_url(source):
+        # A FHIR server: its Bulk Data $export is downloaded first (service.screening.bulk_export),
+        # then screened as the export folder it wrote.
+        print("error: screening a FHIR server base URL needs the Bulk Data $export client", file=sys.stderr)
+        return 1
+    if not Path(source).is_dir():
+        print(f"error: {source} is not a folder (a Bulk Data export or a folder of Bundles) or a URL", file=sys.stderr)
+        return 1
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        if args.engine == "spark":
+            try:
+                from .screening.spark_engine import run_spark
+            except ImportError as error:
+                print(f"error: the spark engine is not available ({error}); pip install '.[spark]'", file=sys.stderr)
+                return 1
+            run = run_spark(Path(source), Path(args.out), now=now, resume=args.resume, master=args.master,
+                            config=config)
+        else:
+            from .screening.local_engine import run_local
+
+            run = run_local(Path(source), Path(args.out), workers=args.workers, resume=args.resume, now=now,
+                            config=config, progress=not args.quiet)
+    except _setup_errors() as error:
+        return _setup_failed(error)
+    except BrokenProcessPool:
+        print("error: a worker process died (out of memory?); finished shards are kept: run again with --resume",
+              file=sys.stderr)
+        return 1
+    print(run.final_line(), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each subcommand sets `handler` to its cmd_* function."""
     parser = argparse.ArgumentParser(prog="calcinosis-cds", description=__doc__.splitlines()[0])
@@ -268,6 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = feedback_commands.add_parser("report", help="acceptance and override counts per card type")
     report.add_argument("--db", help="feedback database path (default: configured CDS_FEEDBACK_DB)")
     report.set_defaults(handler=cmd_feedback_report)
+
+    screen = commands.add_parser("screen", help="screen every patient of a Bulk Data export or a folder of Bundles")
+    screen.add_argument("source", help="a Bulk Data export folder (<Type>.ndjson, .ndjson.gz), a folder of Bundle "
+                                       "JSON files, or a FHIR server base URL")
+    screen.add_argument("--out", required=True, help="the folder to write the outputs into")
+    screen.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="local: a process pool on this machine (default); spark: PySpark (pip install '.[spark]')")
+    screen.add_argument("--workers", type=_positive, help="worker processes of the local engine (default: one per core)")
+    screen.add_argument("--master", help="the Spark master for --engine spark (default: local[*])")
+    screen.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run into the same --out: finished shards are not redone")
+    screen.add_argument("--now", type=_instant, help="evaluation instant, ISO 8601 (default: the current time)")
+    screen.add_argument("--lookback-days", type=_positive, help="how many days a result stays current")
+    screen.add_argument("--rules", help="a rule library file to use instead of the shipped one")
+    screen.add_argument("--quiet", action="store_true", help="no progress bar (the final line is still printed)")
+    screen.set_defaults(handler=cmd_screen)
 
     fixtures = commands.add_parser("fixtures", help="the example fixtures")
     fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)

@@ -70,6 +70,7 @@ class PartWriter:
         """A problem not tied to one patient's assessment (a bad line, a resource with no patient)."""
         self._files[ISSUES_FILE].write(orjson.dumps(issue) + b"\n")
         self.counts["issues"] += 1
+        self.counts["problems"] += is_problem(issue)
 
     def finish(self) -> dict[str, int]:
         """Flush the part to disk, then mark it complete (atomically). Returns its counts."""
@@ -94,6 +95,11 @@ class PartWriter:
             self.abandon()
 
 
+def is_problem(issue: dict[str, Any]) -> bool:
+    """An issue that is a problem with the data; an information note (shared resources not assessed) is not."""
+    return issue.get("severity") != "information"
+
+
 def part_counts(part_dir: Path) -> dict[str, int] | None:
     """The counts of a complete part, or None when the part was not finished."""
     try:
@@ -114,9 +120,12 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def assemble(part_dirs: Sequence[Path], out_dir: Path, *, run_facts: dict[str, Any] | None = None,
              leading_issues: Iterable[dict[str, Any]] = ()) -> dict[str, int]:
-    """Join complete parts, in the order given, into the output files of `out_dir`. Returns the totals.
+    """Join complete parts, in the order given, into the output files of `out_dir`. Returns the totals
+    (patients, issues, problems: the issues that are not information notes, resources by type).
 
     `leading_issues` (problems found before any part, e.g. reading the source) open issues.ndjson.
+    `run_facts` are shown by the report (see `report.RUN_FACTS`); give only facts that the same
+    run always has (not the time it took) when a resumed run must write the same bytes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,13 +137,15 @@ def assemble(part_dirs: Sequence[Path], out_dir: Path, *, run_facts: dict[str, A
         totals.update(counts)
     for name in RESOURCE_FILES:
         _concatenate([Path(part) / name for part in part_dirs], out_dir / name)
+    leading_issues = list(leading_issues)
     leading = b"".join(orjson.dumps(issue) + b"\n" for issue in leading_issues)
-    totals["issues"] += leading.count(b"\n")
+    totals["issues"] += len(leading_issues)
+    totals["problems"] += sum(is_problem(issue) for issue in leading_issues)
     _concatenate([Path(part) / ISSUES_FILE for part in part_dirs], out_dir / ISSUES_FILE, head=leading)
     rows = write_summary([Path(part) / SUMMARY_PART for part in part_dirs], out_dir)
     facts = dict(run_facts or {})
     facts.setdefault("patients", len(rows))
-    facts.setdefault("issues", totals["issues"])
+    facts.setdefault("issues", totals["problems"])  # the report's "problems found in the data"
     write_report(rows, out_dir / REPORT_FILE, facts)
     return dict(sorted(totals.items()))
 

@@ -1,0 +1,183 @@
+"""Benchmark of population screening: a synthetic export of N patients through a screening engine.
+
+Run from the project root:
+
+    python bench/screen.py                      # 10,000 patients, local engine with 2 workers
+    python bench/screen.py --patients 2000 --workers 2 --export /tmp/export-2k   # keep and reuse the export
+
+Every figure is set beside floors measured in the same run on the same lines, so the ratios mean
+something on a shared, noisy machine:
+- parse floor: `orjson.loads` of every line of the export, summed (no I/O): what any reader pays;
+- one by one: the same patients assessed one after the other in this process with the pipeline
+  (each patient's lines parsed and put through `screen_patient`, the same call the engines make:
+  `Assessor.assess` and the `$assess` output builders), grouping and writing excluded;
+- start-up: building one Assessor (compiling the rule library), which each worker does once.
+The engine runs in a child process; its peak memory is that of the whole process tree (the
+engine's own peak plus each worker's, an upper bound of their sum at any instant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "fhir_fixtures" / "assess" / "tools"))
+
+import orjson  # noqa: E402
+
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+_ENGINE_CHILD = """
+import json, sys
+from datetime import datetime
+from pathlib import Path
+from service.screening.local_engine import run_local
+run = run_local(Path(sys.argv[1]), Path(sys.argv[2]), workers=int(sys.argv[3]), now=datetime.fromisoformat(sys.argv[4]),
+                progress=False)
+print(json.dumps({"patients": run.patients, "seconds": run.seconds, "problems": run.problems,
+                  "peak_rss_bytes": run.peak_rss_bytes, "phases": run.phases}))
+"""
+
+
+def export_lines(folder: Path) -> list[bytes]:
+    """Every line of the export's NDJSON files, in memory (for the floors only)."""
+    lines: list[bytes] = []
+    for path in sorted(folder.glob("*.ndjson")):
+        lines.extend(line for line in path.read_bytes().splitlines() if line.strip())
+    return lines
+
+
+def parse_floor(lines: list[bytes]) -> float:
+    """Seconds to orjson-parse every line once, summed."""
+    started = time.perf_counter()
+    for line in lines:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+    return time.perf_counter() - started
+
+
+def one_by_one(lines: list[bytes]) -> tuple[float, float, float, int]:
+    """(start-up seconds, seconds and CPU seconds assessing every patient in turn in this process, patients)."""
+    from service.config import load_config
+    from service.pipeline.assess import Assessor
+    from service.screening.patient_keys import patient_key_of
+    from service.screening.patient_screen import screen_patient
+
+    started = time.perf_counter()
+    assessor = Assessor(load_config())
+    startup = time.perf_counter() - started
+    groups: dict[str, list[bytes]] = defaultdict(list)
+    for line in lines:
+        try:
+            key = patient_key_of(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue
+        if key:
+            groups[key].append(line)
+    started, cpu = time.perf_counter(), time.process_time()
+    for patient_id, patient_lines in groups.items():
+        screen_patient(patient_id, [orjson.loads(line) for line in patient_lines], assessor, now=NOW)
+    return startup, time.perf_counter() - started, time.process_time() - cpu, len(groups)
+
+
+def measure_local(export: Path, workers: int) -> dict[str, Any]:
+    """The local engine in a child process: its own figures and the peak memory of its process tree."""
+    with tempfile.TemporaryDirectory(prefix="screen-bench-out-") as out:
+        started, before = time.perf_counter(), _children_cpu()
+        done = subprocess.run([sys.executable, "-c", _ENGINE_CHILD, str(export), out, str(workers), NOW.isoformat()],
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+        wall, cpu = time.perf_counter() - started, _children_cpu() - before
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures.update(wall_seconds=wall, cpu_seconds=cpu)  # CPU: the engine and all its workers
+    return figures
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Engine name -> how to measure it on an export with a number of workers. The Spark engine's
+# figures (after start-up, and its start-up) are measured beside the local engine's here.
+ENGINES: dict[str, Callable[[Path, int], dict[str, Any]]] = {"local": measure_local}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, help="write the export here and keep it (reused when present)")
+    parser.add_argument("--engine", choices=sorted(ENGINES), action="append",
+                        help="engines to measure (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    from synthetic_export import write_export
+
+    holder = None
+    export = args.export
+    if export is None:
+        holder = tempfile.TemporaryDirectory(prefix="screen-bench-export-")
+        export = Path(holder.name)
+    if not (export / "Patient.ndjson").exists():
+        print(f"writing {args.patients} synthetic patients to {export} ...", file=sys.stderr)
+        write_export(export, args.patients, seed=args.seed)
+    lines = export_lines(export)
+    figures: dict[str, Any] = {"patients": args.patients, "lines": len(lines), "workers": args.workers,
+                               "cores": os.cpu_count(), "bytes": sum(len(line) for line in lines)}
+    figures["parse_floor_seconds"] = parse_floor(lines)
+    print("assessing every patient one by one in this process ...", file=sys.stderr)
+    startup, sequential, sequential_cpu, patients = one_by_one(lines)
+    del lines
+    figures.update(startup_seconds=startup, one_by_one_seconds=sequential, one_by_one_cpu_seconds=sequential_cpu,
+                   one_by_one_patients=patients, load_average=os.getloadavg())
+    for name in args.engine or sorted(ENGINES):
+        print(f"running the {name} engine ...", file=sys.stderr)
+        figures[name] = ENGINES[name](export, args.workers)
+    _print(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    if holder is not None:
+        holder.cleanup()
+    return 0
+
+
+def _print(figures: dict[str, Any]) -> None:
+    floor, sequential, startup = figures["parse_floor_seconds"], figures["one_by_one_seconds"], figures["startup_seconds"]
+    print(f"load average when the engines ran: {', '.join(f'{v:.1f}' for v in figures['load_average'])}")
+    print(f"export: {figures['patients']} patients, {figures['lines']} lines, {figures['bytes'] / 1e6:.0f} MB; "
+          f"{figures['workers']} workers on {figures['cores']} cores")
+    print(f"orjson parse floor (all lines):        {floor:8.2f} s")
+    print(f"one by one in process (pipeline):      {sequential:8.2f} s  "
+          f"({figures['one_by_one_patients'] / sequential:.1f} patients/s); start-up (one Assessor) {startup:.2f} s")
+    for name in ENGINES:
+        run = figures.get(name)
+        if not run:
+            continue
+        seconds = run["seconds"]
+        beyond = seconds - startup
+        print(f"{name} engine:  {run['patients']} patients in {seconds:.2f} s = {run['patients'] / seconds:.1f} patients/s; "
+              f"peak RSS (process tree) {run['peak_rss_bytes'] / 2**20:.0f} MiB; {run['problems']} problems")
+        print(f"  x parse floor: {seconds / floor:.1f};  / one by one: {seconds / sequential:.2f} "
+              f"(beyond start-up: {beyond / sequential:.2f}; target at most 0.5 with two cores)")
+        print(f"  CPU of the whole tree / CPU one by one: {run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} "
+              f"(1.0: no work of its own; the workers' start-up is {figures['workers']} x "
+              f"{startup:.1f} s of it)")
+        print("  phases: " + ", ".join(f"{phase} {value:.2f} s" for phase, value in run.get("phases", {}).items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

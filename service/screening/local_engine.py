@@ -1,0 +1,235 @@
+"""The local engine: partition the source by patient on disk, then assess the shards in a process pool.
+
+    source --partition--> work/shards/shard-NNNNN.tsv --pool of workers--> work/parts/shard-NNNNN/ --> outputs
+
+Each worker builds its Assessor once (the rule library is compiled per process) and assesses whole
+shards: a shard's patients are grouped in memory, one patient at a time goes through
+`screen_patient`, and the shard's results are written as a part (`outputs.PartWriter`) whose
+marker comes last. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
+writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
+same files and the parts are joined in shard order. The work folder is removed once the outputs
+are written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+
+from .outputs import PartWriter, assemble, part_counts, write_atomically
+from .patient_screen import PatientScreen, screen_patient
+from .sharding import partition, read_shard, shard_count_for, shard_path
+from .sources import Source
+from .summary_row import summary_row
+
+WORK_FOLDER = ".screen-work"
+RUN_FILE = "run.json"
+PARTITION_FILE = "partition.json"
+_POLL_SECONDS = 0.25
+
+
+@dataclass
+class ScreenRun:
+    """What a run did: patients screened, seconds taken, problems found, and the totals written."""
+
+    patients: int
+    seconds: float
+    problems: int
+    out_dir: Path
+    totals: dict[str, int] = field(default_factory=dict)
+    shards_done_before: int = 0  # finished shards a resumed run found and did not redo
+    # the peak resident memory of this process plus that of each worker (an upper bound of the tree's peak)
+    peak_rss_bytes: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: partition, assess, assemble
+
+    @property
+    def rate(self) -> float:
+        return self.patients / self.seconds if self.seconds > 0 else 0.0
+
+    def final_line(self) -> str:
+        return (f"screened {self.patients} patients in {self.seconds:.1f} s ({self.rate:.1f} patients/s); "
+                f"{self.problems} problems found; outputs in {self.out_dir}")
+
+
+def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None, resume: bool = False,
+              now: datetime | None = None, config: Mapping[str, Any] | None = None,
+              progress: bool = True) -> ScreenRun:
+    """Screen every patient of `source_folder` into `out_dir` with `workers` processes (default: the cores)."""
+    started = time.perf_counter()
+    source = Source(source_folder)
+    out_dir = Path(out_dir)
+    work = out_dir / WORK_FOLDER
+    run = _run_record(source, now, config)
+    previous = _read_json(work / RUN_FILE) if resume else None
+    if previous is not None and _same_run(previous, run):
+        run = previous
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write_atomically(work / RUN_FILE, orjson.dumps(run))
+    shard_folder, part_folder = work / "shards", work / "parts"
+    parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
+    phases: dict[str, float] = {}
+    partitioned = _read_json(work / PARTITION_FILE)
+    pending = _pending(parts) if partitioned is not None else list(range(run["shards"]))
+    # Started before the partition, so that each worker compiles the rule library meanwhile.
+    pool = _Workers(min(workers or os.cpu_count() or 1, len(pending)), config) if pending else None
+    try:
+        if partitioned is None:
+            shutil.rmtree(shard_folder, ignore_errors=True)
+            _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
+            partitioned = partition(source, shard_folder, run["shards"]).to_json()
+            write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
+        phases["partition"] = time.perf_counter() - started
+        done = {index: part_counts(part) for index, part in enumerate(parts)}
+        already = sum(counts.get("patients", 0) for counts in done.values() if counts)
+        worker_peaks = pool.run(pending, shard_folder, parts, run["now"], total=partitioned["patients"],
+                                already=already, progress=progress) if pool else {}
+    finally:
+        if pool:
+            pool.close()
+    phases["assess"] = time.perf_counter() - started - sum(phases.values())
+    # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
+    facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
+    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=partitioned["problems"])
+    problems = totals.get("problems", 0)
+    shutil.rmtree(work, ignore_errors=True)
+    phases["assemble"] = time.perf_counter() - started - sum(phases.values())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
+    return ScreenRun(totals.get("patients", 0), time.perf_counter() - started, problems, out_dir, totals,
+                     shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak, phases=phases)
+
+
+def _pending(parts: list[Path]) -> list[int]:
+    """The shards whose part is not complete."""
+    return [index for index, part in enumerate(parts) if part_counts(part) is None]
+
+
+def _run_record(source: Source, now: datetime | None, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    fixed = (config or {}).get("EVALUATION_TIME")
+    moment = now or (datetime.fromisoformat(str(fixed).replace("Z", "+00:00")) if fixed else datetime.now(timezone.utc))
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    files = [[path.name, path.stat().st_size, int(path.stat().st_mtime)] for path in source.files]
+    return {"source": str(source.folder.resolve()), "files": files, "now": moment.isoformat(),
+            "now_given": now is not None, "shards": shard_count_for(source)}
+
+
+def _same_run(previous: dict[str, Any], run: dict[str, Any]) -> bool:
+    """A resumed run continues only the same source; the first run's instant stands unless one is given."""
+    same_source = previous.get("source") == run["source"] and previous.get("files") == run["files"]
+    same_instant = not run["now_given"] or previous.get("now") == run["now"]
+    return same_source and same_instant and previous.get("shards") == run["shards"]
+
+
+class _Workers:
+    """The worker processes: each builds its Assessor when it starts, then assesses whole shards."""
+
+    def __init__(self, workers: int, config: Mapping[str, Any] | None) -> None:
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
+        config_dict = dict(config) if config is not None else None
+        self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
+                                        initargs=(config_dict, self.counter, os.getpid()))
+        self.pool.submit(os.getpid)  # the first task starts the processes (and their Assessors) now
+
+    def run(self, pending: list[int], shard_folder: Path, parts: list[Path], now_text: str, *, total: int,
+            already: int, progress: bool) -> dict[int, int]:
+        """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread in a process that has forked workers
+        peaks: dict[int, int] = {}
+        with self.counter.get_lock():
+            self.counter.value = already
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=total or None, initial=already, unit="patient", desc="screening", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=interactive, smoothing=0.1,
+                   mininterval=0.5 if interactive else 10)
+        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_path(shard_folder, index)),
+                                                 str(parts[index]), now_text) for index in pending}
+        try:
+            while futures:
+                finished, futures = wait(futures, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    _counts, pid, peak = future.result()  # a worker's crash stops the run (--resume goes on)
+                    peaks[pid] = max(peaks.get(pid, 0), peak)
+                bar.update(self.counter.value - bar.n)
+        finally:
+            bar.update(self.counter.value - bar.n)
+            bar.close()
+        return peaks
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- in the worker processes
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(config: Mapping[str, Any] | None, counter: Any, parent: int) -> None:
+    """Build this process's Assessor once, before its first shard."""
+    from ..config import load_config
+    from ..pipeline.assess import Assessor
+
+    settings = config if config is not None and "RULE_LIBRARY" in config else load_config(config)
+    _worker.update(assessor=Assessor(settings), counter=counter, parent=parent)
+
+
+def screen_shard(shard_file: str, part_dir: str, now_text: str) -> tuple[dict[str, int], int, int]:
+    """Assess every patient of one shard file and write its part; returns the part's counts, this
+    worker's pid and its peak resident bytes so far."""
+    assessor, counter, parent = _worker["assessor"], _worker["counter"], _worker["parent"]
+    now = datetime.fromisoformat(now_text)
+    with PartWriter(Path(part_dir)) as part:
+        for patient_id, lines in read_shard(Path(shard_file)):
+            if os.getppid() != parent:  # the run was killed: stop, leave the part unfinished
+                os._exit(1)
+            part.add(screen_lines(patient_id, lines, assessor, now))
+            with counter.get_lock():
+                counter.value += 1
+        counts = part.finish()
+    return counts, os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def screen_lines(patient_id: str, lines: list[tuple[str, str | None, bytes]], assessor: Any,
+                 now: datetime) -> PatientScreen:
+    """Screen one patient from its shard lines; an unexpected failure is that patient's problem only."""
+    resources = [orjson.loads(raw) for _origin, _url, raw in lines]
+    origins = [origin for origin, _url, _raw in lines]
+    urls = [url for _origin, url, _raw in lines]
+    try:
+        return screen_patient(patient_id, resources, assessor, now=now, origins=origins,
+                              full_urls=urls if any(urls) else None)
+    except Exception as error:  # noqa: BLE001 - one patient's failure must not stop the population
+        issue = {"patient_id": patient_id, "severity": "error", "code": "exception",
+                 "diagnostics": f"the patient could not be screened: internal error ({type(error).__name__})"}
+        return PatientScreen(patient_id, summary=summary_row(patient_id, None, 1), issues=[issue])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def _say(enabled: bool, text: str) -> None:
+    if enabled:
+        print(text, file=sys.stderr, flush=True)
