@@ -252,8 +252,18 @@ def cmd_screen(args: argparse.Namespace) -> int:
             except ImportError as error:
                 print(f"error: the spark engine is not available ({error}); pip install '.[spark]'", file=sys.stderr)
                 return 1
-            run = run_spark(Path(source), Path(args.out), now=now, resume=args.resume, master=args.master,
-                            config=config)
+            if args.resume:
+                print("error: --resume is for the local engine; Spark retries failed tasks itself, so run the "
+                      "spark engine again without it", file=sys.stderr)
+                return 1
+            from .screening.spark_session import spark_missing
+
+            missing = spark_missing()
+            if missing:
+                print(f"error: the spark engine cannot run here: {missing}", file=sys.stderr)
+                return 1
+            run = run_spark(Path(source), Path(args.out), now=now, master=args.master or "local[*]",
+                            config=config, progress=not args.quiet)
         else:
             from .screening.local_engine import run_local
 

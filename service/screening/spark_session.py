@@ -115,6 +115,15 @@ def build_session(master: str = "local[*]", *, app_name: str = "calcinosis-cds s
     return session
 
 
+def active_session() -> Any:
+    """The SparkSession already running in this process, if any (None without pyspark)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    return SparkSession.getActiveSession()
+
+
 class StageProgress:
     """Relays the progress of Spark's running stages to `out`, polling the status tracker in a thread.
 
