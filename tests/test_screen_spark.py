@@ -191,6 +191,17 @@ def test_a_folder_of_bundles_is_screened_as_the_local_engine_does(spark, tmp_pat
     assert any(issue.get("source") == "broken.json" for issue in issues)
 
 
+@needs_spark
+def test_an_empty_folder_gives_empty_outputs(spark, tmp_path):
+    from service.screening.spark_engine import run_spark
+
+    (tmp_path / "empty").mkdir()
+    run = run_spark(tmp_path / "empty", tmp_path / "out", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert (run.patients, run.problems) == (0, 0)
+    assert _summary_rows(run.out_dir) == [] and (run.out_dir / "report.html").exists()
+    assert all((run.out_dir / name).read_bytes() == b"" for name in (*OUTPUT_FILES, "issues.ndjson"))
+
+
 # ------------------------------------------------------------------ line numbers across blocks (no JVM needed)
 
 
