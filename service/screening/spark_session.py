@@ -1,6 +1,6 @@
 """The SparkSession a screening run uses, and the relay of Spark's stage progress to stderr.
 
-Spark is an optional extra (`pip install "calcinosis-cds[spark]"`, Java 17): nothing here is
+Spark is an optional extra (`pip install ".[spark]"`, Java 17): nothing here is
 imported unless `--engine spark` is asked for, and `spark_missing` says in one sentence what is
 missing when it cannot run.
 
@@ -35,7 +35,7 @@ def spark_missing() -> str | None:
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        return 'pyspark is not installed (pip install "calcinosis-cds[spark]")'
+        return 'pyspark is not installed (pip install ".[spark]")'
     major = java_major_version()
     if major is None:
         return "no Java runtime found (Spark needs Java 17 or later: JAVA_HOME or java on PATH)"
