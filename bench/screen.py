@@ -125,7 +125,9 @@ def measure_spark(export: Path, workers: int) -> dict[str, Any]:
     missing = spark_missing()
     if missing:
         return {"skipped": missing}
-    return _measure_child(_SPARK_CHILD, export, workers)
+    figures = _measure_child(_SPARK_CHILD, export, workers)
+    figures["cpu_seconds"] = None  # the JVM and its Python workers are not children this process waits for
+    return figures
 
 
 def _measure_child(program: str, export: Path, workers: int) -> dict[str, Any]:
@@ -210,9 +212,12 @@ def _print(figures: dict[str, Any]) -> None:
               f"{run['problems']} problems")
         print(f"  x parse floor: {seconds / floor:.1f};  / one by one: {seconds / sequential:.2f} "
               f"(beyond start-up: {beyond / sequential:.2f}; target at most 0.5 with two cores)")
-        print(f"  CPU of the whole tree / CPU one by one: {run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} "
-              f"(1.0: no work of its own; the workers' start-up is {figures['workers']} x "
-              f"{startup:.1f} s of it)")
+        if run.get("cpu_seconds") is None:
+            print("  CPU of the whole tree: not measured (the JVM and Spark's Python workers are not waited for)")
+        else:
+            print(f"  CPU of the whole tree / CPU one by one: "
+                  f"{run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} (1.0: no work of its own; "
+                  f"the workers' start-up is {figures['workers']} x {startup:.1f} s of it)")
         print("  phases: " + ", ".join(f"{phase} {value:.2f} s" for phase, value in run.get("phases", {}).items()))
 
     _print_side_by_side(figures)
