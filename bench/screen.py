@@ -49,6 +49,22 @@ print(json.dumps({"patients": run.patients, "seconds": run.seconds, "problems": 
                   "peak_rss_bytes": run.peak_rss_bytes, "phases": run.phases}))
 """
 
+# The Spark engine in a child process: a session of its own on local[N] (its start-up is timed apart).
+_SPARK_CHILD = """
+import json, resource, sys
+from datetime import datetime
+from pathlib import Path
+from service.screening.spark_engine import run_spark
+run = run_spark(Path(sys.argv[1]), Path(sys.argv[2]), master=f"local[{sys.argv[3]}]",
+                now=datetime.fromisoformat(sys.argv[4]), progress=False)
+print(json.dumps({"patients": run.patients, "seconds": run.seconds, "problems": run.problems,
+                  "startup_seconds": run.startup_seconds, "rate_after_startup": run.rate_after_startup,
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "peak_of": "the driver's Python process",
+                  "phases": {"session start-up": run.startup_seconds,
+                             "read, screen and write": run.seconds - run.startup_seconds}}))
+"""
+
 
 def export_lines(folder: Path) -> list[bytes]:
     """Every line of the export's NDJSON files, in memory (for the floors only)."""
@@ -95,9 +111,29 @@ def one_by_one(lines: list[bytes]) -> tuple[float, float, float, int]:
 
 def measure_local(export: Path, workers: int) -> dict[str, Any]:
     """The local engine in a child process: its own figures and the peak memory of its process tree."""
+    return _measure_child(_ENGINE_CHILD, export, workers)
+
+
+def measure_spark(export: Path, workers: int) -> dict[str, Any]:
+    """The Spark engine on local[workers] in a child process: start-up, then the run after it.
+
+    Its peak memory is the driver's Python process only: the JVM's is bounded by Spark's own
+    settings (spark.driver.memory, 1 GiB by default), and its Python workers are Spark's.
+    """
+    from service.screening.spark_session import spark_missing
+
+    missing = spark_missing()
+    if missing:
+        return {"skipped": missing}
+    figures = _measure_child(_SPARK_CHILD, export, workers)
+    figures["cpu_seconds"] = None  # the JVM and its Python workers are not children this process waits for
+    return figures
+
+
+def _measure_child(program: str, export: Path, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="screen-bench-out-") as out:
         started, before = time.perf_counter(), _children_cpu()
-        done = subprocess.run([sys.executable, "-c", _ENGINE_CHILD, str(export), out, str(workers), NOW.isoformat()],
+        done = subprocess.run([sys.executable, "-c", program, str(export), out, str(workers), NOW.isoformat()],
                               cwd=ROOT, capture_output=True, text=True, check=True)
         wall, cpu = time.perf_counter() - started, _children_cpu() - before
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -110,9 +146,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# Engine name -> how to measure it on an export with a number of workers. The Spark engine's
-# figures (after start-up, and its start-up) are measured beside the local engine's here.
-ENGINES: dict[str, Callable[[Path, int], dict[str, Any]]] = {"local": measure_local}
+# Engine name -> how to measure it on an export with a number of workers (the Spark engine: local[workers]).
+ENGINES: dict[str, Callable[[Path, int], dict[str, Any]]] = {"local": measure_local, "spark": measure_spark}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,16 +202,38 @@ def _print(figures: dict[str, Any]) -> None:
         run = figures.get(name)
         if not run:
             continue
+        if "skipped" in run:
+            print(f"{name} engine: not measured ({run['skipped']})")
+            continue
         seconds = run["seconds"]
         beyond = seconds - startup
         print(f"{name} engine:  {run['patients']} patients in {seconds:.2f} s = {run['patients'] / seconds:.1f} patients/s; "
-              f"peak RSS (process tree) {run['peak_rss_bytes'] / 2**20:.0f} MiB; {run['problems']} problems")
+              f"peak RSS ({run.get('peak_of', 'process tree')}) {run['peak_rss_bytes'] / 2**20:.0f} MiB; "
+              f"{run['problems']} problems")
         print(f"  x parse floor: {seconds / floor:.1f};  / one by one: {seconds / sequential:.2f} "
               f"(beyond start-up: {beyond / sequential:.2f}; target at most 0.5 with two cores)")
-        print(f"  CPU of the whole tree / CPU one by one: {run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} "
-              f"(1.0: no work of its own; the workers' start-up is {figures['workers']} x "
-              f"{startup:.1f} s of it)")
+        if run.get("cpu_seconds") is None:
+            print("  CPU of the whole tree: not measured (the JVM and Spark's Python workers are not waited for)")
+        else:
+            print(f"  CPU of the whole tree / CPU one by one: "
+                  f"{run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} (1.0: no work of its own; "
+                  f"the workers' start-up is {figures['workers']} x {startup:.1f} s of it)")
         print("  phases: " + ", ".join(f"{phase} {value:.2f} s" for phase, value in run.get("phases", {}).items()))
+
+    _print_side_by_side(figures)
+
+
+def _print_side_by_side(figures: dict[str, Any]) -> None:
+    """The Spark engine beside the local one: what each costs before its first patient, and the rate after."""
+    local, spark = figures.get("local"), figures.get("spark")
+    if not local or not spark or "skipped" in spark:
+        return
+    local_rate = local["patients"] / max(local["seconds"] - figures["startup_seconds"], 1e-9)
+    print(f"side by side ({figures['workers']} cores each; the same export, the same run):")
+    print(f"  start-up:   local {figures['startup_seconds']:.1f} s (one Assessor per worker, overlapping the "
+          f"partition)   spark {spark['startup_seconds']:.1f} s (JVM and session; then an Assessor per Python worker)")
+    print(f"  after it:   local {local_rate:.1f} patients/s   spark {spark['rate_after_startup']:.1f} patients/s "
+          f"(spark / local: {spark['rate_after_startup'] / local_rate:.2f})")
 
 
 if __name__ == "__main__":

@@ -242,6 +242,10 @@ def cmd_screen(args: argparse.Namespace) -> int:
         config = _config_from_args(args)
     except ConfigError as error:
         return _setup_failed(error)
+    if args.engine == "spark" and args.resume:  # refused before any download
+        print("error: --resume is for the local engine; Spark retries failed tasks itself, so run the "
+              "spark engine again without it", file=sys.stderr)
+        return 1
     now = _parse_now(args.now)
     source = args.source
     export_issues: list[dict[str, Any]] = []
@@ -272,8 +276,15 @@ def cmd_screen(args: argparse.Namespace) -> int:
             except ImportError as error:
                 print(f"error: the spark engine is not available ({error}); pip install '.[spark]'", file=sys.stderr)
                 return 1
-            run = run_spark(Path(source), Path(args.out), now=now, resume=args.resume, master=args.master,
-                            config=config, extra_issues=export_issues)
+            from .screening.spark_session import spark_missing
+
+            missing = spark_missing()
+            if missing:
+                print(f"error: the spark engine cannot run here: {missing}", file=sys.stderr)
+                return 1
+            run = run_spark(Path(source), Path(args.out), now=now, master=args.master or "local[*]",
+                            config=config, progress=not args.quiet,
+                            extra_issues=export_issues)
         else:
             from .screening.local_engine import run_local
 

@@ -1,0 +1,303 @@
+"""The Spark engine: the same screening as the local engine, spread over a Spark cluster (or local[*]).
+
+    NDJSON files --read.text--> lines --mapInPandas: decode, key by patient--> (key, place, JSON)
+      --groupBy(key).applyInPandas: screen_patient on each patient's resources--> results
+      --toLocalIterator--> the shared writer (outputs.PartWriter + assemble) on the driver
+
+Each step is the local engine's own code run in Spark's Python workers: a line is decoded as the
+local engine decodes it (`sources`), keyed by `patient_keys.patient_key_of`, and a patient is
+screened by `local_engine.screen_lines`, i.e. `screen_patient`, i.e. the `$assess` pipeline. Each
+worker process builds its Assessor once (`get_assessor`'s per-process cache; Spark reuses its Python
+workers between tasks). The results come back to the driver one partition at a time and are
+written by the writer both engines share, so both write the same files.
+
+Where a line came from: Spark splits a large file into blocks read in parallel, and a block does not
+know how many lines came before it. A first, cheap pass (lines counted per block, in the JVM) gives
+each block its first line number; a worker then numbers its block's lines from there, so a bad
+line is reported as `Observation.ndjson:48213`, as the local engine reports it. Gzipped files are
+read by Spark's codecs (one block per file).
+
+What is not a patient's also goes through the grouping, under keys no FHIR id can take: the bad
+lines of a file form one group, the resources that name no patient one group per type (counted and
+reported once with their first place, as the local engine does). There is no `--resume`: Spark
+retries failed tasks itself, and a run that stops is run again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import orjson
+
+from .local_engine import WORK_FOLDER, ScreenRun, screen_lines
+from .outputs import PartWriter, assemble
+from .patient_keys import patient_key_of
+from .patient_screen import PatientScreen
+from .sharding import _without_patient_issue
+from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded
+
+# Group keys that are not patients; "\x00" can never be in an R4 id, so they never meet a patient's.
+PROBLEM_KEY = "\x00problems:"  # + the file name: that file's unreadable lines
+WITHOUT_PATIENT_KEY = "\x00without-patient:"  # + a resource type: resources of that type naming no patient
+
+# A source record after decoding and keying: its group, place (file rank, line or entry), type, origin,
+# fullUrl, and text (a resource's JSON, a problem's issue as JSON; none for a resource of no patient).
+KEYED_SCHEMA = "key string, rank int, line long, kind string, origin string, url string, text string"
+# A group's results: a patient's screen, or an issue found reading the source.
+RESULT_SCHEMA = "key string, rank int, line long, what string, payload binary"
+SCREEN, PROBLEM, WITHOUT_PATIENT = "screen", "problem", "without-patient"
+
+
+@dataclass
+class SparkScreenRun(ScreenRun):
+    """A Spark run: also the seconds spent before the first Spark job could start (session, JVM)."""
+
+    startup_seconds: float = 0.0
+
+    @property
+    def rate_after_startup(self) -> float:
+        busy = self.seconds - self.startup_seconds
+        return self.patients / busy if busy > 0 else 0.0
+
+
+def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", now: datetime | None = None,
+              config: Mapping[str, Any] | None = None, progress: bool = True, spark: Any = None,
+              spark_conf: Mapping[str, str] | None = None, resume: bool = False,
+              extra_issues: Iterable[dict[str, Any]] = ()) -> SparkScreenRun:
+    """Screen every patient of `source_folder` into `out_dir` with Spark on `master`.
+
+    `spark`: a SparkSession to use (and leave running); otherwise one is built for `master`
+    (`spark_session.build_session`, with `spark_conf` added) and stopped at the end. The folder must
+    be readable at the same path by the driver and every executor (any folder on a local master).
+    `resume` is refused: Spark retries a failed task itself, and a stopped run is run again.
+    `extra_issues` (met before the screen, e.g. the error files of a FHIR server's export) open issues.ndjson,
+    as with the local engine.
+    """
+    from .spark_session import StageProgress, active_session, build_session
+
+    if resume:
+        raise ValueError("--resume is for the local engine: Spark retries failed tasks itself, so run again "
+                         "without it")
+
+    started = time.perf_counter()
+    source = Source(source_folder)
+    out_dir = Path(out_dir)
+    moment = _evaluation_instant(now, config)
+    settings = _assessor_settings(config)
+    own_session = spark is None and active_session() is None  # never stop a session this run did not start
+    session = spark if spark is not None else build_session(master, conf=spark_conf)
+    spark_master = session.sparkContext.master
+    engine = f"spark ({spark_master})"
+    startup = time.perf_counter() - started
+    if progress:
+        print(f"spark: session on {spark_master} ready in {startup:.1f} s; screening {source.describe()}",
+              file=sys.stderr, flush=True)
+    work = out_dir / WORK_FOLDER
+    shutil.rmtree(work, ignore_errors=True)
+    part = PartWriter(work / "parts" / "spark")
+    problems: list[tuple[tuple[int, int], dict[str, Any]]] = []
+    without_patient: list[tuple[str, dict[str, Any]]] = []
+    try:
+        with StageProgress(session.sparkContext, written=lambda: part.counts["patients"]) as relay:
+            if not progress:
+                relay.out = _Discard()
+            relay.phase = "counting lines"
+            keyed = keyed_resources(session, source)
+            relay.phase = "reading, keying and screening patients"
+            results = screened(session, keyed, moment, settings)
+            for row in results.toLocalIterator(prefetchPartitions=True):
+                if row.what == SCREEN:
+                    part.add(_screen_of(row.key, row.payload))
+                elif row.what == PROBLEM:
+                    problems.append(((row.rank, row.line), orjson.loads(row.payload)))
+                else:
+                    without_patient.append((row.key, orjson.loads(row.payload)))
+        counts = part.finish()
+    except BaseException:
+        part.abandon()
+        raise
+    finally:
+        if own_session:
+            session.stop()
+    leading = [*extra_issues]
+    leading += [issue for _place, issue in sorted(problems, key=lambda item: item[0])]
+    leading += [issue for _key, issue in sorted(without_patient, key=lambda item: item[0])]
+    facts = {"source": source.describe(), "evaluation_time": moment.isoformat(), "engine": engine}
+    totals = assemble([part.part_dir], out_dir, run_facts=facts, leading_issues=leading)
+    shutil.rmtree(work, ignore_errors=True)
+    return SparkScreenRun(counts.get("patients", 0), time.perf_counter() - started, totals.get("problems", 0),
+                          out_dir, totals, startup_seconds=startup)
+
+
+# ---------------------------------------------------------------- the Spark plan (on the driver)
+
+
+def keyed_resources(session: Any, source: Source) -> Any:
+    """A DataFrame of every resource line of `source` with its group key and place (KEYED_SCHEMA)."""
+    ranks = {path.name: rank for rank, path in enumerate(source.files)}
+    if source.kind == "bundles":
+        files = session.createDataFrame([(path.name, str(path.resolve())) for path in source.files],
+                                         "file string, path string")
+        files = files.repartition(min(len(source.files), _partitions(session)) or 1)
+        return files.mapInPandas(partial(key_bundle_files, ranks=ranks), KEYED_SCHEMA)
+    from pyspark.sql import functions as F
+
+    lines = session.read.text([path.resolve().as_uri() for path in source.files]).select(
+        F.col("value"), F.col("_metadata.file_name").alias("file"), F.col("_metadata.file_block_start").alias("block"))
+    counted = lines.groupBy("file", "block").count().collect()
+    return lines.mapInPandas(partial(key_lines, ranks=ranks, first_lines=first_line_numbers(counted)), KEYED_SCHEMA)
+
+
+def first_line_numbers(block_counts: list[Any]) -> dict[tuple[str, int], int]:
+    """(file, block start) -> the number of the block's first line, from the lines counted per block."""
+    first: dict[tuple[str, int], int] = {}
+    next_line: dict[str, int] = {}
+    for file, block, count in sorted((row[0], row[1], row[2]) for row in block_counts):
+        first[(file, block)] = next_line.get(file, 1)
+        next_line[file] = first[(file, block)] + count
+    return first
+
+
+def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any]) -> Any:
+    """Each group of `keyed` screened (RESULT_SCHEMA), in a fixed order: by partition, then key and place.
+
+    The results are shuffled once more before they reach the driver so that every group is
+    screened in parallel in one stage: `toLocalIterator` then only fetches finished partitions.
+    """
+    now_text, worker_settings = now.isoformat(), dict(settings)
+
+    def screen(frame: Any) -> Any:  # a plain function: Spark reads the kind of UDF from its signature
+        return screen_group(frame, now_text=now_text, settings=worker_settings)
+
+    results = keyed.groupBy("key").applyInPandas(screen, RESULT_SCHEMA)
+    return results.repartition(_partitions(session), "key").sortWithinPartitions("key", "rank", "line")
+
+
+def _partitions(session: Any) -> int:
+    return int(session.conf.get("spark.sql.shuffle.partitions"))
+
+
+# ---------------------------------------------------------------- in Spark's Python workers
+
+
+def key_lines(batches: Iterator[Any], *, ranks: Mapping[str, int],
+              first_lines: Mapping[tuple[str, int], int]) -> Iterator[Any]:
+    """Decode and key text lines (columns value, file, block), numbering each block's lines from its first.
+
+    A partition reads its blocks one after another, each in line order, so a running count per
+    block gives each line its number.
+    """
+    import pandas as pd
+
+    seen: dict[tuple[str, int], int] = {}
+    for frame in batches:
+        rows: list[tuple[Any, ...]] = []
+        for value, file, block in zip(frame["value"], frame["file"], frame["block"]):
+            place = (file, int(block))
+            index = seen.get(place, 0)
+            seen[place] = index + 1
+            if not value.strip():
+                continue
+            record = _decoded(file, first_lines[place] + index, value.encode("utf-8"))
+            rows.append(keyed_row(record, ranks[file]))
+        if rows:
+            yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
+
+
+def key_bundle_files(batches: Iterator[Any], *, ranks: Mapping[str, int]) -> Iterator[Any]:
+    """Decode and key the resources of Bundle files (columns file, path), read by path on the worker."""
+    import pandas as pd
+
+    for frame in batches:
+        for file, path in zip(frame["file"], frame["path"]):
+            rows = [keyed_row(record, ranks[file]) for record in _bundle_records(Path(path))]
+            if rows:
+                yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
+
+
+_KEYED_COLUMNS = ["key", "rank", "line", "kind", "origin", "url", "text"]
+
+
+def keyed_row(record: SourceItem | SourceProblem, rank: int) -> tuple[Any, ...]:
+    """A KEYED_SCHEMA row for one source record: a patient's resource, a problem, or a resource of no patient."""
+    if isinstance(record, SourceProblem):
+        line = record.line if record.line is not None else (record.entry if record.entry is not None else -1)
+        return (PROBLEM_KEY + record.file, rank, line, record.code, record.origin, None,
+                orjson.dumps(record.issue()).decode())
+    line = _place_in_file(record.origin)
+    key = record.patient_key or patient_key_of(record.resource)  # a Bundle may name the patient better
+    kind = record.resource["resourceType"]
+    if key is None:
+        return (WITHOUT_PATIENT_KEY + kind, rank, line, kind, record.origin, None, None)
+    return (key, rank, line, kind, record.origin, record.full_url, record.raw.decode("utf-8"))
+
+
+def _place_in_file(origin: str) -> int:
+    """The line ('Observation.ndjson:17') or entry ('b.json#Bundle.entry[4]') an origin names, for ordering."""
+    tail = origin.rsplit("[", 1)[-1].rstrip("]") if origin.endswith("]") else origin.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def screen_group(frame: Any, *, now_text: str, settings: Mapping[str, Any]) -> Any:
+    """The results of one group: a patient screened, or the issues of a group of non-patient lines."""
+    import pandas as pd
+
+    frame = frame.sort_values(["rank", "line"], kind="stable")
+    key = frame["key"].iloc[0]
+    first_rank, first_line = int(frame["rank"].iloc[0]), int(frame["line"].iloc[0])
+    if key.startswith(PROBLEM_KEY):  # the text is the problem's issue, ready
+        rows = [(key, int(rank), int(line), PROBLEM, text.encode("utf-8"))
+                for rank, line, text in zip(frame["rank"], frame["line"], frame["text"])]
+    elif key.startswith(WITHOUT_PATIENT_KEY):
+        issue = _without_patient_issue(key[len(WITHOUT_PATIENT_KEY):], len(frame), frame["origin"].iloc[0])
+        rows = [(key, first_rank, first_line, WITHOUT_PATIENT, orjson.dumps(issue))]
+    else:
+        lines = [(origin, url or None, text.encode("utf-8"))
+                 for origin, url, text in zip(frame["origin"], frame["url"], frame["text"])]
+        screen = screen_lines(key, lines, _assessor(settings), datetime.fromisoformat(now_text))
+        payload = orjson.dumps({"outputs": screen.outputs, "summary": screen.summary, "issues": screen.issues})
+        rows = [(key, first_rank, first_line, SCREEN, payload)]
+    return pd.DataFrame(rows, columns=["key", "rank", "line", "what", "payload"])
+
+
+def _assessor(settings: Mapping[str, Any]) -> Any:
+    """This worker process's Assessor for `settings`, built on its first patient and kept."""
+    from ..pipeline.assess import get_assessor
+
+    return get_assessor(settings)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _screen_of(patient_id: str, payload: bytes) -> PatientScreen:
+    data = orjson.loads(payload)
+    return PatientScreen(patient_id, outputs=data["outputs"], summary=data["summary"], issues=data["issues"])
+
+
+def _evaluation_instant(now: datetime | None, config: Mapping[str, Any] | None) -> datetime:
+    fixed = (config or {}).get("EVALUATION_TIME")
+    moment = now or (datetime.fromisoformat(str(fixed).replace("Z", "+00:00")) if fixed else datetime.now(timezone.utc))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _assessor_settings(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings the workers build their Assessor from: the driver's, sent with the plan."""
+    from ..config import load_config
+
+    return dict(config) if config is not None and "RULE_LIBRARY" in config else dict(load_config(config))
+
+
+class _Discard:
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass

@@ -1,0 +1,345 @@
+"""The Spark engine screens like the local engine: same outputs, same summary rows, same problems at the same lines.
+
+The tests that run Spark need the `spark` extra and Java 17 (CI installs both); without them they
+skip, saying which is missing. One SparkSession (local[2]) serves the whole module; its files are
+split into small blocks so that a file is read by several tasks and line numbers must be carried
+across blocks.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import FIXTURE_NOW, FIXTURES_DIR
+from service.screening.spark_session import (StageProgress, is_local_master, local_cores, session_settings,
+                                             spark_missing)
+
+TOOLS = FIXTURES_DIR / "assess" / "tools"
+sys.path.insert(0, str(TOOLS))
+from synthetic_export import write_export  # noqa: E402
+
+MISSING = spark_missing()
+needs_spark = pytest.mark.skipif(MISSING is not None, reason=f"the Spark engine cannot run here: {MISSING}")
+OUTPUT_FILES = ("RiskAssessment.ndjson", "CarePlan.ndjson", "ServiceRequest.ndjson")
+BLOCK_BYTES = 512 * 1024  # Observation.ndjson of 200 patients is several blocks
+# how the lines the synthetic export writes to be unreadable begin (a cut-off object, a JSON list)
+BAD_LINES = (b'{"resourceType": "Observation", "id": "cut-off', b'["not"')
+
+
+# ------------------------------------------------------------------ fixtures: one session, one export, two runs
+
+
+@pytest.fixture(scope="module")
+def spark():
+    if MISSING:
+        pytest.skip(f"the Spark engine cannot run here: {MISSING}")
+    from service.screening.spark_session import build_session
+
+    session = build_session("local[2]", app_name="calcinosis-cds tests", conf={
+        "spark.sql.shuffle.partitions": "4", "spark.sql.files.maxPartitionBytes": str(BLOCK_BYTES)})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("export")
+    write_export(folder, 200, seed=13, bad_lines=6)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_out(export, tmp_path_factory) -> Path:
+    from service.screening.local_engine import run_local
+
+    out = tmp_path_factory.mktemp("local-out")
+    run_local(export, out, workers=2, now=FIXTURE_NOW, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spark_run(spark, export, tmp_path_factory):
+    from service.screening.spark_engine import run_spark
+
+    out = tmp_path_factory.mktemp("spark-out")
+    return run_spark(export, out, now=FIXTURE_NOW, spark=spark, progress=False)
+
+
+def _resources(path: Path) -> list[dict]:
+    lines = path.read_bytes().splitlines()
+    return sorted((orjson.loads(line) for line in lines), key=lambda r: (r["resourceType"], r["id"]))
+
+
+def _summary_rows(folder: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(folder / "summary.parquet").to_pylist(), key=lambda row: row["patient_id"])
+
+
+def _csv_rows(folder: Path) -> list[list[str]]:
+    with open(folder / "summary.csv", encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    return [header, *sorted(rows)]
+
+
+def _issues(folder: Path) -> list[dict]:
+    lines = (folder / "issues.ndjson").read_bytes().splitlines()
+    return sorted((orjson.loads(line) for line in lines), key=lambda issue: orjson.dumps(issue, option=orjson.OPT_SORT_KEYS))
+
+
+# ------------------------------------------------------------------ the two engines agree
+
+
+@needs_spark
+def test_both_engines_give_every_patient_the_same_outputs(local_out, spark_run):
+    assert spark_run.patients == 200
+    for name in OUTPUT_FILES:
+        local, distributed = _resources(local_out / name), _resources(spark_run.out_dir / name)
+        assert len(local) == 200 if name != "ServiceRequest.ndjson" else len(local) > 200
+        assert distributed == local, name
+
+
+@needs_spark
+def test_both_engines_give_the_same_summary_rows(local_out, spark_run):
+    local = _summary_rows(local_out)
+    assert len(local) == 200 and len({row["patient_id"] for row in local}) == 200
+    assert any(row["ca_x_p"] is not None and row["ca_x_p"] > 70 for row in local), "the export has high Ca x P"
+    assert _summary_rows(spark_run.out_dir) == local
+    assert _csv_rows(spark_run.out_dir) == _csv_rows(local_out)
+
+
+@needs_spark
+def test_both_engines_report_the_same_problems_at_the_same_lines(export, local_out, spark_run):
+    local = _issues(local_out)
+    assert _issues(spark_run.out_dir) == local
+    assert spark_run.problems == sum(1 for issue in local if issue["severity"] != "information")
+    # the unreadable lines: each named by file and line, and that line of that file is a bad one
+    written_bad = [(path.name, number) for path in sorted(export.iterdir())
+                   for number, text in enumerate(path.read_bytes().splitlines(), start=1) if text.startswith(BAD_LINES)]
+    unreadable = [issue for issue in local if issue["code"] == "structure" and "patient_id" not in issue]
+    assert sorted(issue["source"] for issue in unreadable) == sorted(f"{name}:{number}" for name, number in written_bad)
+    # one of them deep in Observation.ndjson, in a later block than the file's first
+    assert any(name == "Observation.ndjson" and _offset_of_line(export / name, number) > BLOCK_BYTES
+               for name, number in written_bad)
+    orphans = [issue for issue in local if "refer to no patient" in issue["diagnostics"]]
+    assert {"Organization.ndjson:1", "Practitioner.ndjson:1"} <= {issue["source"] for issue in orphans}
+
+
+def _offset_of_line(path: Path, number: int) -> int:
+    return sum(len(line) + 1 for line in path.read_bytes().splitlines()[: number - 1])
+
+
+@needs_spark
+def test_the_run_reports_its_start_up_and_rate(spark_run):
+    assert spark_run.seconds > 0 and spark_run.rate > 0
+    assert 0 <= spark_run.startup_seconds < spark_run.seconds
+    assert spark_run.rate_after_startup >= spark_run.rate
+    line = spark_run.final_line()
+    assert "screened 200 patients" in line and "patients/s" in line and f"{spark_run.problems} problems" in line
+
+
+@needs_spark
+def test_gzipped_files_are_read_with_their_line_numbers(spark, tmp_path):
+    from service.screening.local_engine import run_local
+    from service.screening.spark_engine import run_spark
+
+    export = tmp_path / "export"
+    write_export(export, 12, seed=5, gzip=True, bad_lines=3)
+    assert all(path.name.endswith(".ndjson.gz") for path in export.iterdir())
+    local = run_local(export, tmp_path / "local", workers=1, now=FIXTURE_NOW, progress=False)
+    distributed = run_spark(export, tmp_path / "spark", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert distributed.patients == local.patients == 12
+    for name in OUTPUT_FILES:
+        assert _resources(distributed.out_dir / name) == _resources(local.out_dir / name)
+    assert _summary_rows(distributed.out_dir) == _summary_rows(local.out_dir)
+    issues = _issues(distributed.out_dir)
+    assert issues == _issues(local.out_dir)
+    sources = [issue["source"] for issue in issues if issue["code"] == "structure" and "patient_id" not in issue]
+    assert sources and all(".ndjson.gz:" in source for source in sources)
+    for source in sources:
+        file, line = source.rsplit(":", 1)
+        bad = gzip.decompress((export / file).read_bytes()).splitlines()[int(line) - 1]
+        assert bad.startswith(BAD_LINES)
+
+
+@needs_spark
+def test_a_folder_of_bundles_is_screened_as_the_local_engine_does(spark, tmp_path):
+    from service.screening.local_engine import run_local
+    from service.screening.spark_engine import run_spark
+
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    for stem in ("04-metastatic-esrd", "10-multi-patient-transaction", "14-unknown-unit"):
+        shutil.copy(FIXTURES_DIR / "assess" / f"{stem}.json", bundles / f"{stem}.json")
+    (bundles / "broken.json").write_text('{"resourceType": "Bundle", "entry": [', encoding="utf-8")
+    local = run_local(bundles, tmp_path / "local", workers=1, now=FIXTURE_NOW, progress=False)
+    distributed = run_spark(bundles, tmp_path / "spark", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert distributed.patients == local.patients >= 4
+    for name in OUTPUT_FILES:
+        assert _resources(distributed.out_dir / name) == _resources(local.out_dir / name)
+    assert _summary_rows(distributed.out_dir) == _summary_rows(local.out_dir)
+    issues = _issues(distributed.out_dir)
+    assert issues == _issues(local.out_dir)
+    assert any(issue.get("source") == "broken.json" for issue in issues)
+
+
+@needs_spark
+def test_an_empty_folder_gives_empty_outputs(spark, tmp_path):
+    from service.screening.spark_engine import run_spark
+
+    (tmp_path / "empty").mkdir()
+    run = run_spark(tmp_path / "empty", tmp_path / "out", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert (run.patients, run.problems) == (0, 0)
+    assert _summary_rows(run.out_dir) == [] and (run.out_dir / "report.html").exists()
+    assert all((run.out_dir / name).read_bytes() == b"" for name in (*OUTPUT_FILES, "issues.ndjson"))
+
+
+# ------------------------------------------------------------------ line numbers across blocks (no JVM needed)
+
+
+def test_each_block_starts_where_the_lines_before_it_end():
+    from service.screening.spark_engine import first_line_numbers
+
+    counted = [("b.ndjson", 0, 5), ("a.ndjson", 2048, 7), ("a.ndjson", 0, 10), ("a.ndjson", 1024, 3)]
+    assert first_line_numbers(counted) == {("a.ndjson", 0): 1, ("a.ndjson", 1024): 11, ("a.ndjson", 2048): 14,
+                                           ("b.ndjson", 0): 1}
+
+
+def test_lines_are_numbered_from_their_block_and_keyed_by_patient():
+    pd = pytest.importorskip("pandas")
+    from service.screening.spark_engine import PROBLEM_KEY, WITHOUT_PATIENT_KEY, key_lines
+
+    patient = '{"resourceType": "Patient", "id": "p-1"}'
+    lab = '{"resourceType": "Observation", "id": "o-1", "subject": {"reference": "Patient/p-1"}}'
+    orphan = '{"resourceType": "Organization", "id": "org-1"}'
+    # one partition reading block 1024 of Observation.ndjson (its lines 11..) then all of Patient.ndjson
+    batches = [pd.DataFrame({"value": [lab, "", '{"resourceType": "Obs'], "file": ["Observation.ndjson"] * 3,
+                             "block": [1024] * 3}),
+               pd.DataFrame({"value": ["[1]", patient, orphan], "file": ["Observation.ndjson", "Patient.ndjson",
+                                                                         "Patient.ndjson"], "block": [1024, 0, 0]})]
+    first = {("Observation.ndjson", 1024): 11, ("Patient.ndjson", 0): 1}
+    rows = pd.concat(key_lines(iter(batches), ranks={"Observation.ndjson": 0, "Patient.ndjson": 1}, first_lines=first))
+    got = list(zip(rows["key"], rows["line"], rows["origin"]))
+    assert got == [("p-1", 11, "Observation.ndjson:11"),  # line 12 is blank: skipped, still counted
+                   (PROBLEM_KEY + "Observation.ndjson", 13, "Observation.ndjson:13"),
+                   (PROBLEM_KEY + "Observation.ndjson", 14, "Observation.ndjson:14"),
+                   ("p-1", 1, "Patient.ndjson:1"),
+                   (WITHOUT_PATIENT_KEY + "Organization", 2, "Patient.ndjson:2")]
+    problem = orjson.loads(rows["text"].iloc[1])
+    assert problem["source"] == "Observation.ndjson:13" and problem["diagnostics"].startswith("not valid JSON")
+    assert orjson.loads(rows["text"].iloc[0])["id"] == "o-1"
+
+
+# ------------------------------------------------------------------ the session and the progress relay
+
+
+def test_a_local_session_stays_on_the_machine_and_is_quiet():
+    settings = session_settings("local[2]")
+    assert settings["spark.ui.enabled"] == "false"
+    assert settings["spark.driver.bindAddress"] == settings["spark.driver.host"] == "127.0.0.1"
+    assert settings["spark.sql.shuffle.partitions"] == "8"
+    assert settings["spark.pyspark.python"]
+    assert "log4j2.configurationFile=file:" in settings["spark.driver.extraJavaOptions"]
+    assert session_settings("local[2]", {"spark.sql.shuffle.partitions": "3"})["spark.sql.shuffle.partitions"] == "3"
+
+
+def test_a_cluster_keeps_its_own_python_and_partitions():
+    settings = session_settings("spark://head:7077")
+    assert "spark.pyspark.python" not in settings and "spark.sql.shuffle.partitions" not in settings
+    assert "spark.driver.bindAddress" not in settings
+    assert settings["spark.ui.enabled"] == "false"
+
+
+@pytest.mark.parametrize(("master", "local", "cores"), [
+    ("local", True, 1), ("local[2]", True, 2), ("local[3, 2]", True, 3), ("yarn", False, 1),
+    ("spark://h:7077", False, 1), ("local-cluster[2,1,1024]", False, 1)])
+def test_masters(master, local, cores):
+    assert is_local_master(master) is local
+    assert local_cores(master) == cores
+
+
+def test_without_java_the_engine_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    reason = spark_missing()
+    assert reason is not None and ("Java" in reason or "pyspark" in reason)
+
+
+class _Tracker:
+    def __init__(self, stages):
+        self.stages = stages
+
+    def getActiveStageIds(self):
+        return list(self.stages)
+
+    def getStageInfo(self, stage_id):
+        return self.stages.get(stage_id)
+
+
+class _Stage:
+    def __init__(self, done, total, running=0, failed=0):
+        self.numCompletedTasks, self.numTasks, self.numActiveTasks, self.numFailedTasks = done, total, running, failed
+
+
+class _Context:
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def statusTracker(self):
+        return self.tracker
+
+
+def test_stage_progress_names_the_phase_the_tasks_and_the_patients_written():
+    tracker = _Tracker({4: _Stage(7, 16, running=2), 5: _Stage(0, 8, failed=1)})
+    relay = StageProgress(_Context(tracker), written=lambda: 1250)
+    relay.phase = "screening patients"
+    assert relay.snapshot() == ("spark: screening patients: stage 4 7/16 tasks (2 running); "
+                                "stage 5 0/8 tasks, 1 failed; 1250 patients written")
+    tracker.stages = {}
+    assert relay.snapshot() == "spark: screening patients: 1250 patients written"
+    assert StageProgress(_Context(tracker)).snapshot() == ""
+
+
+def test_the_screening_core_does_not_import_spark():
+    code = ("import sys; import service.screening.local_engine, service.screening.outputs, "
+            "service.screening.spark_session; print('pyspark' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_the_command_refuses_resume_with_the_spark_engine(tmp_path, capsys):
+    from service.cli import main
+
+    write_export(tmp_path / "export", 2, seed=1)
+    code = main(["screen", str(tmp_path / "export"), "--out", str(tmp_path / "out"), "--engine", "spark", "--resume"])
+    assert code == 1
+    assert "--resume is for the local engine" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_spark
+def test_the_command_starts_spark_on_the_master_given_and_keeps_its_logging_quiet(tmp_path):
+    export = tmp_path / "export"
+    write_export(export, 4, seed=2, bad_lines=1)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "service.cli", "screen", str(export), "--out", str(out),
+                           "--engine", "spark", "--master", "local[1]", "--now", "2026-11-15T09:00:00Z"],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "spark: session on local[1] ready in" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("screened 4 patients in ")
+    assert " INFO " not in done.stderr, "Spark's own logging is cut to warnings"
+    assert "local[1]" in (out / "report.html").read_text(encoding="utf-8")
+    assert len((out / "RiskAssessment.ndjson").read_bytes().splitlines()) == 4
+    assert not (out / ".screen-work").exists()
