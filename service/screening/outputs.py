@@ -18,10 +18,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
-import html
-import importlib
-import importlib.util
-import io
 import os
 import shutil
 from collections import Counter
@@ -39,7 +35,7 @@ ISSUES_FILE = "issues.ndjson"
 PART_MARKER = "done.json"
 REPORT_FILE = "report.html"
 _LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
-_PARQUET_BATCH = 10_000
+_PARQUET_BATCH = 1_000
 
 
 class PartWriter:
@@ -142,11 +138,13 @@ def assemble(part_dirs: Sequence[Path], out_dir: Path, *, run_facts: dict[str, A
     totals["issues"] += len(leading_issues)
     totals["problems"] += sum(is_problem(issue) for issue in leading_issues)
     _concatenate([Path(part) / ISSUES_FILE for part in part_dirs], out_dir / ISSUES_FILE, head=leading)
-    rows = write_summary([Path(part) / SUMMARY_PART for part in part_dirs], out_dir)
+    summaries = [Path(part) / SUMMARY_PART for part in part_dirs]
+    patients = write_summary(summaries, out_dir)
     facts = dict(run_facts or {})
-    facts.setdefault("patients", len(rows))
+    facts.setdefault("patients", patients)
     facts.setdefault("issues", totals["problems"])  # the report's "problems found in the data"
-    write_report(rows, out_dir / REPORT_FILE, facts)
+    # the rows are read again, one at a time, rather than held: the report tallies them in one pass
+    write_report(read_rows(summaries), out_dir / REPORT_FILE, facts)
     return dict(sorted(totals.items()))
 
 
@@ -169,13 +167,13 @@ def read_rows(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
                     yield orjson.loads(line)
 
 
-def write_summary(part_summaries: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
-    """summary.csv and summary.parquet from the parts' rows; returns the rows (for the report)."""
+def write_summary(part_summaries: Sequence[Path], out_dir: Path) -> int:
+    """summary.csv and summary.parquet from the parts' rows, a batch at a time; returns how many rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = summary_schema()
-    rows: list[dict[str, Any]] = []
+    written = 0
     csv_temporary = out_dir / "summary.csv.tmp"
     parquet_temporary = out_dir / "summary.parquet.tmp"
     with open(csv_temporary, "w", encoding="utf-8", newline="") as csv_file, \
@@ -185,16 +183,16 @@ def write_summary(part_summaries: Sequence[Path], out_dir: Path) -> list[dict[st
         batch: list[dict[str, Any]] = []
         for row in read_rows(part_summaries):
             writer.writerow(csv_cells(row))
-            rows.append(row)
+            written += 1
             batch.append(row)
             if len(batch) >= _PARQUET_BATCH:
                 parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
                 batch = []
-        if batch or not rows:
+        if batch or not written:
             parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
     os.replace(csv_temporary, out_dir / "summary.csv")
     os.replace(parquet_temporary, out_dir / "summary.parquet")
-    return rows
+    return written
 
 
 def summary_schema() -> Any:
@@ -220,27 +218,11 @@ def csv_cells(row: dict[str, Any]) -> list[str]:
     return cells
 
 
-def write_report(rows: list[dict[str, Any]], out_path: Path, run_facts: dict[str, Any]) -> None:
-    """report.html: the report module's page when it is installed, else a plain table of the counts."""
-    if importlib.util.find_spec(f"{__package__}.report") is None:
-        out_path.write_text(_plain_report(rows, run_facts), encoding="utf-8")
-        return
-    report = importlib.import_module(f"{__package__}.report")
-    report.write_report(rows, out_path, run_facts)
+def write_report(rows: Iterable[dict[str, Any]], out_path: Path, run_facts: dict[str, Any]) -> None:
+    """report.html, from the summary rows (read once, in order)."""
+    from .report import write_report as write_page
 
-
-def _plain_report(rows: list[dict[str, Any]], run_facts: dict[str, Any]) -> str:
-    counts = Counter((row.get("top_type") or "not assessed", row.get("top_grade") or "") for row in rows)
-    lines = "".join(f"<tr><td>{html.escape(kind)}</td><td>{html.escape(grade)}</td><td>{count}</td></tr>"
-                    for (kind, grade), count in sorted(counts.items()))
-    facts = "".join(f"<li>{html.escape(str(key))}: {html.escape(str(value))}</li>"
-                    for key, value in sorted(run_facts.items()))
-    out = io.StringIO()
-    out.write("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Calcinosis cutis screening"
-              "</title></head><body><h1>Calcinosis cutis screening</h1>")
-    out.write(f"<ul>{facts}</ul><table><thead><tr><th>Most likely type</th><th>Grade</th><th>Patients</th></tr>"
-              f"</thead><tbody>{lines}</tbody></table></body></html>\n")
-    return out.getvalue()
+    write_page(rows, out_path, run_facts)
 
 
 class ScreenWriter:
