@@ -343,3 +343,13 @@ def test_the_command_starts_spark_on_the_master_given_and_keeps_its_logging_quie
     assert "local[1]" in (out / "report.html").read_text(encoding="utf-8")
     assert len((out / "RiskAssessment.ndjson").read_bytes().splitlines()) == 4
     assert not (out / ".screen-work").exists()
+
+
+def test_a_large_source_reaches_the_driver_in_partitions_of_a_few_megabytes():
+    """A 300 MB export in the session's 8 partitions lost a task's result from the driver's memory
+    before it was fetched; its results now come in partitions of about 4 MB of source each."""
+    from service.screening.spark_engine import RESULT_PARTITION_BYTES, result_partitions
+
+    assert result_partitions(8, 0) == 8 and result_partitions(8, 20 * 2**20) == 8
+    assert result_partitions(8, 300 * 2**20) == -(-300 * 2**20 // RESULT_PARTITION_BYTES) == 75
+    assert result_partitions(200, 300 * 2**20) == 200

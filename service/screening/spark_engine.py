@@ -67,6 +67,9 @@ class SparkScreenRun(ScreenRun):
         return self.patients / busy if busy > 0 else 0.0
 
 
+RESULT_PARTITION_BYTES = 4 * 1024 * 1024  # source bytes whose results reach the driver in one partition
+
+
 def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", now: datetime | None = None,
               config: Mapping[str, Any] | None = None, progress: bool = True, spark: Any = None,
               spark_conf: Mapping[str, str] | None = None, resume: bool = False,
@@ -111,7 +114,8 @@ def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", n
             relay.phase = "counting lines"
             keyed = keyed_resources(session, source)
             relay.phase = "reading, keying and screening patients"
-            results = screened(session, keyed, moment, settings)
+            results = screened(session, keyed, moment, settings,
+                               partitions=result_partitions(_partitions(session), source.estimated_bytes))
             for row in results.toLocalIterator(prefetchPartitions=True):
                 if row.what == SCREEN:
                     part.add(_screen_of(row.key, row.payload))
@@ -165,7 +169,19 @@ def first_line_numbers(block_counts: list[Any]) -> dict[tuple[str, int], int]:
     return first
 
 
-def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any]) -> Any:
+def result_partitions(configured: int, source_bytes: int) -> int:
+    """How many partitions the results reach the driver in: the session's, or more for a large source.
+
+    The outputs are about twice the bytes of the resources they come from (a 300 MB export gives some
+    500 MB of RiskAssessments, CarePlans and ServiceRequests). In a few large partitions a finished
+    result can be evicted from the driver's memory before `toLocalIterator` fetches it ("TaskResultLost"),
+    so a partition is kept to about RESULT_PARTITION_BYTES of source.
+    """
+    return max(configured, -(-source_bytes // RESULT_PARTITION_BYTES))
+
+
+def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any], *,
+             partitions: int | None = None) -> Any:
     """Each group of `keyed` screened (RESULT_SCHEMA), in a fixed order: by partition, then key and place.
 
     The results are shuffled once more before they reach the driver so that every group is
@@ -177,7 +193,7 @@ def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any
         return screen_group(frame, now_text=now_text, settings=worker_settings)
 
     results = keyed.groupBy("key").applyInPandas(screen, RESULT_SCHEMA)
-    return results.repartition(_partitions(session), "key").sortWithinPartitions("key", "rank", "line")
+    return results.repartition(partitions or _partitions(session), "key").sortWithinPartitions("key", "rank", "line")
 
 
 def _partitions(session: Any) -> int:
