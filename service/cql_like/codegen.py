@@ -479,12 +479,16 @@ class Generator:
         names = compiled.operand_names
         function_key = id(function)
 
+        only_name = names[0] if len(names) == 1 else None
+
         def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
             arguments: a repeated call gives the kept value and adds the same evidence again."""
-            if len(values) == 1:   # the usual case, without building an iterator
+            if only_name is not None:   # the usual case, without building an iterator
                 value = values[0]
-                key = (function_key, value if type(value) is str or value is None else argument_key(value))
+                kind = type(value)
+                key = (function_key, value if kind is str or value is None
+                       else (object, id(value)) if kind is Record or kind is CqlTuple else argument_key(value))
             else:
                 key = (function_key, *map(argument_key, values))
             kept = ctx.call_cache.get(key)
@@ -493,7 +497,7 @@ class Generator:
                     ctx.ev.update(kept[1])
                 return kept[0]
             saved_scope, saved_ev = ctx.scope, ctx.ev
-            ctx.scope = dict(zip(names, values))
+            ctx.scope = {only_name: values[0]} if only_name is not None else dict(zip(names, values))
             own_ev = ctx.ev = set()
             try:
                 value = compiled.body(ctx)
