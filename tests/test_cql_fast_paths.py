@@ -47,3 +47,44 @@ def test_a_kept_power_is_not_served_to_another_decimal_precision():
         assert str(narrow) == str(_reference_power(a, b))
     assert str(narrow) != str(usual)
     assert str(ops.power(a, b)) == str(usual)
+
+
+def test_a_list_of_records_is_one_call_exactly_when_it_holds_the_same_records_in_order():
+    from service.cql_like import codegen
+    from service.cql_like.values import Record
+
+    a, b = Record("Observation", {"id": "1"}, "Observation/1"), Record("Observation", {"id": "2"}, "Observation/2")
+    twin = Record("Observation", {"id": "1"}, "Observation/1")   # equal fields, another record
+    key = codegen.argument_key
+    assert key([a, b]) == key(list((a, b)))
+    assert key([a, b]) != key([b, a])
+    assert key([a, b]) != key([twin, b])
+    assert key([a]) != key([a, a]) and key([]) != key([a])
+    assert key([a, None]) != key([a]) and key([a, None]) == key([a, None])
+    assert key([a, "x"]) == key([a, "x"]) and key([a, "x"]) != key([a])
+    assert key([[a]]) == key([[a]]) and key([[a]]) != key([a])
+    assert len({key([]), key([a]), key("list of records"), key([None]), key(None)}) == 5
+
+
+def test_a_function_over_two_lists_of_the_same_records_is_evaluated_once():
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from service.cql_like import compile_library, load_model_info
+    from cqlcases import FactsProvider
+
+    root = Path(__file__).resolve().parents[1]
+    library = compile_library(
+        "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
+        "define function Statuses(cs List<Condition>): cs C return all C.clinicalStatus\n"
+        'define "Direct": Statuses([Condition])\n'
+        'define "Filtered": Statuses([Condition] C where C.clinicalStatus is not null)\n'
+        'define "None Kept": Statuses([Condition] C where false)\n',
+        filename="t.cql", model=load_model_info(root / "service" / "knowledge" / "model.json"))
+    facts = {"patient": {"source": "Patient/p"},
+             "Condition": [{"source": "Condition/1", "clinicalStatus": "active"},
+                           {"source": "Condition/2", "clinicalStatus": "resolved"}]}
+    result = library.evaluate(FactsProvider(facts), now=datetime(2026, 11, 15, tzinfo=timezone.utc))
+    assert result["Direct"].value == result["Filtered"].value == ["active", "resolved"]
+    assert result["Direct"].evidence == result["Filtered"].evidence == ("Condition/1", "Condition/2")
+    assert (result["None Kept"].value, result["None Kept"].evidence) == ([], ())

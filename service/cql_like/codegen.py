@@ -119,7 +119,7 @@ def value_converter(actual: T.CqlType, target: T.CqlType) -> Callable[[Any], Any
         parts = {name: conv for name, conv in parts.items() if conv is not None}
         if parts:
             return lambda value: (CqlTuple({k: parts[k](v) if k in parts else v for k, v in value.items()})
-                                  if isinstance(value, CqlTuple) else value)
+                                  if type(value) is CqlTuple else value)
     return None
 
 
@@ -200,7 +200,7 @@ def member_getter(name: str, track: bool = True):
             if track and value.source:
                 ctx.ev.add(value.source)
             return value.fields.get(name)
-        if isinstance(value, CqlTuple):
+        if type(value) is CqlTuple:
             return value.get(name)
         if isinstance(value, list):
             out = []
@@ -232,8 +232,14 @@ def argument_key(value: Any) -> Any:
     if kind is Decimal:
         return (kind, value.as_tuple())
     if kind is list:
+        if {*map(type, value)} <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
+            return (_RECORD_LIST, *map(id, value))
         return (list, *map(argument_key, value))
     return (object, id(value))
+
+
+_ONLY_RECORDS = frozenset({Record})
+_RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
 
 
 class Generator:

@@ -146,7 +146,7 @@ def equal(a: Any, b: Any) -> bool | None:
         if len(a) != len(b):
             return False
         return _all_equal(zip(a, b), _equal_or_both_null)
-    if isinstance(a, CqlTuple) and isinstance(b, CqlTuple):
+    if type(a) is CqlTuple and type(b) is CqlTuple:
         if set(a) != set(b):
             return False
         return _all_equal(((a[k], b[k]) for k in a), _equal_or_both_null)
@@ -220,7 +220,7 @@ def equivalent(a: Any, b: Any) -> bool:
         return any((c.system, c.code) in codes_a for c in _codes(b))
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(equivalent(x, y) for x, y in zip(a, b))
-    if isinstance(a, CqlTuple) and isinstance(b, CqlTuple):
+    if type(a) is CqlTuple and type(b) is CqlTuple:
         return set(a) == set(b) and all(equivalent(a[k], b[k]) for k in a)
     if isinstance(a, Interval) and isinstance(b, Interval):
         return ((a.low_closed, a.high_closed) == (b.low_closed, b.high_closed)
@@ -766,7 +766,7 @@ def type_label(value: Any) -> str:
         return "List"
     if isinstance(value, Interval):
         return "Interval"
-    if isinstance(value, CqlTuple):
+    if type(value) is CqlTuple:
         return "Tuple"
     return type(value).__name__
 
