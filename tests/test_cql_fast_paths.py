@@ -88,3 +88,63 @@ def test_a_function_over_two_lists_of_the_same_records_is_evaluated_once():
     assert result["Direct"].value == result["Filtered"].value == ["active", "resolved"]
     assert result["Direct"].evidence == result["Filtered"].evidence == ("Condition/1", "Condition/2")
     assert (result["None Kept"].value, result["None Kept"].evidence) == ([], ())
+
+
+# ---- Quantity products and rounding: the Decimal path against the exact Fraction path ----------
+
+from fractions import Fraction   # noqa: E402
+
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+from service.cql_like import quantity as q   # noqa: E402
+from service.cql_like.quantity import Quantity   # noqa: E402
+
+
+def _reference_round(value) -> Decimal:
+    exact = Fraction(value)
+    units = int(abs(exact) * 10 ** 8 + Fraction(1, 2))
+    units = -units if exact < 0 else units
+    with decimal.localcontext() as context:
+        context.prec = 80
+        result = Decimal(units).scaleb(-8)
+        if result == 0:
+            return Decimal(0)
+        result = result.normalize()
+        return result.quantize(Decimal(1)) if result.as_tuple().exponent > 0 else result
+
+
+CQL_DECIMALS = st.decimals(min_value=Decimal("-1e27"), max_value=Decimal("1e27"), allow_nan=False,
+                           allow_infinity=False, places=8) | st.sampled_from(
+    [Decimal("0.000000005"), Decimal("-0.000000005"), Decimal("0.000000015"), Decimal("2.5E-9"), Decimal("-0"),
+     Decimal("1E+20"), Decimal("10.000"), Decimal("1.00000000500")])
+NUMBERS = CQL_DECIMALS | st.integers(min_value=-2**31, max_value=2**31 - 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(NUMBERS, NUMBERS)
+def test_a_quantity_product_is_the_exact_product_rounded_half_away_from_zero(a, b):
+    got = (Quantity(Decimal(a), "mg/dL") * b).value
+    expected = _reference_round(Fraction(a) * Fraction(b))
+    assert str(got) == str(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(allow_nan=False, allow_infinity=False) | st.fractions())
+def test_rounding_a_decimal_or_a_fraction_gives_the_reference_digits(value):
+    if abs(Fraction(value)) >= 10 ** 60:
+        return   # beyond what any CQL operation produces
+    assert str(q.round_to_cql_decimal(value)) == str(_reference_round(value))
+
+
+@pytest.mark.parametrize("value", [Decimal("0.000000005"), Decimal("-0.000000005"), Decimal("0.0000000049999"),
+                                   Decimal("-1.123456785"), Decimal("123.000"), Decimal("1E+3"), Decimal("-0E-12"),
+                                   Decimal("1E+70"), Decimal("12345678901234567890.123456789")])
+def test_rounding_ties_and_wide_values_gives_the_reference_digits(value):
+    assert str(q.round_to_cql_decimal(value)) == str(_reference_round(value))
+
+
+def test_a_product_too_wide_for_decimals_takes_the_exact_path():
+    wide = Decimal("1.234567890123456789012345678901234567891234567")   # 91 digits squared: Decimal would round
+    got = (Quantity(wide, "g") * wide).value
+    assert got == _reference_round(Fraction(wide) * Fraction(wide))
+    assert (Quantity(Decimal(3), "mg/dL") * Quantity(Decimal("1.5"), "mg/dL")).unit == "mg2/dL2"
