@@ -148,3 +148,74 @@ def test_a_product_too_wide_for_decimals_takes_the_exact_path():
     got = (Quantity(wide, "g") * wide).value
     assert got == _reference_round(Fraction(wide) * Fraction(wide))
     assert (Quantity(Decimal(3), "mg/dL") * Quantity(Decimal("1.5"), "mg/dL")).unit == "mg2/dL2"
+
+
+# ---- queries: one evidence set emptied per row, and the query's own guard ----------------------
+
+QUERY_FACTS = {
+    "patient": {"source": "Patient/p"},
+    "Observation": [
+        {"source": f"Observation/{i}", "status": status, "value": {"quantity": [value, "mg/dL"]} if value else None}
+        for i, (value, status) in enumerate([("5", "final"), ("15", "final"), (None, "amended"), ("20", "final")],
+                                            start=1)],
+    "Condition": [{"source": "Condition/1", "clinicalStatus": "active"}],
+}
+QUERY_LIBRARY = """
+define "Kept": [Observation] O where O.value > 10 'mg/dL' and exists [Condition]
+define "Counted": Count([Observation] O where O.value > 10 'mg/dL')
+define "Read then rejected": [Observation] O where exists [Condition] and O.value > 100 'mg/dL'
+define "Some rejected": Count([Observation] O where exists ([Condition] C where C.clinicalStatus = 'active') and O.status = 'amended')
+define "Returned": [Observation] O return O.status
+define "Sorted": [Observation] O sort by status desc
+define "Single": (First([Observation])) O where O.status = 'final' return O.status
+define "Single rejected": (First([Observation])) O where O.status = 'amended'
+define "Null source": (First(List<Observation>{})) O return O.status
+define "Empty": (List<Observation>{}) O where O.status = 'final'
+define "Unit clash": [Observation] O where O.value > 1 'mmol/L'
+"""
+
+
+def _query_results(inline: bool):
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from service.cql_like import load_model_info
+    from service.cql_like.checker import check
+    from service.cql_like.codegen import generate
+    from service.cql_like.library import Library
+    from service.cql_like.parser import parse
+    from cqlcases import FactsProvider, wrap
+
+    model = load_model_info(Path(__file__).resolve().parents[1] / "service" / "knowledge" / "model.json")
+    source = wrap(None, QUERY_LIBRARY)
+    checked = check(parse(source, "q.cql"), source=source, filename="q.cql", model=model, valuesets={})
+    assert not checked.errors
+    library = Library(generate(checked.library, inline=inline))
+    now = datetime(2026, 11, 15, tzinfo=timezone.utc)
+    out = {}
+    for name in library.define_names:
+        try:
+            result = library.evaluate_define(name, FactsProvider(QUERY_FACTS), now=now)
+            value = result.value
+            out[name] = ([getattr(v, "source", v) for v in value] if isinstance(value, list)
+                         else getattr(value, "source", value), result.evidence)
+        except Exception as error:   # noqa: BLE001 - the error itself is compared
+            out[name] = (type(error).__name__, str(error).splitlines()[0])
+    return out
+
+
+def test_queries_keep_the_evidence_of_kept_rows_only():
+    got = _query_results(inline=True)
+    o = [f"Observation/{i}" for i in range(1, 5)]
+    assert got["Kept"] == ([o[1], o[3]], ("Condition/1", o[1], o[3]))
+    assert got["Counted"] == (2, (o[1], o[3]))
+    assert got["Read then rejected"] == ([], ())
+    assert got["Some rejected"] == (1, ("Condition/1", o[2]))
+    assert got["Returned"] == (["final", "amended"], tuple(o))
+    assert got["Sorted"] == ([o[0], o[1], o[3], o[2]], tuple(o))
+    assert got["Single"] == ("final", (o[0],))
+    assert got["Single rejected"] == (None, (o[0],))   # First's pick is evidence, as always
+    assert got["Null source"] == (None, ())
+    assert got["Empty"] == ([], ())
+    assert got["Unit clash"][0] == "CqlEvaluationError" and "q.cql:" in got["Unit clash"][1]
+    assert got == _query_results(inline=False)

@@ -757,49 +757,71 @@ class Generator:
         filters = withs + ([where] if where is not None else [])
         only_filter = filters[0] if len(filters) == 1 else None
 
+        line, column = node.line, node.column
+
         def run(ctx: Context) -> Any:
-            """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result."""
-            value = source(ctx)
-            if value is None:
-                return None
-            is_single = not isinstance(value, list)
-            rows = [value] if is_single else value
-            scope = ctx.scope
-            saved = scope.get(alias, _MISSING)
-            kept = []
+            """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result.
+
+            Value-level failures are raised at the query's position, as `_guard` raises them (one frame
+            instead of two per query); the rows' filters write to one evidence set, emptied per row."""
             try:
-                for row in rows:
-                    scope[alias] = row
+                value = source(ctx)
+                if value is None:
+                    return None
+                is_single = not isinstance(value, list)
+                rows = [value] if is_single else value
+                scope = ctx.scope
+                saved = scope.get(alias, _MISSING)
+                kept = []
+                outer_ev = ctx.ev
+                try:
                     if filters:
-                        outer_ev = ctx.ev
-                        row_ev = ctx.ev = set()
-                        try:
+                        row_ev: set[str] = set()
+                        for row in rows:
+                            scope[alias] = row
+                            ctx.ev = row_ev
                             if only_filter is not None:
                                 ok = only_filter(ctx) is True
                             else:
                                 ok = all(f(ctx) is True for f in filters)
-                        finally:
                             ctx.ev = outer_ev
-                        if not ok:
-                            continue
-                        if isinstance(row, Record):
-                            # the row itself counts only where the result is used (First, Count, ...)
-                            row_ev.discard(row.source)
-                        outer_ev.update(row_ev)
-                    kept.append(ret(ctx) if ret is not None else row)
-            finally:
-                if saved is _MISSING:
-                    scope.pop(alias, None)
-                else:
-                    scope[alias] = saved
-            if distinct_rows:
-                kept = ops.distinct(kept)
-            if sorter is not None:
-                kept = sorter(ctx, kept)
-            if is_single:
-                return kept[0] if kept else None
-            return kept
-        return _guard(run, node)
+                            if ok:
+                                if row_ev:
+                                    if type(row) is Record:
+                                        # the row itself counts only where the result is used (First, Count, ...)
+                                        row_ev.discard(row.source)
+                                    outer_ev.update(row_ev)
+                                kept.append(ret(ctx) if ret is not None else row)
+                            if row_ev:
+                                row_ev.clear()
+                    elif ret is not None:
+                        for row in rows:
+                            scope[alias] = row
+                            kept.append(ret(ctx))
+                    else:
+                        kept = list(rows)
+                finally:
+                    ctx.ev = outer_ev
+                    if saved is _MISSING:
+                        scope.pop(alias, None)
+                    else:
+                        scope[alias] = saved
+                if distinct_rows:
+                    kept = ops.distinct(kept)
+                if sorter is not None:
+                    kept = sorter(ctx, kept)
+                if is_single:
+                    return kept[0] if kept else None
+                return kept
+            except EvaluationFailure:
+                raise
+            except (UnitError, CqlRuntimeError) as exc:
+                raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
+            except ZeroDivisionError:
+                return None
+            except (ArithmeticError, ValueError, TypeError, OverflowError):
+                raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
+        return run
 
     def _with_clause(self, clause: ast.WithClause) -> Closure:
         source = self.expr(clause.source)
