@@ -119,7 +119,7 @@ def value_converter(actual: T.CqlType, target: T.CqlType) -> Callable[[Any], Any
         parts = {name: conv for name, conv in parts.items() if conv is not None}
         if parts:
             return lambda value: (CqlTuple({k: parts[k](v) if k in parts else v for k, v in value.items()})
-                                  if isinstance(value, CqlTuple) else value)
+                                  if type(value) is CqlTuple else value)
     return None
 
 
@@ -200,7 +200,7 @@ def member_getter(name: str, track: bool = True):
             if track and value.source:
                 ctx.ev.add(value.source)
             return value.fields.get(name)
-        if isinstance(value, CqlTuple):
+        if type(value) is CqlTuple:
             return value.get(name)
         if isinstance(value, list):
             out = []
@@ -232,8 +232,14 @@ def argument_key(value: Any) -> Any:
     if kind is Decimal:
         return (kind, value.as_tuple())
     if kind is list:
+        if {*map(type, value)} <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
+            return (_RECORD_LIST, *map(id, value))
         return (list, *map(argument_key, value))
     return (object, id(value))
+
+
+_ONLY_RECORDS = frozenset({Record})
+_RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
 
 
 class Generator:
@@ -479,12 +485,16 @@ class Generator:
         names = compiled.operand_names
         function_key = id(function)
 
+        only_name = names[0] if len(names) == 1 else None
+
         def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
             arguments: a repeated call gives the kept value and adds the same evidence again."""
-            if len(values) == 1:   # the usual case, without building an iterator
+            if only_name is not None:   # the usual case, without building an iterator
                 value = values[0]
-                key = (function_key, value if type(value) is str or value is None else argument_key(value))
+                kind = type(value)
+                key = (function_key, value if kind is str or value is None
+                       else (object, id(value)) if kind is Record or kind is CqlTuple else argument_key(value))
             else:
                 key = (function_key, *map(argument_key, values))
             kept = ctx.call_cache.get(key)
@@ -493,7 +503,7 @@ class Generator:
                     ctx.ev.update(kept[1])
                 return kept[0]
             saved_scope, saved_ev = ctx.scope, ctx.ev
-            ctx.scope = dict(zip(names, values))
+            ctx.scope = {only_name: values[0]} if only_name is not None else dict(zip(names, values))
             own_ev = ctx.ev = set()
             try:
                 value = compiled.body(ctx)
@@ -747,49 +757,71 @@ class Generator:
         filters = withs + ([where] if where is not None else [])
         only_filter = filters[0] if len(filters) == 1 else None
 
+        line, column = node.line, node.column
+
         def run(ctx: Context) -> Any:
-            """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result."""
-            value = source(ctx)
-            if value is None:
-                return None
-            is_single = not isinstance(value, list)
-            rows = [value] if is_single else value
-            scope = ctx.scope
-            saved = scope.get(alias, _MISSING)
-            kept = []
+            """Filter, project, deduplicate and sort the rows; a single (non-list) source gives a single result.
+
+            Value-level failures are raised at the query's position, as `_guard` raises them (one frame
+            instead of two per query); the rows' filters write to one evidence set, emptied per row."""
             try:
-                for row in rows:
-                    scope[alias] = row
+                value = source(ctx)
+                if value is None:
+                    return None
+                is_single = not isinstance(value, list)
+                rows = [value] if is_single else value
+                scope = ctx.scope
+                saved = scope.get(alias, _MISSING)
+                kept = []
+                outer_ev = ctx.ev
+                try:
                     if filters:
-                        outer_ev = ctx.ev
-                        row_ev = ctx.ev = set()
-                        try:
+                        row_ev: set[str] = set()
+                        for row in rows:
+                            scope[alias] = row
+                            ctx.ev = row_ev
                             if only_filter is not None:
                                 ok = only_filter(ctx) is True
                             else:
                                 ok = all(f(ctx) is True for f in filters)
-                        finally:
                             ctx.ev = outer_ev
-                        if not ok:
-                            continue
-                        if isinstance(row, Record):
-                            # the row itself counts only where the result is used (First, Count, ...)
-                            row_ev.discard(row.source)
-                        outer_ev.update(row_ev)
-                    kept.append(ret(ctx) if ret is not None else row)
-            finally:
-                if saved is _MISSING:
-                    scope.pop(alias, None)
-                else:
-                    scope[alias] = saved
-            if distinct_rows:
-                kept = ops.distinct(kept)
-            if sorter is not None:
-                kept = sorter(ctx, kept)
-            if is_single:
-                return kept[0] if kept else None
-            return kept
-        return _guard(run, node)
+                            if ok:
+                                if row_ev:
+                                    if type(row) is Record:
+                                        # the row itself counts only where the result is used (First, Count, ...)
+                                        row_ev.discard(row.source)
+                                    outer_ev.update(row_ev)
+                                kept.append(ret(ctx) if ret is not None else row)
+                            if row_ev:
+                                row_ev.clear()
+                    elif ret is not None:
+                        for row in rows:
+                            scope[alias] = row
+                            kept.append(ret(ctx))
+                    else:
+                        kept = list(rows)
+                finally:
+                    ctx.ev = outer_ev
+                    if saved is _MISSING:
+                        scope.pop(alias, None)
+                    else:
+                        scope[alias] = saved
+                if distinct_rows:
+                    kept = ops.distinct(kept)
+                if sorter is not None:
+                    kept = sorter(ctx, kept)
+                if is_single:
+                    return kept[0] if kept else None
+                return kept
+            except EvaluationFailure:
+                raise
+            except (UnitError, CqlRuntimeError) as exc:
+                raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
+            except ZeroDivisionError:
+                return None
+            except (ArithmeticError, ValueError, TypeError, OverflowError):
+                raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
+        return run
 
     def _with_clause(self, clause: ast.WithClause) -> Closure:
         source = self.expr(clause.source)

@@ -66,7 +66,7 @@ def _format(value: Any) -> str:
         return "@" + value.isoformat()
     if isinstance(value, list):
         return "{ " + ", ".join(_format(v) for v in value) + " }" if value else "{ }"
-    if isinstance(value, CqlTuple):
+    if type(value) is CqlTuple:
         if not value:
             return "Tuple { : }"
         return "Tuple { " + ", ".join(f"{k}: {_format(v)}" for k, v in value.items()) + " }"

@@ -62,6 +62,10 @@ class Library:
         self._defines: dict[str, CompiledDefine] = generated.defines
         self._parameters = generated.parameters
         self.define_names: tuple[str, ...] = tuple(generated.defines)
+        # what evaluation reads per define, without going through CompiledDefine each time
+        self._closures = {name: define.closure for name, define in generated.defines.items()}
+        # `defines` arguments already checked and put in declaration order (callers repeat the same few)
+        self._wanted: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.define_types = {name: generated.defines[name].type for name in self.define_names}
         self._deep = deep or getattr(node, "nesting", 0) > SHALLOW_NESTING
         # defaults as evaluated at load (for display); evaluation re-evaluates them with its own `now`
@@ -104,13 +108,20 @@ class Library:
     def _known_defines(self, defines: Iterable[str]) -> tuple[str, ...]:
         """The defines named (one name alone is one define, not its letters), in declaration order."""
         wanted = [defines] if isinstance(defines, str) else list(defines)
+        key = tuple(wanted)
+        known = self._wanted.get(key)
+        if known is not None:
+            return known
         for name in wanted:
             if name not in self._defines:
                 suggestion = closest_name(name, self.define_names)
                 raise CqlNameError(f"no define \"{name}\" in library {self.name or self.filename}"
                                    + did_you_mean(suggestion), filename=self.filename, suggestion=suggestion)
         wanted_set = set(wanted)
-        return tuple(name for name in self.define_names if name in wanted_set)
+        known = tuple(name for name in self.define_names if name in wanted_set)
+        if len(self._wanted) < 64:
+            self._wanted[key] = known
+        return known
 
     def _evaluate(self, provider, parameters, now: datetime, names: tuple[str, ...]) -> EvaluationResult:
         ctx = self._context(provider, parameters, now)
@@ -151,7 +162,7 @@ class Library:
             own_ev = ctx.ev = set()
             ctx.scope = {}
             try:
-                value = self._defines[name].closure(ctx)
+                value = self._closures[name](ctx)
             except EvaluationFailure as exc:
                 raise self._failure(exc, name) from None
             except RecursionError:

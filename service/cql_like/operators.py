@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
+from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException, getcontext
 from functools import cmp_to_key
 from typing import Any, Callable, Iterable
 
@@ -146,7 +146,7 @@ def equal(a: Any, b: Any) -> bool | None:
         if len(a) != len(b):
             return False
         return _all_equal(zip(a, b), _equal_or_both_null)
-    if isinstance(a, CqlTuple) and isinstance(b, CqlTuple):
+    if type(a) is CqlTuple and type(b) is CqlTuple:
         if set(a) != set(b):
             return False
         return _all_equal(((a[k], b[k]) for k in a), _equal_or_both_null)
@@ -220,7 +220,7 @@ def equivalent(a: Any, b: Any) -> bool:
         return any((c.system, c.code) in codes_a for c in _codes(b))
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(equivalent(x, y) for x, y in zip(a, b))
-    if isinstance(a, CqlTuple) and isinstance(b, CqlTuple):
+    if type(a) is CqlTuple and type(b) is CqlTuple:
         return set(a) == set(b) and all(equivalent(a[k], b[k]) for k in a)
     if isinstance(a, Interval) and isinstance(b, Interval):
         return ((a.low_closed, a.high_closed) == (b.low_closed, b.high_closed)
@@ -385,8 +385,30 @@ def power(a: Any, b: Any) -> Any:
         if abs(a) > 1 and b > 64:
             return None
         return checked_int(a ** b)
+    base, exponent = to_decimal(a), to_decimal(b)
+    if not exponent.is_finite() or exponent == exponent.to_integral_value():
+        return _decimal_power(base, exponent)
+    # A fractional exponent costs tens of microseconds (Decimal computes it through ln and exp,
+    # correctly rounded); the same operands recur across patients (eGFR from a creatinine ratio),
+    # so results are kept by the operands' exact digits and the Decimal context that computed them.
+    context = getcontext()
+    key = (str(base), str(exponent), context.prec, context.rounding)
+    result = _FRACTIONAL_POWERS.get(key, _UNKNOWN)
+    if result is _UNKNOWN:
+        if len(_FRACTIONAL_POWERS) >= _FRACTIONAL_POWERS_KEPT:
+            _FRACTIONAL_POWERS.clear()
+        result = _FRACTIONAL_POWERS[key] = _decimal_power(base, exponent)
+    return result
+
+
+_FRACTIONAL_POWERS: dict[tuple, Decimal | None] = {}
+_FRACTIONAL_POWERS_KEPT = 4096
+_UNKNOWN = object()
+
+
+def _decimal_power(base: Decimal, exponent: Decimal) -> Decimal | None:
     try:
-        return round8(to_decimal(a) ** to_decimal(b))
+        return round8(base ** exponent)
     except (DecimalException, ZeroDivisionError, OverflowError):
         return None
 
@@ -744,7 +766,7 @@ def type_label(value: Any) -> str:
         return "List"
     if isinstance(value, Interval):
         return "Interval"
-    if isinstance(value, CqlTuple):
+    if type(value) is CqlTuple:
         return "Tuple"
     return type(value).__name__
 

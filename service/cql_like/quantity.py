@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import (ROUND_HALF_UP, Context, Decimal, DecimalException, DivisionByZero, Inexact, InvalidOperation,
+                     Overflow, localcontext)
 from fractions import Fraction
 from typing import Union
 
@@ -58,8 +59,17 @@ _QUANTITY_TEXT = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:'(.*)'|([A-Za-z]+))?
 Number = Union[Decimal, int]
 
 
+# Wide enough to hold exactly any product of two CQL Decimals (|x| < 10^28, 8 places: 36 digits each);
+# an operation that would round anyway raises (Inexact), and the exact Fraction path takes over.
+_EXACT = Context(prec=80, traps=[Inexact, InvalidOperation, Overflow, DivisionByZero])
+_WIDE = Context(prec=80)
+
+
 def round_to_cql_decimal(value: Fraction | Decimal) -> Decimal:
     """Round to 8 decimal places (ROUND_HALF_UP) and drop trailing zeros: Fraction(10) -> Decimal('10')."""
+    if type(value) is Decimal and value.is_finite() and value.adjusted() < 60:
+        # the same rounding (half away from zero) of the same exact value, without Fractions
+        return _strip_noise(value.quantize(_QUANTUM, rounding=ROUND_HALF_UP, context=_WIDE))
     exact = Fraction(value)
     scaled = abs(exact) * 10 ** DECIMAL_PLACES
     units = int(scaled + Fraction(1, 2))  # floor(x + 1/2): half away from zero for |x|
@@ -73,12 +83,20 @@ def round_to_cql_decimal(value: Fraction | Decimal) -> Decimal:
 def _strip_noise(value: Decimal) -> Decimal:
     if value == 0:
         return Decimal(0)
-    with localcontext() as context:
-        context.prec = 80
-        normalized = value.normalize()
-        if normalized.as_tuple().exponent > 0:
-            normalized = normalized.quantize(Decimal(1))
-        return normalized
+    normalized = value.normalize(_WIDE)
+    if normalized.as_tuple().exponent > 0:
+        normalized = normalized.quantize(Decimal(1), context=_WIDE)
+    return normalized
+
+
+def _product(a: Number, b: Number) -> Decimal:
+    """a x b rounded to a CQL Decimal: exactly in Decimal when it fits, else through Fractions."""
+    if (type(a) is Decimal or type(a) is int) and (type(b) is Decimal or type(b) is int):
+        try:
+            return round_to_cql_decimal(_EXACT.multiply(a, b))
+        except DecimalException:
+            pass
+    return round_to_cql_decimal(Fraction(a) * Fraction(b))
 
 
 def _limit_places(value: Decimal) -> Decimal:
@@ -290,7 +308,7 @@ class Quantity:
             if number is None:
                 return NotImplemented
             unit, factor = self.unit, number
-        return Quantity(round_to_cql_decimal(Fraction(self.value) * Fraction(factor)), unit)
+        return Quantity(_product(self.value, factor), unit)
 
     def __rmul__(self, other: object) -> "Quantity":
         return self.__mul__(other)

@@ -416,11 +416,13 @@ def conversion_factor(source: str | Unit, target: str | Unit, *, operation: str 
     return source_unit.exact_factor / target_unit.exact_factor
 
 
+@lru_cache(maxsize=2048)   # pure, and rules combine the same few units again and again
 def multiply_units(left: str, right: str) -> str:
     """A readable UCUM unit for left.right: equal symbols combine exponents ('mg/dL' x2 -> 'mg2/dL2')."""
     return _combine(parse_unit(left), parse_unit(right), 1)
 
 
+@lru_cache(maxsize=2048)   # pure, and rules combine the same few units again and again
 def divide_units(left: str, right: str) -> str:
     """A readable UCUM unit for left/right; equal units cancel to '1'."""
     return _combine(parse_unit(left), parse_unit(right), -1)

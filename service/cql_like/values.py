@@ -46,7 +46,8 @@ class Interval:
 
 
 class CqlTuple(Mapping[str, Any]):
-    """An immutable CQL Tuple: ordered named elements."""
+    """An immutable CQL Tuple: ordered named elements. Not subclassed: the engine tests
+    `type(value) is CqlTuple`, as `isinstance` goes through Mapping's ABC machinery."""
 
     __slots__ = ("_elements",)
 
@@ -84,7 +85,7 @@ class CqlTuple(Mapping[str, Any]):
         return self._elements.items()
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, CqlTuple):
+        if type(other) is CqlTuple:
             return self._elements == other._elements
         return NotImplemented
 
