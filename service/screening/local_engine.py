@@ -1,11 +1,15 @@
 """The local engine: partition the source by patient on disk, then assess the shards in a process pool.
 
-    source --partition--> work/shards/shard-NNNNN.tsv --pool of workers--> work/parts/shard-NNNNN/ --> outputs
+    source --partition (chunks, by the workers)--> work/shards/chunk-NNNNN-RRR.tsv
+           --assess (shards, by the workers)--> work/parts/shard-NNNNN/ --> outputs
 
-Each worker builds its Assessor once (the rule library is compiled per process) and assesses whole
-shards: a shard's patients are grouped in memory, one patient at a time goes through
-`screen_patient`, and the shard's results are written as a part (`outputs.PartWriter`) whose
-marker comes last. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+On Linux the Assessor is built once, in this process, before the workers are forked: they inherit
+the compiled rule library (shared, copy on write) and are ready at once; the objects alive then are
+moved out of the collector's view (`gc.freeze`) so that no process walks the library again (as the
+served workers do). Elsewhere (spawned workers) each worker builds its own. The workers first
+partition the source, a chunk each at a time (`sharding.partition`), then assess whole shards: a
+shard's patients are grouped in memory, one patient at a time goes through `screen_patient`, and
+the shard's results are written as a part (`outputs.PartWriter`) whose marker comes last. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -14,6 +18,7 @@ are written.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import resource
@@ -24,13 +29,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
 from .outputs import PartWriter, assemble, part_counts, write_atomically
 from .patient_screen import PatientScreen, screen_patient
-from .sharding import partition, read_shard, shard_count_for, shard_path
+from .sharding import Piece, partition, read_shard, shard_count_for, shard_pieces
 from .sources import Source
 from .summary_row import summary_row
 
@@ -38,6 +43,9 @@ WORK_FOLDER = ".screen-work"
 RUN_FILE = "run.json"
 PARTITION_FILE = "partition.json"
 _POLL_SECONDS = 0.25
+# Allocations between two collections of the youngest generation while screening (CPython's default:
+# 700): a patient's assessment builds hundreds of thousands of short-lived objects.
+YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 @dataclass
@@ -52,7 +60,7 @@ class ScreenRun:
     shards_done_before: int = 0  # finished shards a resumed run found and did not redo
     # the peak resident memory of this process plus that of each worker (an upper bound of the tree's peak)
     peak_rss_bytes: int = 0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: partition, assess, assemble
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: start-up, partition, assess, assemble
 
     @property
     def rate(self) -> float:
@@ -87,19 +95,20 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
     pending = _pending(parts) if partitioned is not None else list(range(run["shards"]))
-    # Started before the partition, so that each worker compiles the rule library meanwhile.
     pool = _Workers(min(workers or os.cpu_count() or 1, len(pending)), config) if pending else None
+    phases["start-up"] = time.perf_counter() - started
     try:
         if partitioned is None:
+            assert pool is not None  # every shard is pending before the partition
             shutil.rmtree(shard_folder, ignore_errors=True)
             _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
-            partitioned = partition(source, shard_folder, run["shards"]).to_json()
+            partitioned = partition(source, shard_folder, run["shards"], mapper=pool.map).to_json()
             write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
-        phases["partition"] = time.perf_counter() - started
+        phases["partition"] = time.perf_counter() - started - sum(phases.values())
         done = {index: part_counts(part) for index, part in enumerate(parts)}
         already = sum(counts.get("patients", 0) for counts in done.values() if counts)
-        worker_peaks = pool.run(pending, shard_folder, parts, run["now"], total=partitioned["patients"],
-                                already=already, progress=progress) if pool else {}
+        worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], parts, run["now"],
+                                total=partitioned["patients"], already=already, progress=progress) if pool else {}
     finally:
         if pool:
             pool.close()
@@ -137,18 +146,29 @@ def _same_run(previous: dict[str, Any], run: dict[str, Any]) -> bool:
 
 
 class _Workers:
-    """The worker processes: each builds its Assessor when it starts, then assesses whole shards."""
+    """The worker processes, with an Assessor each (inherited when forked, else built as each starts):
+    they partition the source, then assess whole shards."""
 
     def __init__(self, workers: int, config: Mapping[str, Any] | None) -> None:
-        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        forked = sys.platform.startswith("linux")
+        context = multiprocessing.get_context("fork" if forked else None)
         self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
         config_dict = dict(config) if config is not None else None
+        self.settled: tuple[int, int, int] | None = None
+        if forked:  # built here once, and inherited by every worker
+            _worker["assessor"] = _build_assessor(config_dict)
+            self.settled = _settle_heap()
         self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
-                                        initargs=(config_dict, self.counter, os.getpid()))
-        self.pool.submit(os.getpid)  # the first task starts the processes (and their Assessors) now
+                                        initargs=(None if forked else config_dict, not forked, self.counter,
+                                                  os.getpid()))
+        self.pool.submit(os.getpid)  # the first task starts the processes now
 
-    def run(self, pending: list[int], shard_folder: Path, parts: list[Path], now_text: str, *, total: int,
-            already: int, progress: bool) -> dict[int, int]:
+    def map(self, function: Any, items: Iterable[Any]) -> Iterator[Any]:
+        """`function` of each item in the workers; the results in the order of the items."""
+        return self.pool.map(function, items)
+
+    def run(self, pending: list[int], shard_folder: Path, runs: list[Any], parts: list[Path], now_text: str, *,
+            total: int, already: int, progress: bool) -> dict[int, int]:
         """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
         from tqdm import tqdm
 
@@ -160,7 +180,7 @@ class _Workers:
         bar = tqdm(total=total or None, initial=already, unit="patient", desc="screening", file=sys.stderr,
                    disable=not progress, dynamic_ncols=interactive, smoothing=0.1,
                    mininterval=0.5 if interactive else 10)
-        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_path(shard_folder, index)),
+        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_folder), shard_pieces(runs, index),
                                                  str(parts[index]), now_text) for index in pending}
         try:
             while futures:
@@ -176,6 +196,10 @@ class _Workers:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        _worker.clear()
+        if self.settled is not None:
+            gc.set_threshold(*self.settled)
+            gc.unfreeze()
 
 
 # ---------------------------------------------------------------- in the worker processes
@@ -183,22 +207,42 @@ class _Workers:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(config: Mapping[str, Any] | None, counter: Any, parent: int) -> None:
-    """Build this process's Assessor once, before its first shard."""
+def _build_assessor(config: Mapping[str, Any] | None) -> Any:
     from ..config import load_config
     from ..pipeline.assess import Assessor
 
-    settings = config if config is not None and "RULE_LIBRARY" in config else load_config(config)
-    _worker.update(assessor=Assessor(settings), counter=counter, parent=parent)
+    return Assessor(config if config is not None and "RULE_LIBRARY" in config else load_config(config))
 
 
-def screen_shard(shard_file: str, part_dir: str, now_text: str) -> tuple[dict[str, int], int, int]:
-    """Assess every patient of one shard file and write its part; returns the part's counts, this
-    worker's pid and its peak resident bytes so far."""
+def _settle_heap() -> tuple[int, int, int]:
+    """Move every object alive now (the compiled rule library above all) out of the collector's view and
+    collect the youngest generation less often; returns the thresholds to restore.
+
+    The oldest generation's collections otherwise walk the whole library again and again while patients
+    are assessed, for garbage that is never there; cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
+    return thresholds
+
+
+def _start_worker(config: Mapping[str, Any] | None, build: bool, counter: Any, parent: int) -> None:
+    """Ready this worker: its Assessor is inherited (forked) or built now (spawned)."""
+    if build:
+        _worker["assessor"] = _build_assessor(config)
+        _settle_heap()
+    _worker.update(counter=counter, parent=parent)
+
+
+def screen_shard(shard_folder: str, pieces: list[Piece], part_dir: str,
+                 now_text: str) -> tuple[dict[str, int], int, int]:
+    """Assess every patient of one shard (its pieces of the run files) and write its part; returns the
+    part's counts, this worker's pid and its peak resident bytes so far."""
     assessor, counter, parent = _worker["assessor"], _worker["counter"], _worker["parent"]
     now = datetime.fromisoformat(now_text)
     with PartWriter(Path(part_dir)) as part:
-        for patient_id, lines in read_shard(Path(shard_file)):
+        for patient_id, lines in read_shard(Path(shard_folder), pieces):
             if os.getppid() != parent:  # the run was killed: stop, leave the part unfinished
                 os._exit(1)
             part.add(screen_lines(patient_id, lines, assessor, now))
