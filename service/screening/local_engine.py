@@ -1,7 +1,7 @@
 """The local engine: partition the source by patient on disk, then assess the shards in a process pool.
 
     source --partition (chunks, by the workers)--> work/shards/chunk-NNNNN-RRR.tsv
-           --assess (shards, by the workers)--> work/parts/shard-NNNNN/ --> outputs
+           --assess (shards, by the workers)--> work/parts/shard-NNNNN/ --join (here)--> outputs
 
 On Linux the Assessor is built once, in this process, before the workers are forked: they inherit
 the compiled rule library (shared, copy on write) and are ready at once; the objects alive then are
@@ -9,7 +9,9 @@ moved out of the collector's view (`gc.freeze`) so that no process walks the lib
 served workers do). Elsewhere (spawned workers) each worker builds its own. The workers first
 partition the source, a chunk each at a time (`sharding.partition`), then assess whole shards: a
 shard's patients are grouped in memory, one patient at a time goes through `screen_patient`, and
-the shard's results are written as a part (`outputs.PartWriter`) whose marker comes last. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+the shard's results are written as a part (`outputs.PartWriter`) whose marker comes last; this
+process joins each part into the outputs (`outputs.Assembler`) as soon as it and those before it
+are complete, so only the last parts and the report are left when the workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -33,7 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
-from .outputs import PartWriter, assemble, part_counts, write_atomically
+from .outputs import Assembler, PartWriter, part_counts, write_atomically
 from .patient_screen import PatientScreen, screen_patient
 from .sharding import Piece, partition, read_shard, shard_count_for, shard_pieces
 from .sources import Source
@@ -107,15 +109,24 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         phases["partition"] = time.perf_counter() - started - sum(phases.values())
         done = {index: part_counts(part) for index, part in enumerate(parts)}
         already = sum(counts.get("patients", 0) for counts in done.values() if counts)
-        worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], parts, run["now"],
-                                total=partitioned["patients"], already=already, progress=progress) if pool else {}
+        # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
+        facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
+        joiner = _Joiner(parts, Assembler(out_dir, run_facts=facts,
+                                          leading_issues=[*extra_issues, *partitioned["problems"]]))
+        try:
+            joiner.catch_up()
+            worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], parts, run["now"],
+                                    total=partitioned["patients"], already=already, progress=progress,
+                                    joiner=joiner) if pool else {}
+        except BaseException:
+            joiner.assembler.abandon()
+            raise
     finally:
         if pool:
             pool.close()
     phases["assess"] = time.perf_counter() - started - sum(phases.values())
-    # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
-    facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
-    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
+    joiner.catch_up()
+    totals = joiner.assembler.finish()
     problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
@@ -145,6 +156,21 @@ def _same_run(previous: dict[str, Any], run: dict[str, Any]) -> bool:
     return same_source and same_instant and previous.get("shards") == run["shards"]
 
 
+class _Joiner:
+    """Joins the parts into the outputs in shard order, each as soon as it and those before it are
+    complete: this process does it while the workers assess the shards after."""
+
+    def __init__(self, parts: list[Path], assembler: Assembler) -> None:
+        self.parts = parts
+        self.assembler = assembler
+        self.joined = 0
+
+    def catch_up(self) -> None:
+        while self.joined < len(self.parts) and part_counts(self.parts[self.joined]) is not None:
+            self.assembler.add(self.parts[self.joined])
+            self.joined += 1
+
+
 class _Workers:
     """The worker processes, with an Assessor each (inherited when forked, else built as each starts):
     they partition the source, then assess whole shards."""
@@ -168,7 +194,7 @@ class _Workers:
         return self.pool.map(function, items)
 
     def run(self, pending: list[int], shard_folder: Path, runs: list[Any], parts: list[Path], now_text: str, *,
-            total: int, already: int, progress: bool) -> dict[int, int]:
+            total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
         """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
         from tqdm import tqdm
 
@@ -188,6 +214,8 @@ class _Workers:
                 for future in finished:
                     _counts, pid, peak = future.result()  # a worker's crash stops the run (--resume goes on)
                     peaks[pid] = max(peaks.get(pid, 0), peak)
+                if finished:
+                    joiner.catch_up()
                 bar.update(self.counter.value - bar.n)
         finally:
             bar.update(self.counter.value - bar.n)
