@@ -274,3 +274,14 @@ def test_the_outputs_are_the_same_bytes_whatever_the_worker_count(export, screen
     assert run.patients == 44
     for name in OUTPUT_FILES:
         assert (tmp_path / "one" / name).read_bytes() == (screened / name).read_bytes(), name
+
+
+def test_spawned_workers_build_their_own_assessor_and_give_the_same_bytes(export, screened, tmp_path, monkeypatch):
+    """Where processes cannot be forked, each worker builds its Assessor itself; nothing else changes."""
+    from service.screening import local_engine
+
+    monkeypatch.setattr(local_engine, "_forking", lambda: False)
+    run = run_local(export, tmp_path / "spawned", workers=2, now=FIXTURE_NOW, progress=False)
+    assert run.patients == 44
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "spawned" / name).read_bytes() == (screened / name).read_bytes(), name

@@ -1,17 +1,18 @@
 """The local engine: partition the source by patient on disk, then assess the shards in a process pool.
 
-    source --partition (chunks, by the workers)--> work/shards/chunk-NNNNN-RRR.tsv
+    source --partition (chunks, in processes)--> work/shards/chunk-NNNNN-RRR.tsv
            --assess (shards, by the workers)--> work/parts/shard-NNNNN/ --join (here)--> outputs
 
-On Linux the Assessor is built once, in this process, before the workers are forked: they inherit
-the compiled rule library (shared, copy on write) and are ready at once; the objects alive then are
-moved out of the collector's view (`gc.freeze`) so that no process walks the library again (as the
-served workers do). Elsewhere (spawned workers) each worker builds its own. The workers first
-partition the source, a chunk each at a time (`sharding.partition`), then assess whole shards: a
-shard's patients are grouped in memory, one patient at a time goes through `screen_patient`, and
-the shard's results are written as a part (`outputs.PartWriter`) whose marker comes last; this
-process joins each part into the outputs (`outputs.Assembler`) as soon as it and those before it
-are complete, so only the last parts and the report are left when the workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+The source is partitioned by processes of their own, a chunk each at a time (`sharding.partition`),
+while this process builds the Assessor (on Linux): the workers, forked after, inherit the compiled
+rule library (shared, copy on write) and are ready at once; the objects alive then are moved out
+of the collector's view (`gc.freeze`) so that no process walks the library again (as the served
+workers do). Elsewhere (spawned workers) each worker builds its own. The workers assess whole
+shards: a shard's patients are grouped in memory, one patient at a time goes through
+`screen_patient`, and the shard's results are written as a part (`outputs.PartWriter`) whose
+marker comes last; this process joins each part into the outputs (`outputs.Assembler`) as soon as
+it and those before it are complete, so only the last parts and the report are left when the
+workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -26,10 +27,12 @@ import os
 import resource
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -37,7 +40,7 @@ import orjson
 
 from .outputs import Assembler, PartWriter, part_counts, write_atomically
 from .patient_screen import PatientScreen, screen_patient
-from .sharding import Piece, partition, read_shard, shard_count_for, shard_pieces
+from .sharding import PartitionResult, Piece, partition, read_shard, shard_count_for, shard_pieces
 from .sources import Source
 from .summary_row import summary_row
 
@@ -60,9 +63,12 @@ class ScreenRun:
     out_dir: Path
     totals: dict[str, int] = field(default_factory=dict)
     shards_done_before: int = 0  # finished shards a resumed run found and did not redo
-    # the peak resident memory of this process plus that of each worker (an upper bound of the tree's peak)
+    # the peak resident memory of this process plus that of each of its processes (the partition's or the
+    # workers', whichever sum is larger): an upper bound of the tree's peak, which counts the pages the
+    # workers share with this process (the rule library they inherit) once for each
     peak_rss_bytes: int = 0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: start-up, partition, assess, assemble
+    # seconds: "start-up and partition" (overlapping), "assess" (joining parts meanwhile), "assemble" (what is left)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -96,17 +102,20 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
-    pending = _pending(parts) if partitioned is not None else list(range(run["shards"]))
-    pool = _Workers(min(workers or os.cpu_count() or 1, len(pending)), config) if pending else None
-    phases["start-up"] = time.perf_counter() - started
+    count = workers or os.cpu_count() or 1
+    assessor, partition_peaks, pool = None, {}, None
     try:
         if partitioned is None:
-            assert pool is not None  # every shard is pending before the partition
             shutil.rmtree(shard_folder, ignore_errors=True)
             _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
-            partitioned = partition(source, shard_folder, run["shards"], mapper=pool.map).to_json()
+            result, assessor, partition_peaks = _partition_while_starting(source, shard_folder, run["shards"], count,
+                                                                          config)
+            partitioned = result.to_json()
             write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
-        phases["partition"] = time.perf_counter() - started - sum(phases.values())
+        pending = _pending(parts)
+        pool = _Workers(min(count, len(pending)), config, assessor) if pending else None
+        assessor = None
+        phases["start-up and partition"] = time.perf_counter() - started
         done = {index: part_counts(part) for index, part in enumerate(parts)}
         already = sum(counts.get("patients", 0) for counts in done.values() if counts)
         # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
@@ -130,9 +139,62 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
+    # the partition's processes are gone before the workers start: the larger of the two sets counts
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            + max(sum(partition_peaks.values()), sum(worker_peaks.values())))
     return ScreenRun(totals.get("patients", 0), time.perf_counter() - started, problems, out_dir, totals,
                      shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak, phases=phases)
+
+
+def _partition_while_starting(source: Source, folder: Path, shards: int, workers: int,
+                              config: Mapping[str, Any] | None) -> tuple[PartitionResult, Any, dict[int, int]]:
+    """Partition the source in processes of its own (`workers` of them) while this process builds the
+    Assessor the workers will inherit (on Linux): the compilation and the partition overlap. Returns
+    the partition, the Assessor (None where workers build their own) and the peak resident bytes of
+    each partitioning process."""
+    peaks: dict[int, int] = {}
+    outcome: dict[str, Any] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as chunk_pool:
+        chunk_pool.submit(os.getpid).result()  # the processes are forked here, before any other thread runs
+
+        def mapper(function: Any, chunks: Iterable[Any]) -> Iterator[Any]:
+            return _recording_peaks(chunk_pool.map(partial(_measured, function), chunks), peaks)
+
+        def run() -> None:
+            try:
+                outcome["result"] = partition(source, folder, shards, mapper=mapper)
+            except BaseException as error:  # noqa: BLE001 - raised again by the main thread
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run, name="partition")
+        thread.start()
+        try:
+            assessor = _build_assessor(dict(config) if config is not None else None) if _forking() else None
+        finally:
+            thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"], assessor, peaks
+
+
+def _measured(function: Any, item: Any) -> tuple[Any, int, int]:
+    """`function(item)`, with this process's pid and peak resident bytes."""
+    return function(item), os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _recording_peaks(results: Iterable[tuple[Any, int, int]], peaks: dict[int, int]) -> Iterator[Any]:
+    for result, pid, peak in results:
+        peaks[pid] = max(peaks.get(pid, 0), peak)
+        yield result
+
+
+def _forking() -> bool:
+    """Whether workers are forked (and inherit what this process built) rather than spawned."""
+    return sys.platform.startswith("linux")
+
+
+def _context() -> Any:
+    return multiprocessing.get_context("fork" if _forking() else "spawn")
 
 
 def _pending(parts: list[Path]) -> list[int]:
@@ -172,26 +234,22 @@ class _Joiner:
 
 
 class _Workers:
-    """The worker processes, with an Assessor each (inherited when forked, else built as each starts):
-    they partition the source, then assess whole shards."""
+    """The worker processes, with an Assessor each (inherited when forked, else built as each starts),
+    that assess whole shards."""
 
-    def __init__(self, workers: int, config: Mapping[str, Any] | None) -> None:
-        forked = sys.platform.startswith("linux")
-        context = multiprocessing.get_context("fork" if forked else None)
+    def __init__(self, workers: int, config: Mapping[str, Any] | None, assessor: Any = None) -> None:
+        forked = _forking()
+        context = _context()
         self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
         config_dict = dict(config) if config is not None else None
         self.settled: tuple[int, int, int] | None = None
-        if forked:  # built here once, and inherited by every worker
-            _worker["assessor"] = _build_assessor(config_dict)
+        if forked:  # built here once (unless given), and inherited by every worker
+            _worker["assessor"] = assessor if assessor is not None else _build_assessor(config_dict)
             self.settled = _settle_heap()
         self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
                                         initargs=(None if forked else config_dict, not forked, self.counter,
                                                   os.getpid()))
         self.pool.submit(os.getpid)  # the first task starts the processes now
-
-    def map(self, function: Any, items: Iterable[Any]) -> Iterator[Any]:
-        """`function` of each item in the workers; the results in the order of the items."""
-        return self.pool.map(function, items)
 
     def run(self, pending: list[int], shard_folder: Path, runs: list[Any], parts: list[Path], now_text: str, *,
             total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
@@ -208,6 +266,7 @@ class _Workers:
                    mininterval=0.5 if interactive else 10)
         futures: set[Future] = {self.pool.submit(screen_shard, str(shard_folder), shard_pieces(runs, index),
                                                  str(parts[index]), now_text) for index in pending}
+        joiner.assembler.prepare_report()  # while the workers are busy, not after
         try:
             while futures:
                 finished, futures = wait(futures, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)

@@ -36,6 +36,9 @@ PART_MARKER = "done.json"
 REPORT_FILE = "report.html"
 _LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
 _PARQUET_BATCH = 1_000
+# A chart with an axis and text, drawn once to start the renderer before the report is (see `prepare_report`).
+_WARM_UP_CHART = {"data": {"values": [{"x": "a", "y": 1}]}, "mark": "bar",
+                  "encoding": {"x": {"field": "x", "type": "nominal"}, "y": {"field": "y", "type": "quantitative"}}}
 
 
 class PartWriter:
@@ -182,6 +185,13 @@ class Assembler:
             self._batch.append(row)
             if len(self._batch) >= _PARQUET_BATCH:
                 self._write_batch()
+
+    def prepare_report(self) -> None:
+        """Start the charts' renderer now (vl-convert starts its JavaScript engine on the first chart: about
+        half a second), so that when the last part is joined only the report's own charts are left."""
+        from ..trend.render import to_svg
+
+        to_svg(_WARM_UP_CHART)
 
     def _write_batch(self) -> None:
         import pyarrow as pa
