@@ -102,6 +102,8 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
+    if partitioned is not None and "runs" not in partitioned:
+        partitioned = None  # written by a version that kept one file per shard: partitioned again, the same lines
     count = workers or os.cpu_count() or 1
     assessor, partition_peaks, pool = None, {}, None
     try:

@@ -34,7 +34,7 @@ from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decode
 SHARD_TARGET_BYTES = 8 * 1024 * 1024  # about this much JSON per shard: a few hundred patients
 CHUNK_TARGET_BYTES = 8 * 1024 * 1024  # about this much of the source per chunk partitioned at once
 MIN_SHARDS = 16
-MAX_SHARDS = 1000
+MAX_SHARDS = 1000  # each run file keeps an offset per shard
 
 # One chunk's lines in, its results out, in chunk order: the built-in `map`, or a process pool's.
 ChunkMapper = Callable[[Callable[["Chunk"], "ChunkResult"], Iterable["Chunk"]], Iterable["ChunkResult"]]
