@@ -11,9 +11,15 @@ something on a shared, noisy machine:
 - one by one: the same patients assessed one after the other in this process with the pipeline
   (each patient's lines parsed and put through `screen_patient`, the same call the engines make:
   `Assessor.assess` and the `$assess` output builders), grouping and writing excluded;
-- start-up: building one Assessor (compiling the rule library), which each worker does once.
+- start-up: building one Assessor (compiling the rule library), which the local engine does once,
+  while processes of its own partition the export, before forking the workers that inherit it.
 The engine runs in a child process; its peak memory is that of the whole process tree (the
-engine's own peak plus each worker's, an upper bound of their sum at any instant).
+engine's own peak plus that of each of its processes, the partition's or the workers' whichever is
+larger: an upper bound of their sum at any instant, which counts the pages the workers share with
+the engine, the compiled rule library, more than once).
+The local engine's phases: "start-up and partition" (the Assessor built while the export is
+partitioned), "assess" (the workers assess the shards while the engine joins each finished part
+into the outputs), "assemble" (the last parts and the report).
 """
 
 from __future__ import annotations
@@ -217,7 +223,7 @@ def _print(figures: dict[str, Any]) -> None:
         else:
             print(f"  CPU of the whole tree / CPU one by one: "
                   f"{run['cpu_seconds'] / figures['one_by_one_cpu_seconds']:.2f} (1.0: no work of its own; "
-                  f"the workers' start-up is {figures['workers']} x {startup:.1f} s of it)")
+                  f"the start-up, one Assessor, is {startup:.1f} s of it)")
         print("  phases: " + ", ".join(f"{phase} {value:.2f} s" for phase, value in run.get("phases", {}).items()))
 
     _print_side_by_side(figures)
@@ -230,8 +236,8 @@ def _print_side_by_side(figures: dict[str, Any]) -> None:
         return
     local_rate = local["patients"] / max(local["seconds"] - figures["startup_seconds"], 1e-9)
     print(f"side by side ({figures['workers']} cores each; the same export, the same run):")
-    print(f"  start-up:   local {figures['startup_seconds']:.1f} s (one Assessor per worker, overlapping the "
-          f"partition)   spark {spark['startup_seconds']:.1f} s (JVM and session; then an Assessor per Python worker)")
+    print(f"  start-up:   local {figures['startup_seconds']:.1f} s (one Assessor, overlapping the partition, "
+          f"inherited by the workers)   spark {spark['startup_seconds']:.1f} s (JVM and session; then an Assessor per Python worker)")
     print(f"  after it:   local {local_rate:.1f} patients/s   spark {spark['rate_after_startup']:.1f} patients/s "
           f"(spark / local: {spark['rate_after_startup'] / local_rate:.2f})")
 

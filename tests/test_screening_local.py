@@ -267,3 +267,21 @@ def test_without_resume_a_new_run_starts_again(tmp_path, export):
     (out / WORK_FOLDER / "parts" / "shard-00000" / "done.json").write_bytes(b'{"patients": 999}')
     run = run_local(export, out, workers=1, now=FIXTURE_NOW, progress=False)
     assert run.shards_done_before == 0 and run.patients == 44
+
+
+def test_the_outputs_are_the_same_bytes_whatever_the_worker_count(export, screened, tmp_path):
+    run = run_local(export, tmp_path / "one", workers=1, now=FIXTURE_NOW, progress=False)
+    assert run.patients == 44
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "one" / name).read_bytes() == (screened / name).read_bytes(), name
+
+
+def test_spawned_workers_build_their_own_assessor_and_give_the_same_bytes(export, screened, tmp_path, monkeypatch):
+    """Where processes cannot be forked, each worker builds its Assessor itself; nothing else changes."""
+    from service.screening import local_engine
+
+    monkeypatch.setattr(local_engine, "_forking", lambda: False)
+    run = run_local(export, tmp_path / "spawned", workers=2, now=FIXTURE_NOW, progress=False)
+    assert run.patients == 44
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "spawned" / name).read_bytes() == (screened / name).read_bytes(), name

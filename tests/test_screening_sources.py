@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.screening.sharding import MIN_SHARDS, partition, read_shard, shard_count_for, shard_of, shard_path
+from service.screening.sharding import MIN_SHARDS, partition, read_shard, shard_count_for, shard_of
 from service.screening.sources import Source, SourceItem, SourceProblem, natural_key
 
 
@@ -83,7 +83,7 @@ def test_a_patients_resources_land_in_one_shard_in_the_order_read(tmp_path):
     assert (result.resources, result.patients) == (160, 40)
     seen: dict[str, list[str]] = {}
     for index in range(shards):
-        for patient_id, lines in read_shard(shard_path(tmp_path / "shards", index)):
+        for patient_id, lines in read_shard(tmp_path / "shards", result.pieces(index)):
             assert shard_of(patient_id, shards) == index and patient_id not in seen
             seen[patient_id] = [origin for origin, _url, _raw in lines]
     assert len(seen) == 40
@@ -111,6 +111,104 @@ def test_in_a_bundle_a_reference_to_a_patients_entry_names_that_patient(tmp_path
     (tmp_path / "b.json").write_bytes(orjson.dumps(bundle))
     result = partition(Source(tmp_path), tmp_path / "shards", MIN_SHARDS)
     assert result.problems == []
-    groups = dict(read_shard(shard_path(tmp_path / "shards", shard_of("p-local", MIN_SHARDS))))
+    groups = dict(read_shard(tmp_path / "shards", result.pieces(shard_of("p-local", MIN_SHARDS))))
     assert [origin for origin, _url, _raw in groups["p-local"]] == [f"b.json#Bundle.entry[{n}]" for n in range(3)]
     assert [url for _origin, url, _raw in groups["p-local"]] == ["urn:uuid:aaaa", "urn:uuid:bbbb", None]
+
+
+Groups = dict[int, list[tuple[str, list[tuple[str, bytes]]]]]
+
+
+def _expected_shards(source: Source, shards: int) -> tuple[Groups, list[dict]]:
+    """Each shard's patients (first seen first) with their (origin, JSON) lines, and the problems, from
+    `Source.records` one by one."""
+    from service.screening.patient_keys import patient_key_of
+
+    by_shard: dict[int, dict[str, list[tuple[str, bytes]]]] = {}
+    problems = []
+    for record in source.records():
+        if isinstance(record, SourceProblem):
+            problems.append(record.issue())
+            continue
+        key = record.patient_key or patient_key_of(record.resource)
+        if key:
+            by_shard.setdefault(shard_of(key, shards), {}).setdefault(key, []).append((record.origin, record.raw))
+    return {index: list(groups.items()) for index, groups in by_shard.items()}, problems
+
+
+def _read_back(folder: Path, result, shards: int) -> Groups:
+    found = {}
+    for index in range(shards):
+        groups = [(key, [(origin, raw) for origin, _url, raw in lines])
+                  for key, lines in read_shard(folder, result.pieces(index))]
+        if groups:
+            found[index] = groups
+    return found
+
+
+@pytest.fixture()
+def split_export(tmp_path) -> Path:
+    """Lines of 30 patients over two plain files and a gzipped one, with bad lines, CRLF and blank lines."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "Patient.ndjson").write_bytes(b"\n".join(
+        orjson.dumps({"resourceType": "Patient", "id": f"p{n}"}) for n in range(30)) + b"\n")
+    observations = [_obs(f"o{n}", f"p{n % 30}") for n in range(400)]
+    observations[57] = b"{not json"
+    observations[233] = b""
+    observations[301] = orjson.dumps({"resourceType": "Observation", "id": "lost"})
+    (folder / "Observation.1.ndjson").write_bytes(b"\r\n".join(observations) + b"\r\n")
+    (folder / "Observation.2.ndjson").write_bytes(b"\n".join(observations[:50]) + b"\n[1]")
+    with gzip.open(folder / "Condition.ndjson.gz", "wb") as handle:
+        handle.write(b"\n".join(orjson.dumps({"resourceType": "Condition", "id": f"c{n}",
+                                              "subject": {"reference": f"Patient/p{n}"}}) for n in range(30)))
+    return folder
+
+
+def test_the_source_cut_in_ranges_and_partitioned_at_once_gives_the_lines_read_one_by_one(split_export, tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from service.screening.sharding import plan_chunks
+
+    source = Source(split_export)
+    chunks = plan_chunks(source, target_bytes=2_000)  # ranges of a few lines each
+    assert len(chunks) > 20 and any(segment.first_line > 1 for chunk in chunks for segment in chunk.segments)
+    expected, problems = _expected_shards(source, MIN_SHARDS)
+    whole = partition(source, tmp_path / "whole", MIN_SHARDS)
+    with ProcessPoolExecutor(2) as pool:
+        cut = partition(source, tmp_path / "cut", MIN_SHARDS, mapper=pool.map, chunks=chunks)
+    for result, folder in ((whole, tmp_path / "whole"), (cut, tmp_path / "cut")):
+        assert _read_back(folder, result, MIN_SHARDS) == expected
+        assert (result.resources, result.patients) == (30 + 397 + 50 + 30, 30)
+        assert result.problems[:-1] == problems  # then the resources that name no patient
+        assert [issue["source"] for issue in result.problems] == [
+            "Observation.1.ndjson:58", "Observation.2.ndjson:51", "Observation.1.ndjson:302"]
+    assert cut.problems == whole.problems
+
+
+def test_a_chunk_that_outgrows_memory_is_written_in_runs(split_export, tmp_path, monkeypatch):
+    from service.screening import sharding
+
+    source = Source(split_export)
+    whole = partition(source, tmp_path / "whole", MIN_SHARDS)
+    monkeypatch.setattr(sharding, "CHUNK_TARGET_BYTES", 500)
+    runs = partition(source, tmp_path / "runs", MIN_SHARDS, chunks=sharding.plan_chunks(source, 10**9))
+    assert len(runs.runs) > 10 and len(whole.runs) < len(runs.runs)
+    assert _read_back(tmp_path / "runs", runs, MIN_SHARDS) == _read_back(tmp_path / "whole", whole, MIN_SHARDS)
+    assert runs.problems == whole.problems
+
+
+def test_line_ranges_cut_at_line_ends_and_count_lines(tmp_path):
+    from service.screening.sources import line_ranges, ndjson_lines
+
+    long_line = b"x" * 5_000
+    body = b"\n".join([b"a1", b"b2", long_line, b"", b"c5", b"d6"] * 30)  # no line end at the very end
+    path = tmp_path / "Observation.ndjson"
+    path.write_bytes(body)
+    ranges = list(line_ranges(path, 1_000))
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(body)
+    assert all(end == next_start for (_s, end, _l), (next_start, _e, _n) in zip(ranges, ranges[1:]))
+    assert all(body[end - 1:end] == b"\n" for _start, end, _line in ranges[:-1])
+    read = [line for start, end, first in ranges for line in ndjson_lines(path, start, end, first)]
+    assert read == list(ndjson_lines(path))
+    assert read[2] == (3, long_line) and read[-1] == (180, b"d6")

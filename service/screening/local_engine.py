@@ -1,11 +1,18 @@
 """The local engine: partition the source by patient on disk, then assess the shards in a process pool.
 
-    source --partition--> work/shards/shard-NNNNN.tsv --pool of workers--> work/parts/shard-NNNNN/ --> outputs
+    source --partition (chunks, in processes)--> work/shards/chunk-NNNNN-RRR.tsv
+           --assess (shards, by the workers)--> work/parts/shard-NNNNN/ --join (here)--> outputs
 
-Each worker builds its Assessor once (the rule library is compiled per process) and assesses whole
+The source is partitioned by processes of their own, a chunk each at a time (`sharding.partition`),
+while this process builds the Assessor (on Linux): the workers, forked after, inherit the compiled
+rule library (shared, copy on write) and are ready at once; the objects alive then are moved out
+of the collector's view (`gc.freeze`) so that no process walks the library again (as the served
+workers do). Elsewhere (spawned workers) each worker builds its own. The workers assess whole
 shards: a shard's patients are grouped in memory, one patient at a time goes through
 `screen_patient`, and the shard's results are written as a part (`outputs.PartWriter`) whose
-marker comes last. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+marker comes last; this process joins each part into the outputs (`outputs.Assembler`) as soon as
+it and those before it are complete, so only the last parts and the report are left when the
+workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -14,23 +21,26 @@ are written.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import resource
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
-from .outputs import PartWriter, assemble, part_counts, write_atomically
+from .outputs import Assembler, PartWriter, part_counts, write_atomically
 from .patient_screen import PatientScreen, screen_patient
-from .sharding import partition, read_shard, shard_count_for, shard_path
+from .sharding import PartitionResult, Piece, partition, read_shard, shard_count_for, shard_pieces
 from .sources import Source
 from .summary_row import summary_row
 
@@ -38,6 +48,9 @@ WORK_FOLDER = ".screen-work"
 RUN_FILE = "run.json"
 PARTITION_FILE = "partition.json"
 _POLL_SECONDS = 0.25
+# Allocations between two collections of the youngest generation while screening (CPython's default:
+# 700): a patient's assessment builds hundreds of thousands of short-lived objects.
+YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 @dataclass
@@ -50,9 +63,12 @@ class ScreenRun:
     out_dir: Path
     totals: dict[str, int] = field(default_factory=dict)
     shards_done_before: int = 0  # finished shards a resumed run found and did not redo
-    # the peak resident memory of this process plus that of each worker (an upper bound of the tree's peak)
+    # the peak resident memory of this process plus that of each of its processes (the partition's or the
+    # workers', whichever sum is larger): an upper bound of the tree's peak, which counts the pages the
+    # workers share with this process (the rule library they inherit) once for each
     peak_rss_bytes: int = 0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: partition, assess, assemble
+    # seconds: "start-up and partition" (overlapping), "assess" (joining parts meanwhile), "assemble" (what is left)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -86,33 +102,101 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
-    pending = _pending(parts) if partitioned is not None else list(range(run["shards"]))
-    # Started before the partition, so that each worker compiles the rule library meanwhile.
-    pool = _Workers(min(workers or os.cpu_count() or 1, len(pending)), config) if pending else None
+    if partitioned is not None and "runs" not in partitioned:
+        partitioned = None  # written by a version that kept one file per shard: partitioned again, the same lines
+    count = workers or os.cpu_count() or 1
+    assessor, partition_peaks, pool = None, {}, None
     try:
         if partitioned is None:
             shutil.rmtree(shard_folder, ignore_errors=True)
             _say(progress, f"partitioning {source.describe()} into {run['shards']} shards by patient")
-            partitioned = partition(source, shard_folder, run["shards"]).to_json()
+            result, assessor, partition_peaks = _partition_while_starting(source, shard_folder, run["shards"], count,
+                                                                          config)
+            partitioned = result.to_json()
             write_atomically(work / PARTITION_FILE, orjson.dumps(partitioned))
-        phases["partition"] = time.perf_counter() - started
+        pending = _pending(parts)
+        pool = _Workers(min(count, len(pending)), config, assessor) if pending else None
+        assessor = None
+        phases["start-up and partition"] = time.perf_counter() - started
         done = {index: part_counts(part) for index, part in enumerate(parts)}
         already = sum(counts.get("patients", 0) for counts in done.values() if counts)
-        worker_peaks = pool.run(pending, shard_folder, parts, run["now"], total=partitioned["patients"],
-                                already=already, progress=progress) if pool else {}
+        # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
+        facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
+        joiner = _Joiner(parts, Assembler(out_dir, run_facts=facts,
+                                          leading_issues=[*extra_issues, *partitioned["problems"]]))
+        try:
+            joiner.catch_up()
+            worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], parts, run["now"],
+                                    total=partitioned["patients"], already=already, progress=progress,
+                                    joiner=joiner) if pool else {}
+        except BaseException:
+            joiner.assembler.abandon()
+            raise
     finally:
         if pool:
             pool.close()
     phases["assess"] = time.perf_counter() - started - sum(phases.values())
-    # only facts a resumed run shares (no date or duration of the run): the outputs are the same bytes
-    facts = {"source": source.describe(), "evaluation_time": run["now"], "engine": "local"}
-    totals = assemble(parts, out_dir, run_facts=facts, leading_issues=[*extra_issues, *partitioned["problems"]])
+    joiner.catch_up()
+    totals = joiner.assembler.finish()
     problems = totals.get("problems", 0)
     shutil.rmtree(work, ignore_errors=True)
     phases["assemble"] = time.perf_counter() - started - sum(phases.values())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(worker_peaks.values())
+    # the partition's processes are gone before the workers start: the larger of the two sets counts
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            + max(sum(partition_peaks.values()), sum(worker_peaks.values())))
     return ScreenRun(totals.get("patients", 0), time.perf_counter() - started, problems, out_dir, totals,
                      shards_done_before=run["shards"] - len(pending), peak_rss_bytes=peak, phases=phases)
+
+
+def _partition_while_starting(source: Source, folder: Path, shards: int, workers: int,
+                              config: Mapping[str, Any] | None) -> tuple[PartitionResult, Any, dict[int, int]]:
+    """Partition the source in processes of its own (`workers` of them) while this process builds the
+    Assessor the workers will inherit (on Linux): the compilation and the partition overlap. Returns
+    the partition, the Assessor (None where workers build their own) and the peak resident bytes of
+    each partitioning process."""
+    peaks: dict[int, int] = {}
+    outcome: dict[str, Any] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as chunk_pool:
+        chunk_pool.submit(os.getpid).result()  # the processes are forked here, before any other thread runs
+
+        def mapper(function: Any, chunks: Iterable[Any]) -> Iterator[Any]:
+            return _recording_peaks(chunk_pool.map(partial(_measured, function), chunks), peaks)
+
+        def run() -> None:
+            try:
+                outcome["result"] = partition(source, folder, shards, mapper=mapper)
+            except BaseException as error:  # noqa: BLE001 - raised again by the main thread
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run, name="partition")
+        thread.start()
+        try:
+            assessor = _build_assessor(dict(config) if config is not None else None) if _forking() else None
+        finally:
+            thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"], assessor, peaks
+
+
+def _measured(function: Any, item: Any) -> tuple[Any, int, int]:
+    """`function(item)`, with this process's pid and peak resident bytes."""
+    return function(item), os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _recording_peaks(results: Iterable[tuple[Any, int, int]], peaks: dict[int, int]) -> Iterator[Any]:
+    for result, pid, peak in results:
+        peaks[pid] = max(peaks.get(pid, 0), peak)
+        yield result
+
+
+def _forking() -> bool:
+    """Whether workers are forked (and inherit what this process built) rather than spawned."""
+    return sys.platform.startswith("linux")
+
+
+def _context() -> Any:
+    return multiprocessing.get_context("fork" if _forking() else "spawn")
 
 
 def _pending(parts: list[Path]) -> list[int]:
@@ -136,19 +220,41 @@ def _same_run(previous: dict[str, Any], run: dict[str, Any]) -> bool:
     return same_source and same_instant and previous.get("shards") == run["shards"]
 
 
-class _Workers:
-    """The worker processes: each builds its Assessor when it starts, then assesses whole shards."""
+class _Joiner:
+    """Joins the parts into the outputs in shard order, each as soon as it and those before it are
+    complete: this process does it while the workers assess the shards after."""
 
-    def __init__(self, workers: int, config: Mapping[str, Any] | None) -> None:
-        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+    def __init__(self, parts: list[Path], assembler: Assembler) -> None:
+        self.parts = parts
+        self.assembler = assembler
+        self.joined = 0
+
+    def catch_up(self) -> None:
+        while self.joined < len(self.parts) and part_counts(self.parts[self.joined]) is not None:
+            self.assembler.add(self.parts[self.joined])
+            self.joined += 1
+
+
+class _Workers:
+    """The worker processes, with an Assessor each (inherited when forked, else built as each starts),
+    that assess whole shards."""
+
+    def __init__(self, workers: int, config: Mapping[str, Any] | None, assessor: Any = None) -> None:
+        forked = _forking()
+        context = _context()
         self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
         config_dict = dict(config) if config is not None else None
+        self.settled: tuple[int, int, int] | None = None
+        if forked:  # built here once (unless given), and inherited by every worker
+            _worker["assessor"] = assessor if assessor is not None else _build_assessor(config_dict)
+            self.settled = _settle_heap()
         self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
-                                        initargs=(config_dict, self.counter, os.getpid()))
-        self.pool.submit(os.getpid)  # the first task starts the processes (and their Assessors) now
+                                        initargs=(None if forked else config_dict, not forked, self.counter,
+                                                  os.getpid()))
+        self.pool.submit(os.getpid)  # the first task starts the processes now
 
-    def run(self, pending: list[int], shard_folder: Path, parts: list[Path], now_text: str, *, total: int,
-            already: int, progress: bool) -> dict[int, int]:
+    def run(self, pending: list[int], shard_folder: Path, runs: list[Any], parts: list[Path], now_text: str, *,
+            total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
         """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
         from tqdm import tqdm
 
@@ -160,14 +266,17 @@ class _Workers:
         bar = tqdm(total=total or None, initial=already, unit="patient", desc="screening", file=sys.stderr,
                    disable=not progress, dynamic_ncols=interactive, smoothing=0.1,
                    mininterval=0.5 if interactive else 10)
-        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_path(shard_folder, index)),
+        futures: set[Future] = {self.pool.submit(screen_shard, str(shard_folder), shard_pieces(runs, index),
                                                  str(parts[index]), now_text) for index in pending}
+        joiner.assembler.prepare_report()  # while the workers are busy, not after
         try:
             while futures:
                 finished, futures = wait(futures, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
                     _counts, pid, peak = future.result()  # a worker's crash stops the run (--resume goes on)
                     peaks[pid] = max(peaks.get(pid, 0), peak)
+                if finished:
+                    joiner.catch_up()
                 bar.update(self.counter.value - bar.n)
         finally:
             bar.update(self.counter.value - bar.n)
@@ -176,6 +285,10 @@ class _Workers:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        _worker.clear()
+        if self.settled is not None:
+            gc.set_threshold(*self.settled)
+            gc.unfreeze()
 
 
 # ---------------------------------------------------------------- in the worker processes
@@ -183,22 +296,42 @@ class _Workers:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(config: Mapping[str, Any] | None, counter: Any, parent: int) -> None:
-    """Build this process's Assessor once, before its first shard."""
+def _build_assessor(config: Mapping[str, Any] | None) -> Any:
     from ..config import load_config
     from ..pipeline.assess import Assessor
 
-    settings = config if config is not None and "RULE_LIBRARY" in config else load_config(config)
-    _worker.update(assessor=Assessor(settings), counter=counter, parent=parent)
+    return Assessor(config if config is not None and "RULE_LIBRARY" in config else load_config(config))
 
 
-def screen_shard(shard_file: str, part_dir: str, now_text: str) -> tuple[dict[str, int], int, int]:
-    """Assess every patient of one shard file and write its part; returns the part's counts, this
-    worker's pid and its peak resident bytes so far."""
+def _settle_heap() -> tuple[int, int, int]:
+    """Move every object alive now (the compiled rule library above all) out of the collector's view and
+    collect the youngest generation less often; returns the thresholds to restore.
+
+    The oldest generation's collections otherwise walk the whole library again and again while patients
+    are assessed, for garbage that is never there; cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
+    return thresholds
+
+
+def _start_worker(config: Mapping[str, Any] | None, build: bool, counter: Any, parent: int) -> None:
+    """Ready this worker: its Assessor is inherited (forked) or built now (spawned)."""
+    if build:
+        _worker["assessor"] = _build_assessor(config)
+        _settle_heap()
+    _worker.update(counter=counter, parent=parent)
+
+
+def screen_shard(shard_folder: str, pieces: list[Piece], part_dir: str,
+                 now_text: str) -> tuple[dict[str, int], int, int]:
+    """Assess every patient of one shard (its pieces of the run files) and write its part; returns the
+    part's counts, this worker's pid and its peak resident bytes so far."""
     assessor, counter, parent = _worker["assessor"], _worker["counter"], _worker["parent"]
     now = datetime.fromisoformat(now_text)
     with PartWriter(Path(part_dir)) as part:
-        for patient_id, lines in read_shard(Path(shard_file)):
+        for patient_id, lines in read_shard(Path(shard_folder), pieces):
             if os.getppid() != parent:  # the run was killed: stop, leave the part unfinished
                 os._exit(1)
             part.add(screen_lines(patient_id, lines, assessor, now))

@@ -36,6 +36,9 @@ PART_MARKER = "done.json"
 REPORT_FILE = "report.html"
 _LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
 _PARQUET_BATCH = 1_000
+# A chart with an axis and text, drawn once to start the renderer before the report is (see `prepare_report`).
+_WARM_UP_CHART = {"data": {"values": [{"x": "a", "y": 1}]}, "mark": "bar",
+                  "encoding": {"x": {"field": "x", "type": "nominal"}, "y": {"field": "y", "type": "quantitative"}}}
 
 
 class PartWriter:
@@ -123,39 +126,104 @@ def assemble(part_dirs: Sequence[Path], out_dir: Path, *, run_facts: dict[str, A
     `run_facts` are shown by the report (see `report.RUN_FACTS`); give only facts that the same
     run always has (not the time it took) when a resumed run must write the same bytes.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    totals: Counter[str] = Counter()
     for part in part_dirs:
+        if part_counts(part) is None:
+            raise ValueError(f"part {part} is not complete")
+    assembler = Assembler(out_dir, run_facts=run_facts, leading_issues=leading_issues)
+    try:
+        for part in part_dirs:
+            assembler.add(part)
+    except BaseException:
+        assembler.abandon()
+        raise
+    return assembler.finish()
+
+
+class Assembler:
+    """Joins complete parts into the output files one at a time, in the order they are added, so that an
+    engine can join each part as soon as it and those before it are done; `finish` writes the report
+    and puts every file in place (`assemble` is the same at once, for parts all done)."""
+
+    def __init__(self, out_dir: Path, *, run_facts: dict[str, Any] | None = None,
+                 leading_issues: Iterable[dict[str, Any]] = ()) -> None:
+        import pyarrow.parquet as pq
+
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.run_facts = dict(run_facts or {})
+        self.totals: Counter[str] = Counter()
+        self.summaries: list[Path] = []
+        self.rows = 0
+        self._batch: list[dict[str, Any]] = []
+        self._temporaries = {name: self.out_dir / f"{name}.tmp"
+                             for name in (*RESOURCE_FILES, ISSUES_FILE, "summary.csv", "summary.parquet")}
+        self._files = {name: open(self._temporaries[name], "wb") for name in (*RESOURCE_FILES, ISSUES_FILE)}
+        leading_issues = list(leading_issues)
+        self._files[ISSUES_FILE].write(b"".join(orjson.dumps(issue) + b"\n" for issue in leading_issues))
+        self.totals["issues"] += len(leading_issues)
+        self.totals["problems"] += sum(is_problem(issue) for issue in leading_issues)
+        self._csv_file = open(self._temporaries["summary.csv"], "w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._csv_file, lineterminator="\n")
+        self._csv.writerow(SUMMARY_COLUMNS)
+        self._schema = summary_schema()
+        self._parquet = pq.ParquetWriter(self._temporaries["summary.parquet"], self._schema)
+
+    def add(self, part: Path) -> None:
+        """Append one complete part to every output file."""
+        part = Path(part)
         counts = part_counts(part)
         if counts is None:
             raise ValueError(f"part {part} is not complete")
-        totals.update(counts)
-    for name in RESOURCE_FILES:
-        _concatenate([Path(part) / name for part in part_dirs], out_dir / name)
-    leading_issues = list(leading_issues)
-    leading = b"".join(orjson.dumps(issue) + b"\n" for issue in leading_issues)
-    totals["issues"] += len(leading_issues)
-    totals["problems"] += sum(is_problem(issue) for issue in leading_issues)
-    _concatenate([Path(part) / ISSUES_FILE for part in part_dirs], out_dir / ISSUES_FILE, head=leading)
-    summaries = [Path(part) / SUMMARY_PART for part in part_dirs]
-    patients = write_summary(summaries, out_dir)
-    facts = dict(run_facts or {})
-    facts.setdefault("patients", patients)
-    facts.setdefault("issues", totals["problems"])  # the report's "problems found in the data"
-    # the rows are read again, one at a time, rather than held: the report tallies them in one pass
-    write_report(read_rows(summaries), out_dir / REPORT_FILE, facts)
-    return dict(sorted(totals.items()))
+        self.totals.update(counts)
+        for name, out in self._files.items():
+            with open(part / name, "rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+        self.summaries.append(part / SUMMARY_PART)
+        for row in read_rows([part / SUMMARY_PART]):
+            self._csv.writerow(csv_cells(row))
+            self.rows += 1
+            self._batch.append(row)
+            if len(self._batch) >= _PARQUET_BATCH:
+                self._write_batch()
 
+    def prepare_report(self) -> None:
+        """Start the charts' renderer now (vl-convert starts its JavaScript engine on the first chart: about
+        half a second), so that when the last part is joined only the report's own charts are left."""
+        from ..trend.render import to_svg
 
-def _concatenate(sources: Sequence[Path], target: Path, head: bytes = b"") -> None:
-    temporary = target.with_name(target.name + ".tmp")
-    with open(temporary, "wb") as out:
-        out.write(head)
-        for source in sources:
-            with open(source, "rb") as part:
-                shutil.copyfileobj(part, out, 1 << 20)
-    os.replace(temporary, target)
+        to_svg(_WARM_UP_CHART)
+
+    def _write_batch(self) -> None:
+        import pyarrow as pa
+
+        self._parquet.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
+        self._batch = []
+
+    def finish(self) -> dict[str, int]:
+        """Close the files, write the report from the parts' rows and put every file in place; returns the totals."""
+        if self._batch or not self.rows:
+            self._write_batch()
+        self._close()
+        for name, temporary in self._temporaries.items():
+            os.replace(temporary, self.out_dir / name)
+        facts = dict(self.run_facts)
+        facts.setdefault("patients", self.rows)
+        facts.setdefault("issues", self.totals["problems"])  # the report's "problems found in the data"
+        # the rows are read again, one at a time, rather than held: the report tallies them in one pass
+        write_report(read_rows(self.summaries), self.out_dir / REPORT_FILE, facts)
+        return dict(sorted(self.totals.items()))
+
+    def abandon(self) -> None:
+        """Close without writing any output file."""
+        self._close()
+        for temporary in self._temporaries.values():
+            temporary.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._csv_file.close()
+        self._parquet.close()
 
 
 def read_rows(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
@@ -165,34 +233,6 @@ def read_rows(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
             for line in handle:
                 if line.strip():
                     yield orjson.loads(line)
-
-
-def write_summary(part_summaries: Sequence[Path], out_dir: Path) -> int:
-    """summary.csv and summary.parquet from the parts' rows, a batch at a time; returns how many rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = summary_schema()
-    written = 0
-    csv_temporary = out_dir / "summary.csv.tmp"
-    parquet_temporary = out_dir / "summary.parquet.tmp"
-    with open(csv_temporary, "w", encoding="utf-8", newline="") as csv_file, \
-            pq.ParquetWriter(parquet_temporary, schema) as parquet:
-        writer = csv.writer(csv_file, lineterminator="\n")
-        writer.writerow(SUMMARY_COLUMNS)
-        batch: list[dict[str, Any]] = []
-        for row in read_rows(part_summaries):
-            writer.writerow(csv_cells(row))
-            written += 1
-            batch.append(row)
-            if len(batch) >= _PARQUET_BATCH:
-                parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
-                batch = []
-        if batch or not written:
-            parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
-    os.replace(csv_temporary, out_dir / "summary.csv")
-    os.replace(parquet_temporary, out_dir / "summary.parquet")
-    return written
 
 
 def summary_schema() -> Any:

@@ -18,7 +18,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 import orjson
 
@@ -114,18 +114,63 @@ def _open(path: Path):  # noqa: ANN202 - a binary file object, plain or gzip
 
 def _ndjson_records(path: Path) -> Iterator[SourceRecord]:
     name = path.name
-    number = 0
+    for line in ndjson_lines(path):
+        yield line if isinstance(line, SourceProblem) else _decoded(name, line[0], line[1])
+
+
+def ndjson_lines(path: Path, start: int = 0, end: int | None = None,
+                 first_line: int = 1) -> Iterator[tuple[int, bytes] | SourceProblem]:
+    """The (number, text) of every non-blank line of an NDJSON file, without its line end, or of the
+    byte range [start, end) of a plain file that begins at line `first_line` (a range cut at line ends:
+    see `line_ranges`); a file that cannot be read further ends with a problem."""
+    name = path.name
+    number = first_line - 1
     try:
-        with _open(path) as handle:
-            for number, line in enumerate(handle, start=1):
+        if end is None:
+            with _open(path) as handle:
+                lines: Iterable[bytes] = handle
+                for number, line in enumerate(lines, start=first_line):
+                    line = line.rstrip(b"\r\n")
+                    if line.strip():
+                        yield number, line
+        else:
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                block = handle.read(end - start)
+            for number, line in enumerate(block.split(b"\n"), start=first_line):
                 line = line.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                yield _decoded(name, number, line)
+                if line.strip():
+                    yield number, line
     except (OSError, EOFError, zlib.error) as error:
         # a truncated or corrupt gzip, a file gone: what was read stands, the rest is reported
         yield SourceProblem(name, number + 1 if number else None, f"the file could not be read further: {_reason(error)}",
                             code="exception")
+
+
+def line_ranges(path: Path, target_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, first line) of consecutive byte ranges of a plain file, each about `target_bytes` and
+    ending at a line end (a line longer than that is one range), so that each can be read on its own."""
+    size = path.stat().st_size
+    start, line = 0, 1
+    with open(path, "rb") as handle:
+        while start < size:
+            handle.seek(start)
+            block = handle.read(target_bytes)
+            cut = block.rfind(b"\n") + 1
+            while not cut and start + len(block) < size:  # one line longer than the target: read on to its end
+                more = handle.read(target_bytes)
+                if not more:
+                    break
+                found = more.find(b"\n")
+                block += more
+                cut = len(block) - len(more) + found + 1 if found >= 0 else 0
+            if not cut or start + len(block) >= size:
+                cut = len(block)
+            if not cut:
+                return
+            yield start, start + cut, line
+            line += block.count(b"\n", 0, cut)
+            start += cut
 
 
 def _decoded(name: str, number: int, line: bytes, full_url: str | None = None) -> SourceRecord:
