@@ -12,7 +12,7 @@ leave enables it again, on success or on an exception. A span never collects by 
 garbage of a request is collected at the next threshold crossing after it. So that overlapping
 requests cannot keep collection off indefinitely (and cycles piling up), a pause that has lasted
 MAX_PAUSE_SECONDS is ended by the next span to enter or leave; collection then stays on until
-every span then running has left. Collection disabled by someone else is left disabled.
+every span then running has left. Collection already disabled when a pause would begin is left alone.
 """
 
 from __future__ import annotations
