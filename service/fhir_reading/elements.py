@@ -11,6 +11,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from ..cql_like.values import Code, Concept
 from .dates import parse_datetime
 
@@ -36,8 +38,11 @@ def scan_resource(resource: Any, max_depth: int) -> tuple[bool, list[str]]:
     the readers cut (codes inside codings included). Stops at the first level too deep.
 
     Level by level first, with no path built: nearly every resource has no text that long, and its
-    depth is then all there is to tell. Paths are followed only for a resource that has one.
+    depth is then all there is to tell. Paths are followed only for a resource that has one. Before
+    either, `_plainly_within_limits` settles most resources from their serialized bytes.
     """
+    if _plainly_within_limits(resource, max_depth):
+        return False, []
     objects = [resource] if isinstance(resource, dict) else []
     arrays = [resource] if isinstance(resource, list) else []
     depth = 0
@@ -54,6 +59,24 @@ def scan_resource(resource: Any, max_depth: int) -> tuple[bool, list[str]]:
         objects = [value for value in below if isinstance(value, dict)]
         arrays = [value for value in below if not isinstance(value, dict)]
     return False, []
+
+
+def _plainly_within_limits(resource: Any, max_depth: int) -> bool:
+    """True when the resource's JSON shows, without a walk in Python, that it nests at most `max_depth`
+    levels and holds no string longer than MAX_TEXT_LENGTH; False when it cannot tell.
+
+    Serialized once by orjson: it holds no more containers than `{` and `[` bytes, so no deeper nesting;
+    and with no escaped quote in it, every string is one run of bytes between two quotes, at least as
+    many bytes as the string has characters. Anything orjson does not serialize as plain JSON (a str
+    subclass, a non-string key, an integer beyond 64 bits, a lone surrogate) is left to the walk.
+    """
+    try:
+        data = orjson.dumps(resource, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except orjson.JSONEncodeError:
+        return False
+    if data.count(b"{") + data.count(b"[") > max_depth or b'\\"' in data:
+        return False
+    return len(data) <= MAX_TEXT_LENGTH or max(map(len, data.split(b'"'))) <= MAX_TEXT_LENGTH
 
 
 def _scan_with_paths(resource: Any, max_depth: int) -> tuple[bool, list[str]]:

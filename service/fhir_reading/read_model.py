@@ -17,6 +17,7 @@ are never imported here.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import AfterValidator, ConfigDict, PlainValidator, Strict, StringConstraints, TypeAdapter, ValidationError
@@ -36,6 +37,8 @@ _DATE_RE = re.compile(rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)
 _DATETIME_RE = re.compile(rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T{_TIME}{_ZONE})?)?)?")
 _INSTANT_RE = re.compile(rf"{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T{_TIME}{_ZONE}")
 _TIME_RE = re.compile(_TIME)
+# Temporal strings up to this length have their verdicts remembered (the longest valid instant is about 40).
+_REMEMBERED_LENGTH = 64
 
 
 def _real_day(text: str) -> object:
@@ -45,8 +48,16 @@ def _real_day(text: str) -> object:
 
 
 def _temporal(kind: str, pattern: re.Pattern[str], parses: Callable[[str], object]) -> Callable[[str], str]:
+    """The check of one temporal type. Its verdicts on short strings are
+    remembered: a Bundle repeats its dates, and the verdict depends on the text alone (a longer string,
+    valid only with a long fraction of a second, is checked each time)."""
+    def valid(value: str) -> bool:
+        return pattern.fullmatch(value) is not None and parses(value) is not None
+
+    remembered = lru_cache(maxsize=8192)(valid)
+
     def check(value: str) -> str:
-        if pattern.fullmatch(value) is None or parses(value) is None:
+        if not (remembered(value) if len(value) <= _REMEMBERED_LENGTH else valid(value)):
             raise PydanticCustomError("fhir_primitive", f"'{{value}}' is not a valid FHIR {kind}",
                                       {"value": value[:40]})
         return value

@@ -32,15 +32,24 @@ _RESTFUL_BASE = re.compile(r"^https?://\S+$")
 _NOT_IN_URI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
+_ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+
+
 def is_valid_id(value: object) -> bool:
     """True for a string that is a valid R4 `id` (1-64 of A-Z a-z 0-9 - .)."""
-    return isinstance(value, str) and _FHIR_ID.match(value) is not None
+    if not isinstance(value, str):
+        return False
+    if 0 < len(value) <= 64 and not value.strip(_ID_CHARACTERS):
+        return True  # nothing but id characters: what the pattern accepts, told without it
+    return _FHIR_ID.match(value) is not None
 
 
 def is_valid_uri(value: object) -> bool:
     """True for a non-empty string without whitespace or control characters (the R4 `uri` datatype)."""
     if not isinstance(value, str) or not value:
         return False
+    if value.isprintable() and " " not in value:
+        return True  # printable but for the space excludes every other whitespace and control character
     return _NOT_IN_URI.search(value) is None
 
 
@@ -74,11 +83,13 @@ def reference_keys(resource_type: str | None, resource_id: str | None, full_url:
     if full_url:
         keys.append(full_url)
         tail = relative_reference(full_url)
-        if tail is not None:
+        if tail is not None and f"{tail[0]}/{tail[1]}" != full_url:
             keys.append(f"{tail[0]}/{tail[1]}")
     if resource_type and is_valid_id(resource_id):
-        keys.append(f"{resource_type}/{resource_id}")
-    return list(dict.fromkeys(keys))
+        named = f"{resource_type}/{resource_id}"
+        if named not in keys:
+            keys.append(named)
+    return keys
 
 
 def preferred_reference(resource_type: str | None, resource_id: str | None, full_url: str | None) -> str | None:

@@ -25,6 +25,7 @@ from ..cql_like.errors import CqlEvaluationError
 from ..errors import InputError
 from ..cql_like.quantity import Quantity
 from .bundle_stream import entry_types
+from .collection_pause import collection_paused
 from .ingest import KEPT_TYPES, read_bundle
 from .normalize import build_facts
 from .records import RecordBuilder
@@ -77,6 +78,10 @@ class Assessor:
         "missing" for what those searches may hold. A gap naming a patient applies to that patient
         only; one without, to every patient of the bundle.
         """
+        with collection_paused():  # the Bundle and the facts are live data: collecting would only walk them
+            return self._assess(bundle, now=now, data_gaps=data_gaps)
+
+    def _assess(self, bundle: object, *, now: datetime | None, data_gaps: Iterable[DataGap]) -> AssessmentRun:
         now = _aware(now or self.fixed_now or datetime.now(timezone.utc))
         self._check_workload(bundle)
         ingested = read_bundle(bundle, self.selection)

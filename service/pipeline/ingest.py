@@ -283,6 +283,7 @@ class _BundleReader:
         self.full_urls: dict[str, int] = {}  # fullUrl -> entry: equal fullUrls are the same resource (bdl-7)
         self.unnamed: dict[str, int] = {}  # Type/id of entries without fullUrl -> entry
         self.not_read: dict[str, int] = {}  # resource type -> entries the rules do not read
+        self.type_names: dict[str, str] = {}  # resourceType as sent -> the name it is counted under
         self.entries: dict[int, _Entry] = {}
         self.groups: dict[object, _PatientGroup] = {}
         # Entries that are not FHIR at all (not an object, no resourceType): the Bundle is malformed.
@@ -408,7 +409,10 @@ class _BundleReader:
 
     def _note_not_read(self, entry: _Entry) -> None:
         """Count a resource the rules do not read; warn when it may hold lab results that are then lost."""
-        name = entry.resource_type if _TYPE_NAME.match(entry.resource_type) else "(not a resource type name)"
+        name = self.type_names.get(entry.resource_type)
+        if name is None:
+            name = entry.resource_type if _TYPE_NAME.match(entry.resource_type) else "(not a resource type name)"
+            self.type_names[entry.resource_type] = name
         self.not_read[name] = self.not_read.get(name, 0) + 1
         if entry.resource_type == "Bundle":
             self.issues.append(entry.issue(

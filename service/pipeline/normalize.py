@@ -311,6 +311,8 @@ class _Normalizer:
             if analyte is not None and effective is not None:
                 groups.setdefault((analyte, effective), []).append((record, kept))
         for (analyte, effective), members in groups.items():
+            if len(members) < 2:
+                continue  # alone at its instant: nothing to disagree with
             ordered = sorted(members, key=lambda member: counting_order_key(member[0]))
             used = ordered[0][0]
             runner_up = next((record for record, _ in ordered[1:] if not _same_result(used, record)), None)
