@@ -114,8 +114,9 @@ def test_malformed_framing_on_a_real_server_is_one_400_outcome_and_no_trace(serv
     # one line says why (beside the app's access line, method, route and status, when the app answered)
     about_it = [line for line in lines if headers["x-request-id"] in line and "ms id=" not in line]
     assert len(about_it) == 1, lines
-    # the bytes the client sent are never quoted in the log
-    assert not any("zz" in line or "abc" in line or "ffffffff" in line for line in lines), lines
+    # the bytes the client sent are never quoted in the log (the hexadecimal request id aside: it may hold "abc")
+    unquoted = [line.replace(headers["x-request-id"], "<id>") for line in lines]
+    assert not any("zz" in line or "abc" in line or "ffffffff" in line for line in unquoted), lines
 
 
 def test_a_malformed_body_on_a_route_that_does_not_read_it_still_gets_one_answer(served):
