@@ -149,8 +149,8 @@ def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, inner
 @pytest.mark.parametrize("body", [b"1],[2", b"],[", b'{"resourceType": "Bundle", "type": "collection"}],[{"entry": []}',
                                   b"[1]],[[2]"])
 def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body):
-    """The parse pads the body with arrays to let orjson hold the depth: text that closes those
-    arrays early must still be refused as not JSON, never read as its first value or fail with a 500."""
+    """Text that closes arrays it never opened is refused as not JSON, never read as its first value
+    or failed with a 500 (the parse once padded the body with arrays, which such text could close)."""
     from service.errors import InputError
     from service.web.http_io import decode_json
 
@@ -158,3 +158,19 @@ def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body):
         decode_json(body)
     assert refused.value.status == 400
     assert "not valid JSON" in refused.value.issues[0].diagnostics
+
+
+@pytest.mark.parametrize("container", ["array", "object"])
+def test_the_writers_depth_limit_tells_exactly_which_values_the_walk_must_check(container):
+    """The quick check leans on orjson refusing to write values nested deeper than it allows: a value
+    at the limit must pass it, one level more must be left to the exact walk (which refuses it)."""
+    from service.web.http_io import _may_exceed_depth
+
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = [value] if container == "array" else {"k": value}
+        return value
+
+    assert not _may_exceed_depth(nested(MAX_JSON_DEPTH)) and not exceeds_depth(nested(MAX_JSON_DEPTH))
+    assert _may_exceed_depth(nested(MAX_JSON_DEPTH + 1)) and exceeds_depth(nested(MAX_JSON_DEPTH + 1))

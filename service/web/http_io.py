@@ -2,8 +2,9 @@
 
 orjson does the parsing: it is fast on multi-megabyte hospital exports and refuses input
 nested deeper than 1024 levels instead of exhausting the stack, which turns the
-"100,000 nested arrays" attack into an ordinary 400. The body is held to the service's own, lower
-nesting limit (`json_depth`) by the same parse (see `decode_json`), so every later step can recurse safely.
+"100,000 nested arrays" attack into an ordinary 400. The body is then held to the service's own,
+lower nesting limit (`json_depth`) by orjson's writer (see `decode_json`), so every later step can
+recurse safely.
 A `$assess` body of STREAM_FROM_BYTES or more is not decoded here but streamed (`read_bundle_body`).
 A body the server cannot deliver whole (a malformed chunk, a connection closed early, fewer bytes
 than its Content-Length) is the caller's framing error: a 400, never a 500 with a stack trace.
@@ -22,11 +23,11 @@ from ..errors import InputError
 from ..pipeline.bundle_stream import STREAM_FROM_BYTES, StreamedBundle
 from .json_depth import MAX_JSON_DEPTH, exceeds_depth, too_deep_location
 
-# orjson refuses more than 1,024 nested objects and arrays; inside this many arrays, more than
-# MAX_JSON_DEPTH in the body reach that limit (tests/test_input_nesting.py holds the two to agree).
-ORJSON_MAX_DEPTH = 1024
-_PADDING = ORJSON_MAX_DEPTH - MAX_JSON_DEPTH
-_OPEN, _CLOSE = b"[" * _PADDING, b"]" * _PADDING
+# orjson refuses to write more than this many nested objects and arrays; inside this many arrays,
+# a value nested deeper than MAX_JSON_DEPTH reaches that limit (tests/test_input_nesting.py holds
+# the two to agree).
+ORJSON_MAX_WRITE_DEPTH = 254
+_WRAPPING = ORJSON_MAX_WRITE_DEPTH - MAX_JSON_DEPTH
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"
@@ -92,28 +93,7 @@ def _checked_body(request: Request, *, max_bytes: int, when_empty: InputError | 
 
 
 def decode_json(body: bytes) -> Any:
-    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise.
-
-    The depth is checked by orjson itself: parsed inside `_PADDING` arrays, the body reaches orjson's
-    own limit exactly when it nests deeper than MAX_JSON_DEPTH, so a body within the limit costs one
-    copy of its bytes instead of a walk over every value (which cost about as much as the parse).
-    Only a refused body is parsed again, alone, to say why and where as before.
-    """
-    try:
-        value = orjson.loads(_OPEN + body + _CLOSE)
-    except orjson.JSONDecodeError:
-        return _decoded_alone(body)
-    for _ in range(_PADDING):
-        # a body that is not one JSON value can still parse once padded ('1],[2', '],['): each padding
-        # array must then hold exactly one value, or the body alone says what is wrong with it
-        if len(value) != 1:
-            return _decoded_alone(body)
-        value = value[0]
-    return value
-
-
-def _decoded_alone(body: bytes) -> Any:
-    """The reason a body failed when padded: not JSON, or too deep (with where); else its value."""
+    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -123,10 +103,28 @@ def _decoded_alone(body: bytes) -> Any:
         else:
             message = f"body is not valid JSON: {message}"
         raise InputError.single(message, code="structure", status=400) from None
-    if exceeds_depth(value):
+    if _may_exceed_depth(value) and exceeds_depth(value):
         raise InputError.single(f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts",
                                 location=too_deep_location(value), code="structure", status=400)
     return value
+
+
+def _may_exceed_depth(value: Any) -> bool:
+    """False when `value` surely nests at most MAX_JSON_DEPTH deep; True when the exact walk must decide.
+
+    orjson's writer refuses values nested deeper than ORJSON_MAX_WRITE_DEPTH: written inside
+    `_WRAPPING` arrays, the value is refused exactly when it nests deeper than MAX_JSON_DEPTH. That
+    costs one write in C, where the walk over every value in Python cost more than the parse. Any
+    refusal (the depth, or anything else the writer might object to) leaves it to the exact walk.
+    """
+    wrapped = value
+    for _ in range(_WRAPPING):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
+    return False
 
 
 def _read_body_bytes(request: Request) -> bytes:
