@@ -2,9 +2,8 @@
 
 orjson does the parsing: it is fast on multi-megabyte hospital exports and refuses input
 nested deeper than 1024 levels instead of exhausting the stack, which turns the
-"100,000 nested arrays" attack into an ordinary 400. The body is then held to the service's own,
-lower nesting limit (`json_depth`) by orjson's writer (see `decode_json`), so every later step can
-recurse safely.
+"100,000 nested arrays" attack into an ordinary 400. The body is held to the service's own, lower
+nesting limit (`json_depth`) by orjson too (see `decode_json`), so every later step can recurse safely.
 A `$assess` body of STREAM_FROM_BYTES or more is not decoded here but streamed (`read_bundle_body`).
 A body the server cannot deliver whole (a malformed chunk, a connection closed early, fewer bytes
 than its Content-Length) is the caller's framing error: a 400, never a 500 with a stack trace.
@@ -23,11 +22,19 @@ from ..errors import InputError
 from ..pipeline.bundle_stream import STREAM_FROM_BYTES, StreamedBundle
 from .json_depth import MAX_JSON_DEPTH, exceeds_depth, too_deep_location
 
-# orjson refuses to write more than this many nested objects and arrays; inside this many arrays,
-# a value nested deeper than MAX_JSON_DEPTH reaches that limit (tests/test_input_nesting.py holds
-# the two to agree).
+# How a body is held to MAX_JSON_DEPTH (`decode_json`) depends on its size: below this many bytes,
+# by writing the parsed value with orjson (about 2 microseconds a kilobyte); from it on, by
+# parsing it inside padding arrays (a fixed cost of about 150 microseconds, whatever the size).
+WRITER_CHECK_BELOW_BYTES = 64 * 1024
+
+# orjson refuses to write more than ORJSON_MAX_WRITE_DEPTH nested objects and arrays, and to read
+# more than ORJSON_MAX_READ_DEPTH: inside `_WRAPPING` or `_PADDING` arrays, a value nested deeper
+# than MAX_JSON_DEPTH reaches those limits (tests/test_input_nesting.py holds them to agree).
 ORJSON_MAX_WRITE_DEPTH = 254
+ORJSON_MAX_READ_DEPTH = 1024
 _WRAPPING = ORJSON_MAX_WRITE_DEPTH - MAX_JSON_DEPTH
+_PADDING = ORJSON_MAX_READ_DEPTH - MAX_JSON_DEPTH
+_OPEN, _CLOSE = b"[" * _PADDING, b"]" * _PADDING
 
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 FHIR_JSON = "application/fhir+json"
@@ -93,29 +100,25 @@ def _checked_body(request: Request, *, max_bytes: int, when_empty: InputError | 
 
 
 def decode_json(body: bytes) -> Any:
-    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        message = str(error)  # ends with "line L column C (char N)": it says where
-        if "depth limit" in message:
-            message = f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts: {message}"
-        else:
-            message = f"body is not valid JSON: {message}"
-        raise InputError.single(message, code="structure", status=400) from None
-    if _may_exceed_depth(value) and exceeds_depth(value):
-        raise InputError.single(f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts",
-                                location=too_deep_location(value), code="structure", status=400)
-    return value
+    """`body` decoded by orjson and held to MAX_JSON_DEPTH; an InputError (400) naming where otherwise.
+
+    Either way orjson itself holds the depth, so a body within the limit is never walked value by
+    value in Python (which cost about as much as the parse); only a refused body is, to say where.
+    """
+    if len(body) < WRITER_CHECK_BELOW_BYTES:
+        value = _parsed(body)
+        if _may_exceed_depth(value):
+            _refuse_if_too_deep(value)
+        return value
+    return _parsed_in_padding(body)
 
 
 def _may_exceed_depth(value: Any) -> bool:
     """False when `value` surely nests at most MAX_JSON_DEPTH deep; True when the exact walk must decide.
 
-    orjson's writer refuses values nested deeper than ORJSON_MAX_WRITE_DEPTH: written inside
-    `_WRAPPING` arrays, the value is refused exactly when it nests deeper than MAX_JSON_DEPTH. That
-    costs one write in C, where the walk over every value in Python cost more than the parse. Any
-    refusal (the depth, or anything else the writer might object to) leaves it to the exact walk.
+    Written inside `_WRAPPING` arrays, the value is refused by orjson's writer exactly when it nests
+    deeper than MAX_JSON_DEPTH. Any refusal (the depth, or anything else the writer might object to)
+    leaves it to the exact walk.
     """
     wrapped = value
     for _ in range(_WRAPPING):
@@ -125,6 +128,46 @@ def _may_exceed_depth(value: Any) -> bool:
     except orjson.JSONEncodeError:
         return True
     return False
+
+
+def _parsed_in_padding(body: bytes) -> Any:
+    """`body` parsed inside `_PADDING` arrays, where it reaches orjson's own depth limit exactly when
+    it nests deeper than MAX_JSON_DEPTH. Only a refused body is parsed again, alone, to say why and where."""
+    try:
+        value = orjson.loads(_OPEN + body + _CLOSE)
+    except orjson.JSONDecodeError:
+        value = _parsed(body)
+        _refuse_if_too_deep(value)
+        return value
+    for _ in range(_PADDING):
+        # a body that is not one JSON value can still parse once padded ('1],[2', '],['): each padding
+        # array must then hold exactly one value, or the body alone says what is wrong with it
+        if len(value) != 1:
+            value = _parsed(body)  # raises: such a body is not JSON on its own
+            _refuse_if_too_deep(value)
+            return value
+        value = value[0]
+    return value
+
+
+def _parsed(body: bytes) -> Any:
+    """`body` parsed alone; an InputError saying why and where when it is not JSON or nests beyond orjson's limit."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        message = str(error)  # ends with "line L column C (char N)": it says where
+        if "depth limit" in message:
+            message = f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts: {message}"
+        else:
+            message = f"body is not valid JSON: {message}"
+        raise InputError.single(message, code="structure", status=400) from None
+
+
+def _refuse_if_too_deep(value: Any) -> None:
+    """The exact walk: an InputError (400) naming where `value` nests deeper than MAX_JSON_DEPTH."""
+    if exceeds_depth(value):
+        raise InputError.single(f"JSON nested deeper than the {MAX_JSON_DEPTH} levels this service accepts",
+                                location=too_deep_location(value), code="structure", status=400)
 
 
 def _read_body_bytes(request: Request) -> bytes:
