@@ -136,17 +136,20 @@ def _parsed_in_padding(body: bytes) -> Any:
     try:
         value = orjson.loads(_OPEN + body + _CLOSE)
     except orjson.JSONDecodeError:
-        value = _parsed(body)
-        _refuse_if_too_deep(value)
-        return value
+        return _decoded_alone(body)
     for _ in range(_PADDING):
         # a body that is not one JSON value can still parse once padded ('1],[2', '],['): each padding
         # array must then hold exactly one value, or the body alone says what is wrong with it
         if len(value) != 1:
-            value = _parsed(body)  # raises: such a body is not JSON on its own
-            _refuse_if_too_deep(value)
-            return value
+            return _decoded_alone(body)
         value = value[0]
+    return value
+
+
+def _decoded_alone(body: bytes) -> Any:
+    """The reason a body failed when padded: not JSON, or too deep (with where); else its value."""
+    value = _parsed(body)
+    _refuse_if_too_deep(value)
     return value
 
 
