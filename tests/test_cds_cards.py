@@ -6,6 +6,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataclasses import dataclass
 from datetime import date
@@ -474,3 +476,40 @@ def test_with_calcium_unreadable_and_no_phosphate_the_card_says_results_could_no
     (card,) = build_cards(assessment, _context())
     assert "No usable calcium or phosphate result: some could not be read, so unknown, not normal." in card.card["detail"]
     assert "search was incomplete" not in card.card["detail"]
+
+
+def _compact_by_definition(value):
+    """What `compact` must do, written as plainly as possible: leave out nulls, "" and whatever is
+    empty once its own empty members are left out."""
+    if isinstance(value, dict):
+        kept = {key: _compact_by_definition(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [item for item in map(_compact_by_definition, value) if item not in (None, "", [], {})]
+    return value
+
+
+_JSON_LEAVES = st.one_of(st.none(), st.just(""), st.just(" "), st.text(max_size=3), st.booleans(),
+                         st.integers(-2, 2), st.floats(allow_nan=False), st.just(0), st.just(False))
+_JSON_VALUES = st.recursive(_JSON_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3)),
+    max_leaves=30)
+
+
+@given(_JSON_VALUES)
+@settings(max_examples=300, deadline=None)
+def test_compact_leaves_out_exactly_nulls_blank_strings_and_what_is_empty_once_compacted(value):
+    from service.hooks.cards import compact
+
+    compacted = compact(value)
+    assert compacted == _compact_by_definition(value)
+    assert type(compacted) is type(value)  # zero and false stay, as what they are
+
+
+def test_a_proposed_order_leaves_out_nulls_and_blank_texts():
+    from service.hooks.cards import _service_request
+
+    test = PanelTest(code="2777-1", system="http://loinc.org", display="Phosphate", group="baseline", reason="")
+    resource = _service_request(test, _context(validate_outputs=True))
+    assert "reasonCode" not in resource and "note" not in resource and None not in resource.values()
+    assert resource["subject"] == {"reference": "Patient/pat-1"} and resource["code"]["coding"][0]["code"] == "2777-1"

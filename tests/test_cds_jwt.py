@@ -425,3 +425,45 @@ def test_card_links_come_from_public_base_url_whatever_the_host_header(tmp_path,
     (card,) = response.get_json()["cards"]
     assert card["source"]["url"].startswith("https://cds.example.org/")
     assert all(link["url"].startswith("https://cds.example.org/") for link in card["links"])
+
+
+def _segment(value: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("token", [
+    "not.a.jwt", "onlyone", "two.segments", "four.seg.ments.here", "..", "é.é.é",
+    f"{_segment(b'[1]')}.{_segment(b'{}')}.sig",                    # a header that is not an object
+    f"{_segment(b'{}')}.{_segment(b'null')}.sig",                   # claims that are not an object
+    f"{_segment(b'{}')}.{_segment(bytes([0xff, 0xfe]))}.sig",       # claims that are not UTF-8
+    f"{_segment(b'[' * 100_000)}.{_segment(b'{}')}.sig",            # nested beyond Python's recursion
+])
+def test_a_token_that_is_not_three_base64url_json_objects_is_refused_before_any_key_is_looked_up(
+        secured_client, token):
+    from service.hooks.jwt_auth import unverified_parts
+
+    with pytest.raises(AuthenticationError):
+        unverified_parts(token)
+    response = _call(secured_client, token)
+    assert response.status_code == 401 and response.data == b""
+
+
+def test_the_unverified_parts_are_the_header_and_claims_as_signed(es384_key):
+    """They only pick the key: PyJWT reads the token again, strictly, as it verifies it."""
+    import jwt as pyjwt
+
+    from service.hooks.jwt_auth import unverified_parts
+
+    token = es384_key.sign(SERVICE_URL)
+    header, claims = unverified_parts(token)
+    assert header == pyjwt.get_unverified_header(token)
+    assert claims == pyjwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == EHR_ISSUER and header["alg"] == "ES384"
+
+
+def test_a_token_whose_signature_segment_is_not_base64url_is_refused(secured_client, es384_key):
+    """The quick read never looks at the signature; the verification still refuses a mangled one."""
+    token = es384_key.sign(DISCOVERY_URL)
+    assert _call(secured_client, token[: token.rindex(".") + 1] + "!!!!" + token[token.rindex(".") + 5:]).status_code == 401

@@ -127,9 +127,18 @@ def test_a_location_is_cut_and_escaped_when_the_keys_are_long_or_strange():
     assert "\n" not in location and len(location) <= 243
 
 
+@pytest.fixture(params=["written", "padded"])
+def depth_check(request, monkeypatch):
+    """Each way the parse holds the depth (by size: small bodies are written, large ones padded)."""
+    import service.web.http_io as http_io
+
+    monkeypatch.setattr(http_io, "WRITER_CHECK_BELOW_BYTES", 1 << 40 if request.param == "written" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("depth", [0, 1, 2, 3, 50, 98, 99, 100, 101, 102, 150, 1023, 1024, 1025, 5000])
 @pytest.mark.parametrize("innermost", [b"1", b"{}", b'{"a":[]}', b'"[[{"'])
-def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, innermost):
+def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, innermost, depth_check):
     from service.errors import InputError
     from service.web.http_io import decode_json
 
@@ -148,8 +157,8 @@ def test_the_parse_refuses_exactly_the_bodies_deeper_than_the_limit(depth, inner
 
 @pytest.mark.parametrize("body", [b"1],[2", b"],[", b'{"resourceType": "Bundle", "type": "collection"}],[{"entry": []}',
                                   b"[1]],[[2]"])
-def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body):
-    """The parse pads the body with arrays to let orjson hold the depth: text that closes those
+def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body, depth_check):
+    """The parse of a large body pads it with arrays to let orjson hold the depth: text that closes those
     arrays early must still be refused as not JSON, never read as its first value or fail with a 500."""
     from service.errors import InputError
     from service.web.http_io import decode_json
@@ -158,3 +167,33 @@ def test_text_that_is_json_only_once_padded_is_refused_not_cut_short(body):
         decode_json(body)
     assert refused.value.status == 400
     assert "not valid JSON" in refused.value.issues[0].diagnostics
+
+
+@pytest.mark.parametrize("container", ["array", "object"])
+def test_the_writers_depth_limit_tells_exactly_which_values_the_walk_must_check(container):
+    """The quick check leans on orjson refusing to write values nested deeper than it allows: a value
+    at the limit must pass it, one level more must be left to the exact walk (which refuses it)."""
+    from service.web.http_io import _may_exceed_depth
+
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = [value] if container == "array" else {"k": value}
+        return value
+
+    assert not _may_exceed_depth(nested(MAX_JSON_DEPTH)) and not exceeds_depth(nested(MAX_JSON_DEPTH))
+    assert _may_exceed_depth(nested(MAX_JSON_DEPTH + 1)) and exceeds_depth(nested(MAX_JSON_DEPTH + 1))
+
+
+def test_a_large_body_is_held_to_the_limit_by_the_padded_parse_and_a_small_one_by_the_writer(monkeypatch):
+    """Both ways give the same answers (the tests above run each); this checks which one a size takes."""
+    import service.web.http_io as http_io
+
+    taken = []
+    monkeypatch.setattr(http_io, "_may_exceed_depth", lambda value: taken.append("written") or False)
+    real_padded = http_io._parsed_in_padding
+    monkeypatch.setattr(http_io, "_parsed_in_padding", lambda body: taken.append("padded") or real_padded(body))
+    small = b'{"a": [1, 2, 3]}'
+    large = b'{"a": "' + b"x" * http_io.WRITER_CHECK_BELOW_BYTES + b'"}'
+    assert http_io.decode_json(small) == {"a": [1, 2, 3]} and taken == ["written"]
+    assert http_io.decode_json(large)["a"].startswith("x") and taken == ["written", "padded"]

@@ -686,7 +686,7 @@ def _service_request(test: PanelTest, context: CardContext) -> dict[str, Any]:
         "note": [{"text": f"Source: {citations_text(test.citations)}"}] if test.citations else None,
     }
     # Blank texts left out as R4 requires, so the proposal is valid as built (the tests validate it).
-    resource = without_empty_elements(compact(resource))
+    resource = without_empty_elements(resource)  # it leaves out nulls too
     if context.validate_outputs:
         ServiceRequest.model_validate(resource)  # a proposal the EHR cannot parse is worse than none
     return resource
@@ -723,21 +723,39 @@ def _override_reasons(data: Mapping[str, Any], kind: str) -> list[dict[str, str]
 
 
 def compact(value: Any) -> Any:
-    """Drop nulls, empty strings, empty arrays and empty objects at any depth (the response has none)."""
+    """Drop nulls, empty strings, empty arrays and empty objects at any depth (the response has none).
+
+    A card holds a few hundred values, nearly all plain strings: those are told apart by their exact
+    class before anything else is asked of them.
+    """
     if isinstance(value, dict):
         kept = {}
         for key, item in value.items():
-            if isinstance(item, (dict, list)):
-                item = compact(item)
-            if item is not None and item != "" and item != [] and item != {}:
+            item = _compacted(item)
+            if item is not _LEFT_OUT:
                 kept[key] = item
         return kept
     if isinstance(value, list):
         items = []
         for item in value:
-            if isinstance(item, (dict, list)):
-                item = compact(item)
-            if item is not None and item != "" and item != [] and item != {}:
+            item = _compacted(item)
+            if item is not _LEFT_OUT:
                 items.append(item)
         return items
     return value
+
+
+_LEFT_OUT = object()
+
+
+def _compacted(item: Any) -> Any:
+    """`item` compacted, or _LEFT_OUT when it is null or empty."""
+    if item is None:
+        return _LEFT_OUT
+    kind = item.__class__
+    if kind is str:
+        return item if item else _LEFT_OUT
+    if kind is dict or kind is list or isinstance(item, (dict, list)):
+        item = compact(item)
+        return item if item else _LEFT_OUT
+    return _LEFT_OUT if item == "" or item == [] or item == {} else item

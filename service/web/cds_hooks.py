@@ -21,6 +21,7 @@ from ..hooks.feedback_checks import check_against_issued_cards
 from ..hooks.request_validation import validate_feedback
 from .report_links import link_cards_to_report
 from .http_io import json_response, read_json_body
+from .metrics import count_cards
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def call_service(service_id: str) -> Response:
         patient_id = context.get("patientId") if isinstance(context, dict) else None
         if isinstance(patient_id, str):
             link_cards_to_report(answer.body, assessed[-1][0], assessed[-1][1], patient_id, _base_url())
+    count_cards(card.get("indicator") for card in answer.body["cards"])
     return json_response(answer.body)
 
 

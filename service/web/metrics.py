@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Iterable
 
-import orjson
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -70,15 +69,17 @@ def route_label() -> str:
     return rule.rule if rule is not None else "unmatched"
 
 
+def count_cards(indicators: Iterable[Any]) -> None:
+    """Count the cards of a hook answer by indicator, once the view has its answer (the response is
+    never parsed again for this)."""
+    g.card_indicators = tuple(indicators)
+
+
 def _count_cards(response: Response) -> None:
-    if request.endpoint not in CARD_ENDPOINTS or response.status_code != 200 or response.is_streamed:
+    indicators = g.pop("card_indicators", ())
+    if request.endpoint not in CARD_ENDPOINTS or response.status_code != 200:
         return
-    try:
-        body: Any = orjson.loads(response.get_data())
-    except ValueError:
-        return
-    for card in body.get("cards") or () if isinstance(body, dict) else ():
-        indicator = card.get("indicator") if isinstance(card, dict) else None
+    for indicator in indicators:
         CARDS.labels(indicator if indicator in {"info", "warning", "critical"} else "other").inc()
 
 
