@@ -261,6 +261,48 @@ def test_a_run_killed_half_way_resumes_to_the_same_bytes(tmp_path):
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
+# A pool like the engine's whose processes sit idle (as a worker does once the shards run out, or a
+# partitioning process once its chunks are done) while the process that made them is killed.
+_IDLE_POOL = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from service.screening.local_engine import end_with_parent
+
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"), initializer=end_with_parent,
+                           initargs=(os.getpid(),))
+print(*sorted(set(pool.map(pid_after, [0.5, 0.5]))), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_idle_pool_processes_end_when_the_engine_is_killed():
+    process = subprocess.Popen([sys.executable, "-c", _IDLE_POOL], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in process.stdout.readline().split()]
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    process.kill()  # the engine alone, not its process group
+    process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "pool processes outlived the engine"
+
+
 def test_without_resume_a_new_run_starts_again(tmp_path, export):
     out = tmp_path / "out"
     (out / WORK_FOLDER / "parts" / "shard-00000").mkdir(parents=True)

@@ -21,11 +21,13 @@ are written.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
 import resource
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -156,7 +158,8 @@ def _partition_while_starting(source: Source, folder: Path, shards: int, workers
     each partitioning process."""
     peaks: dict[int, int] = {}
     outcome: dict[str, Any] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as chunk_pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=end_with_parent,
+                             initargs=(os.getpid(),)) as chunk_pool:
         chunk_pool.submit(os.getpid).result()  # the processes are forked here, before any other thread runs
 
         def mapper(function: Any, chunks: Iterable[Any]) -> Iterator[Any]:
@@ -316,8 +319,26 @@ def _settle_heap() -> tuple[int, int, int]:
     return thresholds
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when the thread that forked it ends
+
+
+def end_with_parent(parent: int) -> None:
+    """Have this pool process end when the engine's process does (Linux), and end now if it already has.
+
+    A worker busy with a shard notices a lost parent between patients; an idle one waits on the pool's
+    queue, which never closes while its siblings hold it open, so a killed run would leave it behind."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass  # no prctl: a busy worker still stops at its next patient
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _start_worker(config: Mapping[str, Any] | None, build: bool, counter: Any, parent: int) -> None:
     """Ready this worker: its Assessor is inherited (forked) or built now (spawned)."""
+    end_with_parent(parent)
     if build:
         _worker["assessor"] = _build_assessor(config)
         _settle_heap()
