@@ -91,13 +91,23 @@ def _guard(closure: Closure, node: ast.Node) -> Closure:
             return closure(ctx)
         except EvaluationFailure:
             raise
-        except (UnitError, CqlRuntimeError) as exc:
-            raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
-        except ZeroDivisionError:
-            return None
-        except (ArithmeticError, ValueError, TypeError, OverflowError):
-            raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
+        except VALUE_FAILURES as exc:
+            return value_failure(exc, line, column)
     return guarded
+
+
+# What a value-level failure of an expression can raise (EvaluationFailure is raised on as it is).
+VALUE_FAILURES = (UnitError, CqlRuntimeError, ArithmeticError, ValueError, TypeError, OverflowError)
+
+
+def value_failure(exc: BaseException, line: int, column: int) -> None:
+    """A value-level failure at (line, column): null for a division by zero, as in CQL; otherwise an
+    EvaluationFailure there, with the unit or runtime error's own first line when it has one."""
+    if isinstance(exc, (UnitError, CqlRuntimeError)):
+        raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
+    if isinstance(exc, ZeroDivisionError):
+        return None
+    raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
 
 
 def value_converter(actual: T.CqlType, target: T.CqlType) -> Callable[[Any], Any] | None:
@@ -815,12 +825,8 @@ class Generator:
                 return kept
             except EvaluationFailure:
                 raise
-            except (UnitError, CqlRuntimeError) as exc:
-                raise EvaluationFailure(str(exc).split("\n")[0], line, column) from None
-            except ZeroDivisionError:
-                return None
-            except (ArithmeticError, ValueError, TypeError, OverflowError):
-                raise EvaluationFailure("this expression cannot be evaluated on these values", line, column) from None
+            except VALUE_FAILURES as exc:
+                return value_failure(exc, line, column)
         return run
 
     def _with_clause(self, clause: ast.WithClause) -> Closure:
