@@ -1,4 +1,6 @@
-"""Compliance case files (tests/cql_compliance/*.json): loading, value decoding, a facts provider.
+"""What the CQL tests share: the model, the shipped library, the evaluation instant and a library
+header, kept in one place so that every test compiles against the same set-up; and the compliance
+case files (tests/cql_compliance/*.json): loading, value decoding, a facts provider.
 
 Format: see the project issue "cql_like: a CQL-subset rule language". A case is
 an expression (wrapped into a one-define library) or a whole library body; it
@@ -10,14 +12,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
+from service.cql_like import load_model_info
 from service.cql_like.operators import parse_datetime
 from service.cql_like.quantity import Quantity
 from service.cql_like.values import Code, Concept, CqlTuple, Interval, Record
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_PATH = ROOT / "service" / "knowledge" / "model.json"
+MODEL = load_model_info(MODEL_PATH)
+SHIPPED_LIBRARY = ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
+SHIPPED_VALUESETS = ROOT / "service" / "knowledge" / "valuesets"
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
+# Comparing amounts of substance with mass concentrations fails when it is evaluated.
+FAILS = "(2.5 'mmol/L' > 10 'mg/dL')"
 
 CASES_DIR = Path(__file__).with_name("cql_compliance")
 DEFAULT_NOW = "2026-11-15T09:00:00Z"
@@ -144,6 +157,16 @@ class FactsProvider:
             if any((c.system, c.code) in wanted for c in coded):
                 out.append(record)
         return out
+
+
+class EmptyProvider:
+    """A data provider with no patient and no records."""
+
+    def patient(self) -> Record | None:
+        return None
+
+    def retrieve(self, type_name: str, codes: frozenset | None) -> list[Record]:
+        return []
 
 
 def same_value(actual: Any, expected: Any) -> bool:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from service.cql_like import CqlCompilationError, CqlError, compile_library, format_value, load_model_info
+from service.cql_like import CqlCompilationError, CqlError, compile_library, format_value
 
-from cqlcases import FactsProvider, decode, iter_cases, same_value
+from cqlcases import MODEL, FactsProvider, decode, iter_cases, same_value
 
-MODEL = load_model_info(Path(__file__).resolve().parents[1] / "service" / "knowledge" / "model.json")
 CASES = list(iter_cases())
 ERROR_KINDS = {"syntax", "name", "type", "evaluation"}
 

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from service.cql_like import (CqlCompilationError, CqlNameError, DefineResult, compile_library, format_value,
-                              load_library, load_model_info)
+                              load_library)
 from service.cql_like.quantity import Quantity
 from service.cql_like.tooling import render_result
 from service.cql_like.values import Code, Concept, CqlTuple, Interval, Record
 
-from cqlcases import FactsProvider
+from cqlcases import MODEL, NOW, FactsProvider
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
 LOINC = "http://loinc.org"
 
 LIBRARY = """library Labs version '3.0.0'

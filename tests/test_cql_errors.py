@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from service.cql_like import (CqlCompilationError, CqlEvaluationError, CqlNameError, CqlSyntaxError, CqlTypeError,
-                              check_library, compile_library, load_model_info)
+                              check_library, compile_library)
 from service.cql_like.tooling import check_paths, render_errors
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-SHIPPED_LIBRARY = ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
-SHIPPED_VALUESETS = ROOT / "service" / "knowledge" / "valuesets"
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
+from cqlcases import HEADER, MODEL, NOW, SHIPPED_LIBRARY, SHIPPED_VALUESETS, EmptyProvider
 
 
 def compile_errors(body: str) -> list:
     with pytest.raises(CqlCompilationError) as info:
         compile_library(HEADER + body, filename="rules/t.cql", model=MODEL)
     return info.value.errors
-
-
-class EmptyProvider:
-    def patient(self):
-        return None
-
-    def retrieve(self, type_name, codes):
-        return []
 
 
 def test_syntax_error_renders_location_source_line_and_caret():

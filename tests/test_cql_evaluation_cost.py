@@ -5,13 +5,11 @@ must leave values and evidence exactly as a full evaluation gives them."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from service.cql_like import CqlEvaluationError, CqlNameError, compile_library, load_model_info
+from service.cql_like import CqlEvaluationError, CqlNameError, compile_library
 from service.cql_like import checker, codegen, constants
 from service.cql_like import functions as fn
 from service.cql_like import valuesets
@@ -19,13 +17,8 @@ from service.cql_like.parser import parse
 from service.cql_like.valuesets import ValueSet
 from service.cql_like.values import Code
 
-from cqlcases import FactsProvider
+from cqlcases import FAILS, HEADER, MODEL, NOW, FactsProvider
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
-FAILS = "(2.5 'mmol/L' > 10 'mg/dL')"
 FACTS = {"patient": {"source": "Patient/p1", "id": "p1", "gender": "female"},
          "Condition": [{"source": "Condition/1", "clinicalStatus": "active",
                         "code": {"concept": [["http://snomed.info/sct", "1"]]}}]}

@@ -8,16 +8,12 @@ use, and a FHIR element name with an obvious facts counterpart (`valueQuantity`,
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from service.cql_like import CqlCompilationError, CqlNameError, CqlTypeError, compile_library, load_model_info
+from service.cql_like import CqlCompilationError, CqlNameError, CqlTypeError, compile_library
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_PATH = ROOT / "service" / "knowledge" / "model.json"
-MODEL = load_model_info(MODEL_PATH)
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
+from cqlcases import HEADER, MODEL, MODEL_PATH, ROOT
 
 
 def compile_errors(source: str) -> list:

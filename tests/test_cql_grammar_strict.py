@@ -19,9 +19,7 @@ from service.cql_like.ast import DurationBetween, dump
 from service.cql_like.errors import CqlSyntaxError
 from service.cql_like.parser import parse
 
-from cqlcases import iter_cases
-
-ROOT = Path(__file__).resolve().parents[1]
+from cqlcases import ROOT, iter_cases
 
 
 def _define(expression: str) -> str:

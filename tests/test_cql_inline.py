@@ -4,13 +4,10 @@ positioned errors, on the shipped library and on small libraries aimed at the fa
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from pathlib import Path
-
 import orjson
 import pytest
 
-from service.cql_like import CqlEvaluationError, codegen, checker, compile_library, load_model_info
+from service.cql_like import CqlEvaluationError, codegen, checker, compile_library
 from service.cql_like.library import Library, read_source
 from service.cql_like.parser import parse
 from service.cql_like.valuesets import load_valueset_dir
@@ -18,14 +15,8 @@ from service.pipeline.assess import get_assessor
 from service.pipeline.ingest import read_bundle
 from service.pipeline.normalize import build_facts
 
-from cqlcases import FactsProvider
+from cqlcases import HEADER, MODEL, NOW, ROOT, SHIPPED_LIBRARY, SHIPPED_VALUESETS, FactsProvider
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-SHIPPED_LIBRARY = ROOT / "service" / "knowledge" / "CalcinosisCutis.cql"
-SHIPPED_VALUESETS = ROOT / "service" / "knowledge" / "valuesets"
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 CONDITIONS = {"patient": {"source": "Patient/p1"},
               "Condition": [{"source": "Condition/1", "id": "c1", "code": {"concept": [["http://snomed.info/sct", "1"]]}},
                             {"source": "Condition/2", "id": "c2", "code": {"concept": [["http://snomed.info/sct", "2"]]}}]}

@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import ast
 import itertools
-from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from service.cql_like import CqlEvaluationError, compile_library, load_model_info
+from service.cql_like import CqlEvaluationError, compile_library
 from service.cql_like import operators as ops
 
-from cqlcases import FactsProvider
+from cqlcases import FAILS, HEADER, MODEL, NOW, ROOT, FactsProvider
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 LITERAL = {True: "true", False: "false", None: "null"}
-# Comparing amounts of substance with mass concentrations fails when it is evaluated.
-FAILS = "(2.5 'mmol/L' > 10 'mg/dL')"
 
 
 def evaluate(body: str, provider=None):

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from service.cql_like import compile_library, format_value, load_model_info
+from service.cql_like import compile_library, format_value
 from service.cql_like.quantity import Quantity
 
-MODEL = load_model_info(Path(__file__).resolve().parents[1] / "service" / "knowledge" / "model.json")
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+from cqlcases import MODEL, NOW, EmptyProvider
 
 LIBRARY = compile_library("""library Properties version '1'
 parameter "I" Integer
@@ -49,16 +47,8 @@ define "(P or R) and not (P and R)": ("P" or "R") and not ("P" and "R")
 """, model=MODEL)
 
 
-class NoData:
-    def patient(self):
-        return None
-
-    def retrieve(self, type_name, codes):
-        return []
-
-
 def run(define: str, **parameters):
-    return LIBRARY.evaluate_define(define, NoData(), parameters=parameters, now=NOW).value
+    return LIBRARY.evaluate_define(define, EmptyProvider(), parameters=parameters, now=NOW).value
 
 
 ints = st.integers(min_value=-(2**31), max_value=2**31 - 1)
@@ -131,7 +121,7 @@ def test_three_valued_logic_laws(p, r):
 def test_formatted_decimal_reads_back_as_the_same_value(x):
     text = format_value(x)
     library = compile_library(f"library F version '1'\ncontext Patient\ndefine \"V\": {text}", model=MODEL)
-    assert library.evaluate_define("V", NoData(), now=NOW).value == x
+    assert library.evaluate_define("V", EmptyProvider(), now=NOW).value == x
 
 
 # ---- robustness: nothing but CqlError escapes -------------------------------------------------

@@ -3,22 +3,15 @@ code generation takes only what the checker produced from a library without erro
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from pathlib import Path
-
 import pytest
 
-from service.cql_like import CqlNameError, CqlTypeError, check_library, compile_library, load_model_info
+from service.cql_like import CqlNameError, CqlTypeError, check_library, compile_library
 from service.cql_like import ast, checker, codegen
 from service.cql_like.parser import parse
 
-from cqlcases import FactsProvider
+from cqlcases import HEADER, MODEL, NOW, FactsProvider
 from test_cql_imports import import_graph
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = load_model_info(ROOT / "service" / "knowledge" / "model.json")
-NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
-HEADER = "library T version '1'\nusing CalcinosisFacts version '1.0.0'\ncontext Patient\n"
 BROKEN = HEADER + ('define "Sum": 1 + \'a\'\n'
                    'define "Fine": 2 * 3\n'
                    'define "Typo": Fien + 1\n')
