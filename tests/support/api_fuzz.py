@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import random
 import sys
 import re
 import tempfile
@@ -281,6 +282,22 @@ def _fuzz_target() -> Iterator[tuple[Any, Any, _Recorder]]:
             recorder.close()
 
 
+@contextlib.contextmanager
+def _seeded_global_random(seed: int | None) -> Iterator[None]:
+    """The `random` module seeded for the run (0 when no seed is given), its state restored after.
+
+    Hypothesis draws from its own derandomized source, but schemathesis also draws from the global
+    `random` (which responses' values it reuses in later requests, some mutations): left to whatever
+    state the test session gave it, the same run sent other requests each time, and now and then no
+    generated feedback named an issued card."""
+    state = random.getstate()
+    random.seed(0 if seed is None else seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int | None = None,
              operations: set[str] | None = None) -> FuzzReport:
     """Run the stateful scenarios, then fuzz every operation in both generation modes; return the figures.
@@ -290,7 +307,7 @@ def run_fuzz(*, examples_per_operation: int, stateful_scenarios: int, seed: int 
     `seed` None: the same inputs on every run (a CI gate that does not flicker); a number: others.
     `operations` ("POST /fhir/$assess", ...): only these, statelessly (the stateful part needs them all).
     """
-    with _fuzz_target() as (schema, _key, recorder):
+    with _seeded_global_random(seed), _fuzz_target() as (schema, _key, recorder):
         # Stateful first: what schemathesis learns from thousands of stateless answers steers its
         # later link choices away from the feedback-after-card scenarios.
         if operations is None:
