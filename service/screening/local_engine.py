@@ -11,9 +11,9 @@ workers do). Elsewhere (spawned workers) each worker builds its own. The workers
 shards: a shard's patients are grouped in memory, one patient at a time goes through
 `screen_patient` with the export's shared Medications it references (`shared_medications`: the
 partition keeps them in files of their own, each worker reads them once), and the shard's
-results are written as a part (`outputs.PartWriter`) whose marker comes last; this process joins each part into the outputs (`outputs.Assembler`) as soon as
-it and those before it are complete, so only the last parts and the report are left when the
-workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+results are written as a part (`outputs.PartWriter`) whose marker comes last; this process joins
+each part into the outputs (`outputs.Assembler`) as soon as it and those before it are complete,
+so only the last parts and the report are left when the workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -131,8 +131,7 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
         try:
             joiner.catch_up()
             worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], partitioned["medications"], parts,
-                                    run["now"],
-                                    total=partitioned["patients"], already=already, progress=progress,
+                                    run["now"], total=partitioned["patients"], already=already, progress=progress,
                                     joiner=joiner) if pool else {}
         except BaseException:
             joiner.assembler.abandon()
@@ -260,8 +259,7 @@ class _Workers:
         self.pool.submit(os.getpid)  # the first task starts the processes now
 
     def run(self, pending: list[int], shard_folder: Path, runs: list[Any], medications: list[str], parts: list[Path],
-            now_text: str, *,
-            total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
+            now_text: str, *, total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
         """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
         from tqdm import tqdm
 
