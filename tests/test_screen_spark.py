@@ -192,6 +192,69 @@ def test_a_folder_of_bundles_is_screened_as_the_local_engine_does(spark, tmp_pat
 
 
 @needs_spark
+def test_orders_referencing_shared_medications_are_screened_as_the_local_engine_does(spark, tmp_path):
+    """An export in the EHR's form (Medication.ndjson, orders with medicationReference): every output line,
+    summary row and issue the same, each order read with its drug (no 'not in the bundle')."""
+    from service.screening.local_engine import run_local
+    from service.screening.spark_engine import run_spark
+
+    export = tmp_path / "export"
+    write_export(export, 60, seed=17, bad_lines=2, shared_medications=True)
+    (export / "MedicationRequest.ndjson").write_bytes(  # one order names its drug by an absolute URL
+        (export / "MedicationRequest.ndjson").read_bytes().replace(
+            b'"reference":"Medication/', b'"reference":"https://ehr.example/fhir/Medication/', 1))
+    local = run_local(export, tmp_path / "local", workers=2, now=FIXTURE_NOW, progress=False)
+    distributed = run_spark(export, tmp_path / "spark", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert distributed.patients == local.patients == 60
+    for name in OUTPUT_FILES:
+        assert _resources(distributed.out_dir / name) == _resources(local.out_dir / name), name
+    assert _summary_rows(distributed.out_dir) == _summary_rows(local.out_dir)
+    assert _csv_rows(distributed.out_dir) == _csv_rows(local.out_dir)
+    issues = _issues(distributed.out_dir)
+    assert issues == _issues(local.out_dir)
+    assert not [issue for issue in issues if "is not in the bundle" in issue["diagnostics"]]
+    note = next(issue for issue in issues if "Medication resource(s) refer to no patient" in issue["diagnostics"])
+    assert note["source"] == "Medication.ndjson:1" and "not assessed" not in note["diagnostics"]
+    assert any(row["top_type"] == "iatrogenic" and row["top_grade"] == "high"
+               for row in _summary_rows(distributed.out_dir)), "the IV calcium order is read through its reference"
+
+
+@needs_spark
+def test_a_reference_to_a_medication_the_export_lacks_gets_the_same_warning_in_both_engines(spark, tmp_path):
+    from service.screening.local_engine import run_local
+    from service.screening.spark_engine import run_spark
+
+    export = tmp_path / "export"
+    write_export(export, 30, seed=19, shared_medications=True)
+    medications = (export / "Medication.ndjson").read_bytes().splitlines()
+    (export / "Medication.ndjson").write_bytes(b"".join(line + b"\n" for line in medications[1:]))
+    local = run_local(export, tmp_path / "local", workers=1, now=FIXTURE_NOW, progress=False)
+    distributed = run_spark(export, tmp_path / "spark", now=FIXTURE_NOW, spark=spark, progress=False)
+    for name in OUTPUT_FILES:
+        assert _resources(distributed.out_dir / name) == _resources(local.out_dir / name), name
+    issues = _issues(distributed.out_dir)
+    assert issues == _issues(local.out_dir)
+    missing = orjson.loads(medications[0])["id"]
+    warned = [issue for issue in issues if f"Medication 'Medication/{missing}' is not in the bundle" in issue["diagnostics"]]
+    assert warned and all(issue["severity"] == "warning" for issue in warned)
+
+
+def test_the_shared_medication_pass_decodes_only_the_medications_of_no_patient():
+    pd = pytest.importorskip("pandas")
+    from service.screening.spark_engine import SHARED_MEDICATION_KEY, key_lines
+
+    medication = '{"resourceType": "Medication", "id": "med-1", "code": {"text": "Calcitriol"}}'
+    order = ('{"resourceType": "MedicationRequest", "id": "mr-1", "subject": {"reference": "Patient/p-1"}, '
+             '"medicationReference": {"reference": "Medication/med-1"}}')
+    batches = [pd.DataFrame({"value": [order, "not json", medication], "file": ["Mixed.ndjson"] * 3,
+                             "block": [0] * 3})]
+    rows = pd.concat(key_lines(iter(batches), ranks={"Mixed.ndjson": 0}, first_lines={("Mixed.ndjson", 0): 1},
+                               only_medications=True))
+    assert list(zip(rows["key"], rows["line"], rows["origin"])) == [(SHARED_MEDICATION_KEY, 3, "Mixed.ndjson:3")]
+    assert orjson.loads(rows["text"].iloc[0])["id"] == "med-1"
+
+
+@needs_spark
 def test_an_empty_folder_gives_empty_outputs(spark, tmp_path):
     from service.screening.spark_engine import run_spark
 

@@ -9,10 +9,11 @@ rule library (shared, copy on write) and are ready at once; the objects alive th
 of the collector's view (`gc.freeze`) so that no process walks the library again (as the served
 workers do). Elsewhere (spawned workers) each worker builds its own. The workers assess whole
 shards: a shard's patients are grouped in memory, one patient at a time goes through
-`screen_patient`, and the shard's results are written as a part (`outputs.PartWriter`) whose
-marker comes last; this process joins each part into the outputs (`outputs.Assembler`) as soon as
-it and those before it are complete, so only the last parts and the report are left when the
-workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
+`screen_patient` with the export's shared Medications it references (`shared_medications`: the
+partition keeps them in files of their own, each worker reads them once), and the shard's
+results are written as a part (`outputs.PartWriter`) whose marker comes last; this process joins
+each part into the outputs (`outputs.Assembler`) as soon as it and those before it are complete,
+so only the last parts and the report are left when the workers are done. The work folder (`<out>/.screen-work`) records the run (source, instant, shard
 count) so that `resume` redoes neither the partition nor any finished shard, and a resumed run
 writes the same bytes as one never interrupted: the instant is the first run's, the shards are the
 same files and the parts are joined in shard order. The work folder is removed once the outputs
@@ -42,6 +43,7 @@ import orjson
 
 from .outputs import Assembler, PartWriter, part_counts, write_atomically
 from .patient_screen import PatientScreen, screen_patient
+from .shared_medications import SharedMedications, read_files
 from .sharding import PartitionResult, Piece, partition, read_shard, shard_count_for, shard_pieces
 from .sources import Source
 from .summary_row import summary_row
@@ -104,8 +106,8 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
     parts = [part_folder / f"shard-{index:05d}" for index in range(run["shards"])]
     phases: dict[str, float] = {}
     partitioned = _read_json(work / PARTITION_FILE)
-    if partitioned is not None and "runs" not in partitioned:
-        partitioned = None  # written by a version that kept one file per shard: partitioned again, the same lines
+    if partitioned is not None and ("runs" not in partitioned or "medications" not in partitioned):
+        partitioned = None  # written by a version that kept one file per shard, or no shared Medications: again
     count = workers or os.cpu_count() or 1
     assessor, partition_peaks, pool = None, {}, None
     try:
@@ -128,8 +130,8 @@ def run_local(source_folder: Path, out_dir: Path, *, workers: int | None = None,
                                           leading_issues=[*extra_issues, *partitioned["problems"]]))
         try:
             joiner.catch_up()
-            worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], parts, run["now"],
-                                    total=partitioned["patients"], already=already, progress=progress,
+            worker_peaks = pool.run(pending, shard_folder, partitioned["runs"], partitioned["medications"], parts,
+                                    run["now"], total=partitioned["patients"], already=already, progress=progress,
                                     joiner=joiner) if pool else {}
         except BaseException:
             joiner.assembler.abandon()
@@ -256,8 +258,8 @@ class _Workers:
                                                   os.getpid()))
         self.pool.submit(os.getpid)  # the first task starts the processes now
 
-    def run(self, pending: list[int], shard_folder: Path, runs: list[Any], parts: list[Path], now_text: str, *,
-            total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
+    def run(self, pending: list[int], shard_folder: Path, runs: list[Any], medications: list[str], parts: list[Path],
+            now_text: str, *, total: int, already: int, progress: bool, joiner: _Joiner) -> dict[int, int]:
         """Assess the pending shards; returns the peak resident bytes of each worker, by pid."""
         from tqdm import tqdm
 
@@ -270,7 +272,7 @@ class _Workers:
                    disable=not progress, dynamic_ncols=interactive, smoothing=0.1,
                    mininterval=0.5 if interactive else 10)
         futures: set[Future] = {self.pool.submit(screen_shard, str(shard_folder), shard_pieces(runs, index),
-                                                 str(parts[index]), now_text) for index in pending}
+                                                 str(parts[index]), now_text, medications) for index in pending}
         joiner.assembler.prepare_report()  # while the workers are busy, not after
         try:
             while futures:
@@ -345,27 +347,44 @@ def _start_worker(config: Mapping[str, Any] | None, build: bool, counter: Any, p
     _worker.update(counter=counter, parent=parent)
 
 
-def screen_shard(shard_folder: str, pieces: list[Piece], part_dir: str,
-                 now_text: str) -> tuple[dict[str, int], int, int]:
-    """Assess every patient of one shard (its pieces of the run files) and write its part; returns the
-    part's counts, this worker's pid and its peak resident bytes so far."""
+def screen_shard(shard_folder: str, pieces: list[Piece], part_dir: str, now_text: str,
+                 medications: list[str]) -> tuple[dict[str, int], int, int]:
+    """Assess every patient of one shard (its pieces of the run files) and write its part, each patient
+    with the shared Medications (files `medications`) it references; returns the part's counts, this
+    worker's pid and its peak resident bytes so far."""
     assessor, counter, parent = _worker["assessor"], _worker["counter"], _worker["parent"]
     now = datetime.fromisoformat(now_text)
+    shared = _shared_medications(shard_folder, medications)
     with PartWriter(Path(part_dir)) as part:
         for patient_id, lines in read_shard(Path(shard_folder), pieces):
             if os.getppid() != parent:  # the run was killed: stop, leave the part unfinished
                 os._exit(1)
-            part.add(screen_lines(patient_id, lines, assessor, now))
+            part.add(screen_lines(patient_id, lines, assessor, now, shared))
             with counter.get_lock():
                 counter.value += 1
         counts = part.finish()
     return counts, os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _shared_medications(shard_folder: str, names: list[str]) -> SharedMedications:
+    """The export's shared Medications, read once per worker process (the same for every shard of a run)."""
+    key = (shard_folder, tuple(names))
+    cached = _worker.get("medications")
+    if cached is None or cached[0] != key:
+        cached = _worker["medications"] = (key, read_files(Path(shard_folder), names))
+    return cached[1]
+
+
 def screen_lines(patient_id: str, lines: list[tuple[str, str | None, bytes]], assessor: Any,
-                 now: datetime) -> PatientScreen:
-    """Screen one patient from its shard lines; an unexpected failure is that patient's problem only."""
+                 now: datetime, shared: SharedMedications | None = None) -> PatientScreen:
+    """Screen one patient from its shard lines, with the `shared` Medications its medication resources
+    reference added after them (once each); an unexpected failure is that patient's problem only."""
     resources = [orjson.loads(raw) for _origin, _url, raw in lines]
+    if shared:
+        added = shared.referenced_by(resources)
+        if added:
+            lines = [*lines, *added]
+            resources.extend(orjson.loads(raw) for _origin, _url, raw in added)
     origins = [origin for origin, _url, _raw in lines]
     urls = [url for _origin, url, _raw in lines]
     try:

@@ -14,6 +14,8 @@ held in memory per process while partitioning, never the export.
 
 What has no patient is counted by type and reported once per type, with its first place: shared
 resources (Organization, Practitioner) are expected; an Observation without a patient is a problem.
+The Medications of no patient are also written to a file of the chunk's (`chunk-<index>-medications.tsv`,
+`shared_medications`): a patient's medication resources reference them, and the workers add them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import orjson
 
 from ..pipeline.ingest import CLINICAL_TYPES
 from .patient_keys import patient_key_of
+from .shared_medications import Line, write_lines
 from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded, line_ranges, ndjson_lines
 
 SHARD_TARGET_BYTES = 8 * 1024 * 1024  # about this much JSON per shard: a few hundred patients
@@ -74,6 +77,9 @@ class Chunk:
     def run_file_name(self, run: int) -> str:
         return f"chunk-{self.index:05d}-{run:03d}.tsv"
 
+    def medications_file_name(self) -> str:
+        return f"chunk-{self.index:05d}-medications.tsv"
+
 
 @dataclass
 class ChunkResult:
@@ -87,6 +93,7 @@ class ChunkResult:
     patients: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
     without_patient: dict[str, list[Any]] = field(default_factory=dict)
+    medications: str | None = None  # the file of the chunk's Medications of no patient, if it has any
 
 
 @dataclass
@@ -99,10 +106,11 @@ class PartitionResult:
     problems: list[dict[str, Any]] = field(default_factory=list)
     without_patient: Counter = field(default_factory=Counter)
     runs: list[tuple[str, list[int]]] = field(default_factory=list)
+    medications: list[str] = field(default_factory=list)  # the files of shared Medications, in the order read
 
     def to_json(self) -> dict[str, Any]:
         return {"shards": self.shards, "resources": self.resources, "patients": self.patients,
-                "problems": self.problems, "runs": self.runs}
+                "problems": self.problems, "runs": self.runs, "medications": self.medications}
 
     def pieces(self, index: int) -> list[Piece]:
         return shard_pieces(self.runs, index)
@@ -154,6 +162,8 @@ def partition(source: Source, folder: Path, shards: int, *, mapper: ChunkMapper 
         result.patients += done.patients
         result.problems.extend(done.problems)
         result.runs.extend(done.runs)
+        if done.medications:
+            result.medications.append(done.medications)
         for kind, (count, first) in done.without_patient.items():
             result.without_patient[kind] += count
             first_without.setdefault(kind, first)
@@ -173,6 +183,9 @@ def partition_chunk(chunk: Chunk, *, folder: str, shards: int) -> ChunkResult:
         else:
             _partition_records(_bundle_records(path), held, result)
     held.write(result)
+    if held.medications:
+        result.medications = chunk.medications_file_name()
+        write_lines(Path(folder) / result.medications, held.medications)
     return result
 
 
@@ -183,6 +196,7 @@ class _Held:
         self.folder, self.chunk, self.shards = folder, chunk, shards
         self.lines: list[list[bytes]] = [[] for _ in range(shards)]
         self.bytes = 0
+        self.medications: list[Line] = []  # the Medications of no patient: shared by the patients' orders
 
     def add(self, shard: int, line: bytes, result: ChunkResult) -> None:
         self.lines[shard].append(line)
@@ -230,6 +244,8 @@ def _partition_lines(path: Path, segment: Segment, held: _Held, result: ChunkRes
         key = patient_key_of(resource)
         if key is None:
             _count_without(result, kind, f"{name}:{number}")
+            if kind == "Medication":
+                held.medications.append((f"{_clean_origin(name)}:{number}", None, raw))
             continue
         result.resources += 1
         result.patients += kind == "Patient"
@@ -247,6 +263,8 @@ def _partition_records(records: Iterable[SourceItem | SourceProblem], held: _Hel
         kind = record.resource["resourceType"]
         if key is None:
             _count_without(result, kind, record.origin)
+            if kind == "Medication":
+                held.medications.append((_clean_origin(record.origin), _clean_url(record.full_url), record.raw))
             continue
         result.resources += 1
         result.patients += kind == "Patient"
@@ -272,10 +290,14 @@ def _key(record: SourceItem) -> str | None:
     return record.patient_key or patient_key_of(record.resource)
 
 
+def _clean_url(full_url: str | None) -> str:
+    """A fullUrl as a shard line can hold it (none when it holds a tab or line break)."""
+    full_url = full_url or ""
+    return "" if any(ch in full_url for ch in "\t\r\n") else full_url
+
+
 def _shard_line(key: str, record: SourceItem) -> bytes:
-    full_url = record.full_url or ""
-    if any(ch in full_url for ch in "\t\r\n"):
-        full_url = ""
+    full_url = _clean_url(record.full_url)
     return b"\t".join((key.encode(), _clean_origin(record.origin).encode(), full_url.encode(), record.raw)) + b"\n"
 
 
@@ -286,8 +308,10 @@ def _clean_origin(origin: str) -> str:
 def _without_patient_issue(kind: str, count: int, first: str) -> dict[str, Any]:
     clinical = kind in CLINICAL_TYPES
     what = "refer to no patient (no subject or patient reference to a Patient)"
+    # a Medication is read by every patient whose medication resource references it (shared_medications)
+    fate = "read where a patient's medication resource references them" if kind == "Medication" else "not assessed"
     return {"severity": "warning" if clinical else "information", "code": "not-found" if clinical else "informational",
-            "diagnostics": f"{count} {kind} resource(s) {what}; not assessed"
+            "diagnostics": f"{count} {kind} resource(s) {what}; {fate}"
                            + ("" if clinical else " (shared resources, expected in an export)"),
             "source": first}
 

@@ -19,8 +19,11 @@ read by Spark's codecs (one block per file).
 
 What is not a patient's also goes through the grouping, under keys no FHIR id can take: the bad
 lines of a file form one group, the resources that name no patient one group per type (counted and
-reported once with their first place, as the local engine does). There is no `--resume`: Spark
-retries failed tasks itself, and a run that stops is run again.
+reported once with their first place, as the local engine does). The Medications of no patient are
+also collected to the driver first (a pass that decodes only the lines naming a Medication) and
+broadcast: each patient is screened with those its medication resources reference
+(`shared_medications`), as the local engine does. There is no `--resume`: Spark retries failed tasks
+itself, and a run that stops is run again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -40,12 +44,14 @@ from .local_engine import WORK_FOLDER, ScreenRun, screen_lines
 from .outputs import PartWriter, assemble
 from .patient_keys import patient_key_of
 from .patient_screen import PatientScreen
+from .shared_medications import SharedMedications
 from .sharding import _without_patient_issue
 from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded
 
 # Group keys that are not patients; "\x00" can never be in an R4 id, so they never meet a patient's.
 PROBLEM_KEY = "\x00problems:"  # + the file name: that file's unreadable lines
 WITHOUT_PATIENT_KEY = "\x00without-patient:"  # + a resource type: resources of that type naming no patient
+SHARED_MEDICATION_KEY = WITHOUT_PATIENT_KEY + "Medication"
 
 # A source record after decoding and keying: its group, place (file rank, line or entry), type, origin,
 # fullUrl, and text (a resource's JSON, a problem's issue as JSON; none for a resource of no patient).
@@ -113,9 +119,13 @@ def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", n
                 relay.out = _Discard()
             relay.phase = "counting lines"
             keyed = keyed_resources(session, source)
+            relay.phase = "collecting the shared Medications"
+            # with a token of this run's own: each worker decodes them once per run, not once per patient
+            medications = session.sparkContext.broadcast((uuid.uuid4().hex, shared_medication_rows(session, source)))
             relay.phase = "reading, keying and screening patients"
             results = screened(session, keyed, moment, settings,
-                               partitions=result_partitions(_partitions(session), source.estimated_bytes))
+                               partitions=result_partitions(_partitions(session), source.estimated_bytes),
+                               medications=medications)
             for row in results.toLocalIterator(prefetchPartitions=True):
                 if row.what == SCREEN:
                     part.add(_screen_of(row.key, row.payload))
@@ -143,20 +153,32 @@ def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", n
 # ---------------------------------------------------------------- the Spark plan (on the driver)
 
 
-def keyed_resources(session: Any, source: Source) -> Any:
-    """A DataFrame of every resource line of `source` with its group key and place (KEYED_SCHEMA)."""
+def keyed_resources(session: Any, source: Source, *, only_medications: bool = False) -> Any:
+    """A DataFrame of every resource line of `source` with its group key and place (KEYED_SCHEMA); with
+    `only_medications`, of its Medications of no patient only (the other lines are not decoded)."""
     ranks = {path.name: rank for rank, path in enumerate(source.files)}
     if source.kind == "bundles":
         files = session.createDataFrame([(path.name, str(path.resolve())) for path in source.files],
                                          "file string, path string")
         files = files.repartition(min(len(source.files), _partitions(session)) or 1)
-        return files.mapInPandas(partial(key_bundle_files, ranks=ranks), KEYED_SCHEMA)
+        return files.mapInPandas(partial(key_bundle_files, ranks=ranks, only_medications=only_medications),
+                                 KEYED_SCHEMA)
     from pyspark.sql import functions as F
 
     lines = session.read.text([path.resolve().as_uri() for path in source.files]).select(
         F.col("value"), F.col("_metadata.file_name").alias("file"), F.col("_metadata.file_block_start").alias("block"))
     counted = lines.groupBy("file", "block").count().collect()
-    return lines.mapInPandas(partial(key_lines, ranks=ranks, first_lines=first_line_numbers(counted)), KEYED_SCHEMA)
+    return lines.mapInPandas(partial(key_lines, ranks=ranks, first_lines=first_line_numbers(counted),
+                                     only_medications=only_medications), KEYED_SCHEMA)
+
+
+def shared_medication_rows(session: Any, source: Source) -> list[tuple[str, str | None, bytes]]:
+    """The source's Medications of no patient as (origin, fullUrl, JSON) rows in the order read: few and
+    small (one per drug), collected to the driver and broadcast to the workers."""
+    rows = keyed_resources(session, source, only_medications=True).select("rank", "line", "origin", "url",
+                                                                          "text").collect()
+    return [(row.origin, row.url or None, row.text.encode("utf-8"))
+            for row in sorted(rows, key=lambda row: (row.rank, row.line))]
 
 
 def first_line_numbers(block_counts: list[Any]) -> dict[tuple[str, int], int]:
@@ -181,7 +203,7 @@ def result_partitions(configured: int, source_bytes: int) -> int:
 
 
 def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any], *,
-             partitions: int | None = None) -> Any:
+             partitions: int | None = None, medications: Any = None) -> Any:
     """Each group of `keyed` screened (RESULT_SCHEMA), in a fixed order: by partition, then key and place.
 
     The results are shuffled once more before they reach the driver so that every group is
@@ -190,7 +212,7 @@ def screened(session: Any, keyed: Any, now: datetime, settings: Mapping[str, Any
     now_text, worker_settings = now.isoformat(), dict(settings)
 
     def screen(frame: Any) -> Any:  # a plain function: Spark reads the kind of UDF from its signature
-        return screen_group(frame, now_text=now_text, settings=worker_settings)
+        return screen_group(frame, now_text=now_text, settings=worker_settings, medications=medications)
 
     results = keyed.groupBy("key").applyInPandas(screen, RESULT_SCHEMA)
     return results.repartition(partitions or _partitions(session), "key").sortWithinPartitions("key", "rank", "line")
@@ -204,8 +226,9 @@ def _partitions(session: Any) -> int:
 
 
 def key_lines(batches: Iterator[Any], *, ranks: Mapping[str, int],
-              first_lines: Mapping[tuple[str, int], int]) -> Iterator[Any]:
-    """Decode and key text lines (columns value, file, block), numbering each block's lines from its first.
+              first_lines: Mapping[tuple[str, int], int], only_medications: bool = False) -> Iterator[Any]:
+    """Decode and key text lines (columns value, file, block), numbering each block's lines from its first
+    (`only_medications`: only the Medications of no patient, and only lines naming one are decoded).
 
     A partition reads its blocks one after another, each in line order, so a running count per
     block gives each line its number.
@@ -219,21 +242,27 @@ def key_lines(batches: Iterator[Any], *, ranks: Mapping[str, int],
             place = (file, int(block))
             index = seen.get(place, 0)
             seen[place] = index + 1
-            if not value.strip():
+            if not value.strip() or (only_medications and '"Medication"' not in value):
                 continue
             record = _decoded(file, first_lines[place] + index, value.encode("utf-8"))
-            rows.append(keyed_row(record, ranks[file]))
+            row = keyed_row(record, ranks[file])
+            if not only_medications or row[0] == SHARED_MEDICATION_KEY:
+                rows.append(row)
         if rows:
             yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
 
 
-def key_bundle_files(batches: Iterator[Any], *, ranks: Mapping[str, int]) -> Iterator[Any]:
-    """Decode and key the resources of Bundle files (columns file, path), read by path on the worker."""
+def key_bundle_files(batches: Iterator[Any], *, ranks: Mapping[str, int],
+                     only_medications: bool = False) -> Iterator[Any]:
+    """Decode and key the resources of Bundle files (columns file, path), read by path on the worker
+    (`only_medications`: only the Medications of no patient)."""
     import pandas as pd
 
     for frame in batches:
         for file, path in zip(frame["file"], frame["path"]):
             rows = [keyed_row(record, ranks[file]) for record in _bundle_records(Path(path))]
+            if only_medications:
+                rows = [row for row in rows if row[0] == SHARED_MEDICATION_KEY]
             if rows:
                 yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
 
@@ -250,8 +279,9 @@ def keyed_row(record: SourceItem | SourceProblem, rank: int) -> tuple[Any, ...]:
     line = _place_in_file(record.origin)
     key = record.patient_key or patient_key_of(record.resource)  # a Bundle may name the patient better
     kind = record.resource["resourceType"]
-    if key is None:
-        return (WITHOUT_PATIENT_KEY + kind, rank, line, kind, record.origin, None, None)
+    if key is None:  # a Medication keeps its JSON: patients' orders reference it (shared_medication_rows)
+        text = record.raw.decode("utf-8") if kind == "Medication" else None
+        return (WITHOUT_PATIENT_KEY + kind, rank, line, kind, record.origin, record.full_url, text)
     return (key, rank, line, kind, record.origin, record.full_url, record.raw.decode("utf-8"))
 
 
@@ -261,8 +291,9 @@ def _place_in_file(origin: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def screen_group(frame: Any, *, now_text: str, settings: Mapping[str, Any]) -> Any:
-    """The results of one group: a patient screened, or the issues of a group of non-patient lines."""
+def screen_group(frame: Any, *, now_text: str, settings: Mapping[str, Any], medications: Any = None) -> Any:
+    """The results of one group: a patient screened (with the shared Medications it references, from the
+    broadcast `medications`), or the issues of a group of non-patient lines."""
     import pandas as pd
 
     frame = frame.sort_values(["rank", "line"], kind="stable")
@@ -277,10 +308,26 @@ def screen_group(frame: Any, *, now_text: str, settings: Mapping[str, Any]) -> A
     else:
         lines = [(origin, url or None, text.encode("utf-8"))
                  for origin, url, text in zip(frame["origin"], frame["url"], frame["text"])]
-        screen = screen_lines(key, lines, _assessor(settings), datetime.fromisoformat(now_text))
+        screen = screen_lines(key, lines, _assessor(settings), datetime.fromisoformat(now_text),
+                              _shared_medications(medications))
         payload = orjson.dumps({"outputs": screen.outputs, "summary": screen.summary, "issues": screen.issues})
         rows = [(key, first_rank, first_line, SCREEN, payload)]
     return pd.DataFrame(rows, columns=["key", "rank", "line", "what", "payload"])
+
+
+_shared: dict[int, SharedMedications] = {}
+
+
+def _shared_medications(medications: Any) -> SharedMedications | None:
+    """The broadcast shared Medications ((token, rows)), decoded once per worker process and run."""
+    if medications is None:
+        return None
+    token, rows = medications.value
+    found = _shared.get(token)
+    if found is None:
+        _shared.clear()
+        found = _shared[token] = SharedMedications.from_rows(rows)
+    return found
 
 
 def _assessor(settings: Mapping[str, Any]) -> Any:

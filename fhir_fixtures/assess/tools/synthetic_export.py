@@ -8,10 +8,15 @@ older results of the analytes the scenario already has, routine results and prob
 never read, and some encounters, immunizations and vital signs. A patient then holds about 20
 laboratory results and 5 conditions, like a real chart. Organizations and Practitioners, which
 belong to no patient, sit in their own files. `bad_lines` adds lines a reader must survive: a
-cut-off line, a line that is not an object, a resource with no patient.
+cut-off line, a line that is not an object, a resource with no patient. `shared_medications` writes
+medication orders as an EHR's export does: each drug once as a Medication in Medication.ndjson, the
+patient's MedicationRequest/Statement/Administration pointing at it with `medicationReference`
+(off by default: the orders then carry `medicationCodeableConcept`, and the other files are the same
+either way).
 
 Run from the repository root:
-    python fhir_fixtures/assess/tools/synthetic_export.py --patients 1000 --out /tmp/export [--gzip] [--seed 0]
+    python fhir_fixtures/assess/tools/synthetic_export.py --patients 1000 --out /tmp/export [--gzip] [--seed 0] \
+        [--shared-medications]
 The output depends only on the arguments: the same seed writes the same bytes.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip as gzip_module
+import hashlib
 import random
 import re
 import sys
@@ -42,6 +48,7 @@ _PATIENT_ELEMENTS = ("subject", "patient", "beneficiary")
 _MAX_SHIFT_DAYS = 90
 _VALUE_JITTER = 0.08
 SHARED_TYPES = frozenset({"Organization", "Practitioner", "Medication", "Location"})
+MEDICATION_USERS = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
 # Older results of an analyte the scenario has (LOINC code -> a value within the default adult range).
 HISTORY_VALUES: dict[str, tuple[float, float, int]] = {
@@ -68,11 +75,12 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 
 
 def write_export(out_dir: Path, patients: int, *, seed: int = 0, gzip: bool = False,
-                 bad_lines: int = 0) -> dict[str, int]:
+                 bad_lines: int = 0, shared_medications: bool = False) -> dict[str, int]:
     """Write `patients` patients as `<Type>.ndjson` (or `.ndjson.gz`) files in `out_dir`.
 
     Returns the number of lines written per file name. `bad_lines` unreadable or patientless lines
-    are spread over Observation.ndjson and Condition.ndjson.
+    are spread over Observation.ndjson and Condition.ndjson. `shared_medications`: each order's drug
+    as a Medication of Medication.ndjson (once per drug), the order referencing it.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,9 +92,16 @@ def write_export(out_dir: Path, patients: int, *, seed: int = 0, gzip: bool = Fa
             files.write(shared)
         bad_at = sorted(rng.sample(range(max(patients, 1)), min(bad_lines, max(patients, 1)))) if bad_lines else []
         extra_bad = max(bad_lines - len(bad_at), 0)
+        medications_written: set[str] = set()
         for number in range(patients):
             template = templates[number % len(templates)]
-            for resource in make_patient(template, rng):
+            made = make_patient(template, rng)
+            if shared_medications:
+                for medication in share_medications(made):
+                    if medication["id"] not in medications_written:
+                        medications_written.add(medication["id"])
+                        files.write(medication)
+            for resource in made:
                 files.write(resource)
             while bad_at and bad_at[0] == number:
                 files.write_raw(*_bad_line(len(bad_at) + extra_bad, rng))
@@ -195,6 +210,30 @@ def make_patient(template: list[dict[str, Any]], rng: random.Random) -> list[dic
     patient_ref = f"Patient/{made[0]['id']}"
     made.extend(_fuller_chart(made, patient_ref, rng))
     return made
+
+
+def share_medications(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Turn each order's `medicationCodeableConcept` into a `medicationReference` to a Medication of that
+    code (in place, the element where it was); returns those Medications. The id comes from the code, so
+    every patient given the same drug references the same Medication, as in an EHR's export."""
+    medications: list[dict[str, Any]] = []
+    for index, resource in enumerate(resources):
+        concept = resource.get("medicationCodeableConcept")
+        if resource["resourceType"] not in MEDICATION_USERS or not isinstance(concept, dict):
+            continue
+        digest = hashlib.sha256(orjson.dumps(concept, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        medication = {"resourceType": "Medication", "id": f"med-{digest}", "code": concept}
+        medications.append(medication)
+        reference = {"reference": f"Medication/{medication['id']}"}
+        resources[index] = {key: value for key, value in _renamed(resource, "medicationCodeableConcept",
+                                                                  "medicationReference", reference)}
+    return medications
+
+
+def _renamed(resource: dict[str, Any], old: str, new: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """The items of `resource` with `old` replaced by `new` = `value`, where `old` was."""
+    for key, item in resource.items():
+        yield (new, value) if key == old else (key, item)
 
 
 def _fuller_chart(made: list[dict[str, Any]], patient_ref: str, rng: random.Random) -> list[dict[str, Any]]:
@@ -310,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gzip", action="store_true", help="write .ndjson.gz files")
     parser.add_argument("--seed", type=int, default=0, help="the random seed (same seed, same bytes)")
     parser.add_argument("--bad-lines", type=int, default=0, help="add this many unreadable or patientless lines")
+    parser.add_argument("--shared-medications", action="store_true",
+                        help="write each drug once in Medication.ndjson, orders referencing it (medicationReference)")
     args = parser.parse_args(argv)
-    counts = write_export(Path(args.out), args.patients, seed=args.seed, gzip=args.gzip, bad_lines=args.bad_lines)
+    counts = write_export(Path(args.out), args.patients, seed=args.seed, gzip=args.gzip, bad_lines=args.bad_lines,
+                          shared_medications=args.shared_medications)
     for name, lines in counts.items():
         print(f"{name}: {lines} lines")
     return 0

@@ -124,3 +124,39 @@ def test_bad_lines_on_request(tmp_path):
 def test_the_command_line(tmp_path, capsys):
     assert main(["--patients", "3", "--out", str(tmp_path), "--seed", "4"]) == 0
     assert "Patient.ndjson: 3 lines" in capsys.readouterr().out
+
+
+MEDICATION_USERS = ("MedicationRequest.ndjson", "MedicationStatement.ndjson", "MedicationAdministration.ndjson")
+
+
+def test_shared_medications_put_each_drug_once_in_medication_ndjson_and_the_orders_reference_it(tmp_path):
+    patients = len(scenario_templates()) * 2
+    plain = write_export(tmp_path / "plain", patients, seed=9)
+    shared = write_export(tmp_path / "shared", patients, seed=9, shared_medications=True)
+    assert "Medication.ndjson" not in plain  # off by default: the export and its counts as before
+    assert {name: count for name, count in shared.items() if name != "Medication.ndjson"} == plain
+    medications = [orjson.loads(line) for line in _lines(tmp_path / "shared")["Medication.ndjson"]]
+    by_id = {medication["id"]: medication for medication in medications}
+    assert len(by_id) == len(medications) >= 3  # each drug once, however many patients take it
+    referenced = set()
+    for name in MEDICATION_USERS:
+        plain_orders = [orjson.loads(line) for line in _lines(tmp_path / "plain")[name]]
+        shared_orders = [orjson.loads(line) for line in _lines(tmp_path / "shared")[name]]
+        assert len(shared_orders) == len(plain_orders) > 0
+        for before, after in zip(plain_orders, shared_orders):
+            get_fhir_model_class(after["resourceType"]).model_validate(after)
+            assert "medicationCodeableConcept" not in after
+            medication_id = after["medicationReference"]["reference"].removeprefix("Medication/")
+            assert by_id[medication_id]["code"] == before["medicationCodeableConcept"]  # the same drug
+            assert list(after).index("medicationReference") == list(before).index("medicationCodeableConcept")
+            referenced.add(medication_id)
+    assert referenced == set(by_id)
+    for medication in medications:
+        get_fhir_model_class("Medication").model_validate(medication)
+    for name in set(plain) - {*MEDICATION_USERS}:  # every other file the same bytes
+        assert _lines(tmp_path / "shared")[name] == _lines(tmp_path / "plain")[name], name
+
+
+def test_the_command_line_writes_shared_medications_on_request(tmp_path, capsys):
+    assert main(["--patients", str(len(scenario_templates())), "--out", str(tmp_path), "--shared-medications"]) == 0
+    assert "Medication.ndjson:" in capsys.readouterr().out
