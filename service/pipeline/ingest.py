@@ -280,6 +280,8 @@ class _BundleReader:
         self.selection = selection
         self.issues: list[InputIssue] = []
         self.index: ReferenceIndex[int] = ReferenceIndex()
+        # (reference, server base) -> what it names; filled while grouping, once the index is complete.
+        self.resolved: dict[tuple[str, str | None], Resolution[int]] = {}
         self.full_urls: dict[str, int] = {}  # fullUrl -> entry: equal fullUrls are the same resource (bdl-7)
         self.unnamed: dict[str, int] = {}  # Type/id of entries without fullUrl -> entry
         self.not_read: dict[str, int] = {}  # resource type -> entries the rules do not read
@@ -534,7 +536,7 @@ class _BundleReader:
             return None if isinstance(subject, dict) else entry.issue(
                 "warning", "structure", "resource.subject", "not a Reference; the resource is not assessed",
                 prefix="resource.subject")
-        found = self.index.lookup(reference, server_base(entry.full_url))
+        found = self._lookup(reference, entry.full_url)
         if found.ambiguous:
             return entry.issue("warning", "multiple-matches", "resource.subject.reference",
                                *_ambiguous(reference, found), "; the resource is not assessed",
@@ -568,6 +570,17 @@ class _BundleReader:
             f"reference '{_clip(reference)}' cannot be resolved in the bundle; the resource is not assessed",
             prefix="resource.subject")
 
+    def _lookup(self, reference: str, full_url: str | None) -> Resolution[int]:
+        """`self.index.lookup(reference, server_base(full_url))`, each (reference, base) resolved once: the
+        index is complete once the entries are read, and a bundle's resources name a few patients over
+        and over."""
+        base = server_base(full_url) if full_url is not None and not full_url.startswith("urn:") else None
+        key = (reference, base)
+        found = self.resolved.get(key)
+        if found is None:
+            found = self.resolved[key] = self.index.lookup(reference, base)
+        return found
+
     def _place_without_subject(self, entries: list[_Entry]) -> None:
         """Resources with no subject belong to the bundle's only patient; with several, to none."""
         if not entries:
@@ -595,7 +608,7 @@ class _BundleReader:
         where = "resource.medicationReference.reference"
         if not isinstance(reference, str) or not reference or reference.startswith("#"):
             return  # display-only or contained: read from the resource itself
-        found = self.index.lookup(reference, server_base(entry.full_url))
+        found = self._lookup(reference, entry.full_url)
         if found.ambiguous:
             group.issues.append(entry.issue(
                 "warning", "multiple-matches", where,
