@@ -231,7 +231,7 @@ def _check_bundle(data: object) -> tuple[str, list[Any]]:
     return bundle_type, entries
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """A usable entry: an object with a resource that has a resourceType."""
 
@@ -334,6 +334,34 @@ class _BundleReader:
             self.match_types.add(kind if isinstance(kind, str) else None)  # a malformed one is refused later
 
     def _entry(self, position: int, raw: Any) -> _Entry | None:
+        plain = self._plain_entry(position, raw)
+        return plain if plain is not None else self._any_entry(position, raw)
+
+    def _plain_entry(self, position: int, raw: Any) -> _Entry | None:
+        """`_any_entry` for the entry nearly every Bundle is made of, or None for any other: an object
+        whose resource has a type and an id (a plain string or none), whose fullUrl is a `urn:uuid:` or
+        `urn:oid:` uri, used by no earlier entry. Its keys are its fullUrl and its `Type/id`."""
+        if raw.__class__ is not dict:
+            return None
+        resource = raw.get("resource")
+        full_url = raw.get("fullUrl")
+        if resource.__class__ is not dict or full_url.__class__ is not str or not full_url.startswith("urn:"):
+            return None
+        resource_type = resource.get("resourceType")
+        resource_id = resource.get("id")
+        if (resource_type.__class__ is not str or not resource_type or not full_url.isprintable() or " " in full_url
+                or (resource_id is not None and resource_id.__class__ is not str) or full_url in self.full_urls):
+            return None
+        self.full_urls[full_url] = position
+        keys = [full_url]
+        if is_valid_id(resource_id):
+            named = f"{resource_type}/{resource_id}"
+            if named != full_url:
+                keys.append(named)
+        self.index.add(position, keys)
+        return _Entry(position, resource_type, resource, full_url)
+
+    def _any_entry(self, position: int, raw: Any) -> _Entry | None:
         if not isinstance(raw, dict):
             self.malformed.append(InputIssue.at_entry(position, "", "error", "structure",
                                                       f"entry is {_json_kind(raw)}, not an object", prefix=""))
