@@ -79,3 +79,13 @@ def test_the_plain_shape_is_what_bundles_are_made_of():
     assert reader._plain_entry(0, raw) is not None
     assert reader._plain_entry(1, raw) is None  # the same fullUrl again: the general reading reports it
     assert reader._plain_entry(2, {"resource": {"resourceType": "Patient", "id": "p2"}}) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(index=st.integers(0, 10_000), path=st.sampled_from(["", "status", "valueQuantity.unit", "code.coding[0]",
+                                                           "[0]", "referenceRange[1].low", "component[2]"]))
+def test_a_place_inside_a_kept_resource_is_the_resources_place_followed_by_the_path(index, path):
+    from service.pipeline.ingest import KeptResource
+
+    kept = KeptResource("Observation", {}, index, None)
+    assert kept.at(path) == (kept.place.at(path) if path else kept.place)

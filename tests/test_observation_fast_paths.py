@@ -132,3 +132,24 @@ def test_the_records_of_one_patient_share_a_default_bands_interval_and_it_is_the
     interval = normalizer._band_interval(band)
     assert normalizer._band_interval(band) is interval
     assert (interval.low.value, interval.high.value, interval.low.unit) == (band.low, band.high, band.unit)
+
+
+QUANTITIES = st.fixed_dictionaries({"value": st.sampled_from([1, 2.5, 10])}, optional={
+    "system": st.sampled_from(["http://unitsofmeasure.org", "http://snomed.info/sct", "", 5]),
+    "code": st.sampled_from(["mg/dL", "mmol/L", "mg/dl", "pg/mL", "258797006", " ", "", 3]),
+    "unit": st.sampled_from(["mg/dL", "mmol/L", "mg/dl", "milligrams", "pg/mL", "", None, 2])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(quantities=st.lists(QUANTITIES, min_size=1, max_size=6), analyte=st.sampled_from(["calcium", "pth", "phosphate"]))
+def test_a_remembered_unit_verdict_reads_a_quantity_as_a_fresh_reading_does(quantities, analyte):
+    from service.assessment_model import EntryPlace
+
+    seen = _normalizer()
+    where = EntryPlace(0, "resource.valueQuantity")
+    for quantity in quantities:
+        fresh = _normalizer()
+        before = len(seen.issues)
+        assert seen._exact_number(quantity, where, "Calcium", analyte) == fresh._exact_number(
+            quantity, where, "Calcium", analyte)
+        assert seen.issues[before:] == fresh.issues

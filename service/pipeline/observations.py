@@ -130,6 +130,8 @@ class ObservationNormalizer:
         self._value_unreadable = False
         # Default bands seen, by identity (the terminology holds them for its lifetime): their Intervals.
         self._band_intervals: dict[int, Interval] = {}
+        # (analyte, Quantity system, code, unit) of plain strings -> `_unit_conflict`, which reads nothing else.
+        self._unit_conflicts: dict[tuple[str, str | None, str | None, str | None], str | None] = {}
 
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
@@ -380,11 +382,17 @@ class ObservationNormalizer:
                            f"{what} not used: comparator '{_shown(comparator)}' is not one of "
                            f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
             return None
-        conflict = self._unit_conflict(analyte_key, quantity)
+        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+        key = (analyte_key, system, code, unit_text)
+        if all(part is None or part.__class__ is str for part in key):  # what the verdict depends on
+            conflict = self._unit_conflicts.get(key, self)
+            if conflict is self:
+                conflict = self._unit_conflicts[key] = self._unit_conflict(analyte_key, quantity)
+        else:
+            conflict = self._unit_conflict(analyte_key, quantity)
         if conflict is not None:
             self._unusable("value", where, f"{what} not used: {conflict}")
             return None
-        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
             return _Number(value, code.strip(), where.at("code"), comparator)
         if isinstance(unit_text, str) and unit_text.strip():
