@@ -64,3 +64,51 @@ def test_an_observation_of_a_known_system_with_a_code_nobody_reads_is_counted_no
     assert [issue.diagnostics for issue in ingested.issues] == ["not assessed (not read by the rules): Observation 2"]
     (patient,) = ingested.patients
     assert patient.resources == () and patient.skipped == () and patient.issues == ()  # never validated
+
+
+# --- the one-loop reading of an Observation's codings is the plain one ----------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from service.fhir_reading.elements import codings  # noqa: E402
+from service.pipeline.selection import default_selection  # noqa: E402
+
+_ANY = st.one_of(st.none(), st.integers(0, 2), st.just(["x"]), st.just({"a": 1}))
+_CODING = st.one_of(st.fixed_dictionaries({}, optional={
+    "system": st.one_of(st.sampled_from(["http://loinc.org", "urn:oid:2.16.840.1.113883.6.1", "http://snomed.info/sct",
+                                         "http://example.org/local", ""]), _ANY),
+    "code": st.one_of(st.sampled_from(["17861-6", "2777-1", "8867-4", "29463-7", " 2160-0", "240977001", ""]), _ANY)}),
+    _ANY, st.just("text"))
+_CODEABLE = st.one_of(st.fixed_dictionaries({}, optional={"coding": st.one_of(st.lists(_CODING, max_size=3), _ANY),
+                                                         "text": st.text(max_size=3)}), _ANY)
+_OBSERVATION = st.fixed_dictionaries({"resourceType": st.just("Observation")}, optional={
+    "code": _CODEABLE,
+    "component": st.one_of(st.lists(st.one_of(st.fixed_dictionaries({}, optional={"code": _CODEABLE}), _ANY),
+                                    max_size=3), _ANY)})
+
+
+def _reads_plainly(selection, resource) -> bool:
+    """Every coding of the code and the components' codes listed, then each looked at in turn."""
+    items = codings(resource.get("code"))
+    components = resource.get("component")
+    for component in components if isinstance(components, list) else ():
+        if isinstance(component, dict):
+            items = items + codings(component.get("code"))
+    recognised = False
+    for item in items:
+        system, code = item.get("system"), item.get("code")
+        if not isinstance(system, str):
+            continue
+        if selection.terminology.is_recognised_system(system):
+            recognised = True
+        if isinstance(code, str) and selection.reads_code(system, code):
+            return True
+    return not recognised
+
+
+@settings(max_examples=400, deadline=None)
+@given(resource=_OBSERVATION)
+def test_which_observations_are_read_is_decided_as_by_listing_every_coding(resource):
+    selection = default_selection()
+    assert selection.reads_observation(resource) is _reads_plainly(selection, resource)

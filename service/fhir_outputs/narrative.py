@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ElementTree
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from ..assessment_model import Citation
@@ -32,7 +33,19 @@ _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 def escaped(text: Any) -> str:
     """Text safe inside an element or an attribute value: markup escaped, characters XML cannot
     hold replaced (a caller's text may carry either)."""
+    if text.__class__ is str and len(text) <= _REMEMBERED_LENGTH:
+        return _escaped_text(text)
+    return _escape(text)
+
+
+def _escape(text: Any) -> str:
     return html.escape(_NOT_XML.sub("\ufffd", "" if text is None else str(text)), quote=True)
+
+
+# Narratives repeat their labels, headings and the library's texts for every patient: a text up to this
+# long is escaped once and remembered (the escape depends on the text alone).
+_REMEMBERED_LENGTH = 2000
+_escaped_text = lru_cache(maxsize=4096)(_escape)
 
 
 def paragraph(text: str) -> str:

@@ -90,7 +90,10 @@ class KeptResource:
 
     def at(self, path: str) -> EntryPlace:
         """The place of element `path` ("valueQuantity.unit") inside the resource; "" for the resource."""
-        return self.place.at(path) if path else self.place
+        if not path:
+            return self.place
+        # `self.place.at(path)` in one step: results ask for a few places each, most never used in an issue
+        return EntryPlace(self.entry_index, f"resource{'' if path.startswith('[') else '.'}{path}")
 
     @property
     def source(self) -> str:
@@ -231,7 +234,7 @@ def _check_bundle(data: object) -> tuple[str, list[Any]]:
     return bundle_type, entries
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """A usable entry: an object with a resource that has a resourceType."""
 
@@ -280,6 +283,8 @@ class _BundleReader:
         self.selection = selection
         self.issues: list[InputIssue] = []
         self.index: ReferenceIndex[int] = ReferenceIndex()
+        # (reference, server base) -> what it names; filled while grouping, once the index is complete.
+        self.resolved: dict[tuple[str, str | None], Resolution[int]] = {}
         self.full_urls: dict[str, int] = {}  # fullUrl -> entry: equal fullUrls are the same resource (bdl-7)
         self.unnamed: dict[str, int] = {}  # Type/id of entries without fullUrl -> entry
         self.not_read: dict[str, int] = {}  # resource type -> entries the rules do not read
@@ -332,6 +337,34 @@ class _BundleReader:
             self.match_types.add(kind if isinstance(kind, str) else None)  # a malformed one is refused later
 
     def _entry(self, position: int, raw: Any) -> _Entry | None:
+        plain = self._plain_entry(position, raw)
+        return plain if plain is not None else self._any_entry(position, raw)
+
+    def _plain_entry(self, position: int, raw: Any) -> _Entry | None:
+        """`_any_entry` for the entry nearly every Bundle is made of, or None for any other: an object
+        whose resource has a type and an id (a plain string or none), whose fullUrl is a `urn:uuid:` or
+        `urn:oid:` uri, used by no earlier entry. Its keys are its fullUrl and its `Type/id`."""
+        if raw.__class__ is not dict:
+            return None
+        resource = raw.get("resource")
+        full_url = raw.get("fullUrl")
+        if resource.__class__ is not dict or full_url.__class__ is not str or not full_url.startswith("urn:"):
+            return None
+        resource_type = resource.get("resourceType")
+        resource_id = resource.get("id")
+        if (resource_type.__class__ is not str or not resource_type or not full_url.isprintable() or " " in full_url
+                or (resource_id is not None and resource_id.__class__ is not str) or full_url in self.full_urls):
+            return None
+        self.full_urls[full_url] = position
+        keys = [full_url]
+        if is_valid_id(resource_id):
+            named = f"{resource_type}/{resource_id}"
+            if named != full_url:
+                keys.append(named)
+        self.index.add(position, keys)
+        return _Entry(position, resource_type, resource, full_url)
+
+    def _any_entry(self, position: int, raw: Any) -> _Entry | None:
         if not isinstance(raw, dict):
             self.malformed.append(InputIssue.at_entry(position, "", "error", "structure",
                                                       f"entry is {_json_kind(raw)}, not an object", prefix=""))
@@ -534,7 +567,7 @@ class _BundleReader:
             return None if isinstance(subject, dict) else entry.issue(
                 "warning", "structure", "resource.subject", "not a Reference; the resource is not assessed",
                 prefix="resource.subject")
-        found = self.index.lookup(reference, server_base(entry.full_url))
+        found = self._lookup(reference, entry.full_url)
         if found.ambiguous:
             return entry.issue("warning", "multiple-matches", "resource.subject.reference",
                                *_ambiguous(reference, found), "; the resource is not assessed",
@@ -568,6 +601,17 @@ class _BundleReader:
             f"reference '{_clip(reference)}' cannot be resolved in the bundle; the resource is not assessed",
             prefix="resource.subject")
 
+    def _lookup(self, reference: str, full_url: str | None) -> Resolution[int]:
+        """`self.index.lookup(reference, server_base(full_url))`, each (reference, base) resolved once: the
+        index is complete once the entries are read, and a bundle's resources name a few patients over
+        and over."""
+        base = server_base(full_url) if full_url is not None and not full_url.startswith("urn:") else None
+        key = (reference, base)
+        found = self.resolved.get(key)
+        if found is None:
+            found = self.resolved[key] = self.index.lookup(reference, base)
+        return found
+
     def _place_without_subject(self, entries: list[_Entry]) -> None:
         """Resources with no subject belong to the bundle's only patient; with several, to none."""
         if not entries:
@@ -595,7 +639,7 @@ class _BundleReader:
         where = "resource.medicationReference.reference"
         if not isinstance(reference, str) or not reference or reference.startswith("#"):
             return  # display-only or contained: read from the resource itself
-        found = self.index.lookup(reference, server_base(entry.full_url))
+        found = self._lookup(reference, entry.full_url)
         if found.ambiguous:
             group.issues.append(entry.issue(
                 "warning", "multiple-matches", where,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from ..assessment_model import COMPARATOR_WORDS, EntryPlace, InputIssue
 from ..cql_like.quantity import Quantity, is_valid_unit, round_to_cql_decimal
@@ -65,6 +66,45 @@ class PatientAgeContext:
     ambiguous_bands: set[tuple[str, str, str]] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class CodeReading:
+    """What an Observation.code says, whatever resource it is sent in: the analyte row it names (None
+    when the rules read no result of it), the code as a Concept (system aliases read as their
+    canonical URI), and (path inside the resource, text) of the information notes on its code systems."""
+
+    analyte_code: AnalyteCode | None
+    concept: Concept | None
+    notes: tuple[tuple[str, str], ...]
+
+
+# The readings of the codes seen, per terminology (its lifetime), each code at most once.
+_CODE_READINGS: "WeakKeyDictionary[Terminology, dict[tuple, CodeReading]]" = WeakKeyDictionary()
+_REMEMBERED_CODES = 4096
+_CODING_ELEMENTS_READ = ("system", "code", "display", "version")
+
+
+def _code_key(codeable: Any) -> tuple | None:
+    """The parts of a CodeableConcept a reading depends on (its text; each coding's system, code, display
+    and version), when each is a plain string or absent and every coding is an object; None otherwise
+    (the code is then read each time)."""
+    if codeable.__class__ is not dict:
+        return None
+    text = codeable.get("text")
+    items = codeable.get("coding")
+    if (text is not None and text.__class__ is not str) or (items is not None and items.__class__ is not list):
+        return None
+    parts: list[Any] = [text]
+    for item in items or ():
+        if item.__class__ is not dict:
+            return None
+        for name in _CODING_ELEMENTS_READ:
+            value = item.get(name)
+            if value is not None and value.__class__ is not str:
+                return None
+            parts.append(value)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class _Number:
     value: Decimal
@@ -88,12 +128,17 @@ class ObservationNormalizer:
         # exists but cannot be used is not an absent result (the rules say "could not confirm").
         self.gaps: list[Record] = gaps if gaps is not None else []
         self._value_unreadable = False
+        # Default bands seen, by identity (the terminology holds them for its lifetime): their Intervals.
+        self._band_intervals: dict[int, Interval] = {}
+        # (analyte, Quantity system, code, unit) of plain strings -> `_unit_conflict`, which reads nothing else.
+        self._unit_conflicts: dict[tuple[str, str | None, str | None, str | None], str | None] = {}
 
     # --- entry point ----------------------------------------------------------------------------
     def record(self, kept: KeptResource) -> Record | None:
         """One Observation as a Record, or None when unusable (an issue says why, for known analytes)."""
         resource = kept.read
-        analyte_code = self._analyte_code(resource)
+        reading = self._code_reading(resource.get("code"))
+        analyte_code = reading.analyte_code
         status = resource.get("status")
         if not isinstance(status, str) or status not in COUNTED_STATUSES:
             if analyte_code is not None:
@@ -102,7 +147,8 @@ class ObservationNormalizer:
             return None
         effective, effective_element = choice_datetime(resource, "effective")
         issued = parse_datetime(resource.get("issued"))
-        self._note_code_systems(kept, analyte_code)
+        for path, diagnostics in reading.notes:
+            self._note(kept.at(path), diagnostics)
         if analyte_code is not None:
             if effective is not None and effective_element is not None:
                 self._note_partial_date(resource, kept.at(effective_element), effective_element)
@@ -126,7 +172,7 @@ class ObservationNormalizer:
             self._note(kept.at("status"), f"{self._what(analyte_code)}: preliminary result used")
         fields: dict[str, Any] = {
             "id": text_or_none(resource.get("id")),
-            "code": self._observation_concept(resource.get("code")),
+            "code": reading.concept,
             "status": status,
             "category": self._category(resource),
             "analyte": analyte_code.analyte if analyte_code is not None else None,
@@ -178,30 +224,57 @@ class ObservationNormalizer:
         found = concept(codeable)
         if found is None:
             return None
+        system_alias = self.terminology.system_alias
+        if all(system_alias(code.system) is None for code in found.codes):
+            return found
         codes = tuple(Code(code.code, alias[0], code.display, code.version)
                       if (alias := self.terminology.system_alias(code.system)) is not None else code
                       for code in found.codes)
         return Concept(codes, found.display)
 
-    def _note_code_systems(self, kept: KeptResource, analyte_code: AnalyteCode | None) -> None:
-        """Say when a result was matched through a system alias, and when its code cannot be read at all
-        (no coding of a known system): such a result is silently irrelevant otherwise."""
-        raw = kept.read.get("code")
-        items = raw.get("coding") if isinstance(raw, dict) else None
+    def _code_reading(self, codeable: Any) -> CodeReading:
+        """`read_code(codeable)`, remembered per terminology for codes of the plain shape (`_code_key`):
+        a bundle repeats a few test codes over and over, and what a code says depends on nothing else."""
+        key = _code_key(codeable)
+        if key is None:
+            return self.read_code(codeable)
+        remembered = _CODE_READINGS.get(self.terminology)
+        if remembered is None:
+            remembered = _CODE_READINGS.setdefault(self.terminology, {})
+        found = remembered.get(key)
+        if found is None:
+            found = self.read_code(codeable)
+            if len(remembered) < _REMEMBERED_CODES:  # bounded: made-up codes cannot grow it without end
+                remembered[key] = found
+        return found
+
+    def read_code(self, codeable: Any) -> CodeReading:
+        """What an Observation.code says: its analyte row, its Concept, and the notes on its code systems."""
+        analyte_code = self._analyte_of(codeable)
+        return CodeReading(analyte_code, self._observation_concept(codeable),
+                           tuple(self._code_system_notes(codeable, analyte_code)))
+
+    def _code_system_notes(self, codeable: Any, analyte_code: AnalyteCode | None) -> list[tuple[str, str]]:
+        """(path, text) of the notes that say when a result was matched through a system alias, and when
+        its code cannot be read at all (no coding of a known system): such a result is silently
+        irrelevant otherwise."""
+        items = codeable.get("coding") if isinstance(codeable, dict) else None
         items = items if isinstance(items, list) else []
+        notes: list[tuple[str, str]] = []
         if analyte_code is not None:
             for position, item in enumerate(items):
                 if not isinstance(item, dict):
                     continue
                 alias = self.terminology.system_alias(item.get("system"))
                 if alias is not None and self.terminology.analyte_for(item.get("system"), item.get("code")):
-                    self._note(kept.at(f"code.coding[{position}]"),
-                               f"{self._what(analyte_code)}: {alias[1]} identified by its OID; "
-                               f"R4 expects {alias[0]}")
-            return
+                    notes.append((f"code.coding[{position}]",
+                                  f"{self._what(analyte_code)}: {alias[1]} identified by its OID; "
+                                  f"R4 expects {alias[0]}"))
+            return notes
         if not any(isinstance(item, dict) and self.terminology.is_recognised_system(item.get("system"))
                    for item in items):
-            self._note(kept.at("code"), "code not recognised: not used by the rules")
+            notes.append(("code", "code not recognised: not used by the rules"))
+        return notes
 
     def _note_partial_date(self, resource: dict[str, Any], where: EntryPlace, element: str) -> None:
         """A month- or year-precision date is ordered as the first day of its period; the clinician is
@@ -215,7 +288,10 @@ class ObservationNormalizer:
 
     # --- analyte and value ----------------------------------------------------------------------
     def _analyte_code(self, resource: dict[str, Any]) -> AnalyteCode | None:
-        for item in codings(resource.get("code")):
+        return self._analyte_of(resource.get("code"))
+
+    def _analyte_of(self, codeable: Any) -> AnalyteCode | None:
+        for item in codings(codeable):
             found = self.terminology.analyte_for(item.get("system"), item.get("code"))
             if found is not None:
                 return found
@@ -240,20 +316,18 @@ class ObservationNormalizer:
         if number is None:
             return False
         try:
-            canonical = self.terminology.convert_measurement(analyte_code.analyte, number.value, number.unit)
+            # A bound is judged on `exact`, unrounded: rounding '<10.004' to '<10.0' would settle a flag the
+            # bound does not.
+            canonical, exact, factor = self.terminology.measurement(analyte_code.analyte, number.value, number.unit)
         except UnitConversionError as error:
             self._unusable("code-invalid", number.unit_location, f"{what} not used: {error}")
             return False
-        analyte = self.terminology.analyte(analyte_code.analyte)
-        unit = analyte.canonical_unit
+        unit = self.terminology.analyte(analyte_code.analyte).canonical_unit
         assert unit is not None
-        factor = self.terminology.unit_factor(analyte, number.unit)
-        if factor is not None and factor.note:
+        if factor.note:
             self._note(number.unit_location, f"{what}: unit '{_shown(number.unit)}' {factor.note}")
         fields["value"] = Quantity(_cql_decimal(canonical), unit)
         fields["comparator"] = number.comparator
-        # A bound is judged unrounded: rounding '<10.004' to '<10.0' would settle a flag the bound does not.
-        exact = self.terminology.convert(analyte_code.analyte, number.value, number.unit)
         self._fill_range(kept, analyte_code, fields, exact)
         return True
 
@@ -308,11 +382,17 @@ class ObservationNormalizer:
                            f"{what} not used: comparator '{_shown(comparator)}' is not one of "
                            f"{', '.join(COMPARATOR_WORDS)}: what '{_shown(comparator)}{value}' means cannot be told")
             return None
-        conflict = self._unit_conflict(analyte_key, quantity)
+        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+        key = (analyte_key, system, code, unit_text)
+        if all(part is None or part.__class__ is str for part in key):  # what the verdict depends on
+            conflict = self._unit_conflicts.get(key, self)
+            if conflict is self:
+                conflict = self._unit_conflicts[key] = self._unit_conflict(analyte_key, quantity)
+        else:
+            conflict = self._unit_conflict(analyte_key, quantity)
         if conflict is not None:
             self._unusable("value", where, f"{what} not used: {conflict}")
             return None
-        system, code, unit_text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
         if system == UCUM and isinstance(code, str) and code.strip():
             return _Number(value, code.strip(), where.at("code"), comparator)
         if isinstance(unit_text, str) and unit_text.strip():
@@ -362,10 +442,7 @@ class ObservationNormalizer:
         else:
             band = self._default_band(kept, analyte_code, when)
             if band is not None:
-                unit = band.unit
-                fields["referenceRange"] = Interval(
-                    Quantity(band.low, unit) if band.low is not None else None,
-                    Quantity(band.high, unit) if band.high is not None else None)
+                fields["referenceRange"] = self._band_interval(band)
                 fields["referenceRangeSource"] = band.source_label
             elif self.terminology.default_ranges(analyte_code.analyte):
                 # Bands exist, none covers this (known) age: no range is borrowed from another age.
@@ -381,6 +458,17 @@ class ObservationNormalizer:
                 flag = None  # inside the span of every age band: normal for some ages, not for others
             if flag is not None:
                 fields["interpretation"], fields["interpretationSource"] = flag, "range"
+
+    def _band_interval(self, band: DefaultRange) -> Interval:
+        """A default band as an Interval of canonical Quantities, built once per band and normalizer
+        (both are immutable, so the records of one patient may share it)."""
+        interval = self._band_intervals.get(id(band))
+        if interval is None:
+            unit = band.unit
+            interval = self._band_intervals[id(band)] = Interval(
+                Quantity(band.low, unit) if band.low is not None else None,
+                Quantity(band.high, unit) if band.high is not None else None)
+        return interval
 
     def _note_bound(self, kept: KeptResource, analyte_code: AnalyteCode, fields: dict[str, Any]) -> None:
         """Say, at the comparator, that a bound was kept, how it reads and whether it settles the flag."""

@@ -26,7 +26,7 @@ from ..assessment_model import (
     citations_text,
 )
 from ..bibliography import Bibliography, load_bibliography
-from ..cql_like.values import Record
+from ..cql_like.values import CqlTuple, Record
 from ..errors import CalcinosisError
 
 GRADE_DEFINES: dict[str, str] = {
@@ -73,14 +73,14 @@ def _citations(value: Any, bibliography: Bibliography, define: str) -> tuple[Cit
         return ()
     if isinstance(value, str):
         return (Citation(source="", section="", quote="", reference=value),) if value.strip() else ()
-    if isinstance(value, Mapping):
+    if isinstance(value, (list, tuple)):
+        return tuple(c for item in value for c in _citations(item, bibliography, define))
+    if value.__class__ is CqlTuple or isinstance(value, Mapping):  # the exact type first: no ABC check
         try:
             return (bibliography.citation(str(value["source"]), str(value["section"]), str(value["quote"])),)
         except KeyError as missing:
             raise RuleContractError(f'define "{define}": a citation needs source, section and quote, '
                                     f'not {value!r}') from missing
-    if isinstance(value, (list, tuple)):
-        return tuple(c for item in value for c in _citations(item, bibliography, define))
     raise RuleContractError(f'define "{define}": a citation must be a Tuple or a list of them, not {value!r}')
 
 

@@ -20,7 +20,6 @@ from typing import Any, Iterable
 
 from ..config import load_config
 from ..cql_like.valuesets import ValueSet, load_valueset_dir
-from ..fhir_reading.elements import codings
 from ..terminology import Terminology, load_terminology
 
 
@@ -34,20 +33,27 @@ class ReadSelection:
 
     def reads_observation(self, resource: dict[str, Any]) -> bool:
         """True when the rules read this Observation (or must tell the sender its code is unknown)."""
-        items = codings(resource.get("code"))
+        codeables = [resource.get("code")]
         components = resource.get("component")
-        for component in components if isinstance(components, list) else ():
-            if isinstance(component, dict):
-                items = items + codings(component.get("code"))
+        if isinstance(components, list):
+            codeables += [component.get("code") for component in components if isinstance(component, dict)]
         recognised = False
-        for item in items:
-            system, code = item.get("system"), item.get("code")
-            if not isinstance(system, str):
-                continue
-            if self.terminology.is_recognised_system(system):
-                recognised = True
-            if isinstance(code, str) and self.reads_code(system, code):
-                return True
+        known, is_recognised = self._known, self.terminology.is_recognised_system
+        for codeable in codeables:  # one loop over every coding, as `codings` would list them
+            items = codeable.get("coding") if isinstance(codeable, dict) else None
+            for item in items if isinstance(items, list) else ():
+                if not isinstance(item, dict):
+                    continue
+                system = item.get("system")
+                if not isinstance(system, str):
+                    continue
+                if not recognised and is_recognised(system):
+                    recognised = True
+                code = item.get("code")
+                if isinstance(code, str):
+                    verdict = known.get((system, code))
+                    if verdict or (verdict is None and self.reads_code(system, code)):
+                        return True
         return not recognised
 
     def reads_code(self, system: str, code: str) -> bool:

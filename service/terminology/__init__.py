@@ -166,6 +166,7 @@ class Terminology:
         self._analytes = MappingProxyType(dict(analytes))
         self._codes = MappingProxyType(dict(codes))
         self._aliases = MappingProxyType(dict(aliases))
+        self._alias_targets = frozenset(self._aliases.values())  # UCUM codes the aliases name, looked up by hash
         self._ranges = MappingProxyType(dict(ranges))
         self._age_unknown_ranges = MappingProxyType(
             {key: band for key, bands in self._ranges.items() if (band := _age_unknown_range(bands)) is not None})
@@ -215,13 +216,34 @@ class Terminology:
     # --- units ----------------------------------------------------------------------------------
     def ucum_unit(self, spelling: str) -> str | None:
         """The UCUM code for a unit as real data spells it ('mg/dl', 'µmol/L', 'IU/L'), or None."""
-        if spelling in self._aliases.values():
+        if spelling in self._alias_targets:
             return spelling
         folded = spelling.strip().replace("µ", "u").replace("μ", "u").lower()
         return self._aliases.get(folded)
 
     def convert(self, analyte_key: str, value: Decimal, unit: str | None) -> Decimal:
         """`value` in `unit` expressed in the analyte's canonical unit; raises UnitConversionError."""
+        return self._converted(analyte_key, value, unit)[0]
+
+    def convert_measurement(self, analyte_key: str, value: Decimal, unit: str | None) -> Decimal:
+        """Like `convert`, but a value converted by a factor other than 1 is rounded to
+        max(3, significant digits of `value`) significant digits: a converted value is no more
+        precise than the measurement (2.12 mmol/L calcium -> 8.50 mg/dL, not 8.49696)."""
+        return self.measurement(analyte_key, value, unit)[0]
+
+    def measurement(self, analyte_key: str, value: Decimal, unit: str | None) -> tuple[Decimal, Decimal, UnitFactor]:
+        """(`convert_measurement`, `convert`, the unit row used) from one lookup of the unit: a result
+        needs both values (a bound is judged unrounded) and the row's note."""
+        converted, factor = self._converted(analyte_key, value, unit)
+        if factor.factor == 1 or not converted.is_finite() or converted == 0:
+            return converted, converted, factor
+        digits = max(MIN_CONVERTED_DIGITS, _significant_digits(value))
+        rounded = Context(prec=digits, rounding=ROUND_HALF_UP).plus(converted)
+        if rounded.as_tuple().exponent > 0:  # type: ignore[operator]
+            rounded = rounded.quantize(Decimal(1), context=Context(prec=MAX_CONVERTED_DIGITS))  # 4.01E+4 -> 40100
+        return rounded, converted, factor
+
+    def _converted(self, analyte_key: str, value: Decimal, unit: str | None) -> tuple[Decimal, UnitFactor]:
         analyte = self._analytes.get(analyte_key)
         if analyte is None or not analyte.is_quantitative or analyte.canonical_unit is None:
             raise UnitConversionError(f"'{analyte_key}' is not a quantitative analyte")
@@ -230,21 +252,7 @@ class Terminology:
             shown = "no unit" if not unit else f"unit '{unit}'"
             raise UnitConversionError(
                 f"{shown} cannot be converted to {analyte.canonical_unit} for {analyte.label}")
-        return value * factor.factor
-
-    def convert_measurement(self, analyte_key: str, value: Decimal, unit: str | None) -> Decimal:
-        """Like `convert`, but a value converted by a factor other than 1 is rounded to
-        max(3, significant digits of `value`) significant digits: a converted value is no more
-        precise than the measurement (2.12 mmol/L calcium -> 8.50 mg/dL, not 8.49696)."""
-        converted = self.convert(analyte_key, value, unit)
-        factor = self.unit_factor(self._analytes[analyte_key], unit)
-        if factor is None or factor.factor == 1 or not converted.is_finite() or converted == 0:
-            return converted
-        digits = max(MIN_CONVERTED_DIGITS, _significant_digits(value))
-        rounded = Context(prec=digits, rounding=ROUND_HALF_UP).plus(converted)
-        if rounded.as_tuple().exponent > 0:  # type: ignore[operator]
-            return rounded.quantize(Decimal(1), context=Context(prec=MAX_CONVERTED_DIGITS))  # 4.01E+4 -> 40100
-        return rounded
+        return value * factor.factor, factor
 
     def unit_factor(self, analyte: Analyte, unit: str | None) -> UnitFactor | None:
         """The conversion row for `unit` (as given, or through the aliases), or None."""

@@ -23,7 +23,8 @@ class Age:
 
     def reached(self, bound: "AgeBound") -> bool:
         """True when this age is at least `bound`."""
-        completed = {"d": self.days, "m": self.months, "y": self.years}[bound.unit]
+        unit = bound.unit
+        completed = self.days if unit == "d" else self.months if unit == "m" else self.years
         return completed >= bound.value
 
 
