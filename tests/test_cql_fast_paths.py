@@ -219,3 +219,54 @@ def test_queries_keep_the_evidence_of_kept_rows_only():
     assert got["Empty"] == ([], ())
     assert got["Unit clash"][0] == "CqlEvaluationError" and "q.cql:" in got["Unit clash"][1]
     assert got == _query_results(inline=False)
+
+
+# ---- comparison and membership fast paths against the general branches ----------------------
+
+from datetime import date, datetime, timedelta, timezone   # noqa: E402
+
+from service.cql_like.errors import CqlRuntimeError   # noqa: E402
+from service.cql_like.values import Code   # noqa: E402
+
+_PLUS_TWO = timezone(timedelta(hours=2))
+TEMPORALS = [datetime(2026, 1, 1, 10, tzinfo=timezone.utc), datetime(2026, 1, 1, 12, tzinfo=_PLUS_TWO),
+             datetime(2026, 1, 1, 10, 0, 0, 1, tzinfo=timezone.utc), datetime(2025, 12, 31, 23, tzinfo=_PLUS_TWO),
+             datetime(2026, 1, 1, 10), date(2026, 1, 1), date(2025, 12, 31)]
+
+
+def _reference_temporal_order(a, b):
+    """The general branch of `compare`: both as aware datetimes when either is a DateTime."""
+    if isinstance(a, datetime) or isinstance(b, datetime):
+        a, b = ops.as_datetime(a), ops.as_datetime(b)
+    return (a > b) - (a < b)
+
+
+@pytest.mark.parametrize("a", TEMPORALS)
+@pytest.mark.parametrize("b", TEMPORALS)
+def test_comparing_two_aware_datetimes_gives_the_order_of_the_general_branch(a, b):
+    assert ops.compare(a, b) == _reference_temporal_order(a, b)
+    assert ops.equal(a, b) is (_reference_temporal_order(a, b) == 0)
+
+
+def _reference_contains(items, element):
+    for item in items:
+        if item is not None and ops.equal(item, element) is True:
+            return True
+    return False
+
+
+MEMBER_LISTS = [["final", "amended"], ["final", None, "amended"], [None], [], ["Final"],
+                [Code("http://loinc.org", "final"), "final"], [1, "1", True], [Quantity(Decimal(1), "mg")]]
+
+
+@pytest.mark.parametrize("items", MEMBER_LISTS)
+@pytest.mark.parametrize("element", ["final", "amended", "1", "", "FINAL"])
+def test_a_string_in_a_list_is_found_exactly_where_cql_equality_finds_it(items, element):
+    try:
+        expected = _reference_contains(items, element)
+    except CqlRuntimeError as error:   # a quantity against a string cannot be compared, either way
+        with pytest.raises(CqlRuntimeError) as raised:
+            ops.list_contains(items, element)
+        assert str(raised.value) == str(error)
+        return
+    assert ops.list_contains(items, element) is expected

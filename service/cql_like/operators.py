@@ -88,6 +88,8 @@ def compare(a: Any, b: Any) -> int | None:
     kind = type(a)
     if kind is type(b) and (kind is Decimal or kind is int or kind is str):   # the usual case, decided at once
         return (a > b) - (a < b)
+    if kind is datetime and type(b) is datetime and a.tzinfo is not None and b.tzinfo is not None:
+        return (a > b) - (a < b)   # two aware DateTimes (the facts' and the clock's): as_datetime keeps both
     if is_number(a) and is_number(b):
         return (a > b) - (a < b)
     if isinstance(a, Quantity) or isinstance(b, Quantity):
@@ -644,6 +646,14 @@ def list_contains(items: list | None, element: Any) -> bool | None:
         return False if element is None else None
     if element is None:
         return any(item is None for item in items)
+    if type(element) is str:   # a code or status in a list of strings: `equal` of two strings is `==`
+        for item in items:
+            if type(item) is str:
+                if item == element:
+                    return True
+            elif item is not None and equal(item, element) is True:
+                return True
+        return False
     for item in items:
         if item is not None and equal(item, element) is True:
             return True
