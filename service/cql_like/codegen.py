@@ -32,6 +32,15 @@ Closure = Callable[[Context], Any]
 _MISSING = object()
 
 
+def _restore_alias(scope: dict[str, Any], alias: str, saved: Any) -> None:
+    """Give `alias` back the value it had in the scope before a query or `with` bound it to its
+    rows (`saved`, from `scope.get(alias, _MISSING)`); an alias that was unbound is removed."""
+    if saved is _MISSING:
+        scope.pop(alias, None)
+    else:
+        scope[alias] = saved
+
+
 @dataclass
 class CompiledDefine:
     """A compiled `define`: its closure, static type and node (for positions in evaluation errors)."""
@@ -172,12 +181,23 @@ def _computed_once(closure: Closure) -> Closure:
         value = closure(ctx)
         kept[:] = [value]
         return value
+    constant.kept = kept   # inline.py reads a kept value here without calling
     return constant
 
 
 # Static types whose values are never, and never hold, a record: consuming them is no evidence.
 _RECORD_FREE = frozenset({T.BOOLEAN, T.INTEGER, T.DECIMAL, T.STRING, T.QUANTITY, T.DATE, T.DATETIME, T.CODE,
                           T.CONCEPT, T.VALUESET})
+
+
+def _holds_no_record(static_type: T.CqlType) -> bool:
+    if static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType):
+        return True
+    if isinstance(static_type, T.ListType):
+        return _holds_no_record(static_type.element)
+    if isinstance(static_type, T.TupleType):
+        return all(_holds_no_record(element) for _, element in static_type.elements)
+    return False
 
 
 def _consuming(closure: Closure, static_type: T.CqlType) -> Closure:
@@ -317,11 +337,22 @@ class Generator:
     # what inline.py asks of this stage (it cannot import codegen, which imports it)
     member_getter = staticmethod(member_getter)
     value_converter = staticmethod(value_converter)
+    restore_alias = staticmethod(_restore_alias)
+    MISSING = _MISSING
+
+    def with_check(self, clause: ast.WithClause) -> Closure:
+        """The closure of a `with`/`without` clause: True when the current row passes it."""
+        return self._with_clause(clause)
+
+    def sorter(self, items: list[ast.SortItem]) -> Callable[[Context, list], list]:
+        """sort(ctx, rows): a query's rows in the order of its `sort` items."""
+        return self._sort(items)
 
     @staticmethod
     def holds_no_record(static_type: T.CqlType) -> bool:
-        """True when consuming a value of this static type is no evidence (see `_consuming`)."""
-        return static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType)
+        """True when consuming a value of this static type is no evidence (see `_consuming`): a
+        scalar, an interval, and a list or tuple made only of those (`status in {'final', ...}`)."""
+        return _holds_no_record(static_type)
 
     def _once(self, node: ast.Node, make: Callable[[], Closure]) -> Closure:
         closure = self._built.get(id(node))
@@ -504,7 +535,9 @@ class Generator:
                 value = values[0]
                 kind = type(value)
                 key = (function_key, value if kind is str or value is None
-                       else (object, id(value)) if kind is Record or kind is CqlTuple else argument_key(value))
+                       else (object, id(value)) if kind is Record or kind is CqlTuple
+                       else (_RECORD_LIST, *map(id, value)) if kind is list and {*map(type, value)} <= _ONLY_RECORDS
+                       else argument_key(value))   # argument_key's own answer, the usual ones without a call
             else:
                 key = (function_key, *map(argument_key, values))
             kept = ctx.call_cache.get(key)
@@ -812,10 +845,7 @@ class Generator:
                         kept = list(rows)
                 finally:
                     ctx.ev = outer_ev
-                    if saved is _MISSING:
-                        scope.pop(alias, None)
-                    else:
-                        scope[alias] = saved
+                    _restore_alias(scope, alias, saved)
                 if distinct_rows:
                     kept = ops.distinct(kept)
                 if sorter is not None:
@@ -856,10 +886,7 @@ class Generator:
                         break
             finally:
                 ctx.ev = outer_ev
-                if saved is _MISSING:
-                    scope.pop(alias, None)
-                else:
-                    scope[alias] = saved
+                _restore_alias(scope, alias, saved)
             return found is wanted
         return check
 
@@ -896,10 +923,7 @@ class Generator:
                     rows = [r for _, r in decorated]
             finally:
                 ctx.ev = outer_ev
-                if saved is _MISSING:
-                    ctx.scope.pop(ROW, None)
-                else:
-                    ctx.scope[ROW] = saved
+                _restore_alias(ctx.scope, ROW, saved)
             return rows
         return sort
 
