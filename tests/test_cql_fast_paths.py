@@ -270,3 +270,44 @@ def test_a_string_in_a_list_is_found_exactly_where_cql_equality_finds_it(items, 
         assert str(raised.value) == str(error)
         return
     assert ops.list_contains(items, element) is expected
+
+
+# ---- sorting by keys Python orders as `compare` does, against the comparison sort ----------------
+
+from functools import cmp_to_key   # noqa: E402
+
+
+def _reference_sort(items, keys, descending):
+    def cmp(x, y):
+        kx, ky = x[0], y[0]
+        if kx is None or ky is None:
+            return (kx is not None) - (ky is not None)
+        return ops.compare(kx, ky)
+    return [item for _, item in sorted(zip(keys, items), key=cmp_to_key(cmp), reverse=descending)]
+
+
+_AWARE = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2027, 1, 1),
+                      timezones=st.sampled_from([timezone.utc, _PLUS_TWO]))
+SORT_KEYS = st.one_of(
+    st.lists(st.none() | st.sampled_from(["a", "b", "B", "", "ab"]), max_size=8),
+    st.lists(st.none() | st.integers(-3, 3) | st.sampled_from([Decimal("1.0"), Decimal("1"), Decimal("-0.5")]), max_size=8),
+    st.lists(st.none() | _AWARE, max_size=8),
+    st.lists(st.none() | st.dates(min_value=date(2025, 1, 1), max_value=date(2025, 1, 9)), max_size=8),
+    st.lists(st.none() | _AWARE | st.dates(min_value=date(2025, 1, 1), max_value=date(2025, 1, 9))
+             | st.just(datetime(2025, 1, 1)), max_size=8),   # a mix: the comparison sort
+    st.lists(st.none() | st.booleans() | st.integers(0, 1), max_size=5),   # cannot be ordered: same error
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SORT_KEYS, st.booleans())
+def test_sorting_by_keys_keeps_the_order_and_ties_of_the_comparison_sort(keys, descending):
+    items = [f"row{i}" for i in range(len(keys))]   # distinct rows, so ties show their order
+    try:
+        expected = _reference_sort(items, keys, descending)
+    except CqlRuntimeError as error:
+        with pytest.raises(CqlRuntimeError) as raised:
+            ops.sort_by_keys(items, keys, descending)
+        assert str(raised.value) == str(error)
+        return
+    assert ops.sort_by_keys(items, keys, descending) == expected

@@ -891,15 +891,14 @@ class Generator:
         return check
 
     def _sort(self, items: list[ast.SortItem]):
-        keys = []
+        keys = []   # (reader of a row's element, or closure of a key expression, or neither; descending)
         for item in items:
             if item.expression is None:
-                keys.append((None, item.descending))
+                keys.append((None, None, item.descending))
             elif self.targets.get(id(item)) == ROW_ELEMENT:
-                get = member_getter(item.expression.name, track=False)
-                keys.append(((lambda ctx, get=get: get(ctx.scope[ROW])), item.descending))
+                keys.append((member_getter(item.expression.name, track=False), None, item.descending))
             else:
-                keys.append((self.expr(item.expression), item.descending))
+                keys.append((None, self.expr(item.expression), item.descending))
 
         def sort(ctx: Context, rows: list[Any]) -> list[Any]:
             """Stable sort by the items (last item first, so the first item decides); reading keys is not evidence."""
@@ -907,23 +906,23 @@ class Generator:
                 return rows
             outer_ev = ctx.ev
             ctx.ev = set()      # reading sort keys is not evidence
-            saved = ctx.scope.get(ROW, _MISSING)
+            scope = ctx.scope
+            saved = scope.get(ROW, _MISSING)
             try:
-                for closure, descending in reversed(keys):
-                    if closure is None:
-                        rows = ops.sort_values(rows, lambda r: r, descending)
-                        continue
-
-                    def key(row: Any, closure: Closure = closure) -> Any:
-                        """The sort key of one row, read with the row in the sort scope slot."""
-                        ctx.scope[ROW] = row
-                        return closure(ctx)
-                    decorated = [(key(r), r) for r in rows]
-                    decorated = ops.sort_values(decorated, lambda pair: pair[0], descending)
-                    rows = [r for _, r in decorated]
+                for element, closure, descending in reversed(keys):
+                    if element is not None:   # an element of the row: read without the scope
+                        row_keys = [element(row) for row in rows]
+                    elif closure is not None:
+                        row_keys = []
+                        for row in rows:
+                            scope[ROW] = row
+                            row_keys.append(closure(ctx))
+                    else:
+                        row_keys = rows
+                    rows = ops.sort_by_keys(rows, row_keys, descending)
             finally:
                 ctx.ev = outer_ev
-                _restore_alias(ctx.scope, ROW, saved)
+                _restore_alias(scope, ROW, saved)
             return rows
         return sort
 

@@ -741,13 +741,44 @@ def union(a: list | None, b: list | None) -> list | None:
 
 def sort_values(items: list, key: Callable[[Any], Any], descending: bool) -> list:
     """Stable sort; nulls first ascending (last descending), as CQL orders them."""
-    def cmp(x: Any, y: Any) -> int:
-        """Order two rows by key with nulls lowest."""
-        kx, ky = key(x), key(y)
+    return sort_by_keys(items, [key(item) for item in items], descending)
+
+
+def sort_by_keys(items: list, keys: list, descending: bool) -> list:
+    """`items` in the order of their `keys` (one per item, read once): stable, nulls first ascending
+    (last descending), keys ordered by `compare`. Keys that Python orders exactly as `compare` does
+    (strings; numbers; aware DateTimes; Dates) are sorted by value; any other mix goes through
+    `compare`, which also raises for keys that cannot be ordered."""
+    if len(items) < 2:
+        return list(items)
+    if _naturally_ordered(keys):
+        nulls_lowest = [(k is not None, k) for k in keys]   # two nulls are equal: None is never ordered
+        return [item for _, item in sorted(zip(nulls_lowest, items), key=_FIRST, reverse=descending)]
+
+    def cmp(x: tuple, y: tuple) -> int:
+        """Order two (key, item) pairs by key with nulls lowest."""
+        kx, ky = x[0], y[0]
         if kx is None or ky is None:
             return (kx is not None) - (ky is not None)
         return compare(kx, ky)
-    return sorted(items, key=cmp_to_key(cmp), reverse=descending)
+    return [item for _, item in sorted(zip(keys, items), key=cmp_to_key(cmp), reverse=descending)]
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+_FIRST = _first
+_NUMBERS = frozenset({int, Decimal})
+
+
+def _naturally_ordered(keys: list) -> bool:
+    """True when every non-null key is of one kind whose Python order is `compare`'s order."""
+    kinds = {type(k) for k in keys}
+    kinds.discard(type(None))
+    if not kinds or kinds == {str} or kinds <= _NUMBERS or kinds == {date}:
+        return True
+    return kinds == {datetime} and all(k is None or k.tzinfo is not None for k in keys)
 
 
 # ---- misc -----------------------------------------------------------------------------
