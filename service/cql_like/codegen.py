@@ -22,7 +22,7 @@ from . import inline
 from . import operators as ops
 from . import types as T
 from .checker import ROW, ROW_ELEMENT, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, membership_form
-from .constants import constant_nodes
+from .constants import classify
 from .errors import CqlRuntimeError, EvaluationFailure, UnitError
 from .runtime import Context, collect_record_sources
 from .valuesets import ValueSet
@@ -185,6 +185,28 @@ def _computed_once(closure: Closure) -> Closure:
     return constant
 
 
+def _once_per_evaluation(closure: Closure, key: int) -> Closure:
+    """An expression of the clock and parameters only (see constants.py), computed by the first
+    row or call of an evaluation that reaches it and kept in the context with its evidence; a
+    failure is not kept, so every place that reaches it reports it."""
+    def per_evaluation(ctx: Context) -> Any:
+        """The expression's value in this evaluation; its evidence is added where it is read."""
+        kept = ctx.kept.get(key)
+        if kept is None:
+            outer_ev = ctx.ev
+            own_ev = ctx.ev = set()
+            try:
+                value = closure(ctx)
+            finally:
+                ctx.ev = outer_ev
+            kept = ctx.kept[key] = (value, own_ev)
+        if kept[1]:
+            ctx.ev.update(kept[1])
+        return kept[0]
+    per_evaluation.key = key   # inline.py reads a kept value here without calling
+    return per_evaluation
+
+
 # Static types whose values are never, and never hold, a record: consuming them is no evidence.
 _RECORD_FREE = frozenset({T.BOOLEAN, T.INTEGER, T.DECIMAL, T.STRING, T.QUANTITY, T.DATE, T.DATETIME, T.CODE,
                           T.CONCEPT, T.VALUESET})
@@ -279,9 +301,12 @@ class Generator:
         self.types = checked.types
         self.targets = checked.targets
         self.functions: dict[int, CompiledFunction] = {}
-        self.constants = constant_nodes(checked)
+        self.constants, per_evaluation = classify(checked)
         self._inside_constant = False
         self.inline = inline
+        # computed once per evaluation where regions are compiled (the closure form is the reference)
+        self.per_evaluation = per_evaluation if inline else frozenset()
+        self._inside_hoisted = False   # building a per-evaluation expression: its parts need no keeping
         self._built: dict[int, Closure] = {}   # closures of constant and non-inlined nodes, built once
         self._plain = False                     # building the closure-per-node form of an inlined region
 
@@ -309,10 +334,11 @@ class Generator:
         self.functions[id(node)] = compiled
         inside_constant, self._inside_constant = self._inside_constant, False   # every call shares the body
         plain, self._plain = self._plain, False
+        hoisted, self._inside_hoisted = self._inside_hoisted, False
         try:
             body = self.expr(node.body)
         finally:
-            self._inside_constant, self._plain = inside_constant, plain
+            self._inside_constant, self._plain, self._inside_hoisted = inside_constant, plain, hoisted
         if checked.declared is not None:
             body = _coerce(body, checked.body_type, checked.declared)
         compiled.body = body
@@ -328,6 +354,8 @@ class Generator:
             return build(node)
         if id(node) in self.constants:
             return self._once(node, lambda: _computed_once(self._inside(build, node)))
+        if self.hoisted(node):
+            return self._once(node, lambda: _once_per_evaluation(self._hoist(build, node), id(node)))
         if not self.inline:
             return build(node)
         if inline.inlinable(node):
@@ -359,6 +387,19 @@ class Generator:
         if closure is None:
             closure = self._built[id(node)] = make()
         return closure
+
+    def hoisted(self, node: ast.Node) -> bool:
+        """True when the node is computed once per evaluation (constants.py's per-evaluation nodes),
+        and not inside another such node."""
+        return id(node) in self.per_evaluation and not self._inside_hoisted
+
+    def _hoist(self, build, node: ast.Node) -> Closure:
+        saved = self._inside_hoisted, self._plain
+        self._inside_hoisted, self._plain = True, False
+        try:
+            return build(node)
+        finally:
+            self._inside_hoisted, self._plain = saved
 
     def _inside(self, build, node: ast.Node) -> Closure:
         self._inside_constant = True

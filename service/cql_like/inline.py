@@ -229,6 +229,10 @@ class _Emitter:
                 return f"{self.ref(closure)}(ctx)"
             k = self.ref(kept)
             return f"({k}[0] if {k} else {self.ref(closure)}(ctx))"
+        if gen.hoisted(node):   # once per evaluation: read the kept value, else compute and keep it
+            closure, h = gen.expr(node), self.temp()
+            return (f"({h}[0] if ({h} := ctx.kept.get({closure.key})) is not None"
+                    f" and (not {h}[1] or ctx.ev.update({h}[1]) or True) else {self.ref(closure)}(ctx))")
         if not (inlinable(node) or plain_retrieve) or self._depth >= MAX_DEPTH:
             return f"{self.ref(gen.expr(node))}(ctx)"
         self.count += 1
