@@ -311,3 +311,30 @@ def test_sorting_by_keys_keeps_the_order_and_ties_of_the_comparison_sort(keys, d
         assert str(raised.value) == str(error)
         return
     assert ops.sort_by_keys(items, keys, descending) == expected
+
+
+# ---- Decimal arithmetic decided at once, against the number branch ------------------------------
+
+import operator   # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(CQL_DECIMALS, CQL_DECIMALS)
+def test_decimal_arithmetic_gives_the_number_branch_digit_for_digit(a, b):
+    for fast, plain in ((ops.add, operator.add), (ops.subtract, operator.sub), (ops.multiply, operator.mul)):
+        expected = ops.round8(plain(ops.to_decimal(a), ops.to_decimal(b)))
+        got = fast(a, b)
+        assert str(got) == str(expected)
+        assert str(fast(a, int(b))) == str(ops.round8(plain(a, Decimal(int(b)))))   # an Integer: the general branch
+
+
+def test_decimal_arguments_are_one_call_exactly_when_their_digits_and_exponent_are_the_same():
+    from service.cql_like.codegen import argument_key as key
+
+    same = [(Decimal("1.0"), Decimal("1.0")), (Decimal("-0"), Decimal("-0")), (Decimal("1E+2"), Decimal("1E+2"))]
+    different = [(Decimal("1.0"), Decimal("1.00")), (Decimal("0"), Decimal("-0")), (Decimal("100"), Decimal("1E+2")),
+                 (Decimal(1), 1), (Decimal("0.1"), "0.1")]
+    for a, b in same:
+        assert key(a) == key(b) and a.as_tuple() == b.as_tuple()
+    for a, b in different:
+        assert key(a) != key(b)

@@ -282,7 +282,7 @@ def argument_key(value: Any) -> Any:
     if kind is int or kind is bool:
         return (kind, value)
     if kind is Decimal:
-        return (kind, value.as_tuple())
+        return (kind, str(value))   # the exact digits and exponent, as as_tuple() has them, without building it
     if kind is list:
         if {*map(type, value)} <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
             return (_RECORD_LIST, *map(id, value))

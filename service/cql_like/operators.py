@@ -64,7 +64,7 @@ def is_number(value: Any) -> bool:
 
 def to_decimal(value: Any) -> Decimal:
     """The value as a Decimal (an int converts exactly)."""
-    return value if isinstance(value, Decimal) else Decimal(value)
+    return value if type(value) is Decimal or isinstance(value, Decimal) else Decimal(value)
 
 
 def as_quantity(value: Any) -> Quantity:
@@ -303,6 +303,8 @@ def add(a: Any, b: Any) -> Any:
     """CQL `+` for numbers, quantities (in the finer unit), strings and Date + time quantity; overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the number branch computes
+        return round8(a + b)
     if isinstance(a, Quantity) and isinstance(b, Quantity):
         a, b = _common_unit_pair(a, b)
         return a + b
@@ -319,6 +321,8 @@ def subtract(a: Any, b: Any) -> Any:
     """CQL `-` for numbers, quantities (in the finer unit) and Date - time quantity; overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the number branch computes
+        return round8(a - b)
     if isinstance(a, Quantity) and isinstance(b, Quantity):
         a, b = _common_unit_pair(a, b)
         return a - b
@@ -333,6 +337,8 @@ def multiply(a: Any, b: Any) -> Any:
     """CQL `*` for numbers and quantities (units multiply); overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the general branch computes
+        return round8(a * b)
     if is_number(a) and is_number(b):
         return checked_int(a * b) if isinstance(a, int) and isinstance(b, int) else round8(to_decimal(a) * to_decimal(b))
     return as_quantity(a) * as_quantity(b)
@@ -689,6 +695,8 @@ def _bucket_key(item: Any) -> Any:
     """A key equal for any two elements CQL equality could call equal (coarser is allowed)."""
     if item is None:
         return None
+    if type(item) is str:   # the usual element of a query's result: the string branch below, at once
+        return ("string", item)
     if isinstance(item, Record):
         return ("record", item.type_name, _hashable(item.fields.get("id")))
     if isinstance(item, bool):
