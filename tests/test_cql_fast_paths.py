@@ -338,3 +338,18 @@ def test_decimal_arguments_are_one_call_exactly_when_their_digits_and_exponent_a
         assert key(a) == key(b) and a.as_tuple() == b.as_tuple()
     for a, b in different:
         assert key(a) != key(b)
+
+
+def test_exists_records_every_present_element_with_or_without_nulls():
+    from types import SimpleNamespace
+
+    from service.cql_like import inline
+    from service.cql_like.values import CqlTuple, Record
+
+    a, b = Record("Observation", {}, "Observation/1"), Record("Observation", {}, "Observation/2")
+    pair = CqlTuple({"first": a, "n": 1})
+    for value, expected in [([a, b], (True, {"Observation/1", "Observation/2"})), ([None, a], (True, {"Observation/1"})),
+                            ([None], (False, set())), ([], (False, set())), (None, (False, set())),
+                            ([pair, None, b], (True, {"Observation/1", "Observation/2"})), ([0, ""], (True, set()))]:
+        ctx = SimpleNamespace(ev=set())
+        assert (inline._exists(ctx, value), ctx.ev) == expected

@@ -523,7 +523,7 @@ class Generator:
             def picks(ctx: Context) -> Any:
                 """Call a built-in that picks one element: only the picked record becomes evidence."""
                 values = [a(ctx) for a in args]
-                if spec.propagates_null and any(v is None for v in values):
+                if spec.propagates_null and None in values:
                     return None
                 result = impl(*values)
                 if isinstance(result, Record) and result.source:
@@ -550,7 +550,7 @@ class Generator:
         def many(ctx: Context) -> Any:
             """Call a built-in with any number of arguments."""
             values = [a(ctx) for a in args]
-            if spec.propagates_null and any(v is None for v in values):
+            if spec.propagates_null and None in values:
                 return None
             return impl(*values)
         return many
@@ -579,8 +579,10 @@ class Generator:
                        else (object, id(value)) if kind is Record or kind is CqlTuple
                        else (_RECORD_LIST, *map(id, value)) if kind is list and {*map(type, value)} <= _ONLY_RECORDS
                        else argument_key(value))   # argument_key's own answer, the usual ones without a call
-            else:
-                key = (function_key, *map(argument_key, values))
+            else:   # argument_key's answers, strings, nulls and records without a call
+                key = (function_key, *[value if value is None or type(value) is str
+                                       else (object, id(value)) if type(value) is Record else argument_key(value)
+                                       for value in values])
             kept = ctx.call_cache.get(key)
             if kept is not None:
                 if kept[1]:
@@ -611,6 +613,9 @@ class Generator:
                 value = operand(ctx)
                 if not value:
                     return False
+                if None not in value:   # the usual list: every element is present (`in` tests identity first)
+                    collect_record_sources(value, ctx.ev)
+                    return True
                 present = [v for v in value if v is not None]
                 collect_record_sources(present, ctx.ev)
                 return bool(present)
@@ -937,7 +942,8 @@ class Generator:
             if item.expression is None:
                 keys.append((None, None, item.descending))
             elif self.targets.get(id(item)) == ROW_ELEMENT:
-                keys.append((member_getter(item.expression.name, track=False), None, item.descending))
+                name = item.expression.name
+                keys.append(((member_getter(name, track=False), name), None, item.descending))
             else:
                 keys.append((None, self.expr(item.expression), item.descending))
 
@@ -951,8 +957,9 @@ class Generator:
             saved = scope.get(ROW, _MISSING)
             try:
                 for element, closure, descending in reversed(keys):
-                    if element is not None:   # an element of the row: read without the scope
-                        row_keys = [element(row) for row in rows]
+                    if element is not None:   # an element of the row: a record's field read in place
+                        get, name = element
+                        row_keys = [row.fields.get(name) if type(row) is Record else get(row) for row in rows]
                     elif closure is not None:
                         row_keys = []
                         for row in rows:

@@ -90,6 +90,9 @@ def _consume(ctx: Context, value: Any) -> Any:
 def _exists(ctx: Context, value: Any) -> bool:
     if not value:
         return False
+    if None not in value:   # the usual list: every element is present (`in` tests identity first)
+        collect_record_sources(value, ctx.ev)
+        return True
     present = [v for v in value if v is not None]
     collect_record_sources(present, ctx.ev)
     return bool(present)
@@ -164,7 +167,7 @@ def _reads(ctx: Context, impl: Callable, propagates_null: bool, value: Any) -> A
 
 
 def _picks(ctx: Context, impl: Callable, propagates_null: bool, values: list) -> Any:
-    if propagates_null and any(v is None for v in values):
+    if propagates_null and None in values:
         return None
     result = impl(*values)
     if isinstance(result, Record) and result.source:
@@ -173,7 +176,7 @@ def _picks(ctx: Context, impl: Callable, propagates_null: bool, values: list) ->
 
 
 def _many(impl: Callable, propagates_null: bool, values: list) -> Any:
-    if propagates_null and any(v is None for v in values):
+    if propagates_null and None in values:
         return None
     return impl(*values)
 

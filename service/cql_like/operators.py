@@ -13,6 +13,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException, getcontext
 from functools import cmp_to_key
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 from .errors import CqlRuntimeError, UnitError
@@ -772,11 +773,7 @@ def sort_by_keys(items: list, keys: list, descending: bool) -> list:
     return [item for _, item in sorted(zip(keys, items), key=cmp_to_key(cmp), reverse=descending)]
 
 
-def _first(pair: tuple) -> Any:
-    return pair[0]
-
-
-_FIRST = _first
+_FIRST = itemgetter(0)
 _NUMBERS = frozenset({int, Decimal})
 
 
