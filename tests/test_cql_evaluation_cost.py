@@ -15,6 +15,7 @@ from service.cql_like import functions as fn
 from service.cql_like import valuesets
 from service.cql_like.parser import parse
 from service.cql_like.valuesets import ValueSet
+from service.cql_like.quantity import Quantity
 from service.cql_like.values import Code
 
 from cqlcases import FAILS, HEADER, MODEL, NOW, FactsProvider
@@ -155,6 +156,75 @@ def test_what_reads_the_evaluation_is_never_constant():
     (twice,) = checked.functions.values()
     body = twice.node.body   # x * 2 + Count({ 1 }): the operand is bound by the call, the count is not
     assert id(body) not in found and id(body.right) in found
+
+
+# ---- expressions of the clock and parameters, once per evaluation ---------------------------------
+
+PARAMETERS = HEADER.replace("context Patient", "parameter \"Name\" String default 'ab'\n"
+                            "parameter \"Span\" Quantity default 1 year\ncontext Patient")
+OBSERVATIONS = {"patient": {"source": "Patient/p1", "id": "p1", "birthDate": {"date": "1970-05-01"}},
+                "Observation": [{"source": f"Observation/{i}", "effective": {"datetime": when}}
+                                for i, when in enumerate(["2026-10-01T00:00:00Z", "2025-01-01T00:00:00Z",
+                                                          "2026-11-01T00:00:00+02:00"], start=1)]}
+
+
+def both_forms(source: str):
+    """The library with regions (and per-evaluation expressions) and the closure-per-node reference."""
+    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
+                            valuesets={}).library
+    from service.cql_like.library import Library
+    return Library(codegen.generate(checked, inline=True)), Library(codegen.generate(checked, inline=False))
+
+
+def test_what_reads_only_the_clock_or_parameters_in_a_repeated_place_is_kept_per_evaluation():
+    source = PARAMETERS + (
+        'define function Recent(o Observation): o.effective >= Now() - "Span"\n'
+        'define function Aged(o Observation): AgeInYears() + 1 > 2\n'
+        'define "Window": Now() - "Span"\n'
+        'define "Rows": [Observation] O where O.effective >= Today() - "Span" return Upper("Name")\n')
+    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
+                            valuesets={}).library
+    constant, per_evaluation = constants.classify(checked)
+    recent, aged = (f.node for f in checked.functions.values())
+    assert id(recent.body) not in per_evaluation, "it reads the operand"
+    assert id(recent.body.right) in per_evaluation and id(recent.body.right.left) not in per_evaluation
+    assert not any(id(node) in per_evaluation for node in (aged.body, aged.body.left, aged.body.left.left))
+    window = checked.defines["Window"].node.expression
+    assert id(window) not in per_evaluation, "a define is evaluated once anyway"
+    rows = checked.defines["Rows"].node.expression
+    assert id(rows.where.right) in per_evaluation and id(rows.return_) in per_evaluation
+    assert id(rows) not in per_evaluation and not per_evaluation & constant
+
+
+def test_a_per_evaluation_expression_is_computed_once_per_evaluation_with_its_own_values(upper_calls):
+    inlined, closures = both_forms(PARAMETERS + (
+        'define function Label(o Observation): Upper("Name") & \'-\' & o.id\n'
+        'define "Labels": [Observation] O return Label(O)\n'
+        'define "Recent": [Observation] O where O.effective >= Now() - "Span"\n'))
+    for parameters, name in ((None, "AB"), ({"Name": "cd", "Span": Quantity(Decimal(1), "month")}, "CD")):
+        upper_calls.clear()
+        got = inlined.evaluate(FactsProvider(OBSERVATIONS), now=NOW, parameters=parameters)
+        assert upper_calls == [name.lower()], "one call for three rows"
+        reference = closures.evaluate(FactsProvider(OBSERVATIONS), now=NOW, parameters=parameters)
+        assert len(upper_calls) == 4, "the reference computes it per row"
+        assert {k: (v.value if k == "Labels" else [r.source for r in v.value], v.evidence) for k, v in got.items()} \
+            == {k: (v.value if k == "Labels" else [r.source for r in v.value], v.evidence) for k, v in reference.items()}
+        assert got["Labels"].value == [f"{name}-"], "no row has an id: one distinct label"
+    recent = inlined.evaluate(FactsProvider(OBSERVATIONS), now=NOW, defines=["Recent"])["Recent"]
+    assert [r.source for r in recent.value] == ["Observation/1", "Observation/3"]
+
+
+def test_a_per_evaluation_expression_that_fails_fails_at_its_position_in_every_evaluation():
+    source = PARAMETERS.replace("default 1 year", "default 1 'mg'") + (
+        'define "Recent": [Observation] O where O.effective >= Now() - "Span"\n')
+    inlined, closures = both_forms(source)
+    errors = []
+    for library in (inlined, inlined, closures):
+        with pytest.raises(CqlEvaluationError) as info:
+            library.evaluate(FactsProvider(OBSERVATIONS), now=NOW)
+        errors.append((str(info.value), info.value.line, info.value.column))
+    assert errors[0] == errors[1] == errors[2] and errors[0][1:] == (6, 55)
+    assert not inlined.evaluate(FactsProvider({"patient": {"source": "Patient/p1"}}), now=NOW)["Recent"].value
 
 
 # ---- value-set membership, once per code ---------------------------------------------------------

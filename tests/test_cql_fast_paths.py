@@ -219,3 +219,137 @@ def test_queries_keep_the_evidence_of_kept_rows_only():
     assert got["Empty"] == ([], ())
     assert got["Unit clash"][0] == "CqlEvaluationError" and "q.cql:" in got["Unit clash"][1]
     assert got == _query_results(inline=False)
+
+
+# ---- comparison and membership fast paths against the general branches ----------------------
+
+from datetime import date, datetime, timedelta, timezone   # noqa: E402
+
+from service.cql_like.errors import CqlRuntimeError   # noqa: E402
+from service.cql_like.values import Code   # noqa: E402
+
+_PLUS_TWO = timezone(timedelta(hours=2))
+TEMPORALS = [datetime(2026, 1, 1, 10, tzinfo=timezone.utc), datetime(2026, 1, 1, 12, tzinfo=_PLUS_TWO),
+             datetime(2026, 1, 1, 10, 0, 0, 1, tzinfo=timezone.utc), datetime(2025, 12, 31, 23, tzinfo=_PLUS_TWO),
+             datetime(2026, 1, 1, 10), date(2026, 1, 1), date(2025, 12, 31)]
+
+
+def _reference_temporal_order(a, b):
+    """The general branch of `compare`: both as aware datetimes when either is a DateTime."""
+    if isinstance(a, datetime) or isinstance(b, datetime):
+        a, b = ops.as_datetime(a), ops.as_datetime(b)
+    return (a > b) - (a < b)
+
+
+@pytest.mark.parametrize("a", TEMPORALS)
+@pytest.mark.parametrize("b", TEMPORALS)
+def test_comparing_two_aware_datetimes_gives_the_order_of_the_general_branch(a, b):
+    assert ops.compare(a, b) == _reference_temporal_order(a, b)
+    assert ops.equal(a, b) is (_reference_temporal_order(a, b) == 0)
+
+
+def _reference_contains(items, element):
+    for item in items:
+        if item is not None and ops.equal(item, element) is True:
+            return True
+    return False
+
+
+MEMBER_LISTS = [["final", "amended"], ["final", None, "amended"], [None], [], ["Final"],
+                [Code("http://loinc.org", "final"), "final"], [1, "1", True], [Quantity(Decimal(1), "mg")]]
+
+
+@pytest.mark.parametrize("items", MEMBER_LISTS)
+@pytest.mark.parametrize("element", ["final", "amended", "1", "", "FINAL"])
+def test_a_string_in_a_list_is_found_exactly_where_cql_equality_finds_it(items, element):
+    try:
+        expected = _reference_contains(items, element)
+    except CqlRuntimeError as error:   # a quantity against a string cannot be compared, either way
+        with pytest.raises(CqlRuntimeError) as raised:
+            ops.list_contains(items, element)
+        assert str(raised.value) == str(error)
+        return
+    assert ops.list_contains(items, element) is expected
+
+
+# ---- sorting by keys Python orders as `compare` does, against the comparison sort ----------------
+
+from functools import cmp_to_key   # noqa: E402
+
+
+def _reference_sort(items, keys, descending):
+    def cmp(x, y):
+        kx, ky = x[0], y[0]
+        if kx is None or ky is None:
+            return (kx is not None) - (ky is not None)
+        return ops.compare(kx, ky)
+    return [item for _, item in sorted(zip(keys, items), key=cmp_to_key(cmp), reverse=descending)]
+
+
+_AWARE = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2027, 1, 1),
+                      timezones=st.sampled_from([timezone.utc, _PLUS_TWO]))
+SORT_KEYS = st.one_of(
+    st.lists(st.none() | st.sampled_from(["a", "b", "B", "", "ab"]), max_size=8),
+    st.lists(st.none() | st.integers(-3, 3) | st.sampled_from([Decimal("1.0"), Decimal("1"), Decimal("-0.5")]), max_size=8),
+    st.lists(st.none() | _AWARE, max_size=8),
+    st.lists(st.none() | st.dates(min_value=date(2025, 1, 1), max_value=date(2025, 1, 9)), max_size=8),
+    st.lists(st.none() | _AWARE | st.dates(min_value=date(2025, 1, 1), max_value=date(2025, 1, 9))
+             | st.just(datetime(2025, 1, 1)), max_size=8),   # a mix: the comparison sort
+    st.lists(st.none() | st.booleans() | st.integers(0, 1), max_size=5),   # cannot be ordered: same error
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SORT_KEYS, st.booleans())
+def test_sorting_by_keys_keeps_the_order_and_ties_of_the_comparison_sort(keys, descending):
+    items = [f"row{i}" for i in range(len(keys))]   # distinct rows, so ties show their order
+    try:
+        expected = _reference_sort(items, keys, descending)
+    except CqlRuntimeError as error:
+        with pytest.raises(CqlRuntimeError) as raised:
+            ops.sort_by_keys(items, keys, descending)
+        assert str(raised.value) == str(error)
+        return
+    assert ops.sort_by_keys(items, keys, descending) == expected
+
+
+# ---- Decimal arithmetic decided at once, against the number branch ------------------------------
+
+import operator   # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(CQL_DECIMALS, CQL_DECIMALS)
+def test_decimal_arithmetic_gives_the_number_branch_digit_for_digit(a, b):
+    for fast, plain in ((ops.add, operator.add), (ops.subtract, operator.sub), (ops.multiply, operator.mul)):
+        expected = ops.round8(plain(ops.to_decimal(a), ops.to_decimal(b)))
+        got = fast(a, b)
+        assert str(got) == str(expected)
+        assert str(fast(a, int(b))) == str(ops.round8(plain(a, Decimal(int(b)))))   # an Integer: the general branch
+
+
+def test_decimal_arguments_are_one_call_exactly_when_their_digits_and_exponent_are_the_same():
+    from service.cql_like.codegen import argument_key as key
+
+    same = [(Decimal("1.0"), Decimal("1.0")), (Decimal("-0"), Decimal("-0")), (Decimal("1E+2"), Decimal("1E+2"))]
+    different = [(Decimal("1.0"), Decimal("1.00")), (Decimal("0"), Decimal("-0")), (Decimal("100"), Decimal("1E+2")),
+                 (Decimal(1), 1), (Decimal("0.1"), "0.1")]
+    for a, b in same:
+        assert key(a) == key(b) and a.as_tuple() == b.as_tuple()
+    for a, b in different:
+        assert key(a) != key(b)
+
+
+def test_exists_records_every_present_element_with_or_without_nulls():
+    from types import SimpleNamespace
+
+    from service.cql_like import inline
+    from service.cql_like.values import CqlTuple, Record
+
+    a, b = Record("Observation", {}, "Observation/1"), Record("Observation", {}, "Observation/2")
+    pair = CqlTuple({"first": a, "n": 1})
+    for value, expected in [([a, b], (True, {"Observation/1", "Observation/2"})), ([None, a], (True, {"Observation/1"})),
+                            ([None], (False, set())), ([], (False, set())), (None, (False, set())),
+                            ([pair, None, b], (True, {"Observation/1", "Observation/2"})), ([0, ""], (True, set()))]:
+        ctx = SimpleNamespace(ev=set())
+        assert (inline._exists(ctx, value), ctx.ev) == expected

@@ -95,6 +95,26 @@ BODIES = [
     # queries whose where and return are regions
     'define "Q": [Condition] C where C.code is not null return Tuple { s: C.code, n: Count([Condition]) }\n'
     'define "R": First([Condition] C sort by id desc)\n',
+    # `and` / `or` written out for a true or false left side, and `&` with nulls
+    'define "P": exists [Condition]\n'
+    'define "N": First([Condition] C where false).id = \'x\'\n'
+    'define "Table": { "P" and "N", "N" and "P", "P" and "P", "P" and not "P", "N" and "N",\n'
+    '  "P" or "N", "N" or "P", not "P" or "N", not "P" or "P", not "P" or not "P", "N" or "N" }\n'
+    'define "S": First([Condition]).id & First([Condition] C where false).id & \'-\' & Last([Condition]).id\n',
+    # queries written into the region as loops: nested, shadowing, with/without, distinct, sort, single
+    'define "Nested": [Condition] C where exists ([Condition] D where D.id = C.id) return C.id\n'
+    'define "Outer": [Condition] C return Count([Condition] D where D.id != C.id)\n'
+    'define "With": [Condition] C with [Condition] D such that D.id != C.id return all C.id\n'
+    'define "Without": [Condition] C without [Condition] D such that D.id = \'c2\' return C.id\n'
+    'define "Distinct": [Condition] C return \'same\'\n'
+    'define "All": [Condition] C return all \'same\'\n'
+    'define "Sorted": [Condition] C return C.id sort desc\n'
+    'define "By": [Condition] C where C.id is not null sort by id desc\n'
+    'define "Single": (First([Condition])) C where C.id = \'c1\' return C.id\n'
+    'define "Rejected": (First([Condition])) C where C.id = \'c2\'\n'
+    'define "Codes": ([Condition] C return C.code) K where K is not null\n'
+    'define "Read": [Condition] C where exists ([Condition] D where D.id = \'c2\') return all \'x\'\n'
+    'define "Matched": [Condition] C with [Condition] D such that D.id = \'c2\' and C.id = \'c1\' return all \'x\'\n',
     # functions called from regions, once per arguments
     'define function "Twice"(n Integer): n * 2\n'
     'define function "Label"(c Condition): \'c-\' & ToString("Twice"(Count([Condition])))\n'
@@ -133,3 +153,20 @@ def test_a_failure_inside_a_region_falls_back_with_the_evidence_of_the_closures(
     assert with_conditions[0][0] == "error" and (with_conditions[0][3], with_conditions[0][4]) == (4, 46)
     without = [outcome(library, FactsProvider({"patient": {"source": "Patient/p2"}})) for library in (inlined, closures)]
     assert without[0] == without[1] == {"Weight": ("None", ())}
+
+
+def test_a_failure_inside_a_query_of_a_region_has_the_position_of_the_closures():
+    body = ('define "Ids": [Condition] C where C.id is not null return C.id\n'
+            'define "Bad": [Condition] C where exists "Ids" and Count("Ids") * 1 \'mg\' > 1 \'mL\' return C.id\n'
+            'define "Zero": [Condition] C return Count("Ids") / (Count("Ids") - 2)\n')
+    inlined, closures = both_forms(HEADER + body)
+    assert "def _query0(ctx):" in inlined._defines["Bad"].closure.source
+    for data in (CONDITIONS, {"patient": {"source": "Patient/p2"}}):
+        got = [outcome(library, FactsProvider(data), defines=["Bad"]) for library in (inlined, closures)]
+        assert got[0] == got[1]
+    assert got[0] == {"Bad": ("[]", ())}
+    failed = outcome(inlined, FactsProvider(CONDITIONS), defines=["Bad"])
+    assert failed == outcome(closures, FactsProvider(CONDITIONS), defines=["Bad"])
+    assert failed[0] == "error" and failed[2:] == ("Bad", 5, 52)
+    zero = [outcome(library, FactsProvider(CONDITIONS), defines=["Zero"]) for library in (inlined, closures)]
+    assert zero[0] == zero[1] == {"Zero": ("[None]", ("Condition/1", "Condition/2"))}

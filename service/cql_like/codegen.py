@@ -22,7 +22,7 @@ from . import inline
 from . import operators as ops
 from . import types as T
 from .checker import ROW, ROW_ELEMENT, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, membership_form
-from .constants import constant_nodes
+from .constants import classify
 from .errors import CqlRuntimeError, EvaluationFailure, UnitError
 from .runtime import Context, collect_record_sources
 from .valuesets import ValueSet
@@ -30,6 +30,15 @@ from .values import Code, Concept, CqlTuple, Interval, Record
 
 Closure = Callable[[Context], Any]
 _MISSING = object()
+
+
+def _restore_alias(scope: dict[str, Any], alias: str, saved: Any) -> None:
+    """Give `alias` back the value it had in the scope before a query or `with` bound it to its
+    rows (`saved`, from `scope.get(alias, _MISSING)`); an alias that was unbound is removed."""
+    if saved is _MISSING:
+        scope.pop(alias, None)
+    else:
+        scope[alias] = saved
 
 
 @dataclass
@@ -172,12 +181,45 @@ def _computed_once(closure: Closure) -> Closure:
         value = closure(ctx)
         kept[:] = [value]
         return value
+    constant.kept = kept   # inline.py reads a kept value here without calling
     return constant
+
+
+def _once_per_evaluation(closure: Closure, key: int) -> Closure:
+    """An expression of the clock and parameters only (see constants.py), computed by the first
+    row or call of an evaluation that reaches it and kept in the context with its evidence; a
+    failure is not kept, so every place that reaches it reports it."""
+    def per_evaluation(ctx: Context) -> Any:
+        """The expression's value in this evaluation; its evidence is added where it is read."""
+        kept = ctx.kept.get(key)
+        if kept is None:
+            outer_ev = ctx.ev
+            own_ev = ctx.ev = set()
+            try:
+                value = closure(ctx)
+            finally:
+                ctx.ev = outer_ev
+            kept = ctx.kept[key] = (value, own_ev)
+        if kept[1]:
+            ctx.ev.update(kept[1])
+        return kept[0]
+    per_evaluation.key = key   # inline.py reads a kept value here without calling
+    return per_evaluation
 
 
 # Static types whose values are never, and never hold, a record: consuming them is no evidence.
 _RECORD_FREE = frozenset({T.BOOLEAN, T.INTEGER, T.DECIMAL, T.STRING, T.QUANTITY, T.DATE, T.DATETIME, T.CODE,
                           T.CONCEPT, T.VALUESET})
+
+
+def _holds_no_record(static_type: T.CqlType) -> bool:
+    if static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType):
+        return True
+    if isinstance(static_type, T.ListType):
+        return _holds_no_record(static_type.element)
+    if isinstance(static_type, T.TupleType):
+        return all(_holds_no_record(element) for _, element in static_type.elements)
+    return False
 
 
 def _consuming(closure: Closure, static_type: T.CqlType) -> Closure:
@@ -240,7 +282,7 @@ def argument_key(value: Any) -> Any:
     if kind is int or kind is bool:
         return (kind, value)
     if kind is Decimal:
-        return (kind, value.as_tuple())
+        return (kind, str(value))   # the exact digits and exponent, as as_tuple() has them, without building it
     if kind is list:
         if {*map(type, value)} <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
             return (_RECORD_LIST, *map(id, value))
@@ -259,9 +301,12 @@ class Generator:
         self.types = checked.types
         self.targets = checked.targets
         self.functions: dict[int, CompiledFunction] = {}
-        self.constants = constant_nodes(checked)
+        self.constants, per_evaluation = classify(checked)
         self._inside_constant = False
         self.inline = inline
+        # computed once per evaluation where regions are compiled (the closure form is the reference)
+        self.per_evaluation = per_evaluation if inline else frozenset()
+        self._inside_hoisted = False   # building a per-evaluation expression: its parts need no keeping
         self._built: dict[int, Closure] = {}   # closures of constant and non-inlined nodes, built once
         self._plain = False                     # building the closure-per-node form of an inlined region
 
@@ -289,10 +334,11 @@ class Generator:
         self.functions[id(node)] = compiled
         inside_constant, self._inside_constant = self._inside_constant, False   # every call shares the body
         plain, self._plain = self._plain, False
+        hoisted, self._inside_hoisted = self._inside_hoisted, False
         try:
             body = self.expr(node.body)
         finally:
-            self._inside_constant, self._plain = inside_constant, plain
+            self._inside_constant, self._plain, self._inside_hoisted = inside_constant, plain, hoisted
         if checked.declared is not None:
             body = _coerce(body, checked.body_type, checked.declared)
         compiled.body = body
@@ -308,6 +354,8 @@ class Generator:
             return build(node)
         if id(node) in self.constants:
             return self._once(node, lambda: _computed_once(self._inside(build, node)))
+        if self.hoisted(node):
+            return self._once(node, lambda: _once_per_evaluation(self._hoist(build, node), id(node)))
         if not self.inline:
             return build(node)
         if inline.inlinable(node):
@@ -317,17 +365,41 @@ class Generator:
     # what inline.py asks of this stage (it cannot import codegen, which imports it)
     member_getter = staticmethod(member_getter)
     value_converter = staticmethod(value_converter)
+    restore_alias = staticmethod(_restore_alias)
+    MISSING = _MISSING
+
+    def with_check(self, clause: ast.WithClause) -> Closure:
+        """The closure of a `with`/`without` clause: True when the current row passes it."""
+        return self._with_clause(clause)
+
+    def sorter(self, items: list[ast.SortItem]) -> Callable[[Context, list], list]:
+        """sort(ctx, rows): a query's rows in the order of its `sort` items."""
+        return self._sort(items)
 
     @staticmethod
     def holds_no_record(static_type: T.CqlType) -> bool:
-        """True when consuming a value of this static type is no evidence (see `_consuming`)."""
-        return static_type in _RECORD_FREE or isinstance(static_type, T.IntervalType)
+        """True when consuming a value of this static type is no evidence (see `_consuming`): a
+        scalar, an interval, and a list or tuple made only of those (`status in {'final', ...}`)."""
+        return _holds_no_record(static_type)
 
     def _once(self, node: ast.Node, make: Callable[[], Closure]) -> Closure:
         closure = self._built.get(id(node))
         if closure is None:
             closure = self._built[id(node)] = make()
         return closure
+
+    def hoisted(self, node: ast.Node) -> bool:
+        """True when the node is computed once per evaluation (constants.py's per-evaluation nodes),
+        and not inside another such node."""
+        return id(node) in self.per_evaluation and not self._inside_hoisted
+
+    def _hoist(self, build, node: ast.Node) -> Closure:
+        saved = self._inside_hoisted, self._plain
+        self._inside_hoisted, self._plain = True, False
+        try:
+            return build(node)
+        finally:
+            self._inside_hoisted, self._plain = saved
 
     def _inside(self, build, node: ast.Node) -> Closure:
         self._inside_constant = True
@@ -451,7 +523,7 @@ class Generator:
             def picks(ctx: Context) -> Any:
                 """Call a built-in that picks one element: only the picked record becomes evidence."""
                 values = [a(ctx) for a in args]
-                if spec.propagates_null and any(v is None for v in values):
+                if spec.propagates_null and None in values:
                     return None
                 result = impl(*values)
                 if isinstance(result, Record) and result.source:
@@ -478,7 +550,7 @@ class Generator:
         def many(ctx: Context) -> Any:
             """Call a built-in with any number of arguments."""
             values = [a(ctx) for a in args]
-            if spec.propagates_null and any(v is None for v in values):
+            if spec.propagates_null and None in values:
                 return None
             return impl(*values)
         return many
@@ -504,9 +576,13 @@ class Generator:
                 value = values[0]
                 kind = type(value)
                 key = (function_key, value if kind is str or value is None
-                       else (object, id(value)) if kind is Record or kind is CqlTuple else argument_key(value))
-            else:
-                key = (function_key, *map(argument_key, values))
+                       else (object, id(value)) if kind is Record or kind is CqlTuple
+                       else (_RECORD_LIST, *map(id, value)) if kind is list and {*map(type, value)} <= _ONLY_RECORDS
+                       else argument_key(value))   # argument_key's own answer, the usual ones without a call
+            else:   # argument_key's answers, strings, nulls and records without a call
+                key = (function_key, *[value if value is None or type(value) is str
+                                       else (object, id(value)) if type(value) is Record else argument_key(value)
+                                       for value in values])
             kept = ctx.call_cache.get(key)
             if kept is not None:
                 if kept[1]:
@@ -537,6 +613,9 @@ class Generator:
                 value = operand(ctx)
                 if not value:
                     return False
+                if None not in value:   # the usual list: every element is present (`in` tests identity first)
+                    collect_record_sources(value, ctx.ev)
+                    return True
                 present = [v for v in value if v is not None]
                 collect_record_sources(present, ctx.ev)
                 return bool(present)
@@ -812,10 +891,7 @@ class Generator:
                         kept = list(rows)
                 finally:
                     ctx.ev = outer_ev
-                    if saved is _MISSING:
-                        scope.pop(alias, None)
-                    else:
-                        scope[alias] = saved
+                    _restore_alias(scope, alias, saved)
                 if distinct_rows:
                     kept = ops.distinct(kept)
                 if sorter is not None:
@@ -856,23 +932,20 @@ class Generator:
                         break
             finally:
                 ctx.ev = outer_ev
-                if saved is _MISSING:
-                    scope.pop(alias, None)
-                else:
-                    scope[alias] = saved
+                _restore_alias(scope, alias, saved)
             return found is wanted
         return check
 
     def _sort(self, items: list[ast.SortItem]):
-        keys = []
+        keys = []   # (reader of a row's element, or closure of a key expression, or neither; descending)
         for item in items:
             if item.expression is None:
-                keys.append((None, item.descending))
+                keys.append((None, None, item.descending))
             elif self.targets.get(id(item)) == ROW_ELEMENT:
-                get = member_getter(item.expression.name, track=False)
-                keys.append(((lambda ctx, get=get: get(ctx.scope[ROW])), item.descending))
+                name = item.expression.name
+                keys.append(((member_getter(name, track=False), name), None, item.descending))
             else:
-                keys.append((self.expr(item.expression), item.descending))
+                keys.append((None, self.expr(item.expression), item.descending))
 
         def sort(ctx: Context, rows: list[Any]) -> list[Any]:
             """Stable sort by the items (last item first, so the first item decides); reading keys is not evidence."""
@@ -880,26 +953,24 @@ class Generator:
                 return rows
             outer_ev = ctx.ev
             ctx.ev = set()      # reading sort keys is not evidence
-            saved = ctx.scope.get(ROW, _MISSING)
+            scope = ctx.scope
+            saved = scope.get(ROW, _MISSING)
             try:
-                for closure, descending in reversed(keys):
-                    if closure is None:
-                        rows = ops.sort_values(rows, lambda r: r, descending)
-                        continue
-
-                    def key(row: Any, closure: Closure = closure) -> Any:
-                        """The sort key of one row, read with the row in the sort scope slot."""
-                        ctx.scope[ROW] = row
-                        return closure(ctx)
-                    decorated = [(key(r), r) for r in rows]
-                    decorated = ops.sort_values(decorated, lambda pair: pair[0], descending)
-                    rows = [r for _, r in decorated]
+                for element, closure, descending in reversed(keys):
+                    if element is not None:   # an element of the row: a record's field read in place
+                        get, name = element
+                        row_keys = [row.fields.get(name) if type(row) is Record else get(row) for row in rows]
+                    elif closure is not None:
+                        row_keys = []
+                        for row in rows:
+                            scope[ROW] = row
+                            row_keys.append(closure(ctx))
+                    else:
+                        row_keys = rows
+                    rows = ops.sort_by_keys(rows, row_keys, descending)
             finally:
                 ctx.ev = outer_ev
-                if saved is _MISSING:
-                    ctx.scope.pop(ROW, None)
-                else:
-                    ctx.scope[ROW] = saved
+                _restore_alias(scope, ROW, saved)
             return rows
         return sort
 

@@ -44,7 +44,8 @@ FALLBACK_ERRORS = (ArithmeticError, ValueError, TypeError)
 MAX_DEPTH = 20
 
 _INLINABLE = (ast.NameRef, ast.Member, ast.Indexer, ast.Unary, ast.Binary, ast.Between, ast.DurationBetween,
-              ast.Convert, ast.If, ast.Case, ast.Call, ast.TupleSelector, ast.ListSelector, ast.IntervalSelector)
+              ast.Convert, ast.If, ast.Case, ast.Call, ast.TupleSelector, ast.ListSelector, ast.IntervalSelector,
+              ast.Query)
 
 
 def inlinable(node: ast.Node) -> bool:
@@ -60,7 +61,8 @@ def region(gen: Generator, node: ast.Node, build: Callable[[ast.Node], Closure])
     if emitter.count < 2:
         return gen.plain_closure(build, node)
     slow = gen.plain_closure(build, node)
-    source = (f"def region(ctx):\n"
+    source = "".join(emitter.helpers) + (
+              f"def region(ctx):\n"
               f"    try:\n"
               f"        return {body}\n"
               f"    except FALLBACK_ERRORS:\n"
@@ -88,6 +90,9 @@ def _consume(ctx: Context, value: Any) -> Any:
 def _exists(ctx: Context, value: Any) -> bool:
     if not value:
         return False
+    if None not in value:   # the usual list: every element is present (`in` tests identity first)
+        collect_record_sources(value, ctx.ev)
+        return True
     present = [v for v in value if v is not None]
     collect_record_sources(present, ctx.ev)
     return bool(present)
@@ -162,7 +167,7 @@ def _reads(ctx: Context, impl: Callable, propagates_null: bool, value: Any) -> A
 
 
 def _picks(ctx: Context, impl: Callable, propagates_null: bool, values: list) -> Any:
-    if propagates_null and any(v is None for v in values):
+    if propagates_null and None in values:
         return None
     result = impl(*values)
     if isinstance(result, Record) and result.source:
@@ -171,7 +176,7 @@ def _picks(ctx: Context, impl: Callable, propagates_null: bool, values: list) ->
 
 
 def _many(impl: Callable, propagates_null: bool, values: list) -> Any:
-    if propagates_null and any(v is None for v in values):
+    if propagates_null and None in values:
         return None
     return impl(*values)
 
@@ -194,6 +199,8 @@ class _Emitter:
         self.count = 0
         self._temps = 0
         self._depth = 0
+        self.helpers: list[str] = []          # the source of one function per query of the region
+        self._rows: dict[str, str] = {}       # query alias -> the local holding its row, in the query's function
 
     # ---- names and temporaries ----
     def ref(self, value: Any) -> str:
@@ -218,7 +225,18 @@ class _Emitter:
             return self._Literal(node)
         gen = self.gen
         plain_retrieve = isinstance(node, ast.Retrieve) and gen.targets[id(node)].valueset is None
-        if id(node) in gen.constants or not (inlinable(node) or plain_retrieve) or self._depth >= MAX_DEPTH:
+        if id(node) in gen.constants:   # computed once per library: read the kept value once there is one
+            closure = gen.expr(node)
+            kept = getattr(closure, "kept", None)
+            if kept is None:
+                return f"{self.ref(closure)}(ctx)"
+            k = self.ref(kept)
+            return f"({k}[0] if {k} else {self.ref(closure)}(ctx))"
+        if gen.hoisted(node):   # once per evaluation: read the kept value, else compute and keep it
+            closure, h = gen.expr(node), self.temp()
+            return (f"({h}[0] if ({h} := ctx.kept.get({closure.key})) is not None"
+                    f" and (not {h}[1] or ctx.ev.update({h}[1]) or True) else {self.ref(closure)}(ctx))")
+        if not (inlinable(node) or plain_retrieve) or self._depth >= MAX_DEPTH:
             return f"{self.ref(gen.expr(node))}(ctx)"
         self.count += 1
         self._depth += 1
@@ -262,8 +280,8 @@ class _Emitter:
         kind, name = target.kind, target.name
         if kind == "row field":
             return f"{self.ref(self.gen.member_getter(name, track=False))}(ctx.scope[{ROW!r}])"
-        if kind == "scope":
-            return f"ctx.scope[{name!r}]"
+        if kind == "scope":   # a query's row is the local of its loop; operands are in the scope
+            return self._rows.get(name) or f"ctx.scope[{name!r}]"
         if kind == "define":   # a kept value is read here; a first evaluation goes through the library
             h = self.temp()
             return (f"({h}[0] if ({h} := ctx.define_cache.get({name!r})) is not None"
@@ -283,7 +301,7 @@ class _Emitter:
         t, name = self.temp(), repr(node.name)
         return (f"({t}.fields.get({name}) if type({t} := {target}) is {self.ref(Record)}"
                 f" and (not {t}.source or ctx.ev.add({t}.source) or True)"
-                f" else {t}.get({name}) if type({t}) is {self.ref(CqlTuple)} else {getter}(ctx, {t}))")
+                f" else {t}._elements.get({name}) if type({t}) is {self.ref(CqlTuple)} else {getter}(ctx, {t}))")
 
     def _Indexer(self, node: ast.Indexer) -> str:
         return f"{self.ref(_index)}({self.child(node.target)}, {self.child(node.index)})"
@@ -320,15 +338,20 @@ class _Emitter:
         op = node.op
         left, lt = self.typed(node.left)
         right, rt = self.typed(node.right)
-        if op == "and":
-            a = self.temp()
-            return f"(False if ({a} := {left}) is False else {self.ref(ops.logical_and)}({a}, {right}))"
-        if op == "or":
-            a = self.temp()
-            return f"(True if ({a} := {left}) is True else {self.ref(ops.logical_or)}({a}, {right}))"
+        if op == "and":   # true and a Boolean is that Boolean; anything else is logical_and's
+            a, b = self.temp(), self.temp()
+            return (f"(False if ({a} := {left}) is False else {b} if (({b} := {right}) is True or {b} is False)"
+                    f" and {a} is True else {self.ref(ops.logical_and)}({a}, {b}))")
+        if op == "or":   # false or a Boolean is that Boolean
+            a, b = self.temp(), self.temp()
+            return (f"(True if ({a} := {left}) is True else {b} if (({b} := {right}) is True or {b} is False)"
+                    f" and {a} is False else {self.ref(ops.logical_or)}({a}, {b}))")
         if op in _LOGIC:
             return f"{self.ref(_LOGIC[op])}({left}, {right})"
         left, right = self.consumed(left, lt), self.consumed(right, rt)
+        if op == "&":   # ops.concatenate_ampersand, written out: null is ''
+            a, b = self.temp(), self.temp()
+            return f"(('' if ({a} := {left}) is None else {a}) + ('' if ({b} := {right}) is None else {b}))"
         if op in _EQUALITY or op in _COMPARE:
             return f"{self.ref((_EQUALITY | _COMPARE)[op])}({left}, {right})"
         if op in _ARITHMETIC:
@@ -450,3 +473,69 @@ class _Emitter:
         high, ht = self.typed(node.high)
         return (f"{self.ref(_interval)}({self.coerced(low, lt, point)}, {self.coerced(high, ht, point)},"
                 f" {node.low_closed}, {node.high_closed})")
+
+    def _Query(self, node: ast.Query) -> str:
+        """A function of its own (a loop needs statements), doing what codegen's query `run` does,
+        with the `where` and `return` expressions written into the loop: the same rows, evidence,
+        distinct and sort. The alias is still bound in the scope, for what is called from the loop."""
+        gen = self.gen
+        name = f"_query{len(self.helpers)}"
+        self.helpers.append("")   # the slot keeps nested queries' functions apart from this one
+        slot = len(self.helpers) - 1
+        rows, depth, self._depth = self._rows, self._depth, 0
+        self._rows = {}   # an enclosing query's row is a local of another function: read from the scope
+        try:
+            source = self.child(node.source)
+            row = f"_row{slot}"
+            self._rows = {node.alias: row}
+            checks = [f"{self.ref(gen.with_check(clause))}(ctx) is True" for clause in node.withs]
+            if node.where is not None:
+                checks.append(f"({self.child(node.where)}) is True")
+            kept = self.child(node.return_) if node.return_ is not None else row
+        finally:
+            self._rows, self._depth = rows, depth
+        alias = repr(node.alias)
+        lines = [f"def {name}(ctx):",
+                 f"    value = {source}",
+                 "    if value is None:",
+                 "        return None",
+                 f"    single = not isinstance(value, {self.ref(list)})",
+                 "    rows = [value] if single else value",
+                 "    scope = ctx.scope",
+                 f"    saved = scope.get({alias}, {self.ref(gen.MISSING)})",
+                 "    kept = []",
+                 "    outer_ev = ctx.ev",
+                 "    try:"]
+        if checks:
+            lines += ["        row_ev = set()",
+                      f"        for {row} in rows:",
+                      f"            scope[{alias}] = {row}",
+                      "            ctx.ev = row_ev",
+                      f"            ok = {' and '.join(checks)}",
+                      "            ctx.ev = outer_ev",
+                      "            if ok:",
+                      "                if row_ev:",
+                      f"                    if type({row}) is {self.ref(Record)}:",
+                      f"                        row_ev.discard({row}.source)",
+                      "                    outer_ev.update(row_ev)",
+                      f"                kept.append({kept})",
+                      "            if row_ev:",
+                      "                row_ev.clear()"]
+        elif node.return_ is not None:
+            lines += [f"        for {row} in rows:",
+                      f"            scope[{alias}] = {row}",
+                      f"            kept.append({kept})"]
+        else:
+            lines += ["        kept = list(rows)"]
+        lines += ["    finally:",
+                  "        ctx.ev = outer_ev",
+                  f"        {self.ref(gen.restore_alias)}(scope, {alias}, saved)"]
+        if node.return_ is not None and not node.return_all:
+            lines.append(f"    kept = {self.ref(ops.distinct)}(kept)")
+        if node.sort:
+            lines.append(f"    kept = {self.ref(gen.sorter(node.sort))}(ctx, kept)")
+        lines += ["    if single:",
+                  "        return kept[0] if kept else None",
+                  "    return kept"]
+        self.helpers[slot] = "\n".join(lines) + "\n\n"
+        return f"{name}(ctx)"

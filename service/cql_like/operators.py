@@ -13,6 +13,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException, getcontext
 from functools import cmp_to_key
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 from .errors import CqlRuntimeError, UnitError
@@ -64,7 +65,7 @@ def is_number(value: Any) -> bool:
 
 def to_decimal(value: Any) -> Decimal:
     """The value as a Decimal (an int converts exactly)."""
-    return value if isinstance(value, Decimal) else Decimal(value)
+    return value if type(value) is Decimal or isinstance(value, Decimal) else Decimal(value)
 
 
 def as_quantity(value: Any) -> Quantity:
@@ -88,6 +89,8 @@ def compare(a: Any, b: Any) -> int | None:
     kind = type(a)
     if kind is type(b) and (kind is Decimal or kind is int or kind is str):   # the usual case, decided at once
         return (a > b) - (a < b)
+    if kind is datetime and type(b) is datetime and a.tzinfo is not None and b.tzinfo is not None:
+        return (a > b) - (a < b)   # two aware DateTimes (the facts' and the clock's): as_datetime keeps both
     if is_number(a) and is_number(b):
         return (a > b) - (a < b)
     if isinstance(a, Quantity) or isinstance(b, Quantity):
@@ -301,6 +304,8 @@ def add(a: Any, b: Any) -> Any:
     """CQL `+` for numbers, quantities (in the finer unit), strings and Date + time quantity; overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the number branch computes
+        return round8(a + b)
     if isinstance(a, Quantity) and isinstance(b, Quantity):
         a, b = _common_unit_pair(a, b)
         return a + b
@@ -317,6 +322,8 @@ def subtract(a: Any, b: Any) -> Any:
     """CQL `-` for numbers, quantities (in the finer unit) and Date - time quantity; overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the number branch computes
+        return round8(a - b)
     if isinstance(a, Quantity) and isinstance(b, Quantity):
         a, b = _common_unit_pair(a, b)
         return a - b
@@ -331,6 +338,8 @@ def multiply(a: Any, b: Any) -> Any:
     """CQL `*` for numbers and quantities (units multiply); overflow is null."""
     if a is None or b is None:
         return None
+    if type(a) is Decimal and type(b) is Decimal:   # the usual case: what the general branch computes
+        return round8(a * b)
     if is_number(a) and is_number(b):
         return checked_int(a * b) if isinstance(a, int) and isinstance(b, int) else round8(to_decimal(a) * to_decimal(b))
     return as_quantity(a) * as_quantity(b)
@@ -644,6 +653,14 @@ def list_contains(items: list | None, element: Any) -> bool | None:
         return False if element is None else None
     if element is None:
         return any(item is None for item in items)
+    if type(element) is str:   # a code or status in a list of strings: `equal` of two strings is `==`
+        for item in items:
+            if type(item) is str:
+                if item == element:
+                    return True
+            elif item is not None and equal(item, element) is True:
+                return True
+        return False
     for item in items:
         if item is not None and equal(item, element) is True:
             return True
@@ -679,6 +696,8 @@ def _bucket_key(item: Any) -> Any:
     """A key equal for any two elements CQL equality could call equal (coarser is allowed)."""
     if item is None:
         return None
+    if type(item) is str:   # the usual element of a query's result: the string branch below, at once
+        return ("string", item)
     if isinstance(item, Record):
         return ("record", item.type_name, _hashable(item.fields.get("id")))
     if isinstance(item, bool):
@@ -731,13 +750,40 @@ def union(a: list | None, b: list | None) -> list | None:
 
 def sort_values(items: list, key: Callable[[Any], Any], descending: bool) -> list:
     """Stable sort; nulls first ascending (last descending), as CQL orders them."""
-    def cmp(x: Any, y: Any) -> int:
-        """Order two rows by key with nulls lowest."""
-        kx, ky = key(x), key(y)
+    return sort_by_keys(items, [key(item) for item in items], descending)
+
+
+def sort_by_keys(items: list, keys: list, descending: bool) -> list:
+    """`items` in the order of their `keys` (one per item, read once): stable, nulls first ascending
+    (last descending), keys ordered by `compare`. Keys that Python orders exactly as `compare` does
+    (strings; numbers; aware DateTimes; Dates) are sorted by value; any other mix goes through
+    `compare`, which also raises for keys that cannot be ordered."""
+    if len(items) < 2:
+        return list(items)
+    if _naturally_ordered(keys):
+        nulls_lowest = [(k is not None, k) for k in keys]   # two nulls are equal: None is never ordered
+        return [item for _, item in sorted(zip(nulls_lowest, items), key=_FIRST, reverse=descending)]
+
+    def cmp(x: tuple, y: tuple) -> int:
+        """Order two (key, item) pairs by key with nulls lowest."""
+        kx, ky = x[0], y[0]
         if kx is None or ky is None:
             return (kx is not None) - (ky is not None)
         return compare(kx, ky)
-    return sorted(items, key=cmp_to_key(cmp), reverse=descending)
+    return [item for _, item in sorted(zip(keys, items), key=cmp_to_key(cmp), reverse=descending)]
+
+
+_FIRST = itemgetter(0)
+_NUMBERS = frozenset({int, Decimal})
+
+
+def _naturally_ordered(keys: list) -> bool:
+    """True when every non-null key is of one kind whose Python order is `compare`'s order."""
+    kinds = {type(k) for k in keys}
+    kinds.discard(type(None))
+    if not kinds or kinds == {str} or kinds <= _NUMBERS or kinds == {date}:
+        return True
+    return kinds == {datetime} and all(k is None or k.tzinfo is not None for k in keys)
 
 
 # ---- misc -----------------------------------------------------------------------------

@@ -42,8 +42,8 @@ class DefinitionSource(Protocol):
 
 class Context:
     """Evaluation state for one patient and one `now`; compiled closures take it as their only argument."""
-    __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "call_cache", "ev", "scope",
-                 "_patient", "_patient_loaded", "library")
+    __slots__ = ("provider", "now", "parameter_values", "define_cache", "retrieve_cache", "call_cache", "kept", "ev",
+                 "scope", "_patient", "_patient_loaded", "library")
 
     def __init__(self, library: DefinitionSource, provider: DataProvider, now: datetime,
                  parameter_values: Mapping[str, Any]) -> None:
@@ -55,6 +55,8 @@ class Context:
         self.retrieve_cache: dict[tuple[str, frozenset | None], list] = {}
         # user function calls: (function, argument keys) -> (value, evidence, arguments kept alive)
         self.call_cache: dict[tuple, tuple[Any, set[str], list]] = {}
+        # expressions of the clock and parameters only: node id -> (value, evidence), see constants.py
+        self.kept: dict[int, tuple[Any, set[str]]] = {}
         self.ev: set[str] = set()
         self.scope: dict[str, Any] = {}
         self._patient: Record | None = None
@@ -93,7 +95,7 @@ def collect_record_sources(value: Any, into: set[str]) -> None:
             elif item_kind is list or item_kind is CqlTuple:
                 collect_record_sources(item, into)
     elif kind is CqlTuple:
-        for item in value.values():
+        for item in value._elements.values():   # the tuple's own dict: Mapping.values() is slower
             collect_record_sources(item, into)
 
 

@@ -47,7 +47,8 @@ class Interval:
 
 class CqlTuple(Mapping[str, Any]):
     """An immutable CQL Tuple: ordered named elements. Not subclassed: the engine tests
-    `type(value) is CqlTuple`, as `isinstance` goes through Mapping's ABC machinery."""
+    `type(value) is CqlTuple`, as `isinstance` goes through Mapping's ABC machinery, and the
+    source inline.py generates reads `_elements` directly (one element read per row of a query)."""
 
     __slots__ = ("_elements",)
 
