@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive,
                        help="worker processes (default: SERVE_WORKERS, else one per core)")
     serve.add_argument("--threads", type=_positive,
-                       help="threads per worker (default: SERVE_THREADS): requests one worker runs at once")
+                       help="threads per worker (default: SERVE_THREADS): a slow client holds one thread, not a worker")
     serve.add_argument("--backlog", type=_positive,
                        help="connections queued on the listening socket before new ones are refused (default: SERVE_BACKLOG)")
     serve.add_argument("--timeout", type=int, default=60, help="worker timeout in seconds")

@@ -2,7 +2,7 @@
 
 Connections must spread over every worker under keep-alive (one listening socket shared by the
 workers, each listening only while no worker holding fewer connections listens: accept_balance.py),
-one worker per core by default, one thread per worker and bounded queues. `test_serve_process.py` checks a real served process answers from more than one worker.
+one worker per core by default, few threads per worker and bounded queues. `test_serve_process.py` checks a real served process answers from more than one worker.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def served_with(monkeypatch):
     return run
 
 
-def test_by_default_one_worker_per_core_sharing_one_socket_with_one_thread_each(served_with):
+def test_by_default_one_worker_per_core_sharing_one_socket_with_two_threads_each(served_with):
     options = served_with()
     assert options["workers"] == len(os.sched_getaffinity(0)) == wsgi_server.cores_available()
     # gunicorn's gthread worker, whose parser refusals answer as OperationOutcomes and which balances
@@ -49,7 +49,7 @@ def test_by_default_one_worker_per_core_sharing_one_socket_with_one_thread_each(
     assert issubclass(load_class(options["worker_class"]), OutcomeThreadWorker)
     assert issubclass(OutcomeThreadWorker, ThreadWorker)
     assert options["reuse_port"] is False  # one shared socket: a socket per worker is split by the kernel's hash
-    assert options["threads"] == 1
+    assert options["threads"] == 2
     assert options["backlog"] == 1024
     assert options["bind"] == "127.0.0.1:8080"
 

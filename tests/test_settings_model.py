@@ -36,7 +36,7 @@ DEFAULTS_BEFORE = {
     # Added later, each with its default here:
     "VALIDATE_OUTPUTS": False,
     "SERVE_WORKERS": None,
-    "SERVE_THREADS": 1,
+    "SERVE_THREADS": 2,
     "SERVE_BACKLOG": 1024,
     "CDS_REQUIRE_JWT": True,
     "CDS_TRUSTED_ISSUERS": {},

@@ -9,10 +9,10 @@ Performance section has the figures):
   socket and no rule, whichever worker woke first took a whole burst.
 - one worker per core by default: the assessment is CPU-bound Python, so a process per core is
   what runs requests in parallel; more processes only share the same cores.
-- one thread per worker: threads of one process share its interpreter lock, so more of them do not
-  run more requests at once; they slice each request thinner, and requests that always overlap
-  keep garbage collection from being paused during each assessment (pipeline/collection_pause.py),
-  which cost CPU on every call. More threads help only calls that wait on a FHIR server.
+- few threads per worker (2): threads of one process share its interpreter lock, so more of them
+  do not run more requests at once; they only slice each request thinner and stretch every
+  latency. Two keep a worker busy while one thread waits on the network. (One thread per worker
+  measured no different in CPU per call, within the noise of a shared machine.)
 - bounded queues: a worker runs `threads` requests at once; a burst beyond that waits its turn,
   first in a worker (at most gunicorn's `worker_connections`, 1000, connections) and then in the
   shared socket's kernel backlog (`SERVE_BACKLOG`), instead of being turned away; only beyond both is a
