@@ -30,7 +30,8 @@ import signal
 import time
 from typing import Callable
 
-SLOTS = 64  # workers alive at once, at most; a worker's slot is its spawn number modulo this
+SLOTS = 16  # a worker's slot is its spawn number modulo this; two live workers sharing one (one outlived
+# 16 spawns of others) only stop seeing each other: they may both listen, never neither
 STALE_SECONDS = 3.0  # a live worker publishes at least once a second (gthread's poll timeout)
 RECHECK_SECONDS = 0.05  # how long a worker that is not listening waits before looking again
 WAKE_SIGNAL = signal.SIGWINCH
