@@ -13,6 +13,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import orjson
@@ -243,15 +244,89 @@ def test_the_shared_medication_pass_decodes_only_the_medications_of_no_patient()
     pd = pytest.importorskip("pandas")
     from service.screening.spark_engine import SHARED_MEDICATION_KEY, key_lines
 
-    medication = '{"resourceType": "Medication", "id": "med-1", "code": {"text": "Calcitriol"}}'
-    order = ('{"resourceType": "MedicationRequest", "id": "mr-1", "subject": {"reference": "Patient/p-1"}, '
-             '"medicationReference": {"reference": "Medication/med-1"}}')
-    batches = [pd.DataFrame({"value": [order, "not json", medication], "file": ["Mixed.ndjson"] * 3,
+    medication = b'{"resourceType": "Medication", "id": "med-1", "code": {"text": "Calcitriol"}}'
+    order = (b'{"resourceType": "MedicationRequest", "id": "mr-1", "subject": {"reference": "Patient/p-1"}, '
+             b'"medicationReference": {"reference": "Medication/med-1"}}')
+    batches = [pd.DataFrame({"value": [order, b"not json", medication], "file": ["Mixed.ndjson"] * 3,
                              "block": [0] * 3})]
     rows = pd.concat(key_lines(iter(batches), ranks={"Mixed.ndjson": 0}, first_lines={("Mixed.ndjson", 0): 1},
                                only_medications=True))
     assert list(zip(rows["key"], rows["line"], rows["origin"])) == [(SHARED_MEDICATION_KEY, 3, "Mixed.ndjson:3")]
     assert orjson.loads(rows["text"].iloc[0])["id"] == "med-1"
+
+
+def _screened_alike(spark, export: Path, tmp_path: Path) -> list[dict]:
+    """Screen `export` with both engines; both must finish and agree on every output line, summary row and
+    issue. Returns the issues."""
+    from service.screening.local_engine import run_local
+    from service.screening.spark_engine import run_spark
+
+    local = run_local(export, tmp_path / "local", workers=1, now=FIXTURE_NOW, progress=False)
+    distributed = run_spark(export, tmp_path / "spark", now=FIXTURE_NOW, spark=spark, progress=False)
+    assert distributed.patients == local.patients > 0
+    for name in OUTPUT_FILES:
+        assert _resources(distributed.out_dir / name) == _resources(local.out_dir / name), name
+    assert _summary_rows(distributed.out_dir) == _summary_rows(local.out_dir)
+    issues = _issues(distributed.out_dir)
+    assert issues == _issues(local.out_dir)
+    assert distributed.problems == local.problems
+    return issues
+
+
+@needs_spark
+def test_a_truncated_or_corrupt_gzip_is_reported_and_the_run_goes_on(spark, tmp_path):
+    """What can be read of a damaged .ndjson.gz stands, the rest is one problem at the line where reading
+    stopped, as the local engine reports it; the other files are screened."""
+    export = tmp_path / "export"
+    write_export(export, 16, seed=7, gzip=True, bad_lines=2)
+    observations = (export / "Observation.ndjson.gz").read_bytes()
+    (export / "Observation.ndjson.gz").write_bytes(observations[: len(observations) // 2])  # cut off
+    conditions = bytearray((export / "Condition.ndjson.gz").read_bytes())
+    conditions[-6] ^= 0xFF  # the stream's checksum no longer matches
+    (export / "Condition.ndjson.gz").write_bytes(bytes(conditions))
+    (export / "Encounter.ndjson.gz").write_bytes(gzip.decompress((export / "Encounter.ndjson.gz").read_bytes()))
+    issues = _screened_alike(spark, export, tmp_path)
+    stopped = {issue["source"].split(":")[0]: issue for issue in issues if "could not be read" in issue["diagnostics"]}
+    assert set(stopped) == {"Observation.ndjson.gz", "Condition.ndjson.gz", "Encounter.ndjson.gz"}
+    read_before_the_cut = len(zlib.decompressobj(31).decompress(observations[: len(observations) // 2]).splitlines())
+    assert 0 < int(stopped["Observation.ndjson.gz"]["source"].split(":")[1]) <= read_before_the_cut + 1
+    assert stopped["Encounter.ndjson.gz"]["source"] == "Encounter.ndjson.gz"  # not gzip at all: no line read
+
+
+@needs_spark
+def test_a_line_that_is_not_utf8_is_a_bad_line_and_lines_end_where_the_local_engine_ends_them(spark, tmp_path):
+    """Spark's text reader would replace bytes that are not UTF-8 (U+FFFD) and end lines at a lone CR too;
+    the engine reads each line's bytes as the local engine does: a bad line reported at its file:line,
+    a CR inside a line left to JSON (where it is white space), CRLF line ends taken off."""
+    export = tmp_path / "export"
+    write_export(export, 12, seed=9)
+    observations = (export / "Observation.ndjson").read_bytes().splitlines()
+    observations[4] = observations[4].replace(b'"id":"', b'"id":"\xff', 1)
+    observations[9] = observations[9].replace(b'{"resourceType"', b'{\r"resourceType"', 1)
+    (export / "Observation.ndjson").write_bytes(b"".join(line + b"\n" for line in observations))
+    conditions = (export / "Condition.ndjson").read_bytes()
+    (export / "Condition.ndjson").write_bytes(conditions.replace(b"\n", b"\r\n"))
+    issues = _screened_alike(spark, export, tmp_path)
+    bad = [issue for issue in issues if issue["code"] == "structure" and "patient_id" not in issue]
+    assert [issue["source"] for issue in bad] == ["Observation.ndjson:5"]
+    assert bad[0]["diagnostics"].startswith("not valid JSON")
+
+
+@needs_spark
+def test_file_and_folder_names_with_glob_characters_spaces_or_accents_are_read_as_named(spark, tmp_path):
+    """Spark takes the paths it reads as glob patterns and URIs: `[1]` or `*` in a name, a space, an accent
+    or a colon must still name that one file (never a pattern matching others, never a path not found)."""
+    export = tmp_path / "export [1] *é"
+    write_export(export, 12, seed=11, bad_lines=2)
+    (export / "Observation.ndjson").rename(export / "Observation[1].ndjson")
+    (export / "Condition.ndjson").rename(export / "Condition.*.ndjson")
+    (export / "Encounter.ndjson").rename(export / "Encounter %20 é{a,b}.ndjson")
+    (export / "Immunization.ndjson").rename(export / "Immunization:2.ndjson")  # a name Hadoop cannot take
+    (export / "Observation1.ndjson").write_bytes(b"")  # what the pattern Observation[1].ndjson would match
+    issues = _screened_alike(spark, export, tmp_path)
+    sources = {issue["source"].rsplit(":", 1)[0] for issue in issues if issue["code"] == "structure"
+               and "patient_id" not in issue}
+    assert sources and sources <= {"Observation[1].ndjson", "Condition.*.ndjson"}
 
 
 @needs_spark
@@ -280,13 +355,13 @@ def test_lines_are_numbered_from_their_block_and_keyed_by_patient():
     pd = pytest.importorskip("pandas")
     from service.screening.spark_engine import PROBLEM_KEY, WITHOUT_PATIENT_KEY, key_lines
 
-    patient = '{"resourceType": "Patient", "id": "p-1"}'
-    lab = '{"resourceType": "Observation", "id": "o-1", "subject": {"reference": "Patient/p-1"}}'
-    orphan = '{"resourceType": "Organization", "id": "org-1"}'
+    patient = b'{"resourceType": "Patient", "id": "p-1"}'
+    lab = b'{"resourceType": "Observation", "id": "o-1", "subject": {"reference": "Patient/p-1"}}'
+    orphan = b'{"resourceType": "Organization", "id": "org-1"}'
     # one partition reading block 1024 of Observation.ndjson (its lines 11..) then all of Patient.ndjson
-    batches = [pd.DataFrame({"value": [lab, "", '{"resourceType": "Obs'], "file": ["Observation.ndjson"] * 3,
+    batches = [pd.DataFrame({"value": [lab, b"", b'{"resourceType": "Obs'], "file": ["Observation.ndjson"] * 3,
                              "block": [1024] * 3}),
-               pd.DataFrame({"value": ["[1]", patient, orphan], "file": ["Observation.ndjson", "Patient.ndjson",
+               pd.DataFrame({"value": [b"[1]", patient, orphan], "file": ["Observation.ndjson", "Patient.ndjson",
                                                                          "Patient.ndjson"], "block": [1024, 0, 0]})]
     first = {("Observation.ndjson", 1024): 11, ("Patient.ndjson", 0): 1}
     rows = pd.concat(key_lines(iter(batches), ranks={"Observation.ndjson": 0, "Patient.ndjson": 1}, first_lines=first))
@@ -299,6 +374,40 @@ def test_lines_are_numbered_from_their_block_and_keyed_by_patient():
     problem = orjson.loads(rows["text"].iloc[1])
     assert problem["source"] == "Observation.ndjson:13" and problem["diagnostics"].startswith("not valid JSON")
     assert orjson.loads(rows["text"].iloc[0])["id"] == "o-1"
+
+
+def test_a_gzipped_file_read_whole_gives_its_lines_then_where_reading_stopped(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from service.screening.spark_engine import PROBLEM_KEY, key_ndjson_files
+
+    lines = [orjson.dumps({"resourceType": "Observation", "id": f"o-{n}", "subject": {"reference": "Patient/p-1"}})
+             for n in range(400)]
+    packed = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
+    (tmp_path / "Observation.ndjson.gz").write_bytes(packed[: len(packed) // 2])
+    files = pd.DataFrame({"file": ["Observation.ndjson.gz"], "path": [str(tmp_path / "Observation.ndjson.gz")]})
+    frames = list(key_ndjson_files(iter([files]), ranks={"Observation.ndjson.gz": 3}, rows_per_frame=50))
+    rows = pd.concat(frames)
+    assert len(frames) > 2, "a large file comes in several frames"
+    read = rows[rows["key"] == "p-1"]
+    assert list(read["line"]) == list(range(1, len(read) + 1)) and 0 < len(read) < 400
+    problem = rows[rows["key"] == PROBLEM_KEY + "Observation.ndjson.gz"]
+    assert len(problem) == 1 and set(rows["rank"]) == {3}
+    issue = orjson.loads(problem["text"].iloc[0])
+    assert issue["source"] == f"Observation.ndjson.gz:{len(read) + 1}" and "could not be read further" in issue["diagnostics"]
+    # the Medications pass keeps only Medications of no patient: neither the lines nor the problem
+    assert list(key_ndjson_files(iter([files]), ranks={"Observation.ndjson.gz": 3}, only_medications=True)) == []
+
+
+def test_paths_given_to_spark_name_one_file_and_the_names_it_gives_back_are_decoded():
+    from service.screening.spark_engine import is_split_by_spark, spark_file_name, spark_path
+
+    assert spark_path(Path("/data/export [1]/Obs*{a,b}?.ndjson")) == "file:///data/export \\[1\\]/Obs\\*\\{a,b\\}\\?.ndjson"
+    assert spark_path(Path("/data/é %20.ndjson")) == "file:///data/é %20.ndjson"
+    assert spark_file_name("c%20d%2520%5B1%5D.ndjson") == "c d%20[1].ndjson"
+    assert spark_file_name("é%7Bx%7D+.ndjson") == "é{x}+.ndjson"
+    assert is_split_by_spark(Path("/data/Observation.ndjson"))
+    assert not is_split_by_spark(Path("/data/Observation.ndjson.gz"))
+    assert not is_split_by_spark(Path("/data/Observation:2.ndjson"))
 
 
 # ------------------------------------------------------------------ the session and the progress relay

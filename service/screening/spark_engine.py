@@ -1,6 +1,7 @@
 """The Spark engine: the same screening as the local engine, spread over a Spark cluster (or local[*]).
 
-    NDJSON files --read.text--> lines --mapInPandas: decode, key by patient--> (key, place, JSON)
+    plain NDJSON files --read.text (bytes)--> lines --mapInPandas: decode, key by patient--+
+    gzipped NDJSON, Bundles --paths--> mapInPandas: the local engine's reader, key ---------+--> (key, place, JSON)
       --groupBy(key).applyInPandas: screen_patient on each patient's resources--> results
       --toLocalIterator--> the shared writer (outputs.PartWriter + assemble) on the driver
 
@@ -14,8 +15,18 @@ written by the writer both engines share, so both write the same files.
 Where a line came from: Spark splits a large file into blocks read in parallel, and a block does not
 know how many lines came before it. A first, cheap pass (lines counted per block, in the JVM) gives
 each block its first line number; a worker then numbers its block's lines from there, so a bad
-line is reported as `Observation.ndjson:48213`, as the local engine reports it. Gzipped files are
-read by Spark's codecs (one block per file).
+line is reported as `Observation.ndjson:48213`, as the local engine reports it. The count is taken
+once and serves the Medications pass too.
+
+A bad line never stops the run, as with the local engine. Spark hands a worker each line's bytes
+(a line that is not UTF-8 is a bad line, not one with U+FFFD in it, nor a failed task) and ends
+lines at LF only (its default ends them at a lone CR too, which JSON allows inside a line). A
+gzipped file is one block anyway (gzip cannot be split), so it loses no parallelism by being read
+whole by a worker with `sources.ndjson_lines`: a truncated or corrupt one then gives what could be
+read and a problem where reading stopped, where Spark's codec would fail the job. Spark reads the
+paths it is given as Hadoop glob patterns and URIs: they are escaped (`spark_path`), and the names
+it gives back decoded (`spark_file_name`); a path with a ':', which Hadoop cannot name, is read whole
+by a worker too.
 
 What is not a patient's also goes through the grouping, under keys no FHIR id can take: the bad
 lines of a file form one group, the resources that name no patient one group per type (counted and
@@ -34,9 +45,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+from urllib.parse import unquote
 
 import orjson
 
@@ -46,7 +58,7 @@ from .patient_keys import patient_key_of
 from .patient_screen import PatientScreen
 from .shared_medications import SharedMedications
 from .sharding import _without_patient_issue
-from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded
+from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded, ndjson_lines
 
 # Group keys that are not patients; "\x00" can never be in an R4 id, so they never meet a patient's.
 PROBLEM_KEY = "\x00problems:"  # + the file name: that file's unreadable lines
@@ -118,10 +130,12 @@ def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", n
             if not progress:
                 relay.out = _Discard()
             relay.phase = "counting lines"
-            keyed = keyed_resources(session, source)
+            first_lines = block_first_lines(session, source) if any(map(is_split_by_spark, source.files)) else {}
+            keyed = keyed_resources(session, source, first_lines=first_lines)
             relay.phase = "collecting the shared Medications"
             # with a token of this run's own: each worker decodes them once per run, not once per patient
-            medications = session.sparkContext.broadcast((uuid.uuid4().hex, shared_medication_rows(session, source)))
+            medications = session.sparkContext.broadcast(
+                (uuid.uuid4().hex, shared_medication_rows(session, source, first_lines=first_lines)))
             relay.phase = "reading, keying and screening patients"
             results = screened(session, keyed, moment, settings,
                                partitions=result_partitions(_partitions(session), source.estimated_bytes),
@@ -153,30 +167,90 @@ def run_spark(source_folder: Path, out_dir: Path, *, master: str = "local[*]", n
 # ---------------------------------------------------------------- the Spark plan (on the driver)
 
 
-def keyed_resources(session: Any, source: Source, *, only_medications: bool = False) -> Any:
+def keyed_resources(session: Any, source: Source, *, only_medications: bool = False,
+                    first_lines: Mapping[tuple[str, int], int] | None = None) -> Any:
     """A DataFrame of every resource line of `source` with its group key and place (KEYED_SCHEMA); with
-    `only_medications`, of its Medications of no patient only (the other lines are not decoded)."""
+    `only_medications`, of its Medications of no patient only (the other lines are not decoded).
+
+    Plain NDJSON files are read by Spark in blocks; gzipped ones and Bundles, which Spark could not
+    split either, are read whole by a worker with the local engine's reader (`whole_files`).
+    `first_lines`: the blocks' first line numbers when already counted (`block_first_lines`).
+    """
     ranks = {path.name: rank for rank, path in enumerate(source.files)}
     if source.kind == "bundles":
-        files = session.createDataFrame([(path.name, str(path.resolve())) for path in source.files],
-                                         "file string, path string")
-        files = files.repartition(min(len(source.files), _partitions(session)) or 1)
-        return files.mapInPandas(partial(key_bundle_files, ranks=ranks, only_medications=only_medications),
-                                 KEYED_SCHEMA)
+        return whole_files(session, source.files).mapInPandas(
+            partial(key_bundle_files, ranks=ranks, only_medications=only_medications), KEYED_SCHEMA)
+    keyed = []
+    packed = [path for path in source.files if not is_split_by_spark(path)]
+    if packed:
+        keyed.append(whole_files(session, packed).mapInPandas(
+            partial(key_ndjson_files, ranks=ranks, only_medications=only_medications), KEYED_SCHEMA))
+    if len(packed) < len(source.files):
+        if first_lines is None:
+            first_lines = block_first_lines(session, source)
+        keyed.append(plain_lines(session, source).mapInPandas(
+            partial(key_lines, ranks=ranks, first_lines=first_lines, only_medications=only_medications),
+            KEYED_SCHEMA))
+    return reduce(lambda one, other: one.union(other), keyed)
+
+
+def is_split_by_spark(path: Path) -> bool:
+    """Whether Spark reads `path` itself, in blocks: a plain NDJSON file. Not a gzipped one, which Spark
+    could only read whole too and whose damage would fail the job; nor a path with a ':', which Hadoop
+    cannot name."""
+    return path.name.endswith(".ndjson") and ":" not in str(path.resolve())
+
+
+def whole_files(session: Any, files: list[Path]) -> Any:
+    """A DataFrame of (file, path) spread over the session's partitions: files a worker reads whole."""
+    frame = session.createDataFrame([(path.name, str(path.resolve())) for path in files], "file string, path string")
+    return frame.repartition(min(len(files), _partitions(session)) or 1)
+
+
+def plain_lines(session: Any, source: Source) -> Any:
+    """The lines of the plain NDJSON files of `source` as Spark reads them: (value, file, block).
+
+    `value` is the line's bytes (Spark's text reader keeps them; a worker decodes them as the local
+    engine does, so a line that is not UTF-8 is a bad line); lines end at LF only, as the local engine
+    ends them (Spark's default also ends them at a lone CR). `file` is the name as Spark gives it,
+    URI-encoded (`spark_file_name` decodes it). The paths are escaped: Spark takes them as glob patterns.
+    """
     from pyspark.sql import functions as F
 
-    lines = session.read.text([path.resolve().as_uri() for path in source.files]).select(
-        F.col("value"), F.col("_metadata.file_name").alias("file"), F.col("_metadata.file_block_start").alias("block"))
-    counted = lines.groupBy("file", "block").count().collect()
-    return lines.mapInPandas(partial(key_lines, ranks=ranks, first_lines=first_line_numbers(counted),
-                                     only_medications=only_medications), KEYED_SCHEMA)
+    paths = [spark_path(path) for path in source.files if is_split_by_spark(path)]
+    return session.read.option("lineSep", "\n").text(paths).select(
+        F.col("value").cast("binary").alias("value"), F.col("_metadata.file_name").alias("file"),
+        F.col("_metadata.file_block_start").alias("block"))
 
 
-def shared_medication_rows(session: Any, source: Source) -> list[tuple[str, str | None, bytes]]:
+def block_first_lines(session: Any, source: Source) -> dict[tuple[str, int], int]:
+    """The first line number of each block Spark reads of the plain NDJSON files (a pass counting lines
+    per block, in the JVM)."""
+    return first_line_numbers(plain_lines(session, source).groupBy("file", "block").count().collect())
+
+
+_HADOOP_GLOB = frozenset("\\*?[]{}")
+
+
+def spark_path(path: Path) -> str:
+    """`path` as Spark must be given it to read that one file: on the local file system, each character
+    Hadoop's glob would read as a pattern escaped, nothing URI-encoded (Spark would look for '%20')."""
+    escaped = "".join("\\" + char if char in _HADOOP_GLOB else char for char in str(path.resolve()))
+    return "file://" + escaped
+
+
+def spark_file_name(name: str) -> str:
+    """A file's name from Spark's `_metadata.file_name`, which URI-encodes it ('a b.ndjson' is 'a%20b.ndjson',
+    a '%' itself '%25')."""
+    return unquote(name)
+
+
+def shared_medication_rows(session: Any, source: Source, *, first_lines: Mapping[tuple[str, int], int] | None = None,
+                           ) -> list[tuple[str, str | None, bytes]]:
     """The source's Medications of no patient as (origin, fullUrl, JSON) rows in the order read: few and
     small (one per drug), collected to the driver and broadcast to the workers."""
-    rows = keyed_resources(session, source, only_medications=True).select("rank", "line", "origin", "url",
-                                                                          "text").collect()
+    rows = keyed_resources(session, source, only_medications=True, first_lines=first_lines).select(
+        "rank", "line", "origin", "url", "text").collect()
     return [(row.origin, row.url or None, row.text.encode("utf-8"))
             for row in sorted(rows, key=lambda row: (row.rank, row.line))]
 
@@ -227,8 +301,9 @@ def _partitions(session: Any) -> int:
 
 def key_lines(batches: Iterator[Any], *, ranks: Mapping[str, int],
               first_lines: Mapping[tuple[str, int], int], only_medications: bool = False) -> Iterator[Any]:
-    """Decode and key text lines (columns value, file, block), numbering each block's lines from its first
-    (`only_medications`: only the Medications of no patient, and only lines naming one are decoded).
+    """Decode and key text lines (columns value: the line's bytes, file: as Spark names it, block), numbering
+    each block's lines from its first (`only_medications`: only the Medications of no patient, and only
+    lines naming one are decoded).
 
     A partition reads its blocks one after another, each in line order, so a running count per
     block gives each line its number.
@@ -236,20 +311,51 @@ def key_lines(batches: Iterator[Any], *, ranks: Mapping[str, int],
     import pandas as pd
 
     seen: dict[tuple[str, int], int] = {}
+    names: dict[str, str] = {}
     for frame in batches:
         rows: list[tuple[Any, ...]] = []
         for value, file, block in zip(frame["value"], frame["file"], frame["block"]):
             place = (file, int(block))
             index = seen.get(place, 0)
             seen[place] = index + 1
-            if not value.strip() or (only_medications and '"Medication"' not in value):
-                continue
-            record = _decoded(file, first_lines[place] + index, value.encode("utf-8"))
-            row = keyed_row(record, ranks[file])
-            if not only_medications or row[0] == SHARED_MEDICATION_KEY:
+            name = names.get(file) or names.setdefault(file, spark_file_name(file))
+            row = _keyed_line(name, first_lines[place] + index, value.rstrip(b"\r\n"), ranks[name], only_medications)
+            if row is not None:
                 rows.append(row)
         if rows:
             yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
+
+
+def key_ndjson_files(batches: Iterator[Any], *, ranks: Mapping[str, int], only_medications: bool = False,
+                     rows_per_frame: int = 10_000) -> Iterator[Any]:
+    """Decode and key the lines of NDJSON files read whole (columns file, path) with the local engine's
+    reader: a truncated or corrupt gzip gives what could be read, then a problem at the line it stopped."""
+    import pandas as pd
+
+    for frame in batches:
+        for file, path in zip(frame["file"], frame["path"]):
+            rows: list[tuple[Any, ...]] = []
+            for line in ndjson_lines(Path(path)):
+                if isinstance(line, SourceProblem):
+                    row = None if only_medications else keyed_row(line, ranks[file])
+                else:
+                    row = _keyed_line(file, line[0], line[1], ranks[file], only_medications)
+                if row is not None:
+                    rows.append(row)
+                if len(rows) >= rows_per_frame:
+                    yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
+                    rows = []
+            if rows:
+                yield pd.DataFrame(rows, columns=_KEYED_COLUMNS)
+
+
+def _keyed_line(file: str, number: int, line: bytes, rank: int, only_medications: bool) -> tuple[Any, ...] | None:
+    """The KEYED_SCHEMA row of one NDJSON line as the local engine reads it (None: a blank line, or not a
+    Medication of no patient when only those are asked for)."""
+    if not line.strip() or (only_medications and b'"Medication"' not in line):
+        return None
+    row = keyed_row(_decoded(file, number, line), rank)
+    return row if not only_medications or row[0] == SHARED_MEDICATION_KEY else None
 
 
 def key_bundle_files(batches: Iterator[Any], *, ranks: Mapping[str, int],
