@@ -36,6 +36,7 @@ PART_MARKER = "done.json"
 REPORT_FILE = "report.html"
 _LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
 _PARQUET_BATCH = 1_000
+_LINE = orjson.OPT_APPEND_NEWLINE  # one JSON a line, the newline written by the encoder
 # A chart with an axis and text, drawn once to start the renderer before the report is (see `prepare_report`).
 _WARM_UP_CHART = {"data": {"values": [{"x": "a", "y": 1}]}, "mark": "bar",
                   "encoding": {"x": {"field": "x", "type": "nominal"}, "y": {"field": "y", "type": "quantitative"}}}
@@ -58,16 +59,16 @@ class PartWriter:
         for kind in OUTPUT_TYPES:
             resources = screen.outputs.get(kind, ())
             if resources:
-                self._files[f"{kind}.ndjson"].write(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+                self._files[f"{kind}.ndjson"].write(b"".join(orjson.dumps(r, option=_LINE) for r in resources))
                 self.counts[kind] += len(resources)
-        self._files[SUMMARY_PART].write(orjson.dumps(screen.summary) + b"\n")
+        self._files[SUMMARY_PART].write(orjson.dumps(screen.summary, option=_LINE))
         self.counts["patients"] += 1
         for issue in screen.issues:
             self.add_issue(issue)
 
     def add_issue(self, issue: dict[str, Any]) -> None:
         """A problem not tied to one patient's assessment (a bad line, a resource with no patient)."""
-        self._files[ISSUES_FILE].write(orjson.dumps(issue) + b"\n")
+        self._files[ISSUES_FILE].write(orjson.dumps(issue, option=_LINE))
         self.counts["issues"] += 1
         self.counts["problems"] += is_problem(issue)
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ..pipeline.ingest import CLINICAL_TYPES, not_read_stand_in
+from ..pipeline.ingest import CLINICAL_TYPES, KEPT_TYPES, not_read_stand_in
 from .patient_keys import patient_key_of
 from .shared_medications import Line, write_lines
 from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded, line_ranges, ndjson_lines
@@ -251,8 +251,9 @@ def _partition_lines(path: Path, segment: Segment, held: _Held, result: ChunkRes
         result.resources += 1
         result.patients += kind == "Patient"
         encoded = key.encode()
-        held.add(zlib.crc32(encoded) % shards, b"%s\t%s%d\t\t%s\n" % (encoded, place, number, _as_read(resource, raw)),
-                 result)
+        if kind not in KEPT_TYPES:
+            raw = _as_read(resource, raw)
+        held.add(zlib.crc32(encoded) % shards, b"%s\t%s%d\t\t%s\n" % (encoded, place, number, raw), result)
 
 
 def _partition_records(records: Iterable[SourceItem | SourceProblem], held: _Held, result: ChunkResult) -> None:
