@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import orjson
 
 from .patient_screen import OUTPUT_TYPES, PatientScreen
+from .report_tally import ReportTally, new_tally
 from .summary_row import SUMMARY_COLUMNS
 
 RESOURCE_FILES = tuple(f"{kind}.ndjson" for kind in OUTPUT_TYPES)
@@ -159,7 +160,7 @@ class Assembler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run_facts = dict(run_facts or {})
         self.totals: Counter[str] = Counter()
-        self.summaries: list[Path] = []
+        self.report_counts: ReportTally = new_tally()  # the report's, row by row as the parts are joined
         self.rows = 0
         self._batch: list[dict[str, Any]] = []
         self._temporaries = {name: self.out_dir / f"{name}.tmp"
@@ -185,8 +186,8 @@ class Assembler:
         for name, out in self._files.items():
             with open(part / name, "rb") as source:
                 shutil.copyfileobj(source, out, 1 << 20)
-        self.summaries.append(part / SUMMARY_PART)
         for row in read_rows([part / SUMMARY_PART]):
+            self.report_counts.add(row)
             self._csv.writerow(csv_cells(row))
             self.rows += 1
             self._batch.append(row)
@@ -216,8 +217,10 @@ class Assembler:
         facts = dict(self.run_facts)
         facts.setdefault("patients", self.rows)
         facts.setdefault("issues", self.totals["problems"])  # the report's "problems found in the data"
-        # the rows are read again, one at a time, rather than held: the report tallies them in one pass
-        write_report(read_rows(self.summaries), self.out_dir / REPORT_FILE, facts)
+        # the rows were tallied as each part was joined (never held): only the page is left to write
+        from .report import write_tallied
+
+        write_tallied(self.report_counts, self.out_dir / REPORT_FILE, facts)
         return dict(sorted(self.totals.items()))
 
     def abandon(self) -> None:
