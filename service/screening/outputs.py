@@ -79,8 +79,8 @@ class PartWriter:
         handles = list(self._files.values())
         for handle in handles:
             handle.flush()
-        # durable before the marker says so; the disk's waits overlap (one after the other, they are most
-        # of the time a worker spends on a part)
+        # durable before the marker says so; the disk's waits overlap (one after the other, the worker's
+        # core idled through each in turn)
         with ThreadPoolExecutor(len(handles)) as flushing:
             list(flushing.map(os.fsync, [handle.fileno() for handle in handles]))
         for handle in handles:
