@@ -37,7 +37,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # CDS Hooks logic without Flask
     "hooks": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # population screening: a whole export, each patient through the same pipeline and output builders
-    "screening": frozenset({"pipeline", "hooks", "fhir_outputs", "terminology", "trend", "bibliography"}) | BASE,
+    "screening": frozenset({"pipeline", "hooks", "fhir_reading", "fhir_outputs", "terminology", "trend",
+                            "bibliography"}) | BASE,
     # the laboratory trend and its chart, read again from the Bundle an assessment was made from
     "trend": frozenset({"pipeline", "fhir_outputs", "terminology"}) | BASE,
     # the rule library published as FHIR knowledge artifacts, and PlanDefinition/$apply

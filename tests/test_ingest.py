@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import InputError
-from service.pipeline.ingest import KEPT_TYPES, read_bundle
+from service.pipeline.ingest import KEPT_TYPES, not_read_stand_in, read_bundle
 
 PATIENT_UUID = "urn:uuid:7c1b1f36-2f7e-4a51-9d0b-6f1a2d3e4c5a"
 
@@ -299,6 +299,51 @@ def test_a_deep_structure_in_an_ignored_resource_costs_nothing():
     result = read_bundle(bundle(entry(patient(), PATIENT_UUID), entry({"resourceType": "Basic", "x": _deep(10_000)})))
     assert [issue.diagnostics for issue in result.issues] == ["not assessed (not read by the rules): Basic 1"]
     assert result.patients[0].issues == ()
+
+
+def test_a_resource_of_a_type_not_read_is_read_the_same_as_its_stand_in():
+    """What the reader reads of a type the rules never read is its type and id: the same bundle with each
+    such resource replaced by `not_read_stand_in` reads the same (references to it, repeats, counts)."""
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "subject": {"reference": PATIENT_UUID}}
+    ordered = {"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
+               "subject": {"reference": PATIENT_UUID}, "medicationReference": {"reference": "urn:uuid:enc-1"}}
+    report = {"resourceType": "DiagnosticReport", "id": "dr1", "status": "final", "code": {"text": "panel"},
+              "contained": [calcium(subject=None, resource_id="inside")]}
+    original = bundle(
+        entry(patient(), PATIENT_UUID),
+        entry(encounter, "urn:uuid:enc-1"),
+        entry(calcium(subject="urn:uuid:enc-1", resource_id="ca-at-encounter")),
+        entry(ordered),
+        entry(claim(), "urn:uuid:same"),
+        entry(condition(resource_id="c-same"), "urn:uuid:same"),  # the fullUrl an unread entry holds
+        entry(claim()), entry(claim()),  # the same Claim twice, without fullUrls
+        entry({"resourceType": "Claim", "id": "not an id!", "patient": {"reference": PATIENT_UUID}}),
+        entry({"resourceType": "Basic", "code": {"text": "no id"}}),
+        entry(dict(claim(), id="cl2"), "https://a.example/fhir/Claim/cl2"),
+        entry(dict(claim(), id="cl2")),  # named by its id alone
+        entry(calcium(subject="Claim/cl2", resource_id="ca-at-claim")),  # two entries it could name
+        entry(report),
+        entry({"resourceType": "Bundle", "type": "collection"}),
+        entry(calcium()),
+    )
+    stand_ins = copy.deepcopy(original)
+    replaced = 0
+    for item in stand_ins["entry"]:
+        stand_in = not_read_stand_in(item["resource"])
+        if stand_in is not None:
+            item["resource"] = stand_in
+            replaced += 1
+    assert replaced == 9  # the Encounter, the Claims, the Basic and the nested Bundle; not the DiagnosticReport
+    assert not_read_stand_in(report) is None and all(not_read_stand_in({"resourceType": kind}) is None
+                                                     for kind in KEPT_TYPES)
+    read, read_from_stand_ins = read_bundle(original), read_bundle(stand_ins)
+    assert read_from_stand_ins == read
+    diagnostics = " | ".join(issue.diagnostics for group in read.patients for issue in group.issues)
+    diagnostics += " | " + " | ".join(issue.diagnostics for issue in read.issues)
+    for words in ("refers to a Encounter", "Medication 'urn:uuid:enc-1' is not in the bundle",
+                  "is already used by", "is ambiguous", "contained in a DiagnosticReport", "a Bundle nested in an entry",
+                  "Claim 6"):
+        assert words in diagnostics
 
 
 # --- bundle-level errors --------------------------------------------------------------------------

@@ -250,3 +250,39 @@ def test_a_work_folder_from_before_shared_medications_is_partitioned_again(expor
     run_local(export, out, workers=1, resume=True, progress=False)
     for name in OUTPUT_FILES:
         assert (out / name).read_bytes() == (screened / name).read_bytes(), name
+
+
+def test_in_a_folder_of_bundles_an_order_reads_its_medication_through_its_urn_uuid(export, screened, tmp_path):
+    """As Synthea writes them: each patient a Bundle, every entry with a `urn:uuid:` fullUrl, the order's
+    medicationReference that fullUrl. The Medication names no patient, so it is shared like one of an
+    export's, and found through the fullUrl the order names."""
+    groups, medications = _by_patient(export)
+    patient_id = _iatrogenic_patient(groups, medications)
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    full_urls = {medication_id: f"urn:uuid:00000000-0000-4000-8000-{number:012d}"
+                 for number, medication_id in enumerate(sorted(medications))}
+    resources_of: dict[str, list[tuple[dict, str]]] = {}
+    for number, (key, resources) in enumerate(sorted(groups.items())):
+        entries, ordered = [], []
+        for position, resource in enumerate(resources):
+            medication_id = referenced_medication_id(resource)
+            if medication_id:
+                resource = dict(resource, medicationReference={"reference": full_urls[medication_id]})
+                ordered.append(medication_id)
+            entries.append((resource, f"urn:uuid:00000000-0000-4000-9000-{number:06d}{position:06d}"))
+        entries += [(medications[i], full_urls[i]) for i in dict.fromkeys(ordered)]
+        resources_of[key] = entries
+        bundle = {"resourceType": "Bundle", "type": "transaction",
+                  "entry": [{"fullUrl": url, "resource": resource} for resource, url in entries]}
+        (folder / f"{key}.json").write_bytes(orjson.dumps(bundle))
+    out = tmp_path / "out"
+    run_local(folder, out, workers=2, now=FIXTURE_NOW, progress=False)
+    assert (_rows(out)[patient_id]["top_type"], _rows(out)[patient_id]["top_grade"]) == ("iatrogenic", "high")
+    assert not [issue for issue in _lines(out / "issues.ndjson") if NOT_IN_BUNDLE in issue["diagnostics"]]
+    entries = resources_of[patient_id]
+    alone = screen_patient(patient_id, [resource for resource, _url in entries], get_assessor(), now=FIXTURE_NOW,
+                           full_urls=[url for _resource, url in entries])
+    subject = alone.outputs["RiskAssessment"][0]["subject"]
+    assert {kind: [resource for resource in _lines(out / f"{kind}.ndjson") if resource.get("subject") == subject]
+            for kind in OUTPUT_TYPES} == alone.outputs

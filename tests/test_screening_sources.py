@@ -212,3 +212,40 @@ def test_line_ranges_cut_at_line_ends_and_count_lines(tmp_path):
     read = [line for start, end, first in ranges for line in ndjson_lines(path, start, end, first)]
     assert read == list(ndjson_lines(path))
     assert read[2] == (3, long_line) and read[-1] == (180, b"d6")
+
+
+def test_a_resource_of_a_type_the_rules_never_read_reaches_its_shard_as_its_type_and_id(tmp_path):
+    """The partition has decoded every line: of a type the rules never read, only what the pipeline reads
+    of it (type and id) goes to the shard, at its place; what cannot be read is still reported there."""
+    from datetime import datetime, timezone
+
+    from service.pipeline.assess import get_assessor
+    from service.screening.local_engine import screen_lines
+    from service.screening.patient_screen import screen_patient
+
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
+                 "subject": {"reference": "Patient/p1"}}
+    report = {"resourceType": "DiagnosticReport", "id": "dr1", "status": "final", "code": {"text": "panel"},
+              "subject": {"reference": "Patient/p1"},
+              "contained": [{"resourceType": "Observation", "id": "in", "status": "final", "code": {"text": "Ca"}}]}
+    lines = [orjson.dumps({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"}),
+             orjson.dumps(encounter), b'{"resourceType": "Claim", "patient": ', orjson.dumps(report),
+             orjson.dumps({"resourceType": "Claim", "id": "c9"}),
+             orjson.dumps({"resourceType": "Claim", "id": "c1", "patient": {"reference": "Patient/p1"}, "total": 3})]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "Mixed.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    result = partition(Source(tmp_path / "src"), tmp_path / "shards", MIN_SHARDS)
+    assert [(issue["source"], issue["severity"]) for issue in result.problems] == [
+        ("Mixed.ndjson:3", "error"), ("Mixed.ndjson:5", "information")]  # the bad line; the Claim of no patient
+    shard = dict(read_shard(tmp_path / "shards", result.pieces(shard_of("p1", MIN_SHARDS))))["p1"]
+    assert [origin for origin, _url, _raw in shard] == ["Mixed.ndjson:1", "Mixed.ndjson:2", "Mixed.ndjson:4",
+                                                        "Mixed.ndjson:6"]
+    assert [orjson.loads(raw) for _origin, _url, raw in shard] == [
+        orjson.loads(lines[0]), {"resourceType": "Encounter", "id": "e1"}, report, {"resourceType": "Claim", "id": "c1"}]
+    now = datetime(2026, 11, 15, tzinfo=timezone.utc)
+    whole = screen_patient("p1", [orjson.loads(lines[n]) for n in (0, 1, 3, 5)], get_assessor(), now=now,
+                           origins=[origin for origin, _url, _raw in shard])
+    from_shard = screen_lines("p1", shard, get_assessor(), now)
+    assert (from_shard.outputs, from_shard.summary, from_shard.issues) == (whole.outputs, whole.summary, whole.issues)
+    assert any(issue.get("source") == "Mixed.ndjson:4" and "DiagnosticReport" in issue["diagnostics"]
+               for issue in from_shard.issues)

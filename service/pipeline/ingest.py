@@ -48,6 +48,10 @@ MEDICATION_USERS = frozenset({"MedicationRequest", "MedicationAdministration", "
 CLINICAL_TYPES = ("Observation", "Condition", "MedicationRequest", "MedicationAdministration", "MedicationStatement",
                   "Procedure", "ServiceRequest")
 
+# The types the rules do not read whose content the reader still looks at (`_note_not_read` warns about
+# the Observations a DiagnosticReport contains).
+LOOKED_INTO_WHEN_NOT_READ = frozenset({"DiagnosticReport"})
+
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _LET_GO: dict[str, Any] = {}  # the JSON of an entry not read, once counted
 
@@ -153,6 +157,22 @@ def read_bundle(data: object, selection: ReadSelection | None = None) -> Ingeste
     if not gaps or issue is None:
         return ingested
     return IngestedBundle(ingested.patients, ingested.issues + (issue,), bundle_type, gaps)
+
+
+def not_read_stand_in(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """All the reader reads of `resource` when the rules never read its type: its resourceType and id.
+
+    An entry holding the stand-in is read exactly as one holding the whole resource (counted as not
+    read, indexed for the references that may name it, told apart from a repeat by its id), so a
+    caller that has decoded the resource already (the screening partition) can pass this on instead.
+    None when the resource must be read whole: a type the rules read, or one the reader looks into."""
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str) or kind in KEPT_TYPES or kind in LOOKED_INTO_WHEN_NOT_READ:
+        return None
+    stand_in: dict[str, Any] = {"resourceType": kind}
+    if "id" in resource:
+        stand_in["id"] = resource["id"]
+    return stand_in
 
 
 def _searchset_gaps(bundle: dict[str, Any], matches: int,

@@ -250,10 +250,11 @@ class _Workers:
         self.counter = context.Value("q", 0, lock=True)  # patients done, across the workers
         config_dict = dict(config) if config is not None else None
         self.settled: tuple[int, int, int] | None = None
+        self.workers = max(workers, 1)
         if forked:  # built here once (unless given), and inherited by every worker
             _worker["assessor"] = assessor if assessor is not None else _build_assessor(config_dict)
             self.settled = _settle_heap()
-        self.pool = ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=context, initializer=_start_worker,
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
                                         initargs=(None if forked else config_dict, not forked, self.counter,
                                                   os.getpid()))
         self.pool.submit(os.getpid)  # the first task starts the processes now
@@ -273,9 +274,13 @@ class _Workers:
                    mininterval=0.5 if interactive else 10)
         futures: set[Future] = {self.pool.submit(screen_shard, str(shard_folder), shard_pieces(runs, index),
                                                  str(parts[index]), now_text, medications) for index in pending}
-        joiner.assembler.prepare_report()  # while the workers are busy, not after
+        prepared = False
         try:
             while futures:
+                if not prepared and len(futures) < self.workers:
+                    # a worker has no shard left to take: its core is free for what the report needs first
+                    joiner.assembler.prepare_report()
+                    prepared = True
                 finished, futures = wait(futures, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
                     _counts, pid, peak = future.result()  # a worker's crash stops the run (--resume goes on)

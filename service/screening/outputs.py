@@ -21,12 +21,14 @@ import csv
 import os
 import shutil
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
 from .patient_screen import OUTPUT_TYPES, PatientScreen
+from .report_tally import ReportTally, new_tally
 from .summary_row import SUMMARY_COLUMNS
 
 RESOURCE_FILES = tuple(f"{kind}.ndjson" for kind in OUTPUT_TYPES)
@@ -36,6 +38,7 @@ PART_MARKER = "done.json"
 REPORT_FILE = "report.html"
 _LIST_SEPARATOR = "; "  # how a list (the missing tests) is written in one CSV cell
 _PARQUET_BATCH = 1_000
+_LINE = orjson.OPT_APPEND_NEWLINE  # one JSON a line, the newline written by the encoder
 # A chart with an axis and text, drawn once to start the renderer before the report is (see `prepare_report`).
 _WARM_UP_CHART = {"data": {"values": [{"x": "a", "y": 1}]}, "mark": "bar",
                   "encoding": {"x": {"field": "x", "type": "nominal"}, "y": {"field": "y", "type": "quantitative"}}}
@@ -58,24 +61,29 @@ class PartWriter:
         for kind in OUTPUT_TYPES:
             resources = screen.outputs.get(kind, ())
             if resources:
-                self._files[f"{kind}.ndjson"].write(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+                self._files[f"{kind}.ndjson"].write(b"".join(orjson.dumps(r, option=_LINE) for r in resources))
                 self.counts[kind] += len(resources)
-        self._files[SUMMARY_PART].write(orjson.dumps(screen.summary) + b"\n")
+        self._files[SUMMARY_PART].write(orjson.dumps(screen.summary, option=_LINE))
         self.counts["patients"] += 1
         for issue in screen.issues:
             self.add_issue(issue)
 
     def add_issue(self, issue: dict[str, Any]) -> None:
         """A problem not tied to one patient's assessment (a bad line, a resource with no patient)."""
-        self._files[ISSUES_FILE].write(orjson.dumps(issue) + b"\n")
+        self._files[ISSUES_FILE].write(orjson.dumps(issue, option=_LINE))
         self.counts["issues"] += 1
         self.counts["problems"] += is_problem(issue)
 
     def finish(self) -> dict[str, int]:
         """Flush the part to disk, then mark it complete (atomically). Returns its counts."""
-        for handle in self._files.values():
+        handles = list(self._files.values())
+        for handle in handles:
             handle.flush()
-            os.fsync(handle.fileno())
+        # durable before the marker says so; the disk's waits overlap (one after the other, the worker's
+        # core idled through each in turn)
+        with ThreadPoolExecutor(len(handles)) as flushing:
+            list(flushing.map(os.fsync, [handle.fileno() for handle in handles]))
+        for handle in handles:
             handle.close()
         counts = dict(sorted(self.counts.items()))
         write_atomically(self.part_dir / PART_MARKER, orjson.dumps(counts))
@@ -152,7 +160,7 @@ class Assembler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run_facts = dict(run_facts or {})
         self.totals: Counter[str] = Counter()
-        self.summaries: list[Path] = []
+        self.report_counts: ReportTally = new_tally()  # the report's, row by row as the parts are joined
         self.rows = 0
         self._batch: list[dict[str, Any]] = []
         self._temporaries = {name: self.out_dir / f"{name}.tmp"
@@ -178,8 +186,8 @@ class Assembler:
         for name, out in self._files.items():
             with open(part / name, "rb") as source:
                 shutil.copyfileobj(source, out, 1 << 20)
-        self.summaries.append(part / SUMMARY_PART)
         for row in read_rows([part / SUMMARY_PART]):
+            self.report_counts.add(row)
             self._csv.writerow(csv_cells(row))
             self.rows += 1
             self._batch.append(row)
@@ -209,8 +217,10 @@ class Assembler:
         facts = dict(self.run_facts)
         facts.setdefault("patients", self.rows)
         facts.setdefault("issues", self.totals["problems"])  # the report's "problems found in the data"
-        # the rows are read again, one at a time, rather than held: the report tallies them in one pass
-        write_report(read_rows(self.summaries), self.out_dir / REPORT_FILE, facts)
+        # the rows were tallied as each part was joined (never held): only the page is left to write
+        from .report import write_tallied
+
+        write_tallied(self.report_counts, self.out_dir / REPORT_FILE, facts)
         return dict(sorted(self.totals.items()))
 
     def abandon(self) -> None:

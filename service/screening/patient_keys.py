@@ -37,6 +37,9 @@ def patient_id_of_reference(reference: object) -> str | None:
     """'Patient/123', 'https://host/fhir/Patient/123' and 'urn:uuid:...' -> the id; anything else -> None."""
     if not isinstance(reference, str):
         return None
+    if reference.startswith("Patient/") and reference.count("/") == 1:  # the usual `Patient/<id>`, told at once
+        candidate = reference[8:]
+        return candidate if _ID.match(candidate) else None
     if reference.startswith(_URN_UUID):
         candidate = reference[len(_URN_UUID):]
     else:

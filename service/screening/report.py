@@ -90,7 +90,11 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 
 def render_report(rows: Iterable[Mapping[str, Any]], run_facts: Mapping[str, Any] | None = None) -> str:
     """The whole page for `rows` (summary rows, read once) and the facts of the run."""
-    counts = tally(rows)
+    return render_tallied(tally(rows), run_facts)
+
+
+def render_tallied(counts: ReportTally, run_facts: Mapping[str, Any] | None = None) -> str:
+    """The whole page for the rows `counts` has tallied, and the facts of the run."""
     facts = dict(run_facts or {})
     style = STYLE.strip()
     policy = ("default-src 'none'; " f"style-src '{_sha256(style)}'; "
@@ -125,8 +129,13 @@ def render_report(rows: Iterable[Mapping[str, Any]], run_facts: Mapping[str, Any
 
 def write_report(rows: Iterable[Mapping[str, Any]], out_path: Path, run_facts: Mapping[str, Any] | None = None) -> None:
     """Write report.html to `out_path` (whole or not at all: a reader never sees half a page)."""
+    write_tallied(tally(rows), out_path, run_facts)
+
+
+def write_tallied(counts: ReportTally, out_path: Path, run_facts: Mapping[str, Any] | None = None) -> None:
+    """`write_report` for rows already tallied (`counts`)."""
     out_path = Path(out_path)
-    page = render_report(rows, run_facts)
+    page = render_tallied(counts, run_facts)
     temporary = out_path.with_name(out_path.name + ".tmp")
     temporary.write_text(page, encoding="utf-8")
     os.replace(temporary, out_path)

@@ -158,14 +158,20 @@ class ReportTally:
 
 def tally(rows: Iterable[Mapping[str, Any]]) -> ReportTally:
     """Count `rows` (one pass; the rows are not kept)."""
+    counts = new_tally()
+    for row in rows:
+        counts.add(row)
+    return counts
+
+
+def new_tally() -> ReportTally:
+    """A tally of no row yet, to `add` rows to one at a time as they come (an engine joining its parts)."""
     data = report_data()
     histogram = data["histogram"]
     width, upper = float(histogram["bin_width"]), float(histogram["upper"])
     counts = ReportTally(threshold=float(data["ca_x_p_threshold"]["value"]), bin_width=width, upper=upper,
                          top_size=int(data["top_patients"]))
     counts.bins = [0] * (int(math.ceil(upper / width)) + 1)
-    for row in rows:
-        counts.add(row)
     return counts
 
 

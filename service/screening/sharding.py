@@ -6,7 +6,8 @@ ranges of a plain NDJSON file cut at line ends, whole gzipped files, whole Bundl
 be partitioned at the same time, each by a worker of its own: `partition_chunk` reads its lines,
 finds each resource's patient (crc32 of the patient id picks the shard, so the same export always
 gives the same shards) and writes one file of its lines grouped by shard, each line
-`<patient id> TAB <origin> TAB <fullUrl> TAB <resource JSON>`, with the offset where each shard
+`<patient id> TAB <origin> TAB <fullUrl> TAB <resource JSON>` (of a type the rules never read,
+only what the pipeline reads of it: `ingest.not_read_stand_in`), with the offset where each shard
 begins (a chunk whose lines outgrow CHUNK_TARGET_BYTES, a large gzipped file, is written as
 several such runs, one file each). A shard is then its piece of every run, read in order: the
 lines of the source in the order read, however many processes cut it. At most about a chunk is
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ..pipeline.ingest import CLINICAL_TYPES
+from ..pipeline.ingest import CLINICAL_TYPES, KEPT_TYPES, not_read_stand_in
 from .patient_keys import patient_key_of
 from .shared_medications import Line, write_lines
 from .sources import Source, SourceItem, SourceProblem, _bundle_records, _decoded, line_ranges, ndjson_lines
@@ -250,6 +251,8 @@ def _partition_lines(path: Path, segment: Segment, held: _Held, result: ChunkRes
         result.resources += 1
         result.patients += kind == "Patient"
         encoded = key.encode()
+        if kind not in KEPT_TYPES:
+            raw = _as_read(resource, raw)
         held.add(zlib.crc32(encoded) % shards, b"%s\t%s%d\t\t%s\n" % (encoded, place, number, raw), result)
 
 
@@ -268,7 +271,7 @@ def _partition_records(records: Iterable[SourceItem | SourceProblem], held: _Hel
             continue
         result.resources += 1
         result.patients += kind == "Patient"
-        held.add(shard_of(key, shards), _shard_line(key, record), result)
+        held.add(shard_of(key, shards), _shard_line(key, record, _as_read(record.resource, record.raw)), result)
 
 
 def _count_without(result: ChunkResult, kind: str, origin: str) -> None:
@@ -296,9 +299,16 @@ def _clean_url(full_url: str | None) -> str:
     return "" if any(ch in full_url for ch in "\t\r\n") else full_url
 
 
-def _shard_line(key: str, record: SourceItem) -> bytes:
+def _as_read(resource: dict[str, Any], raw: bytes) -> bytes:
+    """The JSON a shard keeps of a resource: what the pipeline reads of it (`not_read_stand_in`: type and
+    id of a type the rules never read, so a worker neither reads nor decodes the rest again), else `raw`."""
+    stand_in = not_read_stand_in(resource)
+    return raw if stand_in is None else orjson.dumps(stand_in)
+
+
+def _shard_line(key: str, record: SourceItem, raw: bytes) -> bytes:
     full_url = _clean_url(record.full_url)
-    return b"\t".join((key.encode(), _clean_origin(record.origin).encode(), full_url.encode(), record.raw)) + b"\n"
+    return b"\t".join((key.encode(), _clean_origin(record.origin).encode(), full_url.encode(), raw)) + b"\n"
 
 
 def _clean_origin(origin: str) -> str:

@@ -2,7 +2,8 @@
 
 A Bulk Data export (Epic, Cerner) writes `Medication.ndjson`: a Medication belongs to no patient,
 and a patient's MedicationRequest, MedicationStatement or MedicationAdministration points at one
-with `medicationReference.reference` = `Medication/<id>` (or an absolute URL ending so). Grouped by
+with `medicationReference.reference` = `Medication/<id>` (or an absolute URL ending so; in a folder of
+Bundles, as Synthea writes them, the `urn:uuid:` fullUrl of the Medication's entry). Grouped by
 patient alone, the order would lose its drug: the pipeline would warn that the Medication "is not
 in the bundle" and the rules would miss an iatrogenic cause. Both engines therefore keep the
 Medications that name no patient (they are few and small: one per drug, not per patient) and add to
@@ -16,43 +17,59 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..fhir_reading.references import relative_reference
 from ..pipeline.ingest import MEDICATION_USERS
 
 # A shard line: (origin, fullUrl, resource JSON).
 Line = tuple[str, str | None, bytes]
+_URN = "urn:"
 
 
 class SharedMedications:
-    """The Medications of no patient by id, each with its (origin, fullUrl, JSON) lines in the order read
-    (two Medications with one id are both added: the pipeline then reports the ambiguity, as `$assess` would)."""
+    """The Medications of no patient by id, and by fullUrl when read from a Bundle, each with its (origin,
+    fullUrl, JSON) lines in the order read (two Medications with one id are both added: the pipeline then
+    reports the ambiguity, as `$assess` would)."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, list[Line]] = {}
+        self.by_full_url: dict[str, list[Line]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.by_id)
+        return bool(self.by_id or self.by_full_url)
 
     def add(self, resource: dict[str, Any], origin: str, full_url: str | None, raw: bytes) -> None:
+        line = (origin, full_url or None, raw)
         resource_id = resource.get("id")
         if isinstance(resource_id, str) and resource_id:
-            self.by_id.setdefault(resource_id, []).append((origin, full_url or None, raw))
+            self.by_id.setdefault(resource_id, []).append(line)
+        if full_url:
+            self.by_full_url.setdefault(full_url, []).append(line)
 
     def referenced_by(self, resources: Iterable[dict[str, Any]]) -> list[Line]:
-        """The lines of the shared Medications that `resources` reference, once each, in the order referenced."""
-        if not self.by_id:
+        """The lines of the shared Medications that `resources` reference, once each, in the order referenced:
+        by `Medication/<id>`, or (a Bundle's entries, as Synthea writes them) by the `urn:uuid:` fullUrl."""
+        if not self:
             return []
         added: list[Line] = []
-        seen: set[str] = set()
+        taken: set[str] = set()  # origins: one line may be referenced both ways
         for resource in resources:
-            medication_id = referenced_medication_id(resource)
-            if medication_id is None or medication_id in seen:
+            reference = _medication_reference(resource)
+            if reference is None:
                 continue
-            seen.add(medication_id)
-            added.extend(self.by_id.get(medication_id, ()))
+            if reference.startswith(_URN):
+                lines = self.by_full_url.get(reference, ())
+            else:
+                named = relative_reference(reference)
+                lines = self.by_id.get(named[1], ()) if named is not None and named[0] == "Medication" else ()
+            for line in lines:
+                if line[0] not in taken:
+                    taken.add(line[0])
+                    added.append(line)
         return added
 
     def to_rows(self) -> list[Line]:
-        return [line for lines in self.by_id.values() for line in lines]
+        rows = {line[0]: line for lines in (*self.by_id.values(), *self.by_full_url.values()) for line in lines}
+        return list(rows.values())
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[Any]]) -> "SharedMedications":
@@ -67,17 +84,20 @@ class SharedMedications:
 
 def referenced_medication_id(resource: Any) -> str | None:
     """The id of the Medication a medication resource references as `Medication/<id>` (relative or an
-    absolute URL ending so); None for anything else (a contained `#id`, a code, no reference)."""
+    absolute URL ending so, the id a valid R4 id, as the pipeline resolves it); None for anything else
+    (a contained `#id`, a `urn:uuid:`, a code, no reference)."""
+    reference = _medication_reference(resource)
+    named = relative_reference(reference) if reference is not None else None
+    return named[1] if named is not None and named[0] == "Medication" else None
+
+
+def _medication_reference(resource: Any) -> str | None:
+    """`medicationReference.reference` of a medication resource (MedicationRequest, ...), else None."""
     if not isinstance(resource, dict) or resource.get("resourceType") not in MEDICATION_USERS:
         return None
     medication = resource.get("medicationReference")
     reference = medication.get("reference") if isinstance(medication, dict) else None
-    if not isinstance(reference, str) or reference.startswith(("#", "urn:")):
-        return None
-    parts = reference.split("/_history/", 1)[0].rstrip("/").rsplit("/", 2)
-    if len(parts) < 2 or parts[-2] != "Medication" or not parts[-1]:
-        return None
-    return parts[-1]
+    return reference if isinstance(reference, str) and reference else None
 
 
 # ---------------------------------------------------------------- the local engine's files

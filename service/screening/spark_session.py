@@ -14,6 +14,7 @@ to warnings. On a cluster master only the logging and the UI are set: the cluste
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ _LOCAL = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 def spark_missing() -> str | None:
     """Why the Spark engine cannot run here (no pyspark, no Java 17+), or None when it can."""
     try:
-        import pyspark  # noqa: F401
+        importlib.import_module("pyspark")  # importable, not only present: the engine imports it next
     except ImportError:
         return 'pyspark is not installed (pip install ".[spark]")'
     major = java_major_version()

@@ -40,7 +40,7 @@ TOOLS_DIR = Path(__file__).resolve().parent
 if str(TOOLS_DIR) not in sys.path:
     sys.path.insert(0, str(TOOLS_DIR))
 
-from fhir_factory import LOINC, SNOMED, coding, condition, lab  # noqa: E402
+from fhir_factory import LOINC, coding, condition, lab  # noqa: E402
 from scenarios import ALL_FIXTURES  # noqa: E402
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$")
