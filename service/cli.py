@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=_positive,
                        help="threads per worker (default: SERVE_THREADS): a slow client holds one thread, not a worker")
     serve.add_argument("--backlog", type=_positive,
-                       help="connections queued on the listening socket before new ones are refused (default: SERVE_BACKLOG)")
+                       help="connections queued per worker before new ones are refused (default: SERVE_BACKLOG)")
     serve.add_argument("--timeout", type=int, default=60, help="worker timeout in seconds")
     serve.set_defaults(handler=cmd_serve)
 

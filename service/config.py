@@ -243,8 +243,7 @@ class Settings(BaseSettings):
         description="Threads per worker: requests one worker runs at once (the rest wait their turn).")
     SERVE_BACKLOG: int = _setting(
         SERVE_BACKLOG_DEFAULT, gt=0, expected=_WHOLE,
-        description="Connections the kernel queues on the listening socket (shared by the workers) before refusing: "
-                    "a burst waits, not times out.")
+        description="Connections the kernel queues for each worker before refusing: a burst waits, not times out.")
 
     ASSESS_AUTHORIZATION: Annotated[dict[str, Any] | None, BeforeValidator(_empty_is_unset),
                                     BeforeValidator(_decoded_json), AfterValidator(_assess_authorization)] = _setting(

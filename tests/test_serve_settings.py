@@ -1,8 +1,8 @@
 """`calcinosis-cds serve`: the gunicorn settings it computes from the settings and its options.
 
-Connections must spread over every worker under keep-alive (one listening socket shared by the
-workers, each listening only while no worker holding fewer connections listens: accept_balance.py),
-one worker per core by default, few threads per worker and bounded queues. `test_serve_process.py` checks a real served process answers from more than one worker.
+Connections must spread over every worker under keep-alive (`reuse_port`: one listening socket per
+worker, balanced by the kernel), one worker per core by default, few threads per worker and bounded
+queues. `test_serve_process.py` checks a real served process answers from more than one worker.
 """
 
 from __future__ import annotations
@@ -36,19 +36,15 @@ def served_with(monkeypatch):
     return run
 
 
-def test_by_default_one_worker_per_core_sharing_one_socket_with_two_threads_each(served_with):
+def test_by_default_one_worker_per_core_each_with_its_own_socket_and_two_threads(served_with):
     options = served_with()
     assert options["workers"] == len(os.sched_getaffinity(0)) == wsgi_server.cores_available()
-    # gunicorn's gthread worker, whose parser refusals answer as OperationOutcomes and which balances
-    # the connections over the workers
+    # gunicorn's gthread worker, whose parser refusals answer as OperationOutcomes
     from gunicorn.util import load_class
     from gunicorn.workers.gthread import ThreadWorker
 
-    from service.web.gunicorn_worker import OutcomeThreadWorker
-
-    assert issubclass(load_class(options["worker_class"]), OutcomeThreadWorker)
-    assert issubclass(OutcomeThreadWorker, ThreadWorker)
-    assert options["reuse_port"] is False  # one shared socket: a socket per worker is split by the kernel's hash
+    assert issubclass(load_class(options["worker_class"]), ThreadWorker)
+    assert options["reuse_port"] is True
     assert options["threads"] == 2
     assert options["backlog"] == 1024
     assert options["bind"] == "127.0.0.1:8080"

@@ -2,20 +2,18 @@
 
 How the settings were chosen (measured with `python bench/perf.py` on a 2-core machine; the README's
 Performance section has the figures):
-- one listening socket shared by the workers, each listening only while no worker holding fewer
-  connections listens (accept_balance.py), so keep-alive connections spread evenly. With a socket
-  per worker (`reuse_port`) the kernel split them by a hash of their ports (8 connections 5/3, 6/2
-  or 7/1 in most runs: the worker holding more made its connections wait longer); with a shared
-  socket and no rule, whichever worker woke first took a whole burst.
+- `reuse_port`: every worker binds its own listening socket (SO_REUSEPORT) and the kernel spreads
+  new connections across them. With one socket shared by all workers, whichever worker woke first
+  took every keep-alive connection of a burst and kept it, so one worker served all the load while
+  the others sat idle.
 - one worker per core by default: the assessment is CPU-bound Python, so a process per core is
   what runs requests in parallel; more processes only share the same cores.
 - few threads per worker (2): threads of one process share its interpreter lock, so more of them
   do not run more requests at once; they only slice each request thinner and stretch every
-  latency. Two keep a worker busy while one thread waits on the network. (One thread per worker
-  measured no different in CPU per call, within the noise of a shared machine.)
+  latency. Two keep a worker busy while one thread waits on the network.
 - bounded queues: a worker runs `threads` requests at once; a burst beyond that waits its turn,
-  first in a worker (at most gunicorn's `worker_connections`, 1000, connections) and then in the
-  shared socket's kernel backlog (`SERVE_BACKLOG`), instead of being turned away; only beyond both is a
+  first in the worker (at most gunicorn's `worker_connections`, 1000, connections) and then in the
+  worker's kernel backlog (`SERVE_BACKLOG`), instead of being turned away; only beyond both is a
   connection refused, which a client sees at once rather than after a timeout.
 """
 
@@ -88,15 +86,13 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
         "child_exit": _child_exit,
         "bind": f"{host}:{port}",
         "workers": max(1, workers or cores_available()),
-        # gthread workers: a connection that has sent nothing waits on the worker's poller, not in its
-        # thread (with sync workers, two idle connections stalled the service for a minute); one that
-        # sends its body slowly holds the thread, so in production a buffering reverse proxy in front
-        # absorbs slow clients. Parser refusals answer as OperationOutcomes (gunicorn_worker.py).
+        # Threaded workers: a client that sends its body slowly holds one thread, not a whole worker
+        # (with sync workers, two idle connections stalled the service for a minute). In production,
+        # a buffering reverse proxy in front is still the right place to absorb slow clients.
+        # gthread, answering what its HTTP parser refuses with an OperationOutcome (gunicorn_worker.py).
         "worker_class": "service.web.gunicorn_worker.OutcomeThreadWorker",
         "threads": max(1, threads),
-        # One listening socket, shared: each worker listens on it only while it holds the fewest
-        # connections (accept_balance.py), so keep-alive connections spread evenly over the workers.
-        "reuse_port": False,
+        "reuse_port": True,
         "backlog": max(1, backlog),
         "timeout": timeout,
         "graceful_timeout": 10,
@@ -113,17 +109,11 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live-only metric files, and leave it out of the accept balance at once (no
-    other stops listening for it). Imports prometheus_client alone, never the service's
-    modules, so the master keeps preloading nothing of the service."""
+    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
+    service's modules, so the master keeps preloading nothing of the service."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-    slot = getattr(worker, "balance_slot", None)
-    if slot is not None:
-        from .gunicorn_worker import BALANCE
-
-        BALANCE.withdraw(slot)
 
 
 def serve(*, host: str, port: int, workers: int | None, threads: int, backlog: int, timeout: int) -> None:
