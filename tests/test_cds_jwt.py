@@ -227,6 +227,24 @@ def test_the_replay_store_forgets_token_ids_once_they_expire(kind, tmp_path):
     assert store.first_use(EHR_ISSUER, "abc", expires_at=1600)
 
 
+def test_the_memory_store_sweeps_expired_ids_in_bulk_and_frees_an_expired_id_before_the_sweep():
+    clock = [1000.0]
+    store = ReplayStore(clock=lambda: clock[0])
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1300)
+    clock[0] = 1301.0 - store.SWEEP_INTERVAL_SECONDS / 2  # "abc" still live: still a replay
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    clock[0] = 1301.0
+    store._next_sweep = float("inf")  # "abc" is expired but not swept: taken over, once
+    assert store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+    assert store.first_use(EHR_ISSUER, "old", expires_at=1400)
+    clock[0] = 1500.0
+    store._next_sweep = 1500.0  # the sweep is due: expired ids go, live ones stay
+    assert store.first_use(EHR_ISSUER, "new", expires_at=2000)
+    assert set(store._seen) == {(EHR_ISSUER, "abc"), (EHR_ISSUER, "new")}
+    assert not store.first_use(EHR_ISSUER, "abc", expires_at=1900)
+
+
 def test_an_expired_token_id_is_free_again_before_the_periodic_sweep_runs(tmp_path):
     clock = [1000.0]
     store = SqliteReplayStore(tmp_path / "jti.sqlite3", clock=lambda: clock[0])

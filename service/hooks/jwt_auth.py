@@ -48,22 +48,33 @@ class TokenIdStore(Protocol):
 
 
 class ReplayStore:
-    """Remembers each (iss, jti) until its token expires, so a captured token cannot be sent twice."""
+    """Remembers each (iss, jti) until its token expires, so a captured token cannot be sent twice.
+
+    An expired id is free again at once (it is looked at, not only swept); expired ids are swept in
+    bulk at most once per SWEEP_INTERVAL_SECONDS, not on every call: a sweep per call walked every id
+    of the last token lifetime, which grows with the request rate.
+    """
+
+    SWEEP_INTERVAL_SECONDS = 60.0
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._seen: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._clock = clock
+        self._next_sweep = float("-inf")
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """True the first time a token id is seen; False for a replay."""
+        """True the first time a token id is seen (or seen again after it expired); False for a replay."""
         now = self._clock()
+        key = (issuer, jti)
         with self._lock:
-            for key in [key for key, expiry in self._seen.items() if expiry < now]:
-                del self._seen[key]
-            if (issuer, jti) in self._seen:
+            if now >= self._next_sweep:
+                self._next_sweep = now + self.SWEEP_INTERVAL_SECONDS
+                self._seen = {seen: expiry for seen, expiry in self._seen.items() if expiry >= now}
+            expiry = self._seen.get(key)
+            if expiry is not None and expiry >= now:
                 return False
-            self._seen[(issuer, jti)] = expires_at
+            self._seen[key] = expires_at
             return True
 
 
