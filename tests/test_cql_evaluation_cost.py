@@ -38,6 +38,11 @@ def upper_calls(monkeypatch):
     return calls
 
 
+def checked_library(source: str):
+    """The checked library of `source` (named t.cql), with no value sets."""
+    return checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL, valuesets={}).library
+
+
 def library(body: str):
     return compile_library(HEADER + body, filename="t.cql", model=MODEL)
 
@@ -147,8 +152,7 @@ def test_what_reads_the_evaluation_is_never_constant():
                        'define function Twice(x Integer): x * 2 + Count({ 1 })\n'
                        'define "Call": Twice(2)\n'
                        'define "Call on data": Twice("Data")\n')
-    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
-                            valuesets={}).library
+    checked = checked_library(source)
     found = constants.constant_nodes(checked)
     is_constant = {name: id(define.node.expression) in found for name, define in checked.defines.items()}
     assert is_constant == {"Literal list": True, "Clock": False, "Offset": False, "Parameter": False,
@@ -170,8 +174,7 @@ OBSERVATIONS = {"patient": {"source": "Patient/p1", "id": "p1", "birthDate": {"d
 
 def both_forms(source: str):
     """The library with regions (and per-evaluation expressions) and the closure-per-node reference."""
-    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
-                            valuesets={}).library
+    checked = checked_library(source)
     from service.cql_like.library import Library
     return Library(codegen.generate(checked, inline=True)), Library(codegen.generate(checked, inline=False))
 
@@ -182,8 +185,7 @@ def test_what_reads_only_the_clock_or_parameters_in_a_repeated_place_is_kept_per
         'define function Aged(o Observation): AgeInYears() + 1 > 2\n'
         'define "Window": Now() - "Span"\n'
         'define "Rows": [Observation] O where O.effective >= Today() - "Span" return Upper("Name")\n')
-    checked = checker.check(parse(source, "t.cql"), source=source, filename="t.cql", model=MODEL,
-                            valuesets={}).library
+    checked = checked_library(source)
     constant, per_evaluation = constants.classify(checked)
     recent, aged = (f.node for f in checked.functions.values())
     assert id(recent.body) not in per_evaluation, "it reads the operand"
