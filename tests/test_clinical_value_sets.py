@@ -16,7 +16,7 @@ import pytest
 from service.cql_like import compile_library, load_model_info
 from service.cql_like.errors import CqlCompilationError, CqlError
 from service.cql_like.valuesets import ValueSet, load_valueset_dir, valueset_from_resource
-from service.cql_like.values import Code, Concept, Record
+from service.cql_like.values import Code, Record
 from service.pipeline.facts import PatientFacts
 from tests.test_knowledge_scenarios import (
     ICD10CM, KNOWLEDGE_DIR, SNOMED, Facts, calcium, condition, grades, patient, phosphate, procedure,
