@@ -59,17 +59,13 @@ class SharedMedications:
             if reference.startswith(_URN):
                 lines = self.by_full_url.get(reference, ())
             else:
-                named = relative_reference(reference)
-                lines = self.by_id.get(named[1], ()) if named is not None and named[0] == "Medication" else ()
+                medication_id = _medication_id(reference)
+                lines = self.by_id.get(medication_id, ()) if medication_id is not None else ()
             for line in lines:
                 if line[0] not in taken:
                     taken.add(line[0])
                     added.append(line)
         return added
-
-    def to_rows(self) -> list[Line]:
-        rows = {line[0]: line for lines in (*self.by_id.values(), *self.by_full_url.values()) for line in lines}
-        return list(rows.values())
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[Any]]) -> "SharedMedications":
@@ -87,7 +83,12 @@ def referenced_medication_id(resource: Any) -> str | None:
     absolute URL ending so, the id a valid R4 id, as the pipeline resolves it); None for anything else
     (a contained `#id`, a `urn:uuid:`, a code, no reference)."""
     reference = _medication_reference(resource)
-    named = relative_reference(reference) if reference is not None else None
+    return _medication_id(reference) if reference is not None else None
+
+
+def _medication_id(reference: str) -> str | None:
+    """The id in `Medication/<id>` (relative or absolute), read as the pipeline reads a reference."""
+    named = relative_reference(reference)
     return named[1] if named is not None and named[0] == "Medication" else None
 
 
