@@ -69,8 +69,8 @@ def relative_reference(reference: str) -> tuple[str, str] | None:
 
 def server_base(full_url: str | None) -> str | None:
     """`https://host/fhir/` for `https://host/fhir/Patient/1`; None when the fullUrl is no RESTful URL."""
-    if not full_url or _RESTFUL_BASE.match(full_url) is None:
-        return None
+    if not full_url or full_url.startswith("urn:") or _RESTFUL_BASE.match(full_url) is None:
+        return None   # (a urn:uuid:, the usual fullUrl, answered without the pattern)
     match = _RELATIVE_TAIL.search(full_url)
     if match is None or match.start() == 0:
         return None

@@ -625,7 +625,7 @@ class _BundleReader:
         """`self.index.lookup(reference, server_base(full_url))`, each (reference, base) resolved once: the
         index is complete once the entries are read, and a bundle's resources name a few patients over
         and over."""
-        base = server_base(full_url) if full_url is not None and not full_url.startswith("urn:") else None
+        base = server_base(full_url)
         key = (reference, base)
         found = self.resolved.get(key)
         if found is None:
