@@ -284,13 +284,17 @@ def argument_key(value: Any) -> Any:
     if kind is Decimal:
         return (kind, str(value))   # the exact digits and exponent, as as_tuple() has them, without building it
     if kind is list:
-        if {*map(type, value)} <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
+        kinds = {*map(type, value)}
+        if kinds <= _ONLY_RECORDS:   # the usual list argument: records, keyed by identity at C speed
             return (_RECORD_LIST, *map(id, value))
+        if kinds <= _ONLY_TEXTS:     # names and codes: each its own key already, without a call each
+            return (list, *value)
         return (list, *map(argument_key, value))
     return (object, id(value))
 
 
 _ONLY_RECORDS = frozenset({Record})
+_ONLY_TEXTS = frozenset({str, type(None)})
 _RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
 
 
@@ -576,7 +580,7 @@ class Generator:
                 value = values[0]
                 kind = type(value)
                 key = (function_key, value if kind is str or value is None
-                       else (object, id(value)) if kind is Record or kind is CqlTuple
+                       else (object, id(value)) if kind is Record or kind is CqlTuple or kind is Concept
                        else (_RECORD_LIST, *map(id, value)) if kind is list and {*map(type, value)} <= _ONLY_RECORDS
                        else argument_key(value))   # argument_key's own answer, the usual ones without a call
             else:   # argument_key's answers, strings, nulls and records without a call
