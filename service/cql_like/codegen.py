@@ -295,6 +295,7 @@ def argument_key(value: Any) -> Any:
 
 _ONLY_RECORDS = frozenset({Record})
 _ONLY_TEXTS = frozenset({str, type(None)})
+_BY_IDENTITY = frozenset({Record, CqlTuple, Concept})   # argument_key's answer for them: (object, id)
 _RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
 
 
@@ -580,13 +581,13 @@ class Generator:
                 value = values[0]
                 kind = type(value)
                 key = (function_key, value if kind is str or value is None
-                       else (object, id(value)) if kind is Record or kind is CqlTuple or kind is Concept
+                       else (object, id(value)) if kind in _BY_IDENTITY
                        else (_RECORD_LIST, *map(id, value)) if kind is list and {*map(type, value)} <= _ONLY_RECORDS
                        else argument_key(value))   # argument_key's own answer, the usual ones without a call
-            else:   # argument_key's answers, strings, nulls and records without a call
+            else:   # argument_key's answers, strings, nulls, records and concepts without a call
                 key = (function_key, *[value if value is None or type(value) is str
-                                       else (object, id(value)) if type(value) is Record else argument_key(value)
-                                       for value in values])
+                                       else (object, id(value)) if type(value) in _BY_IDENTITY
+                                       else argument_key(value) for value in values])
             kept = ctx.call_cache.get(key)
             if kept is not None:
                 if kept[1]:
