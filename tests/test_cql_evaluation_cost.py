@@ -84,14 +84,51 @@ def test_a_subset_has_the_values_and_evidence_of_a_full_evaluation():
 # ---- user function calls, once per evaluation and arguments --------------------------------------
 
 def test_a_call_repeated_with_the_same_arguments_is_evaluated_once_per_evaluation(upper_calls):
-    lib = library('define function Shout(s String): Upper(s)\n'
-                  'define "A": Shout(Patient.id)\ndefine "B": Shout(Patient.id)\n'
-                  'define "C": Shout(Patient.gender)\n')
+    # The body reads the patient, so its value is this evaluation's only.
+    lib = library('define function Tagged(s String): Upper(s) + \':\' + Patient.id\n'
+                  'define "A": Tagged(Patient.id)\ndefine "B": Tagged(Patient.id)\n'
+                  'define "C": Tagged(Patient.gender)\n')
     result = lib.evaluate(FactsProvider(FACTS), now=NOW)
-    assert result.values_only() == {"A": "P1", "B": "P1", "C": "FEMALE"}
+    assert result.values_only() == {"A": "P1:p1", "B": "P1:p1", "C": "FEMALE:p1"}
     assert upper_calls == ["p1", "female"]
     lib.evaluate(FactsProvider(FACTS), now=NOW)
     assert upper_calls == ["p1", "female"] * 2, "a new evaluation (another patient) evaluates again"
+
+
+def test_a_function_of_its_text_arguments_only_is_computed_once_per_library_and_arguments(upper_calls):
+    lib = library('define function Shout(s String): Upper(s)\n'
+                  'define "A": Shout(Patient.id)\ndefine "C": Shout(Patient.gender)\n')
+    other = {"patient": {"source": "Patient/p2", "id": "p2", "gender": "female"}}
+    assert lib.evaluate(FactsProvider(FACTS), now=NOW).values_only() == {"A": "P1", "C": "FEMALE"}
+    second = lib.evaluate(FactsProvider(other), now=NOW)
+    assert second.values_only() == {"A": "P2", "C": "FEMALE"}
+    assert upper_calls == ["p1", "female", "p2"], "the same text in a later evaluation: the value kept"
+    assert second["C"].evidence == ("Patient/p2",), "the evidence is the reading of this patient's record"
+
+
+def test_a_function_of_a_record_is_computed_again_in_each_evaluation(upper_calls):
+    lib = library('define function Status(c Condition): Upper(c.clinicalStatus)\n'
+                  'define "A": Status(([Condition])[0])\n')
+    for _ in range(2):
+        result = lib.evaluate(FactsProvider(FACTS), now=NOW)
+        assert (result["A"].value, result["A"].evidence) == ("ACTIVE", ("Condition/1",))
+    assert upper_calls == ["active", "active"]
+
+
+def test_long_texts_are_not_kept_and_the_kept_values_are_bounded(upper_calls, monkeypatch):
+    monkeypatch.setattr(codegen, "REMEMBERED_CALLS", 2)
+    lib = library('define function Shout(s String): Upper(s)\ndefine "A": Shout(Patient.id)\n')
+
+    def shout(patient_id: str) -> str:
+        facts = {"patient": {"source": f"Patient/{patient_id}", "id": patient_id}}
+        return lib.evaluate(FactsProvider(facts), now=NOW)["A"].value
+
+    long_id = "x" * 300
+    assert [shout(long_id), shout(long_id)] == [long_id.upper()] * 2
+    assert upper_calls == [long_id] * 2, "a text longer than 256 characters is computed each time"
+    upper_calls.clear()
+    assert [shout("a"), shout("b"), shout("a"), shout("c"), shout("a")] == ["A", "B", "A", "C", "A"]
+    assert upper_calls == ["a", "b", "c", "a"], "a third text empties the two kept: 'a' is computed again"
 
 
 def test_a_repeated_call_adds_the_evidence_its_body_read(upper_calls):

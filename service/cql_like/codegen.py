@@ -22,7 +22,7 @@ from . import inline
 from . import operators as ops
 from . import types as T
 from .checker import ROW, ROW_ELEMENT, CheckedLibrary, NameTarget, RetrieveTarget, UserTarget, membership_form
-from .constants import classify
+from .constants import classification
 from .errors import CqlRuntimeError, EvaluationFailure, UnitError
 from .runtime import Context, collect_record_sources
 from .valuesets import ValueSet
@@ -294,6 +294,24 @@ def argument_key(value: Any) -> Any:
 
 
 _ONLY_RECORDS = frozenset({Record})
+# Calls of a function of its arguments only, kept across evaluations (each such function's at most
+# this many): its value for the same texts (a name's normal form) is then computed once per process.
+REMEMBERED_CALLS = 4096
+_REMEMBERED_TEXT_LENGTH = 256   # a longer text argument (a note) is not kept
+_KEPT_VALUE_TYPES = (T.STRING, T.BOOLEAN, T.INTEGER, T.DECIMAL)
+_UNKNOWN = object()
+
+
+def _short_texts(values: list) -> bool:
+    """True when every text among the arguments (or in a list argument) is short enough to keep."""
+    for value in values:
+        if type(value) is str:
+            if len(value) > _REMEMBERED_TEXT_LENGTH:
+                return False
+        elif type(value) is list and any(type(item) is str and len(item) > _REMEMBERED_TEXT_LENGTH
+                                         for item in value):
+            return False
+    return True
 _ONLY_TEXTS = frozenset({str, type(None)})
 _BY_IDENTITY = frozenset({Record, CqlTuple, Concept})   # argument_key's answer for them: (object, id)
 _RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
@@ -306,7 +324,10 @@ class Generator:
         self.types = checked.types
         self.targets = checked.targets
         self.functions: dict[int, CompiledFunction] = {}
-        self.constants, per_evaluation = classify(checked)
+        found = classification(checked)
+        self.constants, per_evaluation = found.constant, found.per_evaluation
+        # functions whose value across evaluations is kept (inline only: the closure form is the reference)
+        self.remembered_functions = found.argument_only_functions if inline else frozenset()
         self._inside_constant = False
         self.inline = inline
         # computed once per evaluation where regions are compiled (the closure form is the reference)
@@ -573,6 +594,7 @@ class Generator:
         function_key = id(function)
 
         only_name = names[0] if len(names) == 1 else None
+        remembered: dict[tuple, Any] | None = {} if self._remembers(function, compiled) else None
 
         def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
@@ -588,6 +610,10 @@ class Generator:
                 key = (function_key, *[value if value is None or type(value) is str
                                        else (object, id(value)) if type(value) in _BY_IDENTITY
                                        else argument_key(value) for value in values])
+            if remembered is not None:
+                known = remembered.get(key, _UNKNOWN)
+                if known is not _UNKNOWN:
+                    return known
             kept = ctx.call_cache.get(key)
             if kept is not None:
                 if kept[1]:
@@ -603,8 +629,21 @@ class Generator:
             if own_ev:
                 saved_ev.update(own_ev)
             ctx.call_cache[key] = (value, own_ev, values)   # the arguments stay alive: their ids stay theirs
+            if remembered is not None and not own_ev and _short_texts(values):
+                if len(remembered) >= REMEMBERED_CALLS:
+                    remembered.clear()   # bounded: texts never seen again (each patient's own) cannot pile up
+                remembered[key] = value
             return value
         return call
+
+    def _remembers(self, function: ast.FunctionDef, compiled: CompiledFunction) -> bool:
+        """True when a call's value can be kept across evaluations: the body reads nothing of the
+        evaluation (constants.py), and the arguments and value are texts, numbers or truth values,
+        so equal keys are equal values (never identities, which a later evaluation reuses) and no
+        record, hence no evidence, is involved."""
+        return (id(function) in self.remembered_functions and compiled.returns in _KEPT_VALUE_TYPES
+                and all(kind in _KEPT_VALUE_TYPES or (isinstance(kind, T.ListType) and kind.element == T.STRING)
+                        for kind in compiled.operand_types))
 
     # operators --------------------------------------------------------------------------
     def _Unary(self, node: ast.Unary):

@@ -17,7 +17,7 @@ which codegen.py computes once per evaluation when it compiles regions.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from . import ast
 from .checker import ROW, BuiltinTarget, CheckedLibrary, NameTarget, UserTarget
@@ -38,9 +38,27 @@ def constant_nodes(checked: CheckedLibrary) -> frozenset[int]:
 def classify(checked: CheckedLibrary) -> tuple[frozenset[int], frozenset[int]]:
     """(the constant nodes, the per-evaluation nodes: in a place evaluated repeatedly, depending on
     the clock or parameters only), as ids."""
+    found = classification(checked)
+    return found.constant, found.per_evaluation
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What `classification` finds, as node ids."""
+
+    constant: frozenset[int]
+    per_evaluation: frozenset[int]
+    # the functions whose body reads nothing of the evaluation: their value depends on their
+    # arguments only (a name's normal form, whether a text mentions a term)
+    argument_only_functions: frozenset[int]
+
+
+def classification(checked: CheckedLibrary) -> Classification:
+    """The constant and per-evaluation nodes (see `classify`) and the functions of the arguments only."""
     analysis = _Analysis(checked)
     analysis.run()
-    return frozenset(analysis.constant), frozenset(analysis.per_evaluation)
+    return Classification(frozenset(analysis.constant), frozenset(analysis.per_evaluation),
+                          frozenset(key for key, reads in analysis.function_reads.items() if not reads))
 
 
 class _Analysis:
@@ -52,7 +70,7 @@ class _Analysis:
         self.constant: set[int] = set()
         self.per_evaluation: set[int] = set()
         self._define_reads: dict[str, frozenset[str]] = {}
-        self._function_reads: dict[int, frozenset[str]] = {}
+        self.function_reads: dict[int, frozenset[str]] = {}
         self._repeated = False   # inside a function body or a query's per-row part
 
     def run(self) -> set[int]:
@@ -73,10 +91,10 @@ class _Analysis:
         return done
 
     def function_reads_context(self, node: ast.FunctionDef) -> frozenset[str]:
-        done = self._function_reads.get(id(node))
+        done = self.function_reads.get(id(node))
         if done is None:
-            self._function_reads[id(node)] = frozenset({DATA})
-            done = self._function_reads[id(node)] = self._visit_in(True, node.body)[0]
+            self.function_reads[id(node)] = frozenset({DATA})
+            done = self.function_reads[id(node)] = self._visit_in(True, node.body)[0]
         return done
 
     def _visit_in(self, repeated: bool, node: ast.Node) -> tuple[frozenset[str], frozenset[str]]:
