@@ -6,7 +6,8 @@ type or name error. Evaluation then calls closures directly, with no tree walkin
 node. Three-valued logic and every other operator's semantics are `operators.py`'s; this module
 decides only evaluation order, evidence and where implicit conversions apply, and what is not
 repeated: a constant expression (constants.py) is computed once per library, a user function call
-once per evaluation and arguments.
+once per evaluation and arguments (once per library and arguments, within bounds, for a function of
+texts and numbers whose body reads nothing of the evaluation).
 """
 
 from __future__ import annotations
@@ -598,7 +599,8 @@ class Generator:
 
         def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
-            arguments: a repeated call gives the kept value and adds the same evidence again."""
+            arguments (or kept across evaluations: `_remembers`): a repeated call gives the kept value
+            and adds the same evidence again."""
             if only_name is not None:   # the usual case, without building an iterator
                 value = values[0]
                 kind = type(value)
