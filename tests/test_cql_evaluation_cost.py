@@ -16,7 +16,7 @@ from service.cql_like import valuesets
 from service.cql_like.parser import parse
 from service.cql_like.valuesets import ValueSet
 from service.cql_like.quantity import Quantity
-from service.cql_like.values import Code
+from service.cql_like.values import Code, Concept
 
 from cqlcases import FAILS, HEADER, MODEL, NOW, FactsProvider
 
@@ -113,6 +113,36 @@ def test_a_function_of_a_record_is_computed_again_in_each_evaluation(upper_calls
         result = lib.evaluate(FactsProvider(FACTS), now=NOW)
         assert (result["A"].value, result["A"].evidence) == ("ACTIVE", ("Condition/1",))
     assert upper_calls == ["active", "active"]
+
+
+def test_a_function_of_a_concept_is_kept_by_the_concept_s_content(upper_calls):
+    lib = library('define function Codes(c Concept): Upper(Combine((c.codes) X return X.code, \',\'))\n'
+                  'define "A": Codes((([Condition])[0]).code)\n')
+
+    def condition_codes(patient_id: str, *codes: str) -> str:
+        facts = {"patient": {"source": f"Patient/{patient_id}", "id": patient_id},
+                 "Condition": [{"source": f"Condition/{patient_id}",
+                                "code": {"concept": [["http://snomed.info/sct", code] for code in codes]}}]}
+        result = lib.evaluate(FactsProvider(facts), now=NOW)["A"]
+        assert result.evidence == (f"Condition/{patient_id}",), "the record read at the call is this patient's"
+        return result.value
+
+    assert [condition_codes("p1", "1a"), condition_codes("p2", "1a"), condition_codes("p3", "1a", "2b")] \
+        == ["1A", "1A", "1A,2B"]
+    assert upper_calls == ["1a", "1a,2b"], "an equal concept of another patient: the value kept"
+
+
+def test_concepts_and_codes_that_differ_in_anything_a_function_reads_have_different_content_keys():
+    code = Code("1", "http://snomed.info/sct", "Lupus")
+    variants = [Code("1", "http://snomed.info/sct", "Lupus (disorder)"), Code("1", "http://snomed.info/sct"),
+                Code("1", "http://snomed.info/sct", "Lupus", "2026"), Code("1", "http://loinc.org", "Lupus")]
+    assert all(variant == code or variant.system != code.system for variant in variants), "equal as CQL codes"
+    keys = {codegen.content_key(item) for item in (code, *variants)}
+    assert len(keys) == 1 + len(variants)
+    concept = Concept((code,), "Lupus")
+    assert codegen.content_key(concept) == codegen.content_key(Concept((Code("1", "http://snomed.info/sct", "Lupus"),),
+                                                                       "Lupus"))
+    assert codegen.content_key(concept) != codegen.content_key(Concept((code,), "Lupus erythematosus"))
 
 
 def test_long_texts_are_not_kept_and_the_kept_values_are_bounded(upper_calls, monkeypatch):

@@ -300,17 +300,37 @@ _ONLY_RECORDS = frozenset({Record})
 REMEMBERED_CALLS = 4096
 _REMEMBERED_TEXT_LENGTH = 256   # a longer text argument (a note) is not kept
 _KEPT_VALUE_TYPES = (T.STRING, T.BOOLEAN, T.INTEGER, T.DECIMAL)
+_CONTENT_KEYED = (T.CONCEPT, T.CODE)
 _UNKNOWN = object()
+_NO_EVIDENCE: frozenset[str] = frozenset()
+
+
+def content_key(value: Any) -> Any:
+    """`argument_key`, but a concept or code by everything a function can read of it (system, code,
+    display and version of each code, and the concept's text) instead of by identity."""
+    kind = type(value)
+    if kind is Concept:
+        return (Concept, value.display, *[(code.system, code.code, code.display, code.version) for code in value.codes])
+    if kind is Code:
+        return (Code, value.system, value.code, value.display, value.version)
+    return argument_key(value)
 
 
 def _short_texts(values: list) -> bool:
-    """True when every text among the arguments (or in a list argument) is short enough to keep."""
+    """True when every text among the arguments (in a list, or of a concept or code) is short enough to keep."""
     for value in values:
-        if type(value) is str:
-            if len(value) > _REMEMBERED_TEXT_LENGTH:
-                return False
-        elif type(value) is list and any(type(item) is str and len(item) > _REMEMBERED_TEXT_LENGTH
-                                         for item in value):
+        kind = type(value)
+        if kind is str:
+            texts: Any = (value,)
+        elif kind is list:
+            texts = value
+        elif kind is Concept:
+            texts = (value.display, *[text for code in value.codes for text in (code.code, code.display)])
+        elif kind is Code:
+            texts = (value.code, value.display)
+        else:
+            continue
+        if any(type(text) is str and len(text) > _REMEMBERED_TEXT_LENGTH for text in texts):
             return False
     return True
 _ONLY_TEXTS = frozenset({str, type(None)})
@@ -596,6 +616,8 @@ class Generator:
 
         only_name = names[0] if len(names) == 1 else None
         remembered: dict[tuple, Any] | None = {} if self._remembers(function, compiled) else None
+        # a concept or code argument is kept by its content: within an evaluation, by its identity
+        by_content = remembered is not None and any(kind in _CONTENT_KEYED for kind in compiled.operand_types)
 
         def call(ctx: Context, values: list) -> Any:
             """The function body's value with its operands bound, computed once per evaluation and
@@ -612,7 +634,7 @@ class Generator:
                 key = (function_key, *[value if value is None or type(value) is str
                                        else (object, id(value)) if type(value) in _BY_IDENTITY
                                        else argument_key(value) for value in values])
-            if remembered is not None:
+            if remembered is not None and not by_content:
                 known = remembered.get(key, _UNKNOWN)
                 if known is not _UNKNOWN:
                     return known
@@ -621,6 +643,12 @@ class Generator:
                 if kept[1]:
                     ctx.ev.update(kept[1])
                 return kept[0]
+            if by_content:
+                lasting = (function_key, *map(content_key, values))
+                known = remembered.get(lasting, _UNKNOWN)
+                if known is not _UNKNOWN:
+                    ctx.call_cache[key] = (known, _NO_EVIDENCE, values)
+                    return known
             saved_scope, saved_ev = ctx.scope, ctx.ev
             ctx.scope = {only_name: values[0]} if only_name is not None else dict(zip(names, values))
             own_ev = ctx.ev = set()
@@ -634,17 +662,19 @@ class Generator:
             if remembered is not None and not own_ev and _short_texts(values):
                 if len(remembered) >= REMEMBERED_CALLS:
                     remembered.clear()   # bounded: texts never seen again (each patient's own) cannot pile up
-                remembered[key] = value
+                remembered[lasting if by_content else key] = value
             return value
         return call
 
     def _remembers(self, function: ast.FunctionDef, compiled: CompiledFunction) -> bool:
         """True when a call's value can be kept across evaluations: the body reads nothing of the
-        evaluation (constants.py), and the arguments and value are texts, numbers or truth values,
-        so equal keys are equal values (never identities, which a later evaluation reuses) and no
-        record, hence no evidence, is involved."""
+        evaluation (constants.py), the value is a text, number or truth value, and the arguments are
+        those or concepts and codes (kept by their content, `content_key`): equal keys are then equal
+        values (never identities, which a later evaluation reuses) and no record, hence no evidence,
+        is involved."""
         return (id(function) in self.remembered_functions and compiled.returns in _KEPT_VALUE_TYPES
-                and all(kind in _KEPT_VALUE_TYPES or (isinstance(kind, T.ListType) and kind.element == T.STRING)
+                and all(kind in _KEPT_VALUE_TYPES or kind in _CONTENT_KEYED
+                        or (isinstance(kind, T.ListType) and kind.element == T.STRING)
                         for kind in compiled.operand_types))
 
     # operators --------------------------------------------------------------------------
