@@ -153,9 +153,9 @@ def test_long_texts_are_not_kept_and_the_kept_values_are_bounded(upper_calls, mo
         facts = {"patient": {"source": f"Patient/{patient_id}", "id": patient_id}}
         return lib.evaluate(FactsProvider(facts), now=NOW)["A"].value
 
-    long_id = "x" * 300
+    long_id = "x" * 1100
     assert [shout(long_id), shout(long_id)] == [long_id.upper()] * 2
-    assert upper_calls == [long_id] * 2, "a text longer than 256 characters is computed each time"
+    assert upper_calls == [long_id] * 2, "arguments of more than 1,024 characters are computed each time"
     upper_calls.clear()
     assert [shout("a"), shout("b"), shout("a"), shout("c"), shout("a")] == ["A", "B", "A", "C", "A"]
     assert upper_calls == ["a", "b", "c", "a"], "a third text empties the two kept: 'a' is computed again"

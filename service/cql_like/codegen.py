@@ -297,8 +297,8 @@ def argument_key(value: Any) -> Any:
 _ONLY_RECORDS = frozenset({Record})
 # Calls of a function of its arguments only, kept across evaluations (each such function's at most
 # this many): its value for the same texts (a name's normal form) is then computed once per process.
-REMEMBERED_CALLS = 4096
-_REMEMBERED_TEXT_LENGTH = 256   # a longer text argument (a note) is not kept
+REMEMBERED_CALLS = 1024
+_REMEMBERED_TEXT_LENGTH = 1024   # arguments with more text than this (a note) are not kept: memory stays bounded
 _KEPT_VALUE_TYPES = (T.STRING, T.BOOLEAN, T.INTEGER, T.DECIMAL)
 _CONTENT_KEYED = (T.CONCEPT, T.CODE)
 _UNKNOWN = object()
@@ -317,20 +317,21 @@ def content_key(value: Any) -> Any:
 
 
 def _short_texts(values: list) -> bool:
-    """True when every text among the arguments (in a list, or of a concept or code) is short enough to keep."""
+    """True when the texts among the arguments (alone, in a list, of a concept or code) are short
+    enough to keep: _REMEMBERED_TEXT_LENGTH characters in all."""
+    total = 0
     for value in values:
         kind = type(value)
         if kind is str:
-            texts: Any = (value,)
+            total += len(value)
         elif kind is list:
-            texts = value
+            total += sum(len(item) for item in value if type(item) is str)
         elif kind is Concept:
-            texts = (value.display, *[text for code in value.codes for text in (code.code, code.display)])
+            total += sum(len(text) for text in (value.display, *[text for code in value.codes
+                                                                 for text in (code.code, code.display)]) if text)
         elif kind is Code:
-            texts = (value.code, value.display)
-        else:
-            continue
-        if any(type(text) is str and len(text) > _REMEMBERED_TEXT_LENGTH for text in texts):
+            total += len(value.code or "") + len(value.display or "")
+        if total > _REMEMBERED_TEXT_LENGTH:
             return False
     return True
 _ONLY_TEXTS = frozenset({str, type(None)})
