@@ -23,9 +23,9 @@ def _reader() -> _BundleReader:
     entries += [{"resource": {"resourceType": "Patient", "id": "p2"}},
                 {"fullUrl": FULL_URLS[4], "resource": {"resourceType": "Observation", "id": "o1"}}]
     for position, raw in enumerate(entries):
-        entry = reader._entry(position, raw)
-        if entry is not None:
-            reader.entries[position] = entry
+        usable = reader._entry(position, raw)
+        if usable is not None:
+            reader.types[position] = usable[0]
     return reader
 
 
@@ -59,9 +59,12 @@ def _state(reader: _BundleReader, read: list) -> tuple:
             reader.issues, reader.malformed)
 
 
-def _entry_fields(entry) -> tuple | None:
-    return None if entry is None else (entry.index, entry.resource_type, entry.resource, entry.full_url,
-                                       entry.valid, entry.issues, entry.read, entry.long_texts)
+def _entry_fields(usable) -> tuple | None:
+    """(resourceType, resource, fullUrl) of a usable entry, None for one that is not."""
+    if usable is None:
+        return None
+    resource_type, resource, full_url = usable
+    return resource_type, resource, full_url
 
 
 @settings(max_examples=400, deadline=None)

@@ -208,8 +208,10 @@ def entry_types(bundle: Any) -> tuple[int, dict[str, int]]:
     if not isinstance(entries, list):
         return 0, counts
     for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        try:  # subscripts, not checks and get(): every entry of a real Bundle has both members
+            kind = entry["resource"]["resourceType"]
+        except (KeyError, TypeError):  # no resource or type; an entry or resource that is no object
+            continue
         if isinstance(kind, str):
             counts[kind] = counts.get(kind, 0) + 1
     return len(entries), counts

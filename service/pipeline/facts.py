@@ -70,6 +70,17 @@ def counting_order_key(record: Record) -> tuple:
             str(getattr(value, "unit", "")), value_key, str(text or ""), record.source or "")
 
 
+def _distinct(codes: tuple[Code, ...]) -> Iterable[Code]:
+    """Each (system, code) of `codes` once, as the first Code that has it: a Code equals another of the same
+    system and code whatever its display, so the record's own Codes index it (none is built anew)."""
+    if len(codes) < 2:
+        return codes
+    first: dict[tuple[str | None, str], Code] = {}
+    for code in codes:
+        first.setdefault((code.system, code.code), code)
+    return first.values()
+
+
 class PatientFacts:
     """Normalized records of one patient; implements the engine's DataProvider protocol."""
 
@@ -94,9 +105,9 @@ class PatientFacts:
                 primary = record.get("code")
                 if not isinstance(primary, Concept):
                     continue
-                for code in dict.fromkeys((c.system, c.code) for c in primary.codes):
-                    self._by_code[(name, code[0], code[1])].append(position)
-                    self._codings[name].append((Code(code[1], code[0]), position))
+                for code in _distinct(primary.codes):
+                    self._by_code[(name, code.system, code.code)].append(position)
+                    self._codings[name].append((code, position))
 
     def patient(self) -> Record | None:
         """The context Patient."""

@@ -53,7 +53,6 @@ CLINICAL_TYPES = ("Observation", "Condition", "MedicationRequest", "MedicationAd
 LOOKED_INTO_WHEN_NOT_READ = frozenset({"DiagnosticReport"})
 
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_LET_GO: dict[str, Any] = {}  # the JSON of an entry not read, once counted
 
 # Deeper JSON than this in a kept resource is refused before validation: real resources nest a
 # few levels (extensions of extensions, contained resources); pathological depth would exhaust
@@ -254,6 +253,11 @@ def _check_bundle(data: object) -> tuple[str, list[Any]]:
     return bundle_type, entries
 
 
+# A usable entry as read from the Bundle: (resourceType, resource, fullUrl). A plain tuple, because most
+# entries are of types the rules never read: they are counted and let go without becoming an `_Entry`.
+_Usable = tuple[str, dict, str | None]
+
+
 @dataclass(slots=True)
 class _Entry:
     """A usable entry: an object with a resource that has a resourceType."""
@@ -309,6 +313,9 @@ class _BundleReader:
         self.unnamed: dict[str, int] = {}  # Type/id of entries without fullUrl -> entry
         self.not_read: dict[str, int] = {}  # resource type -> entries the rules do not read
         self.type_names: dict[str, str] = {}  # resourceType as sent -> the name it is counted under
+        # Every usable entry's resourceType, for the references that name it; only the entries read are
+        # held whole (`entries`): one not read is counted and let go, never built into an `_Entry`.
+        self.types: dict[int, str] = {}
         self.entries: dict[int, _Entry] = {}
         self.groups: dict[object, _PatientGroup] = {}
         # Entries that are not FHIR at all (not an object, no resourceType): the Bundle is malformed.
@@ -327,16 +334,17 @@ class _BundleReader:
         for position, raw in enumerate(raw_entries):
             if searchset:
                 self._count_match(raw)
-            entry = self._entry(position, raw)
-            if entry is None:
+            usable = self._entry(position, raw)
+            if usable is None:
                 continue
-            self.entries[position] = entry
-            if self._is_read(entry):
+            resource_type, resource, full_url = usable
+            self.types[position] = resource_type
+            if self._is_read(resource_type, resource):
+                entry = self.entries[position] = _Entry(position, resource_type, resource, full_url)
                 self._validate(entry)
                 kept.append(entry)
             else:
-                self._note_not_read(entry)
-                entry.resource = _LET_GO
+                self._note_not_read(position, resource_type, resource)
         if self.malformed:
             # Guessing what a typeless resource was could assess the wrong data: refuse the Bundle,
             # naming every malformed entry at once so the sender can fix them in one go.
@@ -356,11 +364,13 @@ class _BundleReader:
             kind = resource.get("resourceType")
             self.match_types.add(kind if isinstance(kind, str) else None)  # a malformed one is refused later
 
-    def _entry(self, position: int, raw: Any) -> _Entry | None:
+    def _entry(self, position: int, raw: Any) -> _Usable | None:
+        """The entry indexed, and (resourceType, resource, fullUrl) when it is usable; None (and an issue
+        when one is due) when it is not."""
         plain = self._plain_entry(position, raw)
         return plain if plain is not None else self._any_entry(position, raw)
 
-    def _plain_entry(self, position: int, raw: Any) -> _Entry | None:
+    def _plain_entry(self, position: int, raw: Any) -> _Usable | None:
         """`_any_entry` for the entry nearly every Bundle is made of, or None for any other: an object
         whose resource has a type and an id (a plain string or none), whose fullUrl is a `urn:uuid:` or
         `urn:oid:` uri, used by no earlier entry. Its keys are its fullUrl and its `Type/id`."""
@@ -382,9 +392,9 @@ class _BundleReader:
             if named != full_url:
                 keys.append(named)
         self.index.add(position, keys)
-        return _Entry(position, resource_type, resource, full_url)
+        return resource_type, resource, full_url
 
-    def _any_entry(self, position: int, raw: Any) -> _Entry | None:
+    def _any_entry(self, position: int, raw: Any) -> _Usable | None:
         if not isinstance(raw, dict):
             self.malformed.append(InputIssue.at_entry(position, "", "error", "structure",
                                                       f"entry is {_json_kind(raw)}, not an object", prefix=""))
@@ -415,10 +425,9 @@ class _BundleReader:
                                                       f"resource {problem}", prefix="resource"))
             return None
         full_url = self._full_url(raw, position)
-        entry = _Entry(position, resource_type, resource, full_url)
         resource_id = resource.get("id")
-        keys = reference_keys(resource_type, resource_id if isinstance(resource_id, str) else None, entry.full_url)
-        first = self._same_resource(entry)
+        keys = reference_keys(resource_type, resource_id if isinstance(resource_id, str) else None, full_url)
+        first = self._same_resource(resource_type, resource_id, full_url)
         if first is not None:
             if resource_type in KEPT_TYPES:
                 same = f"fullUrl '{_clip(full_url)}'" if full_url else f"'{resource_type}/{_clip(str(resource_id))}'"
@@ -426,13 +435,13 @@ class _BundleReader:
                     position, "fullUrl" if full_url else "resource.id", "warning", "duplicate",
                     f"{same} is already used by ", EntryPlace(first), "; this entry is skipped", prefix=""))
                 return None
-            return entry  # an unread type: not indexed, counted as not read
+            return resource_type, resource, full_url  # an unread type: not indexed, counted as not read
         if full_url:
             self.full_urls[full_url] = position
         elif is_valid_id(resource_id):
             self.unnamed[f"{resource_type}/{resource_id}"] = position
         self.index.add(position, keys)
-        return entry
+        return resource_type, resource, full_url
 
     def _full_url(self, raw: dict, position: int) -> str | None:
         """The entry's fullUrl if it is a usable R4 uri; otherwise None and a warning."""
@@ -451,34 +460,33 @@ class _BundleReader:
             return None
         return full_url
 
-    def _same_resource(self, entry: _Entry) -> int | None:
+    def _same_resource(self, resource_type: str, resource_id: Any, full_url: str | None) -> int | None:
         """The earlier entry holding the same resource: equal fullUrls, or (without fullUrls) equal Type/id."""
-        if entry.full_url:
-            return self.full_urls.get(entry.full_url)
-        resource_id = entry.resource.get("id")
+        if full_url:
+            return self.full_urls.get(full_url)
         if not is_valid_id(resource_id):
             return None
-        return self.unnamed.get(f"{entry.resource_type}/{resource_id}")
+        return self.unnamed.get(f"{resource_type}/{resource_id}")
 
-    def _note_not_read(self, entry: _Entry) -> None:
+    def _note_not_read(self, position: int, resource_type: str, resource: dict[str, Any]) -> None:
         """Count a resource the rules do not read; warn when it may hold lab results that are then lost."""
-        name = self.type_names.get(entry.resource_type)
+        name = self.type_names.get(resource_type)
         if name is None:
-            name = entry.resource_type if _TYPE_NAME.match(entry.resource_type) else "(not a resource type name)"
-            self.type_names[entry.resource_type] = name
+            name = resource_type if _TYPE_NAME.match(resource_type) else "(not a resource type name)"
+            self.type_names[resource_type] = name
         self.not_read[name] = self.not_read.get(name, 0) + 1
-        if entry.resource_type == "Bundle":
-            self.issues.append(entry.issue(
-                "warning", "not-supported", "resource",
+        if resource_type == "Bundle":
+            self.issues.append(InputIssue.at_entry(
+                position, "resource", "warning", "not-supported",
                 "a Bundle nested in an entry is not assessed: send its entries in the outer Bundle",
                 prefix="resource"))
-        elif entry.resource_type == "DiagnosticReport":
-            contained = entry.resource.get("contained")
+        elif resource_type == "DiagnosticReport":
+            contained = resource.get("contained")
             count = sum(1 for item in contained if isinstance(item, dict)
                         and item.get("resourceType") == "Observation") if isinstance(contained, list) else 0
             if count:
-                self.issues.append(entry.issue(
-                    "warning", "not-supported", "resource.contained",
+                self.issues.append(InputIssue.at_entry(
+                    position, "resource.contained", "warning", "not-supported",
                     f"{count} Observation(s) contained in a DiagnosticReport are not assessed: "
                     "send each as its own entry", prefix="resource"))
 
@@ -488,11 +496,11 @@ class _BundleReader:
         return InputIssue("information", "informational", f"not assessed (not read by the rules): {listed}",
                           "Bundle.entry")
 
-    def _is_read(self, entry: _Entry) -> bool:
+    def _is_read(self, resource_type: str, resource: dict[str, Any]) -> bool:
         """A type the rules read; an Observation only when its code is one they read (see `selection`)."""
-        if entry.resource_type not in KEPT_TYPES:
+        if resource_type not in KEPT_TYPES:
             return False
-        return entry.resource_type != "Observation" or self.selection.reads_observation(entry.resource)
+        return resource_type != "Observation" or self.selection.reads_observation(resource)
 
     def _validate(self, entry: _Entry) -> None:
         """One scan of the JSON as sent (depth, long texts), then the read elements validated once."""
@@ -594,17 +602,17 @@ class _BundleReader:
                                prefix="resource.subject")
         target = found.target
         if target is not None:
-            target_entry = self.entries.get(target)
-            if target_entry is None:
+            target_type = self.types.get(target)
+            if target_type is None:
                 return None
-            if target_entry.resource_type != "Patient":
+            if target_type != "Patient":
                 return entry.issue(
                     "warning", "not-supported", "resource.subject.reference",
-                    f"refers to a {target_entry.resource_type}, not a Patient; the resource is not assessed",
+                    f"refers to a {target_type}, not a Patient; the resource is not assessed",
                     prefix="resource.subject")
             if target not in self.groups and not create:
                 return None
-            return self._group_for_patient_entry(target_entry)
+            return self._group_for_patient_entry(self.entries[target])  # a Patient is always read
         named = relative_reference(reference)
         if named is not None and named[0] == "Patient":
             key = f"Patient/{named[1]}"

@@ -54,9 +54,10 @@ class RecordBuilder:
         self._fields: dict[str, dict[str, tuple[T.CqlType, tuple[type, ...], tuple[type, ...]]]] = {
             name: {field: (kind, *_runtime_check(kind)) for field, kind in spec.fields.items()}
             for name, spec in model.types.items()}
-        # (type, field, Python type of a value) found to fit: whether a value fits depends only on
+        # type -> field -> the Python types of values found to fit: whether a value fits depends only on
         # its exact Python type, so each combination is checked once per builder, not once a record.
-        self._fits: set[tuple[str, str, type]] = set()
+        self._fits: dict[str, dict[str, set[type]]] = {
+            name: {field: set() for field in fields} for name, fields in self._fields.items()}
 
     def __call__(self, type_name: str, fields: Mapping[str, Any], source: str | None = None) -> Record:
         """The record of `type_name` with exactly the model's fields (None for a null one)."""
@@ -68,15 +69,15 @@ class RecordBuilder:
             missing = sorted(set(declared) - set(fields))
             raise FactsModelError(f"{type_name} record: fields not in the facts model {extra}, "
                                   f"model fields not given {missing}")
-        fits = self._fits
+        fits = self._fits[type_name]
         for name, value in fields.items():
-            if value is None or (type_name, name, value.__class__) in fits:
+            if value is None or value.__class__ in fits[name]:
                 continue
             kind, accepted, excluded = declared[name]
             if not isinstance(value, accepted) or isinstance(value, excluded):
                 raise FactsModelError(f"{type_name}.{name} is declared {kind} in the facts model, "
                                       f"but the builder gave a {type(value).__name__}")
-            fits.add((type_name, name, value.__class__))
+            fits[name].add(value.__class__)
         return Record(type_name, fields, source)
 
     def field_names(self, type_name: str) -> tuple[str, ...]:
