@@ -161,6 +161,21 @@ def test_long_texts_are_not_kept_and_the_kept_values_are_bounded(upper_calls, mo
     assert upper_calls == ["a", "b", "c", "a"], "a third text empties the two kept: 'a' is computed again"
 
 
+def test_a_concept_is_kept_only_when_all_its_key_holds_is_short(upper_calls):
+    # The key holds each code's system and version too: a long system is text kept like any other.
+    lib = library('define function Codes(c Concept): Upper(Combine((c.codes) X return X.code, \',\'))\n'
+                  'define "A": Codes((([Condition])[0]).code)\n')
+    long_system = "urn:oid:" + "1." * 520 + "1"
+
+    def codes_of(patient_id: str) -> str:
+        facts = {"patient": {"source": f"Patient/{patient_id}", "id": patient_id},
+                 "Condition": [{"source": f"Condition/{patient_id}", "code": {"concept": [[long_system, "1a"]]}}]}
+        return lib.evaluate(FactsProvider(facts), now=NOW)["A"].value
+
+    assert [codes_of("p1"), codes_of("p2")] == ["1A", "1A"]
+    assert upper_calls == ["1a", "1a"], "a concept with more than 1,024 characters in its key: computed each time"
+
+
 def test_a_repeated_call_adds_the_evidence_its_body_read(upper_calls):
     # The indexer adds no evidence: the record is evidence only through what the body reads.
     lib = library('define function Status(c Condition): Upper(c.clinicalStatus)\n'

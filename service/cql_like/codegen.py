@@ -7,7 +7,7 @@ node. Three-valued logic and every other operator's semantics are `operators.py`
 decides only evaluation order, evidence and where implicit conversions apply, and what is not
 repeated: a constant expression (constants.py) is computed once per library, a user function call
 once per evaluation and arguments (once per library and arguments, within bounds, for a function of
-texts and numbers whose body reads nothing of the evaluation).
+texts, numbers, codes and concepts whose body reads nothing of the evaluation).
 """
 
 from __future__ import annotations
@@ -295,6 +295,10 @@ def argument_key(value: Any) -> Any:
 
 
 _ONLY_RECORDS = frozenset({Record})
+_ONLY_TEXTS = frozenset({str, type(None)})
+_BY_IDENTITY = frozenset({Record, CqlTuple, Concept})   # argument_key's answer for them: (object, id)
+_RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
+
 # Calls of a function of its arguments only, kept across evaluations (each such function's at most
 # this many): its value for the same texts (a name's normal form) is then computed once per process.
 REMEMBERED_CALLS = 1024
@@ -305,38 +309,43 @@ _UNKNOWN = object()
 _NO_EVIDENCE: frozenset[str] = frozenset()
 
 
+def _code_content(code: Code) -> tuple[str | None, ...]:
+    """Everything a function can read of a code: its system, code, display and version."""
+    return (code.system, code.code, code.display, code.version)
+
+
 def content_key(value: Any) -> Any:
-    """`argument_key`, but a concept or code by everything a function can read of it (system, code,
-    display and version of each code, and the concept's text) instead of by identity."""
+    """`argument_key`, but a concept or code by everything a function can read of it (`_code_content`
+    of each code, and the concept's text) instead of by identity."""
     kind = type(value)
     if kind is Concept:
-        return (Concept, value.display, *[(code.system, code.code, code.display, code.version) for code in value.codes])
+        return (Concept, value.display, *map(_code_content, value.codes))
     if kind is Code:
-        return (Code, value.system, value.code, value.display, value.version)
+        return (Code, *_code_content(value))
     return argument_key(value)
 
 
+def _text_length(texts: Any) -> int:
+    return sum(len(text) for text in texts if type(text) is str)
+
+
 def _short_texts(values: list) -> bool:
-    """True when the texts among the arguments (alone, in a list, of a concept or code) are short
-    enough to keep: _REMEMBERED_TEXT_LENGTH characters in all."""
+    """True when the texts among the arguments (alone, in a list, of a concept or code: all its key
+    holds) are short enough to keep: _REMEMBERED_TEXT_LENGTH characters in all."""
     total = 0
     for value in values:
         kind = type(value)
         if kind is str:
             total += len(value)
         elif kind is list:
-            total += sum(len(item) for item in value if type(item) is str)
+            total += _text_length(value)
         elif kind is Concept:
-            total += sum(len(text) for text in (value.display, *[text for code in value.codes
-                                                                 for text in (code.code, code.display)]) if text)
+            total += _text_length((value.display,)) + sum(_text_length(_code_content(code)) for code in value.codes)
         elif kind is Code:
-            total += len(value.code or "") + len(value.display or "")
+            total += _text_length(_code_content(value))
         if total > _REMEMBERED_TEXT_LENGTH:
             return False
     return True
-_ONLY_TEXTS = frozenset({str, type(None)})
-_BY_IDENTITY = frozenset({Record, CqlTuple, Concept})   # argument_key's answer for them: (object, id)
-_RECORD_LIST = "list of records"   # the first item of a list's key holding only its records' identities
 
 
 class Generator:
