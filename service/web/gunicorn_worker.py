@@ -10,6 +10,7 @@ hold a query string, which never goes to the logs.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from ..assessment_model import InputIssue
 from ..fhir_outputs.operation_outcome import operation_outcome
+from . import connection_balance
 
 log = logging.getLogger("calcinosis_cds")
 
@@ -62,7 +64,46 @@ def refusal_response(status: int, reason: str, error_name: str, request_id: str)
 
 
 class OutcomeThreadWorker(ThreadWorker):
-    """The gthread worker, with parser refusals answered as OperationOutcomes and logged in one line."""
+    """The gthread worker, with parser refusals answered as OperationOutcomes and logged in one line, and
+    keep-alive connections kept evenly spread over the workers (connection_balance.py)."""
+
+    _shares: connection_balance.ConnectionShares | None = None
+    _slot: int | None = None
+
+    def init_process(self) -> None:
+        """Claim this worker's slot in the shared connection counts, then run gunicorn's loop."""
+        shares = connection_balance.SHARES
+        if shares is not None:
+            self._slot = shares.claim(os.getpid())
+            self._shares = shares if self._slot is not None else None
+        super().init_process()
+
+    def _publish(self) -> None:
+        if self._shares is not None:
+            self._shares.publish(self._slot, self.nr_conns)
+
+    def accept(self, listener: Any) -> None:
+        super().accept(listener)
+        self._publish()
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        super().finish_request(conn, fs)
+        self._publish()
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        super().murder_keepalived(force)
+        self._publish()
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        self._publish()
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """Answer the request; with `Connection: close` when this worker holds more than its share of the
+        connections, so that the client's next connection can land on a less loaded worker."""
+        if self._shares is not None and self._shares.over_share(self._slot):
+            req.must_close = True
+        return super().handle_request(req, conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """A refusal of the client's request in the service's shape; anything else as gunicorn handles it."""

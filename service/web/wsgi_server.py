@@ -5,7 +5,10 @@ Performance section has the figures):
 - `reuse_port`: every worker binds its own listening socket (SO_REUSEPORT) and the kernel spreads
   new connections across them. With one socket shared by all workers, whichever worker woke first
   took every keep-alive connection of a burst and kept it, so one worker served all the load while
-  the others sat idle.
+  the others sat idle. The kernel's spread is by a hash, so a few keep-alive connections often land
+  unevenly (6/2 as often as 4/4 for eight on two workers); a worker holding more than its share
+  closes a connection after its answer, and the client's next one is spread again
+  (connection_balance.py).
 - one worker per core by default: the assessment is CPU-bound Python, so a process per core is
   what runs requests in parallel; more processes only share the same cores.
 - few threads per worker (2): threads of one process share its interpreter lock, so more of them
@@ -26,6 +29,8 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+
+from . import connection_balance
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -109,11 +114,14 @@ def gunicorn_options(*, host: str, port: int, workers: int | None, threads: int,
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live-only metric files. Imports prometheus_client alone, never the
-    service's modules, so the master keeps preloading nothing of the service."""
+    """Drop a dead worker's live-only metric files and free its connection-count slot. Imports
+    prometheus_client alone of what the master had not loaded, never the service's modules, so the
+    master keeps preloading nothing of the service."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if connection_balance.SHARES is not None:
+        connection_balance.SHARES.release(worker.pid)
 
 
 def serve(*, host: str, port: int, workers: int | None, threads: int, backlog: int, timeout: int) -> None:
@@ -127,9 +135,11 @@ def serve(*, host: str, port: int, workers: int | None, threads: int, backlog: i
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="calcinosis-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    options = gunicorn_options(host=host, port=port, workers=workers, threads=threads, backlog=backlog,
+                               timeout=timeout)
+    connection_balance.install(options["workers"])  # before the fork: every worker inherits the counts
     try:
-        _GunicornApplication(gunicorn_options(host=host, port=port, workers=workers, threads=threads,
-                                              backlog=backlog, timeout=timeout)).run()
+        _GunicornApplication(options).run()
     finally:
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
