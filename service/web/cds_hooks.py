@@ -110,7 +110,8 @@ def call_service(service_id: str) -> Response:
 
     def assess(bundle: Mapping[str, Any], *, config: Mapping[str, Any], now: datetime | None = None,
                data_gaps: Iterable[DataGap] = ()) -> AssessmentRun:
-        run = core(bundle, config=config, now=now, data_gaps=data_gaps, assessor=state.assessor)
+        with state.assessment_turn:   # one assessment at a time in this worker (AppState.assess)
+            run = core(bundle, config=config, now=now, data_gaps=data_gaps, assessor=state.assessor)
         assessed.append((bundle, run))
         return run
 
