@@ -45,9 +45,11 @@ class AppState:
         interpreter lock and both finish late (twice the time of one, each), where one after the other
         the first finishes in its own time. Reading bodies, fetching from FHIR servers and building
         cards stay concurrent: only the assessment takes turns. Measured with the small patient-view
-        call at 8 keep-alive connections on two workers of two threads, the 99th percentile fell
-        from about 1.9 times the median to about 1.75 times it, at the same throughput. (One thread a
-        worker gives 1.4, but then a call waiting on a slow FHIR server stalls its whole worker.)
+        call at 8 keep-alive connections on two workers of two threads, runs with and without turns
+        alternating, the 99th percentile fell from about 2.0 times the median to about 1.75 times
+        it, at the same throughput. Holding the turn to the end of the request (cards and JSON too)
+        measured the same. One thread a worker gave about 1.5, but then a call waiting on a slow
+        FHIR server would stall its whole worker.
         """
         with self.assessment_turn:
             return self.assessor.assess(bundle, **options)
