@@ -10,7 +10,9 @@ something on a shared, noisy machine:
 - parse floor: `orjson.loads` of every line of the export, summed (no I/O): what any reader pays;
 - one by one: the same patients assessed one after the other in this process with the pipeline
   (each patient's lines parsed and put through `screen_patient`, the same call the engines make:
-  `Assessor.assess` and the `$assess` output builders), grouping and writing excluded;
+  `Assessor.assess` and the `$assess` output builders), grouping and writing excluded; the first
+  half of the patients before the engines run and the second half after them, so that the machine's
+  drift in speed (up to a quarter from minute to minute) weighs on the baseline as on the engines;
 - two halves: that loop split in two forked processes (every other patient each), nothing else:
   the most two cores gave this run (on a virtual machine whose cores the host shares, from about
   0.45 to 0.6 of one by one, run to run);
@@ -121,10 +123,10 @@ def _assess_each(assessor: Any, patients: list[tuple[str, list[bytes]]]) -> None
         screen_patient(patient_id, [orjson.loads(line) for line in patient_lines], assessor, now=NOW)
 
 
-def one_by_one(assessor: Any, groups: dict[str, list[bytes]]) -> tuple[float, float]:
-    """(seconds, CPU seconds) assessing every patient in turn in this process."""
+def one_by_one(assessor: Any, patients: list[tuple[str, list[bytes]]]) -> tuple[float, float]:
+    """(seconds, CPU seconds) assessing these patients in turn in this process."""
     started, cpu = time.perf_counter(), time.process_time()
-    _assess_each(assessor, list(groups.items()))
+    _assess_each(assessor, patients)
     return time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -223,16 +225,25 @@ def main(argv: list[str] | None = None) -> int:
     # after it, they would inherit every value it kept and do less work than it did).
     print("assessing every patient in two forked halves ...", file=sys.stderr)
     halves = two_halves(assessor, groups)
-    print("and one by one in this process ...", file=sys.stderr)
-    sequential, sequential_cpu = one_by_one(assessor, groups)
-    figures.update(startup_seconds=startup, one_by_one_seconds=sequential, one_by_one_cpu_seconds=sequential_cpu,
-                   one_by_one_patients=len(groups), load_average=os.getloadavg(),
+    # One by one in two parts, the first half of the patients before the engines run and the second after
+    # them: the machine's speed drifts from minute to minute, and measured around the engines' minutes
+    # the baseline drifts with them (measured all before, a slower machine during the engines counted
+    # against them, a faster one for them).
+    patients = list(groups.items())
+    middle = len(patients) // 2
+    print("one by one in this process, the first half of the patients ...", file=sys.stderr)
+    first = one_by_one(assessor, patients[:middle])
+    figures.update(startup_seconds=startup, one_by_one_patients=len(patients),
                    two_halves_seconds=halves[0] if halves else None,
                    two_halves_cpu_seconds=halves[1] if halves else None)
-    del assessor, groups
     for name in args.engine or sorted(ENGINES):
         print(f"running the {name} engine ...", file=sys.stderr)
         figures[name] = ENGINES[name](export, args.workers)
+    print("one by one in this process, the second half of the patients ...", file=sys.stderr)
+    second = one_by_one(assessor, patients[middle:])
+    del assessor, groups, patients
+    figures.update(one_by_one_seconds=first[0] + second[0], one_by_one_cpu_seconds=first[1] + second[1],
+                   one_by_one_parts_seconds=[first[0], second[0]], load_average=os.getloadavg())
     _print(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
@@ -247,8 +258,10 @@ def _print(figures: dict[str, Any]) -> None:
     print(f"export: {figures['patients']} patients, {figures['lines']} lines, {figures['bytes'] / 1e6:.0f} MB; "
           f"{figures['workers']} workers on {figures['cores']} cores")
     print(f"orjson parse floor (all lines):        {floor:8.2f} s")
+    before, after = figures["one_by_one_parts_seconds"]
     print(f"one by one in process (pipeline):      {sequential:8.2f} s  "
-          f"({figures['one_by_one_patients'] / sequential:.1f} patients/s); start-up (one Assessor) {startup:.2f} s")
+          f"({figures['one_by_one_patients'] / sequential:.1f} patients/s: first half of the patients {before:.2f} s "
+          f"before the engines, second half {after:.2f} s after them); start-up (one Assessor) {startup:.2f} s")
     halves = figures.get("two_halves_seconds")
     if halves:
         print(f"two forked halves of that loop:        {halves:8.2f} s  (/ one by one: {halves / sequential:.2f}, "
