@@ -28,7 +28,7 @@ from workloads import (SMALL_PATIENT_VIEW_SOURCE, large_patient_view_body, patie
 
 # (layer, substrings of a file path or built-in name), first match wins.
 LAYERS = [
-    ("rule engine (cql_like)", ("service/cql_like/",)),
+    ("rule engine (cql_like)", ("service/cql_like/", "<cql ")),   # "<cql file:line:col>": the library's generated code
     ("ingest and normalize (pipeline, fhir_reading, terminology)",
      ("service/pipeline/", "service/fhir_reading/", "service/terminology/")),
     ("input validation (fhir.resources, pydantic)", ("fhir/resources", "fhir_core", "pydantic")),
