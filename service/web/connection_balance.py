@@ -1,10 +1,10 @@
 """Open connections per worker process, shared by the workers of one server, so keep-alive load stays even.
 
 With `reuse_port` the kernel hands each new connection to one worker's socket by a hash of its
-addresses, and a keep-alive connection then stays with that worker for as long as it lives. Eight
-connections land 4/4 on two workers only about one time in four; 6/2 is as likely, and then three
-quarters of the requests wait behind five others while the other worker's requests wait behind one.
-So a worker that holds more than its share of the open connections answers the request in hand
+addresses, and a keep-alive connection then stays with that worker for as long as it lives. The
+8 connections of a load generator landed 5/3 or 6/2 on two workers in 5 of 11 runs; at 6/2, the
+busier worker's half of the requests each wait behind five others while the other half wait behind
+one. So a worker that holds more than its share of the open connections answers the request in hand
 with `Connection: close`: the client opens a new connection, which the kernel hashes again, and
 within a few requests every worker holds its share. A reconnection on a local network costs a
 fraction of a millisecond; a request queued behind two extra ones costs two requests' time.

@@ -6,7 +6,7 @@ Performance section has the figures):
   new connections across them. With one socket shared by all workers, whichever worker woke first
   took every keep-alive connection of a burst and kept it, so one worker served all the load while
   the others sat idle. The kernel's spread is by a hash, so a few keep-alive connections often land
-  unevenly (6/2 as often as 4/4 for eight on two workers); a worker holding more than its share
+  unevenly (8 on two workers split 5/3 or 6/2 in 5 of 11 runs); a worker holding more than its share
   closes a connection after its answer, and the client's next one is spread again
   (connection_balance.py).
 - one worker per core by default: the assessment is CPU-bound Python, so a process per core is
