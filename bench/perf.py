@@ -232,7 +232,6 @@ def bench_served(quick: bool, extra_args: list[str]) -> None:
                     if body is not None:
                         # Enough for 3,000 req/s (the small call stays far below it); each token used once.
                         tokens = _sign_tokens(key, server.base + path, 3000 * duration, workdir / "tokens.txt")
-                    if body is not None:
                         floor_rps[connections] = _wrk(server.base, connections, FLOOR_SECONDS, None, None,
                                                       "/healthz")["rps"]
                     r = _wrk(server.base, connections, duration, tokens, body_file, path)
